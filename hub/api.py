@@ -1,0 +1,374 @@
+"""The public plugin API: everything a plugin imports from the hub lives here.
+
+A plugin registers *platforms* (device types) and *rules* through the hooks in
+:mod:`hub.hookspecs`. A platform is a :class:`PlatformSpec`: a pydantic config model for the
+device's section in the YAML file, and a :class:`Driver` class. The hub creates one driver per
+configured device and runs it behind its own error boundary:
+
+* :meth:`Driver.connect` once at start and again after every failure (with capped backoff);
+* :meth:`Driver.poll` every ``poll_interval`` seconds, returning state fields;
+* :meth:`Driver.listen`, if overridden, as a long-running task for push sources (event streams),
+  which reports through :meth:`DeviceContext.update` and :meth:`DeviceContext.event`;
+* :meth:`Driver.handle_command` for validated commands from MQTT (or from rules).
+
+Raising :class:`DeviceError` (or any exception, or timing out) marks the device offline; the
+hub logs that once, retries forever with capped exponential backoff, and logs once on recovery.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Protocol
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+if TYPE_CHECKING:
+    import logging
+
+    from hub.clock import Clock
+    from hub.sun import Sun
+
+ID_PATTERN = r"^[a-z0-9_-]+$"
+RESERVED_IDS = frozenset({"bridge", "site"})
+_ID_RE = re.compile(ID_PATTERN)
+
+
+def check_id(value: str) -> str:
+    """Validate an id: lower-case ``[a-z0-9_-]+`` and not reserved."""
+    if not _ID_RE.match(value):
+        raise ValueError(f"{value!r} is not a valid id: use lower-case letters, digits, '-' and '_'")
+    if value in RESERVED_IDS:
+        raise ValueError(f"{value!r} is reserved (reserved ids: {', '.join(sorted(RESERVED_IDS))})")
+    return value
+
+
+Id = Annotated[str, AfterValidator(check_id)]
+"""A validated id (use it in plugin models for keys that name devices or sites)."""
+
+
+class StrictModel(BaseModel):
+    """Base for every config model: unknown keys are errors, so a typo never passes silently."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DeviceConfig(StrictModel):
+    """Keys every device entry has. A platform's model subclasses this and adds its own keys.
+
+    Example::
+
+        class RelayConfig(DeviceConfig):
+            host: str
+            port: int = Field(502, ge=1, le=65535)
+    """
+
+    id: Id = Field(description="unique device id, lower-case [a-z0-9_-]+")
+    platform: str = Field(description="the plugin platform that drives this device")
+    site: str | None = Field(None, description="id of the site (host house / public point) it stands at")
+    name: str | None = Field(None, description="human-readable name")
+    poll_interval: float = Field(10.0, gt=0, le=86400, description="seconds between polls")
+    timeout: float = Field(10.0, gt=0, le=300, description="seconds before a call to the device fails")
+    enabled: bool = True
+
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceInfo:
+    """What a device says about itself; stored in the registry and published in its state."""
+
+    model: str | None = None
+    serial: str | None = None
+    firmware: str | None = None
+    manufacturer: str | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """A validated command on its way to a driver.
+
+    ``payload`` is an instance of the driver's ``command_model``. ``source`` says where it came
+    from (``"mqtt"``, ``"rule:<name>"``, ``"cli"``); ``user`` names the officer when the command
+    came in on ``<base>/<device>/set/<user>``.
+    """
+
+    payload: BaseModel
+    source: str = "mqtt"
+    user: str | None = None
+    reason: str | None = None
+
+    @property
+    def by_person(self) -> bool:
+        """True when a person (not a rule) sent it."""
+        return not self.source.startswith("rule:")
+
+
+class DeviceError(Exception):
+    """The device cannot be reached, refused the credentials, or answered garbage.
+
+    The message is logged and published as the device's offline ``error``: it must never
+    contain a password.
+    """
+
+
+class AuthError(DeviceError):
+    """The device refused the credentials (retried slowly, never in a tight loop)."""
+
+
+class CommandError(Exception):
+    """A command that the device cannot carry out; becomes a ``command_rejected`` event."""
+
+
+@dataclass(frozen=True, slots=True)
+class Entity:
+    """One Home Assistant entity of a device, announced by MQTT discovery.
+
+    ``field`` is the key in the device's state JSON. ``component`` is a Home Assistant MQTT
+    component (``sensor``, ``binary_sensor``, ``switch``, ``light``).
+    """
+
+    component: Literal["sensor", "binary_sensor", "switch", "light"]
+    field: str
+    name: str
+    device_class: str | None = None
+    unit: str | None = None
+    command: bool = False
+    payload_on: Any = None
+    payload_off: Any = None
+    state_class: str | None = None
+    icon: str | None = None
+
+
+class MqttAccess(Protocol):
+    """What a driver may do on the hub's MQTT connection (e.g. Tasmota relays)."""
+
+    def publish(self, topic: str, payload: str | bytes, qos: int = 1, retain: bool = False) -> None: ...
+
+    def subscribe(self, topic: str, callback: Callable[[str, bytes], None]) -> Callable[[], None]:
+        """Subscribe; the callback runs in the event loop. Returns an unsubscribe function."""
+        ...
+
+
+class DeviceContext(Protocol):
+    """What the hub hands a driver: its identity, the clock, and ways to report."""
+
+    device_id: str
+    site: str | None
+    clock: Clock
+    log: logging.Logger
+    sun: Sun | None
+    mqtt: MqttAccess
+
+    def update(self, fields: Mapping[str, Any]) -> None:
+        """Merge fields into the device's state (push path; same as returning them from poll)."""
+
+    def event(self, type: str, **data: Any) -> None:
+        """Emit an event on ``<base>/bridge/event`` (device and site are filled in)."""
+
+    def create_task(self, coro: Coroutine[Any, Any, Any], name: str | None = None) -> Any:
+        """Start a task owned by the device; cancelled when the device stops or reconnects."""
+
+    def state(self, device_id: str | None = None) -> Mapping[str, Any]:
+        """Last known state of this device (or another one)."""
+
+
+class Driver:
+    """Base class of device drivers. Override what the device supports.
+
+    Example (a complete, if trivial, driver)::
+
+        class Echo(Driver):
+            command_model = EchoCommand           # a pydantic model with extra="forbid"
+
+            async def poll(self):
+                return {"value": 42}
+
+            async def handle_command(self, command):
+                return {"value": command.payload.value}
+    """
+
+    command_model: ClassVar[type[BaseModel] | None] = None
+    """Pydantic model that validates commands; ``None`` means the device takes no commands."""
+
+    kind: ClassVar[str] = "device"
+    """What the device is: ``ups``, ``meter``, ``light``, ``camera``, ``recorder``, ``device``."""
+
+    def __init__(self, config: DeviceConfig, ctx: DeviceContext) -> None:
+        self.config = config
+        self.ctx = ctx
+
+    async def connect(self) -> DeviceInfo | None:
+        """Open connections and identify the device. Raise :class:`DeviceError` on failure."""
+        return None
+
+    async def poll(self) -> Mapping[str, Any] | None:
+        """Read the device and return state fields (``None``: nothing new). Raise on failure."""
+        return None
+
+    async def listen(self) -> None:
+        """Long-running push source (event stream). Only run if a subclass overrides it.
+
+        Returning or raising ends it; the hub restarts it after the device's next successful
+        poll (raising also marks the device offline).
+        """
+        raise NotImplementedError
+
+    async def handle_command(self, command: Command) -> Mapping[str, Any] | None:
+        """Carry out a validated command and return the state read back from the device."""
+        raise CommandError("this device takes no commands")
+
+    async def snapshot(self, channel: int | None = None) -> bytes:
+        """Return one JPEG picture (cameras). Raise :class:`DeviceError` when not possible."""
+        raise DeviceError("this device has no snapshots")
+
+    def stream_url(self, channel: int | None = None) -> str | None:
+        """RTSP URL of the main stream (credentials included), or ``None``."""
+        return None
+
+    def entities(self) -> list[Entity]:
+        """Home Assistant entities of this device (MQTT discovery)."""
+        return []
+
+    async def close(self) -> None:
+        """Release connections. Called on shutdown and before each reconnect."""
+
+
+@dataclass(frozen=True)
+class PlatformSpec:
+    """A device platform, returned by the ``anninh_platforms`` hook.
+
+    Example::
+
+        PlatformSpec(name="ups_modbus", config_model=UpsConfig, driver=UpsDriver,
+                     description="UPS units and power meters over Modbus")
+    """
+
+    name: str
+    config_model: type[DeviceConfig]
+    driver: type[Driver] | Callable[[DeviceConfig, DeviceContext], Driver]
+    description: str = ""
+    simulator: Callable[..., Awaitable[Any]] | None = None
+
+
+class RuleContext(Protocol):
+    """What the hub hands a rule."""
+
+    clock: Clock
+    sun: Sun | None
+    log: logging.Logger
+    config: Any  # hub.config.Config
+
+    def state(self, device_id: str) -> Mapping[str, Any]: ...
+
+    def available(self, device_id: str) -> bool | None: ...
+
+    def device_kind(self, device_id: str) -> str: ...
+
+    async def command(self, device_id: str, payload: Mapping[str, Any], *, reason: str | None = None) -> None:
+        """Send a command to a device as this rule (validated like any other)."""
+
+    def event(self, type: str, **data: Any) -> None: ...
+
+    def set_site_state(self, site_id: str, fields: Mapping[str, Any]) -> None: ...
+
+    def site_state(self, site_id: str) -> Mapping[str, Any]: ...
+
+    def create_task(self, coro: Coroutine[Any, Any, Any], name: str | None = None) -> Any: ...
+
+
+@dataclass(frozen=True, slots=True)
+class StateChange:
+    """A device's state changed: ``changed`` holds the fields whose values differ."""
+
+    device_id: str
+    site: str | None
+    state: Mapping[str, Any]
+    changed: Mapping[str, Any]
+    time: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class AvailabilityChange:
+    device_id: str
+    site: str | None
+    available: bool
+    error: str | None
+    time: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class HubEvent:
+    """An event as published on ``<base>/bridge/event``."""
+
+    type: str
+    time: datetime
+    device: str | None = None
+    site: str | None = None
+    data: Mapping[str, Any] = field(default_factory=dict)
+
+    def as_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"type": self.type, "time": self.time.isoformat()}
+        if self.device is not None:
+            out["device"] = self.device
+        if self.site is not None:
+            out["site"] = self.site
+        for k, v in self.data.items():
+            out.setdefault(k, v)
+        return out
+
+
+class Rule:
+    """Base class of rules. A rule reacts to state changes, availability changes and events,
+    and may run its own periodic task from :meth:`start`.
+
+    Example::
+
+        class LogPowerCuts(Rule):
+            name = "log_power_cuts"
+
+            def on_event(self, event):
+                if event.type == "power_lost":
+                    self.ctx.log.warning("power lost at %s", event.site)
+    """
+
+    name: ClassVar[str] = "rule"
+    options_model: ClassVar[type[StrictModel] | None] = None
+    """Model of ``rules.<name>`` options in the config (``enabled`` is always accepted)."""
+
+    def __init__(self, ctx: RuleContext, options: StrictModel | None) -> None:
+        self.ctx = ctx
+        self.options = options
+
+    async def start(self) -> None:
+        """Called once the devices have started; evaluate the initial state here."""
+
+    async def stop(self) -> None:
+        """Called on shutdown."""
+
+    def on_state(self, change: StateChange) -> None:
+        """A device's state changed."""
+
+    def on_availability(self, change: AvailabilityChange) -> None:
+        """A device went online or offline."""
+
+    def on_event(self, event: HubEvent) -> None:
+        """An event was emitted (by a device or another rule)."""
+
+
+@dataclass(frozen=True)
+class RuleSpec:
+    """A rule, returned by the ``anninh_rules`` hook.
+
+    Example::
+
+        RuleSpec(name="night_light", factory=NightLightRule, default_enabled=True)
+    """
+
+    name: str
+    factory: Callable[[RuleContext, StrictModel | None], Rule]
+    options_model: type[StrictModel] | None = None
+    default_enabled: bool = True
+    description: str = ""

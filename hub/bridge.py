@@ -1,0 +1,287 @@
+"""The MQTT contract (design.md): Zigbee2MQTT-style topics over one :class:`MqttConnection`.
+
+| topic | what |
+|---|---|
+| ``<base>/bridge/state`` | ``{"state":"online"}``; last will ``{"state":"offline"}`` |
+| ``<base>/<device>`` | the device's state, retained |
+| ``<base>/<device>/availability`` | ``{"state":"online"|"offline"}``, retained |
+| ``<base>/<device>/set`` and ``/set/<user>`` | commands, QoS 1 |
+| ``<base>/site/<site>`` | the site's state, retained |
+| ``<base>/bridge/event`` | events, QoS 1, not retained |
+| ``<base>/bridge/request/<name>`` | requests; answered on ``<base>/bridge/response/<name>`` |
+| ``<discovery_prefix>/<component>/<device>/<field>/config`` | Home Assistant discovery |
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from hub import __version__
+from hub.api import AvailabilityChange, Entity, HubEvent, StateChange
+from hub.core import Hub, Listener, describe_error
+from hub.mqtt import BrokerAddress, MqttConnection
+from hub.redact import redact
+
+log = logging.getLogger(__name__)
+
+MAX_COMMAND_BYTES = 4096
+ONLINE = json.dumps({"state": "online"})
+OFFLINE = json.dumps({"state": "offline"})
+
+RequestHandler = Callable[[dict[str, Any]], Awaitable[Any]]
+
+
+class CommandParseError(ValueError):
+    pass
+
+
+def parse_command(payload: bytes) -> dict[str, Any]:
+    """Turn a ``/set`` payload into a dict, or raise :class:`CommandParseError` saying why.
+
+    Accepts a JSON object, or the plain words ``ON`` / ``OFF`` / ``TOGGLE`` (any case), which
+    mean ``{"state": "ON"}`` etc.
+    """
+    if len(payload) > MAX_COMMAND_BYTES:
+        raise CommandParseError(f"payload too large ({len(payload)} bytes; limit {MAX_COMMAND_BYTES})")
+    try:
+        text = payload.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise CommandParseError("payload is not UTF-8 text") from None
+    if not text:
+        raise CommandParseError("empty payload")
+    if text.upper() in ("ON", "OFF", "TOGGLE"):
+        return {"state": text.upper()}
+    try:
+        value = json.loads(text)
+    except RecursionError:
+        raise CommandParseError("payload nested too deeply") from None
+    except ValueError as exc:
+        raise CommandParseError(f"not JSON ({exc.msg} at column {exc.colno}); "
+                                'expected an object such as {"state":"ON"} or ON/OFF') from None
+    if not isinstance(value, dict):
+        raise CommandParseError(f"expected a JSON object, got {type(value).__name__}")
+    return value
+
+
+def _dumps(data: Mapping[str, Any]) -> str:
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+class MqttBridge:
+    """Connects a :class:`Hub` to MQTT per the contract."""
+
+    def __init__(self, hub: Hub, connection: MqttConnection | None = None) -> None:
+        self.hub = hub
+        cfg = hub.config.mqtt
+        self.base = cfg.base_topic
+        self.discovery = cfg.discovery
+        self.prefix = cfg.discovery_prefix
+        self._requests: dict[str, RequestHandler] = {}
+        self._discovered: dict[str, set[str]] = {}
+        if connection is None:
+            address = BrokerAddress.parse(cfg.server)
+            connection = MqttConnection(
+                address, client_id=cfg.client_id, username=cfg.username,
+                password=cfg.password.get_secret_value() if cfg.password else None,
+                will=(f"{self.base}/bridge/state", OFFLINE), keepalive=cfg.keepalive,
+                ca_file=cfg.ca_file, cert_file=cfg.cert_file, key_file=cfg.key_file,
+                queue_size=cfg.queue_size)
+        self.conn = connection
+        self.conn.on_connect_cb = self._on_connect
+        hub.mqtt_access = self
+        hub.listeners.append(Listener(on_state=self._on_state, on_availability=self._on_availability,
+                                      on_event=self._on_event, on_site=self._on_site,
+                                      on_device_info=self._on_device_info))
+        self.register_request("health_check", self._health_check)
+        self.register_request("devices", self._devices)
+
+    # ---------------------------------------------------------------- lifecycle
+    async def start(self) -> None:
+        b = self.base
+        self.conn.subscribe(f"{b}/+/set", self._on_set, qos=1)
+        self.conn.subscribe(f"{b}/+/set/+", self._on_set, qos=1)
+        self.conn.subscribe(f"{b}/bridge/request/#", self._on_request, qos=1)
+        if self.discovery:
+            self.conn.subscribe(f"{self.prefix}/status", self._on_ha_status, qos=1)
+        await self.conn.start()
+
+    async def stop(self) -> None:
+        final = [(f"{self.base}/{d}/availability", OFFLINE, 1, True) for d in self.hub.runners]
+        final.append((f"{self.base}/bridge/state", OFFLINE, 1, True))
+        await self.conn.stop(final)
+
+    # ---------------------------------------------------------------- MqttAccess for drivers
+    def publish(self, topic: str, payload: str | bytes, qos: int = 1, retain: bool = False) -> None:
+        self.conn.publish(topic, payload, qos, retain)
+
+    def subscribe(self, topic: str, callback: Callable[[str, bytes], None]) -> Callable[[], None]:
+        return self.conn.subscribe(topic, callback)
+
+    def register_request(self, name: str, handler: RequestHandler) -> None:
+        """Answer ``<base>/bridge/request/<name>`` on ``<base>/bridge/response/<name>``."""
+        self._requests[name] = handler
+
+    # ---------------------------------------------------------------- republish
+    def _on_connect(self) -> None:
+        self.republish(discovery=True)
+
+    def republish(self, discovery: bool = False) -> None:
+        """Everything retained, again: bridge state, discovery, states, availability, sites."""
+        pub = self.conn.publish
+        pub(f"{self.base}/bridge/state", ONLINE, 1, True)
+        pub(f"{self.base}/bridge/info", _dumps({"version": __version__, "name": self.hub.config.hub.name,
+                                                "devices": len(self.hub.runners)}), 1, True)
+        if discovery and self.discovery:
+            for device_id in self.hub.runners:
+                self._publish_discovery(device_id)
+        for device_id, state in self.hub.states.items():
+            if state:
+                pub(f"{self.base}/{device_id}", _dumps(state), 1, True)
+        for device_id, available in self.hub.availability.items():
+            pub(f"{self.base}/{device_id}/availability", ONLINE if available else OFFLINE, 1, True)
+        for site_id, state in self.hub.site_states.items():
+            pub(f"{self.base}/site/{site_id}", _dumps(state), 1, True)
+
+    # ---------------------------------------------------------------- hub listeners
+    def _on_state(self, change: StateChange) -> None:
+        self.conn.publish(f"{self.base}/{change.device_id}", _dumps(change.state), 0, True)
+
+    def _on_availability(self, change: AvailabilityChange) -> None:
+        self.conn.publish(f"{self.base}/{change.device_id}/availability",
+                          ONLINE if change.available else OFFLINE, 1, True)
+
+    def _on_event(self, event: HubEvent) -> None:
+        self.conn.publish(f"{self.base}/bridge/event", redact(_dumps(event.as_json())), 1, False)
+
+    def _on_site(self, site_id: str, state: Mapping[str, Any]) -> None:
+        self.conn.publish(f"{self.base}/site/{site_id}", _dumps(state), 1, True)
+
+    def _on_device_info(self, device_id: str) -> None:
+        if self.discovery and self.conn.connected:
+            self._publish_discovery(device_id)
+
+    # ---------------------------------------------------------------- incoming
+    def _on_set(self, topic: str, payload: bytes) -> None:
+        parts = topic[len(self.base) + 1:].split("/")
+        device_id = parts[0]
+        user = parts[2] if len(parts) == 3 else None
+        try:
+            command = parse_command(payload)
+        except CommandParseError as exc:
+            self.hub.reject_command(device_id, str(exc), user=user, payload={"bytes": len(payload)}, source="mqtt")
+            return
+        self.hub.create_task(self.hub.command(device_id, command, source="mqtt", user=user),
+                             name=f"command-{device_id[:32]}")
+
+    def _on_ha_status(self, topic: str, payload: bytes) -> None:
+        if payload.strip().lower() == b"online":
+            log.info("Home Assistant is online: republishing discovery and states")
+            self.republish(discovery=True)
+
+    def _on_request(self, topic: str, payload: bytes) -> None:
+        name = topic[len(f"{self.base}/bridge/request/"):]
+        self.hub.create_task(self._answer(name, payload), name=f"request-{name[:32]}")
+
+    async def _answer(self, name: str, payload: bytes) -> None:
+        response: dict[str, Any]
+        transaction = None
+        try:
+            body = json.loads(payload.decode("utf-8")) if payload.strip() else {}
+            if not isinstance(body, dict):
+                body = {"value": body}
+            transaction = body.get("transaction")
+            handler = self._requests.get(name)
+            if handler is None:
+                raise ValueError(f"unknown request {name!r} (known: {', '.join(sorted(self._requests))})")
+            response = {"status": "ok", "data": await handler(body)}
+        except Exception as exc:
+            response = {"status": "error", "error": describe_error(exc)}
+        if transaction is not None:
+            response["transaction"] = transaction
+        self.conn.publish(f"{self.base}/bridge/response/{name}", redact(_dumps(response)), 1, False)
+
+    async def _health_check(self, body: dict[str, Any]) -> dict[str, Any]:
+        return {"healthy": True, "devices": len(self.hub.runners),
+                "online": sum(1 for v in self.hub.availability.values() if v)}
+
+    async def _devices(self, body: dict[str, Any]) -> list[dict[str, Any]]:
+        out = []
+        for device_id, runner in self.hub.runners.items():
+            out.append({"id": device_id, "platform": runner.config.platform, "site": runner.config.site,
+                        "kind": runner.kind, "available": self.hub.availability.get(device_id),
+                        "error": self.hub.errors.get(device_id)})
+        return out
+
+    # ---------------------------------------------------------------- Home Assistant discovery
+    def _publish_discovery(self, device_id: str) -> None:
+        runner = self.hub.runners[device_id]
+        if runner.driver is None:
+            return
+        try:
+            entities = runner.driver.entities()
+        except Exception as exc:
+            log.error("%s: entities() failed: %s", device_id, describe_error(exc))
+            return
+        state = self.hub.states.get(device_id, {})
+        device = {"identifiers": [f"anninh_{device_id}"],
+                  "name": runner.config.name or device_id,
+                  "via_device": "anninh_bridge"}
+        for key, target in (("model", "model"), ("manufacturer", "manufacturer"), ("firmware", "sw_version"),
+                            ("serial", "serial_number")):
+            if state.get(key):
+                device[target] = str(state[key])
+        if runner.config.site:
+            device["suggested_area"] = runner.config.site
+        for entity in [Entity("binary_sensor", "_availability", "Connectivity", "connectivity"), *entities]:
+            topic, payload = self._entity_config(device_id, device, entity)
+            self.conn.publish(topic, _dumps(payload), 1, True)
+
+    def _entity_config(self, device_id: str, device: dict[str, Any],
+                       entity: Entity) -> tuple[str, dict[str, Any]]:
+        b = self.base
+        object_id = entity.field.strip("_") or "value"
+        uid = f"anninh_{device_id}_{object_id}"
+        payload: dict[str, Any] = {
+            "name": entity.name, "unique_id": uid, "object_id": f"{device_id}_{object_id}",
+            "device": device, "origin": {"name": "AnNinh Hub", "sw_version": __version__},
+        }
+        if entity.field == "_availability":
+            payload.update(state_topic=f"{b}/{device_id}/availability",
+                           value_template="{{ 'ON' if value_json.state == 'online' else 'OFF' }}",
+                           device_class="connectivity", entity_category="diagnostic",
+                           availability_topic=f"{b}/bridge/state",
+                           availability_template="{{ value_json.state }}")
+            return f"{self.prefix}/binary_sensor/{device_id}/{object_id}/config", payload
+        payload["state_topic"] = f"{b}/{device_id}"
+        payload["availability"] = [
+            {"topic": f"{b}/bridge/state", "value_template": "{{ value_json.state }}"},
+            {"topic": f"{b}/{device_id}/availability", "value_template": "{{ value_json.state }}"}]
+        payload["availability_mode"] = "all"
+        f = entity.field
+        if entity.component == "binary_sensor":
+            on = entity.payload_on if entity.payload_on is not None else True
+            payload["value_template"] = (
+                "{{ 'ON' if value_json.%s == %s else 'OFF' }}" % (f, json.dumps(on)))  # noqa: UP031
+        elif entity.component in ("switch", "light"):
+            payload["command_topic"] = f"{b}/{device_id}/set"
+            payload["value_template"] = "{{ value_json.%s }}" % f  # noqa: UP031
+            payload["payload_on"] = _dumps({f: entity.payload_on or "ON"})
+            payload["payload_off"] = _dumps({f: entity.payload_off or "OFF"})
+            payload["state_on"] = entity.payload_on or "ON"
+            payload["state_off"] = entity.payload_off or "OFF"
+            if entity.component == "light":
+                payload["state_value_template"] = payload.pop("value_template")
+        else:
+            payload["value_template"] = "{{ value_json.%s }}" % f  # noqa: UP031
+        if entity.device_class:
+            payload["device_class"] = entity.device_class
+        if entity.unit:
+            payload["unit_of_measurement"] = entity.unit
+        if entity.state_class:
+            payload["state_class"] = entity.state_class
+        if entity.icon:
+            payload["icon"] = entity.icon
+        return f"{self.prefix}/{entity.component}/{device_id}/{object_id}/config", payload

@@ -1,0 +1,203 @@
+"""The ``anninh`` command line.
+
+    anninh run -c config.yaml        run the hub until Ctrl-C / SIGTERM
+    anninh check -c config.yaml      validate a config (exit 1 with file:line: field: problem)
+    anninh demo                      a whole simulated commune on this machine, with a live view
+    anninh plugins                   list loaded plugins, platforms and rules
+    anninh simulate NAME ...         run one plugin's device simulator
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from hub import API_VERSION, __version__
+from hub.config import ConfigError, load_config
+from hub.plugins import PluginManager, load_plugins
+from hub.redact import install_log_redaction, register_secrets
+
+log = logging.getLogger("hub.cli")
+
+# Extra subcommands registered by other modules: name -> (help, add_arguments, handler)
+COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None],
+                          Callable[[argparse.Namespace], int]]] = {}
+
+
+def command(name: str, help: str, arguments: Callable[[argparse.ArgumentParser], None]) -> Callable[
+        [Callable[[argparse.Namespace], int]], Callable[[argparse.Namespace], int]]:
+    def wrap(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+        COMMANDS[name] = (help, arguments, fn)
+        return fn
+    return wrap
+
+
+def setup_logging(verbosity: int, quiet: bool = False) -> None:
+    level = logging.WARNING if quiet else (logging.DEBUG if verbosity >= 1 else logging.INFO)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+                        datefmt="%Y-%m-%d %H:%M:%S", stream=sys.stderr, force=True)
+    if verbosity < 2:
+        for noisy in ("pymodbus", "amqtt", "transitions", "httpx", "httpcore", "zeep", "asyncio",
+                      "aiohttp.access"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
+    install_log_redaction()
+
+
+def _config_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-c", "--config", required=True, type=Path, metavar="FILE",
+                   help="the hub's YAML config (secrets.yaml beside it holds the !secret values)")
+
+
+def load_or_exit(path: Path, plugins: PluginManager | None = None) -> tuple:
+    plugins = plugins or load_plugins()
+    try:
+        config = load_config(path, plugins)
+    except ConfigError as exc:
+        for issue in exc.issues:
+            print(f"error: {issue}", file=sys.stderr)
+        print(f"{len(exc.issues)} error(s) in {path}", file=sys.stderr)
+        raise SystemExit(1) from None
+    register_secrets(config.secrets())
+    for warning in config.warnings:
+        log.warning("%s", warning)
+    # drop-in plugins live in the data dir: load them now that we know it, then validate again
+    before = set(plugins.plugins)
+    plugins.discover(config.data_dir, builtin=False, entry_points=False)
+    if set(plugins.plugins) != before:
+        try:
+            config = load_config(path, plugins)
+        except ConfigError as exc:
+            for issue in exc.issues:
+                print(f"error: {issue}", file=sys.stderr)
+            raise SystemExit(1) from None
+    return config, plugins
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    config, plugins = load_or_exit(args.config)
+    for problem in plugins.problems:
+        print(f"warning: {problem}", file=sys.stderr)
+    print(f"{args.config}: OK ({len(config.sites)} site(s), {len(config.devices)} device(s), "
+          f"{len(config.users)} user(s), rules: "
+          f"{', '.join(n for n, on in sorted(config.rules_enabled.items()) if on) or 'none'})")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from hub.app import run_forever
+
+    config, plugins = load_or_exit(args.config)
+    try:
+        asyncio.run(run_forever(config, plugins))
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def cmd_plugins(args: argparse.Namespace) -> int:
+    plugins = load_plugins(args.data_dir)
+    print(f"hub API version {API_VERSION}")
+    for name, p in plugins.plugins.items():
+        version = p.manifest.version if p.manifest else "-"
+        print(f"plugin {name} {version} ({p.source})")
+    for name, spec in sorted(plugins.platforms().items()):
+        print(f"  platform {name}: {spec.description}")
+    for name, rule in sorted(plugins.rules().items()):
+        print(f"  rule {name}{'' if rule.default_enabled else ' (off by default)'}: {rule.description}")
+    for problem in plugins.problems:
+        print(f"problem: {problem}")
+    return 0
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    sims = load_plugins().simulators()
+    if args.name not in sims:
+        print(f"unknown simulator {args.name!r}; available: {', '.join(sorted(sims)) or 'none'}",
+              file=sys.stderr)
+        return 2
+    return int(sims[args.name](args.args) or 0)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from hub.demo import run_demo
+
+    return run_demo(args)
+
+
+def _demo_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--speed", type=float, default=240.0,
+                   help="demo clock speed: simulated seconds per real second (default 240)")
+    p.add_argument("--duration", type=float, default=0.0,
+                   help="stop after this many real seconds (default: run until Ctrl-C)")
+    p.add_argument("--port", type=int, default=1883, help="embedded broker port (default 1883, "
+                   "or a free one if taken)")
+    p.add_argument("--no-view", action="store_true", help="log lines instead of the live view")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="anninh",
+        description="AnNinh Hub: cameras, recorders, UPS units and black-spot lights of a commune "
+                    "police post, on MQTT. Start with `anninh demo`, then write a config and run "
+                    "`anninh check -c config.yaml` and `anninh run -c config.yaml`.")
+    parser.add_argument("--version", action="version", version=f"anninh {__version__} (plugin API {API_VERSION})")
+    parser.add_argument("-v", "--verbose", action="count", default=0,
+                        help="more log lines (-v debug, -vv also library debug)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("run", help="run the hub in the foreground until Ctrl-C or SIGTERM")
+    _config_arg(p)
+    p.set_defaults(func=cmd_run)
+    p = sub.add_parser("check", help="validate a config: exit 0 if valid, 1 with every error's file:line")
+    _config_arg(p)
+    p.set_defaults(func=cmd_check)
+    p = sub.add_parser("demo", help="a whole simulated commune: embedded broker, simulated devices, "
+                       "the hub and a live view")
+    _demo_args(p)
+    p.set_defaults(func=cmd_demo)
+    p = sub.add_parser("plugins", help="list plugins, platforms and rules")
+    p.add_argument("--data-dir", type=Path, default=None, help="also load drop-ins from DIR/plugins")
+    p.set_defaults(func=cmd_plugins)
+    p = sub.add_parser("simulate", help="run a plugin's device simulator (try a config without hardware)")
+    p.add_argument("name", help="simulator name (see `anninh simulate list`)")
+    p.add_argument("args", nargs=argparse.REMAINDER, help="arguments for the simulator (--help)")
+    p.set_defaults(func=cmd_simulate)
+    _load_extra_commands()
+    for name, (help_text, arguments, handler) in sorted(COMMANDS.items()):
+        p = sub.add_parser(name, help=help_text)
+        arguments(p)
+        p.set_defaults(func=handler)
+    return parser
+
+
+def _load_extra_commands() -> None:
+    import importlib
+
+    for module in ("hub.acl", "hub.discover", "hub.reference"):
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    setup_logging(args.verbose, args.quiet)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

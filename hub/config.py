@@ -1,0 +1,496 @@
+"""Configuration: YAML with ``!secret``, validated by pydantic models, every error located.
+
+Each error names the file, the line and the field, and says what was expected::
+
+    config.yaml:14: devices[1].port: Input should be less than or equal to 65535 (got 70000)
+
+Plugin sections (a device's keys, a rule's options) are validated by the plugin's own model.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import stat
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
+
+from hub.api import DeviceConfig, Id, StrictModel
+
+SECRETS_FILE = "secrets.yaml"
+
+
+# ------------------------------------------------------------------ YAML with line numbers
+class LineDict(dict):
+    """A mapping that remembers the line (1-based) of itself and of each key."""
+
+    line: int = 0
+    key_lines: dict[Any, int]
+
+
+class LineList(list):
+    line: int = 0
+    item_lines: list[int]
+
+
+class SecretRef(str):
+    """A value read through ``!secret NAME``; ``repr`` never shows it."""
+
+    secret_name: str = ""
+
+    def __repr__(self) -> str:
+        return f"<secret {self.secret_name}>"
+
+
+@dataclass
+class ConfigIssue:
+    file: Path
+    line: int | None
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else f"{self.file}"
+        return f"{where}: {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
+
+
+class ConfigError(Exception):
+    """One or more problems in the configuration; ``str()`` lists them, one per line."""
+
+    def __init__(self, issues: list[ConfigIssue]) -> None:
+        self.issues = issues
+        super().__init__("\n".join(str(i) for i in issues))
+
+
+def _make_loader(path: Path, issues: list[ConfigIssue], secrets: dict[str, Any] | None) -> type:
+    class Loader(yaml.SafeLoader):
+        pass
+
+    def construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> LineDict:
+        loader.flatten_mapping(node)
+        out = LineDict()
+        out.line = node.start_mark.line + 1
+        out.key_lines = {}
+        for key_node, value_node in node.value:
+            key = loader.construct_object(key_node, deep=True)
+            if not isinstance(key, (str, int, float, bool)) or key is None:
+                issues.append(ConfigIssue(path, key_node.start_mark.line + 1, "",
+                                          f"mapping key must be a plain value, got {key!r}"))
+                continue
+            if key in out:
+                issues.append(ConfigIssue(path, key_node.start_mark.line + 1, str(key),
+                                          f"duplicate key (first on line {out.key_lines[key]})"))
+            out[key] = loader.construct_object(value_node, deep=True)
+            out.key_lines[key] = key_node.start_mark.line + 1
+        return out
+
+    def construct_sequence(loader: yaml.SafeLoader, node: yaml.SequenceNode) -> LineList:
+        out = LineList(loader.construct_object(child, deep=True) for child in node.value)
+        out.line = node.start_mark.line + 1
+        out.item_lines = [child.start_mark.line + 1 for child in node.value]
+        return out
+
+    def construct_secret(loader: yaml.SafeLoader, node: yaml.Node) -> SecretRef:
+        line = node.start_mark.line + 1
+        name = loader.construct_scalar(node) if isinstance(node, yaml.ScalarNode) else ""
+        value = SecretRef("")
+        value.secret_name = str(name)
+        if not name:
+            issues.append(ConfigIssue(path, line, "", "!secret needs a name, e.g. !secret cam_password"))
+        elif secrets is None:
+            issues.append(ConfigIssue(path, line, "", f"!secret {name}: no {SECRETS_FILE} beside "
+                                      f"{path.name} (expected {path.parent / SECRETS_FILE})"))
+        elif name not in secrets:
+            issues.append(ConfigIssue(path, line, "", f"!secret {name}: not defined in "
+                                      f"{path.parent / SECRETS_FILE}"))
+        else:
+            value = SecretRef(str(secrets[name]))
+            value.secret_name = str(name)
+        return value
+
+    Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, construct_mapping)
+    Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, construct_sequence)
+    Loader.add_constructor("!secret", construct_secret)
+    return Loader
+
+
+def load_yaml(path: Path, issues: list[ConfigIssue], secrets: dict[str, Any] | None = None) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        issues.append(ConfigIssue(path, None, "", f"cannot read: {exc.strerror or exc}"))
+        return None
+    except UnicodeDecodeError as exc:
+        issues.append(ConfigIssue(path, None, "", f"not UTF-8 text: {exc.reason}"))
+        return None
+    try:
+        return yaml.load(text, Loader=_make_loader(path, issues, secrets))  # noqa: S506 (SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else None
+        issues.append(ConfigIssue(path, line, "", f"invalid YAML: {exc.problem or exc.context}"))
+    except yaml.YAMLError as exc:
+        issues.append(ConfigIssue(path, None, "", f"invalid YAML: {exc}"))
+    return None
+
+
+def _load_secrets(config_path: Path, issues: list[ConfigIssue]) -> dict[str, Any] | None:
+    path = config_path.parent / SECRETS_FILE
+    if not path.is_file():
+        return None
+    loaded = load_yaml(path, issues, secrets={})
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        issues.append(ConfigIssue(path, 1, "", "secrets file must be a mapping of NAME: value"))
+        return {}
+    return dict(loaded)
+
+
+# ------------------------------------------------------------------ the models
+class HubSection(StrictModel):
+    name: str = "AnNinh Hub"
+    latitude: float | None = Field(None, ge=-90, le=90)
+    longitude: float | None = Field(None, ge=-180, le=180)
+    timezone: str = "Asia/Ho_Chi_Minh"
+    data_dir: str = "./data"
+    history_days: int = Field(400, ge=1, le=3650, description="days of history kept")
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown timezone {value!r} (expected an IANA name such as "
+                             "Asia/Ho_Chi_Minh)") from None
+        return value
+
+    @model_validator(mode="after")
+    def _both_or_none(self) -> HubSection:
+        if (self.latitude is None) != (self.longitude is None):
+            raise ValueError("give both latitude and longitude, or neither")
+        return self
+
+
+class MqttSection(StrictModel):
+    server: str = "embedded"
+    username: str | None = None
+    password: SecretStr | None = None
+    base_topic: str = "anninh"
+    discovery: bool = True
+    discovery_prefix: str = "homeassistant"
+    client_id: str | None = None
+    keepalive: int = Field(30, ge=5, le=3600)
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    queue_size: int = Field(10000, ge=10, le=1_000_000,
+                            description="events kept while the broker is unreachable")
+    embedded_bind: str = Field("127.0.0.1", description="address the embedded broker listens on")
+    embedded_port: int = Field(1883, ge=0, le=65535)
+
+    @field_validator("server")
+    @classmethod
+    def _server(cls, value: str) -> str:
+        if value == "embedded":
+            return value
+        parts = urlsplit(value)
+        if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+            raise ValueError(f"{value!r}: expected 'embedded', mqtt://HOST:PORT or mqtts://HOST:PORT")
+        try:
+            parts.port  # noqa: B018 (validates the port)
+        except ValueError:
+            raise ValueError(f"{value!r}: bad port") from None
+        return value
+
+    @field_validator("base_topic", "discovery_prefix")
+    @classmethod
+    def _topic(cls, value: str) -> str:
+        if not value or any(c in value for c in "#+\0") or value.startswith("/") or value.endswith("/"):
+            raise ValueError(f"{value!r} is not a usable topic prefix (no wildcards, no leading or "
+                             "trailing '/')")
+        return value
+
+
+class SiteConfig(StrictModel):
+    id: Id
+    name: str | None = None
+    blackspot: bool = False
+
+
+class UserConfig(StrictModel):
+    name: Id
+    role: Literal["officer", "contractor", "installer", "viewer"]
+    password: SecretStr
+    sites: list[str] | None = None
+
+
+class _TopModel(StrictModel):
+    hub: HubSection = HubSection()
+    mqtt: MqttSection = MqttSection()
+    sites: list[SiteConfig] = []
+    devices: list[dict[str, Any]] = []
+    users: list[UserConfig] = []
+    rules: dict[str, dict[str, Any] | None] = {}
+
+
+@dataclass
+class Config:
+    """A validated configuration."""
+
+    path: Path
+    hub: HubSection
+    mqtt: MqttSection
+    sites: list[SiteConfig]
+    devices: list[DeviceConfig]
+    users: list[UserConfig]
+    rules: dict[str, BaseModel | None]
+    rules_enabled: dict[str, bool]
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def data_dir(self) -> Path:
+        p = Path(self.hub.data_dir)
+        return p if p.is_absolute() else (self.path.parent / p).resolve()
+
+    def site(self, site_id: str | None) -> SiteConfig | None:
+        return next((s for s in self.sites if s.id == site_id), None)
+
+    def device(self, device_id: str) -> DeviceConfig | None:
+        return next((d for d in self.devices if d.id == device_id), None)
+
+    def secrets(self) -> list[str]:
+        """Every password in the config (for tests and log redaction)."""
+        out = [d for d in _walk_secrets(self.devices)]
+        out += [u.password.get_secret_value() for u in self.users]
+        if self.mqtt.password:
+            out.append(self.mqtt.password.get_secret_value())
+        return [s for s in out if s]
+
+
+def _walk_secrets(devices: list[DeviceConfig]) -> list[str]:
+    out: list[str] = []
+    for d in devices:
+        for name in type(d).model_fields:
+            value = getattr(d, name)
+            if isinstance(value, SecretStr):
+                out.append(value.get_secret_value())
+    return out
+
+
+# ------------------------------------------------------------------ locating errors
+def _line_of(raw: Any, loc: tuple[Any, ...]) -> int | None:
+    line = getattr(raw, "line", None)
+    node = raw
+    for step in loc:
+        if isinstance(node, LineDict) and step in node:
+            line = node.key_lines.get(step, line)
+            node = node[step]
+        elif isinstance(node, LineList) and isinstance(step, int) and 0 <= step < len(node):
+            line = node.item_lines[step]
+            node = node[step]
+        else:
+            break
+    return line
+
+
+def _field_name(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for step in loc:
+        if isinstance(step, int):
+            out += f"[{step}]"
+        else:
+            out += f".{step}" if out else str(step)
+    return out
+
+
+def _describe(err: dict[str, Any], model: type[BaseModel] | None, loc: tuple[Any, ...]) -> str:
+    kind = err.get("type", "")
+    if kind == "extra_forbidden":
+        allowed = _allowed_keys(model, loc)
+        key = str(loc[-1]) if loc else "?"
+        hint = ""
+        if allowed:
+            close = difflib.get_close_matches(key, allowed, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else f"; expected one of: {', '.join(allowed)}"
+        return f"unknown key{hint}"
+    if kind == "missing":
+        return "required key is missing"
+    msg = str(err.get("msg", "invalid"))
+    msg = msg.removeprefix("Value error, ")
+    if "input" in err and kind not in ("model_type", "dict_type", "list_type") and not isinstance(
+            err["input"], (dict, list, SecretRef)):
+        msg += f" (got {err['input']!r})"
+    return msg
+
+
+def _allowed_keys(model: type[BaseModel] | None, loc: tuple[Any, ...]) -> list[str]:
+    """Keys the model accepts at the parent of ``loc`` (for "did you mean" hints)."""
+    current: Any = model
+    for step in loc[:-1]:
+        if isinstance(step, int):
+            continue
+        if not (isinstance(current, type) and issubclass(current, BaseModel)):
+            return []
+        f = current.model_fields.get(str(step))
+        if f is None:
+            return []
+        current = _inner_model(f.annotation)
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return sorted(current.model_fields)
+    return []
+
+
+def _inner_model(annotation: Any) -> Any:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()) or ():
+        found = _inner_model(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _add_validation_issues(issues: list[ConfigIssue], path: Path, raw: Any, exc: ValidationError,
+                           model: type[BaseModel], prefix: tuple[Any, ...] = ()) -> None:
+    for err in exc.errors():
+        loc = tuple(err["loc"])
+        full = prefix + loc
+        issues.append(ConfigIssue(path, _line_of(raw, full), _field_name(full) or "(top level)",
+                                  _describe(err, model, loc)))
+
+
+# ------------------------------------------------------------------ entry point
+def load_config(path: str | Path, plugins: Any | None = None) -> Config:
+    """Load and validate a config file. ``plugins`` is a :class:`hub.plugins.PluginManager`
+    whose platforms and rules validate their own sections. Raises :class:`ConfigError`."""
+    path = Path(path)
+    issues: list[ConfigIssue] = []
+    warnings: list[str] = []
+    secrets = _load_secrets(path, issues)
+    raw = load_yaml(path, issues, secrets)
+    if issues and raw is None:
+        raise ConfigError(issues)
+    if raw is None:
+        raw = LineDict()
+        raw.key_lines = {}
+    if not isinstance(raw, dict):
+        raise ConfigError([ConfigIssue(path, getattr(raw, "line", 1), "",
+                                       "the config must be a mapping (hub:, mqtt:, sites:, devices:)")])
+    for p in (path, path.parent / SECRETS_FILE):
+        try:
+            if p.is_file() and os.stat(p).st_mode & stat.S_IROTH:
+                warnings.append(f"{p} is readable by every user on this machine; "
+                                f"run: chmod o-r {p}")
+        except OSError:
+            pass
+
+    try:
+        top = _TopModel.model_validate(raw)
+    except ValidationError as exc:
+        _add_validation_issues(issues, path, raw, exc, _TopModel)
+        top = None
+    if top is None:
+        raise ConfigError(issues)
+
+    # sites: unique ids
+    site_ids: dict[str, int] = {}
+    for i, site in enumerate(top.sites):
+        if site.id in site_ids:
+            issues.append(ConfigIssue(path, _line_of(raw, ("sites", i, "id")), f"sites[{i}].id",
+                                      f"duplicate site id {site.id!r} (also sites[{site_ids[site.id]}])"))
+        site_ids.setdefault(site.id, i)
+
+    # devices: platform model, unique ids, existing sites
+    platforms = plugins.platforms() if plugins is not None else {}
+    devices: list[DeviceConfig] = []
+    device_ids: dict[str, int] = {}
+    for i, entry in enumerate(top.devices):
+        loc = ("devices", i)
+        platform = entry.get("platform")
+        if platform is None:
+            issues.append(ConfigIssue(path, _line_of(raw, loc), f"devices[{i}].platform",
+                                      "required key is missing"))
+            continue
+        spec = platforms.get(platform) if isinstance(platform, str) else None
+        if spec is None:
+            known = ", ".join(sorted(platforms)) or "none loaded"
+            issues.append(ConfigIssue(path, _line_of(raw, (*loc, "platform")), f"devices[{i}].platform",
+                                      f"unknown platform {platform!r} (available: {known})"))
+            continue
+        try:
+            dev = spec.config_model.model_validate(entry)
+        except ValidationError as exc:
+            _add_validation_issues(issues, path, raw, exc, spec.config_model, prefix=loc)
+            continue
+        if dev.id in device_ids:
+            issues.append(ConfigIssue(path, _line_of(raw, (*loc, "id")), f"devices[{i}].id",
+                                      f"duplicate device id {dev.id!r} (also devices[{device_ids[dev.id]}])"))
+            continue
+        if dev.id in site_ids:
+            pass  # device and site ids live in different topic trees
+        device_ids[dev.id] = i
+        if dev.site is not None and dev.site not in site_ids:
+            issues.append(ConfigIssue(path, _line_of(raw, (*loc, "site")), f"devices[{i}].site",
+                                      f"unknown site {dev.site!r} (defined sites: "
+                                      f"{', '.join(site_ids) or 'none'})"))
+            continue
+        devices.append(dev)
+
+    # users: unique names, known sites
+    user_names: set[str] = set()
+    for i, user in enumerate(top.users):
+        if user.name in user_names:
+            issues.append(ConfigIssue(path, _line_of(raw, ("users", i, "name")), f"users[{i}].name",
+                                      f"duplicate user {user.name!r}"))
+        user_names.add(user.name)
+        for j, s in enumerate(user.sites or []):
+            if s not in site_ids:
+                issues.append(ConfigIssue(path, _line_of(raw, ("users", i, "sites", j)),
+                                          f"users[{i}].sites[{j}]", f"unknown site {s!r}"))
+
+    # rules: options validated by the rule's own model
+    rule_specs = plugins.rules() if plugins is not None else {}
+    rules: dict[str, BaseModel | None] = {}
+    enabled: dict[str, bool] = {name: spec.default_enabled for name, spec in rule_specs.items()}
+    for name, options in top.rules.items():
+        loc = ("rules", name)
+        spec = rule_specs.get(name)
+        if spec is None:
+            if plugins is not None:
+                issues.append(ConfigIssue(path, _line_of(raw, loc), f"rules.{name}",
+                                          f"unknown rule (available: {', '.join(sorted(rule_specs)) or 'none'})"))
+            continue
+        opts = dict(options or {})
+        flag = opts.pop("enabled", True)
+        if not isinstance(flag, bool):
+            issues.append(ConfigIssue(path, _line_of(raw, (*loc, "enabled")), f"rules.{name}.enabled",
+                                      f"expected true or false (got {flag!r})"))
+            continue
+        enabled[name] = flag
+        if spec.options_model is not None:
+            try:
+                rules[name] = spec.options_model.model_validate(opts)
+            except ValidationError as exc:
+                _add_validation_issues(issues, path, raw, exc, spec.options_model, prefix=loc)
+        elif opts:
+            issues.append(ConfigIssue(path, _line_of(raw, loc), f"rules.{name}",
+                                      f"this rule takes no options (got {', '.join(map(str, opts))})"))
+    for name, spec in rule_specs.items():
+        if name not in rules and spec.options_model is not None:
+            try:
+                rules[name] = spec.options_model.model_validate({})
+            except ValidationError:
+                rules[name] = None
+
+    if issues:
+        raise ConfigError(issues)
+    return Config(path=path, hub=top.hub, mqtt=top.mqtt, sites=top.sites, devices=devices,
+                  users=top.users, rules=rules, rules_enabled=enabled, warnings=warnings)

@@ -1,0 +1,547 @@
+"""The hub: runs every device behind its own error boundary, keeps the last known state,
+fans changes out to the MQTT bridge, the history and the rules.
+
+Data flow::
+
+    driver.poll() / ctx.update()  ──►  Hub.update()  ──►  listeners (bridge, history, rules)
+    MQTT /set  ──►  Hub.command()  ──►  driver.handle_command()  ──►  Hub.update()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Coroutine, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from zoneinfo import ZoneInfo
+from typing import Any
+
+from pydantic import ValidationError
+
+from hub.api import (
+    AuthError,
+    AvailabilityChange,
+    Command,
+    CommandError,
+    DeviceConfig,
+    DeviceError,
+    DeviceInfo,
+    Driver,
+    HubEvent,
+    PlatformSpec,
+    Rule,
+    StateChange,
+)
+from hub.clock import Clock, SystemClock
+from hub.config import Config
+from hub.plugins import PluginManager
+from hub.redact import redact
+from hub.storage import History, Registry
+from hub.sun import Sun
+
+log = logging.getLogger("hub")
+
+_MISSING = object()
+
+
+@dataclass
+class Backoff:
+    """Capped exponential backoff for reconnects."""
+
+    initial: float = 1.0
+    maximum: float = 120.0
+    auth_minimum: float = 30.0
+    """A refused password is retried no faster than this: never hammer a device's login."""
+
+
+def describe_error(exc: BaseException, timeout: float | None = None) -> str:
+    if isinstance(exc, TimeoutError):
+        return f"timed out after {timeout:g} s" if timeout else "timed out"
+    if isinstance(exc, DeviceError):
+        return redact(str(exc)) or type(exc).__name__
+    text = str(exc)
+    return redact(f"{type(exc).__name__}: {text}" if text else type(exc).__name__)
+
+
+class DeviceContextImpl:
+    """The :class:`hub.api.DeviceContext` a driver gets."""
+
+    def __init__(self, hub: Hub, config: DeviceConfig) -> None:
+        self.hub = hub
+        self.device_id = config.id
+        self.site = config.site
+        self.clock = hub.clock
+        self.sun = hub.sun
+        self.log = logging.getLogger(f"hub.device.{config.id}")
+        self.tasks: set[asyncio.Task[Any]] = set()
+
+    @property
+    def mqtt(self) -> Any:
+        return self.hub.mqtt_access
+
+    def update(self, fields: Mapping[str, Any]) -> None:
+        self.hub.update(self.device_id, fields)
+
+    def event(self, type: str, **data: Any) -> None:
+        self.hub.emit(type, device=self.device_id, site=self.site, **data)
+
+    def create_task(self, coro: Coroutine[Any, Any, Any], name: str | None = None) -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(coro, name=name or f"{self.device_id}-task")
+        self.tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self.tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self.log.debug("task %s ended: %s", task.get_name(), describe_error(task.exception()))  # type: ignore[arg-type]
+
+    async def cancel_tasks(self) -> None:
+        tasks = list(self.tasks)
+        for t in tasks:
+            t.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    def state(self, device_id: str | None = None) -> Mapping[str, Any]:
+        return self.hub.states.get(device_id or self.device_id, {})
+
+
+class DeviceRunner:
+    """Runs one device: connect, poll, listen, reconnect with backoff. Never raises."""
+
+    def __init__(self, hub: Hub, config: DeviceConfig, spec: PlatformSpec) -> None:
+        self.hub = hub
+        self.config = config
+        self.spec = spec
+        self.ctx = DeviceContextImpl(hub, config)
+        self.driver: Driver | None = None
+        self.error: str | None = None
+        self.connected = False
+        self.lock = asyncio.Lock()
+        self.task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self._listen_task: asyncio.Task[None] | None = None
+        self._listen_error: BaseException | None = None
+        try:
+            self.driver = spec.driver(config, self.ctx)
+        except Exception as exc:
+            self.error = f"driver could not be created: {describe_error(exc)}"
+
+    @property
+    def kind(self) -> str:
+        return self.driver.kind if self.driver is not None else "device"
+
+    def start(self) -> None:
+        self.task = asyncio.get_running_loop().create_task(self.run(), name=f"device-{self.config.id}")
+
+    async def run(self) -> None:
+        cfg, hub = self.config, self.hub
+        if self.driver is None:
+            hub.set_available(cfg.id, False, self.error)
+            return
+        driver = self.driver
+        delay = hub.backoff.initial
+        while True:
+            try:
+                if not self.connected:
+                    async with self.lock:
+                        info = await asyncio.wait_for(driver.connect(), cfg.timeout)
+                    self.connected = True
+                    hub.device_seen(cfg, info)
+                    if type(driver).listen is not Driver.listen:
+                        self._start_listen()
+                elif self._listen_task is None and type(driver).listen is not Driver.listen:
+                    self._start_listen()
+                async with self.lock:
+                    fields = await asyncio.wait_for(driver.poll(), cfg.timeout)
+                if fields:
+                    hub.update(cfg.id, fields)
+                hub.set_available(cfg.id, True)
+                delay = hub.backoff.initial
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), cfg.poll_interval)
+                if self._listen_error is not None:
+                    exc, self._listen_error = self._listen_error, None
+                    raise exc
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.error = describe_error(exc, cfg.timeout)
+                hub.set_available(cfg.id, False, self.error)
+                await self._disconnect()
+                wait = max(delay, hub.backoff.auth_minimum) if isinstance(exc, AuthError) else delay
+                delay = min(max(delay * 2, hub.backoff.initial), hub.backoff.maximum)
+                await asyncio.sleep(wait)
+
+    def _start_listen(self) -> None:
+        assert self.driver is not None
+
+        async def listen() -> None:
+            assert self.driver is not None
+            try:
+                await self.driver.listen()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self._listen_error = exc
+                self._wake.set()
+            finally:
+                self._listen_task = None
+
+        self._listen_task = asyncio.get_running_loop().create_task(listen(), name=f"listen-{self.config.id}")
+
+    async def _disconnect(self) -> None:
+        self.connected = False
+        if self._listen_task is not None:
+            self._listen_task.cancel()
+            with contextlib.suppress(BaseException):
+                await self._listen_task
+            self._listen_task = None
+        await self.ctx.cancel_tasks()
+        if self.driver is not None:
+            try:
+                await asyncio.wait_for(self.driver.close(), 5)
+            except Exception as exc:
+                self.ctx.log.debug("close failed: %s", describe_error(exc))
+
+    async def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            with contextlib.suppress(BaseException):
+                await self.task
+        await self._disconnect()
+
+
+@dataclass
+class Listener:
+    """Receives everything the hub does; the MQTT bridge, history and rules are listeners."""
+
+    on_state: Callable[[StateChange], None] | None = None
+    on_availability: Callable[[AvailabilityChange], None] | None = None
+    on_event: Callable[[HubEvent], None] | None = None
+    on_site: Callable[[str, Mapping[str, Any]], None] | None = None
+    on_device_info: Callable[[str], None] | None = None
+
+
+class RuleContextImpl:
+    def __init__(self, hub: Hub, name: str) -> None:
+        self.hub = hub
+        self.name = name
+        self.clock = hub.clock
+        self.sun = hub.sun
+        self.config = hub.config
+        self.log = logging.getLogger(f"hub.rule.{name}")
+
+    def state(self, device_id: str) -> Mapping[str, Any]:
+        return self.hub.states.get(device_id, {})
+
+    def available(self, device_id: str) -> bool | None:
+        return self.hub.availability.get(device_id)
+
+    def device_kind(self, device_id: str) -> str:
+        runner = self.hub.runners.get(device_id)
+        return runner.kind if runner else "device"
+
+    async def command(self, device_id: str, payload: Mapping[str, Any], *, reason: str | None = None) -> None:
+        await self.hub.command(device_id, dict(payload), source=f"rule:{self.name}", reason=reason)
+
+    def event(self, type: str, **data: Any) -> None:
+        self.hub.emit(type, **data)
+
+    def set_site_state(self, site_id: str, fields: Mapping[str, Any]) -> None:
+        self.hub.set_site_state(site_id, fields)
+
+    def site_state(self, site_id: str) -> Mapping[str, Any]:
+        return self.hub.site_states.get(site_id, {})
+
+    def create_task(self, coro: Coroutine[Any, Any, Any], name: str | None = None) -> asyncio.Task[Any]:
+        return self.hub.create_task(coro, name=name or f"rule-{self.name}")
+
+
+class Hub:
+    """Owns the devices, the state store, the event fan-out, storage and rules."""
+
+    def __init__(self, config: Config, plugins: PluginManager, *, clock: Clock | None = None,
+                 backoff: Backoff | None = None, storage: bool = True) -> None:
+        self.config = config
+        self.plugins = plugins
+        self.clock: Clock = clock or SystemClock()
+        self.backoff = backoff or Backoff()
+        h = config.hub
+        self.tz = ZoneInfo(h.timezone)
+        self.sun = Sun(h.latitude, h.longitude, h.timezone) if h.latitude is not None else None
+        self.states: dict[str, dict[str, Any]] = {}
+        self.availability: dict[str, bool] = {}
+        self.errors: dict[str, str | None] = {}
+        self.site_states: dict[str, dict[str, Any]] = {s.id: {"power": "unknown"} for s in config.sites}
+        self.runners: dict[str, DeviceRunner] = {}
+        self.listeners: list[Listener] = []
+        self.rules: dict[str, Rule] = {}
+        self.mqtt_access: Any = None
+        self.registry: Registry | None = None
+        self.history: History | None = None
+        self._use_storage = storage
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._stopping = False
+        self.started = asyncio.Event()
+
+    # ---------------------------------------------------------------- lifecycle
+    async def start(self) -> None:
+        if self._use_storage:
+            data = self.config.data_dir
+            data.mkdir(parents=True, exist_ok=True)
+            self.registry = Registry(data / "registry.json")
+            self.history = History(data / "history.db")
+            self.listeners.append(Listener(on_state=self._record_state, on_event=self._record_event))
+            self.create_task(self._flush_loop(), name="storage-flush")
+        platforms = self.plugins.platforms()
+        for dev in self.config.devices:
+            if not dev.enabled:
+                continue
+            spec = platforms[dev.platform]
+            self.states[dev.id] = {}
+            self.runners[dev.id] = DeviceRunner(self, dev, spec)
+        for runner in self.runners.values():
+            runner.start()
+        await self._start_rules()
+        self.started.set()
+        log.info("hub started: %d device(s), %d site(s), %d rule(s)", len(self.runners),
+                 len(self.config.sites), len(self.rules))
+
+    async def _start_rules(self) -> None:
+        specs = self.plugins.rules()
+        for name, spec in specs.items():
+            if not self.config.rules_enabled.get(name, spec.default_enabled):
+                continue
+            try:
+                rule = spec.factory(RuleContextImpl(self, name), self.config.rules.get(name))
+                await rule.start()
+            except Exception as exc:
+                log.error("rule %s failed to start and is disabled: %s", name, describe_error(exc))
+                continue
+            self.rules[name] = rule
+
+    async def stop(self) -> None:
+        self._stopping = True
+        for rule in self.rules.values():
+            try:
+                await rule.stop()
+            except Exception as exc:
+                log.warning("rule %s failed to stop: %s", rule.name, describe_error(exc))
+        await asyncio.gather(*(r.stop() for r in self.runners.values()), return_exceptions=True)
+        for t in list(self._tasks):
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.history is not None:
+            self.history.close()
+        if self.registry is not None:
+            self.registry.close()
+        log.info("hub stopped")
+
+    def create_task(self, coro: Coroutine[Any, Any, Any], name: str | None = None) -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self._tasks.add(task)
+
+        def done(t: asyncio.Task[Any]) -> None:
+            self._tasks.discard(t)
+            if not t.cancelled() and t.exception() is not None:
+                log.error("task %s failed: %s", t.get_name(), describe_error(t.exception()))  # type: ignore[arg-type]
+
+        task.add_done_callback(done)
+        return task
+
+    async def _flush_loop(self) -> None:
+        last_registry = 0.0
+        last_purge = 0.0
+        while True:
+            await asyncio.sleep(1.0)
+            try:
+                if self.history is not None and self.history.pending:
+                    await self.history.flush_async()
+                now = self.clock.monotonic()
+                if self.registry is not None and now - last_registry >= 5:
+                    last_registry = now
+                    await asyncio.to_thread(self.registry.flush)
+                if self.history is not None and now - last_purge >= 86400:
+                    last_purge = now
+                    from hub.storage import retention_cutoff
+                    await asyncio.to_thread(self.history.purge,
+                                            retention_cutoff(self.clock.now(), self.config.hub.history_days))
+            except Exception as exc:
+                log.error("storage write failed: %s", describe_error(exc))
+
+    def local_now(self) -> datetime:
+        """The clock's time in the hub's timezone (events carry the local offset, e.g. +07:00)."""
+        return self.clock.now().astimezone(self.tz)
+
+    # ---------------------------------------------------------------- state
+    def device_seen(self, config: DeviceConfig, info: DeviceInfo | None) -> None:
+        if self.registry is not None:
+            self.registry.seen(config.id, config.platform, self.clock.now(), info)
+        if info is not None:
+            fields = {k: getattr(info, k) for k in ("model", "serial", "firmware", "manufacturer")
+                      if getattr(info, k) is not None}
+            fields.update(info.extra)
+            if fields:
+                self.update(config.id, fields)
+        for lst in self.listeners:
+            if lst.on_device_info:
+                lst.on_device_info(config.id)
+
+    def update(self, device_id: str, fields: Mapping[str, Any]) -> None:
+        state = self.states.get(device_id)
+        if state is None:
+            return
+        changed = {k: v for k, v in fields.items() if state.get(k, _MISSING) != v}
+        if not changed:
+            return
+        state.update(changed)
+        runner = self.runners.get(device_id)
+        change = StateChange(device_id=device_id, site=runner.config.site if runner else None,
+                             state=state, changed=changed, time=self.clock.now())
+        for lst in self.listeners:
+            if lst.on_state:
+                lst.on_state(change)
+        for rule in self.rules.values():
+            try:
+                rule.on_state(change)
+            except Exception as exc:
+                log.error("rule %s failed on a state change of %s: %s", rule.name, device_id,
+                          describe_error(exc))
+
+    def set_available(self, device_id: str, available: bool, error: str | None = None) -> None:
+        previous = self.availability.get(device_id)
+        self.errors[device_id] = None if available else error
+        if previous is available:
+            return
+        self.availability[device_id] = available
+        runner = self.runners.get(device_id)
+        site = runner.config.site if runner else None
+        if available:
+            if previous is None:
+                log.info("%s online", device_id)
+            else:
+                log.warning("%s back online", device_id)
+        else:
+            log.warning("%s offline: %s", device_id, error or "unknown error")
+            stale = getattr(runner.driver, "stale_fields", ()) if runner and runner.driver else ()
+            if stale:
+                self.update(device_id, dict.fromkeys(stale))
+        change = AvailabilityChange(device_id=device_id, site=site, available=available,
+                                    error=error, time=self.clock.now())
+        for lst in self.listeners:
+            if lst.on_availability:
+                lst.on_availability(change)
+        if previous is not None or not available:
+            data = {} if available else {"error": error or "unknown error"}
+            self.emit("device_online" if available else "device_offline", device=device_id,
+                      site=site, **data)
+        for rule in self.rules.values():
+            try:
+                rule.on_availability(change)
+            except Exception as exc:
+                log.error("rule %s failed on availability of %s: %s", rule.name, device_id,
+                          describe_error(exc))
+
+    def set_site_state(self, site_id: str, fields: Mapping[str, Any]) -> None:
+        state = self.site_states.setdefault(site_id, {})
+        changed = {k: v for k, v in fields.items() if state.get(k, _MISSING) != v}
+        if not changed:
+            return
+        state.update(changed)
+        for lst in self.listeners:
+            if lst.on_site:
+                lst.on_site(site_id, state)
+
+    def emit(self, type: str, *, device: str | None = None, site: str | None = None, **data: Any) -> None:
+        if device is not None and site is None:
+            runner = self.runners.get(device)
+            site = runner.config.site if runner else None
+        data = {k: v for k, v in data.items() if v is not None}
+        event = HubEvent(type=type, time=self.local_now(), device=device, site=site, data=data)
+        for lst in self.listeners:
+            if lst.on_event:
+                try:
+                    lst.on_event(event)
+                except Exception:
+                    log.exception("event listener failed on %s", type)
+        for rule in self.rules.values():
+            try:
+                rule.on_event(event)
+            except Exception as exc:
+                log.error("rule %s failed on event %s: %s", rule.name, type, describe_error(exc))
+
+    # ---------------------------------------------------------------- commands
+    async def command(self, device_id: str, payload: dict[str, Any], *, source: str = "mqtt",
+                      user: str | None = None, reason: str | None = None) -> bool:
+        """Validate and carry out a command. Returns True when the device took it."""
+        runner = self.runners.get(device_id)
+        if runner is None or runner.driver is None:
+            self.reject_command(device_id, "unknown device" if runner is None else "device has no driver",
+                         user=user, payload=payload, source=source)
+            return False
+        model = runner.driver.command_model
+        if model is None:
+            self.reject_command(device_id, "this device takes no commands", user=user, payload=payload, source=source)
+            return False
+        try:
+            parsed = model.model_validate(payload)
+        except ValidationError as exc:
+            self.reject_command(device_id, _short_validation(exc), user=user, payload=payload, source=source)
+            return False
+        cmd = Command(payload=parsed, source=source, user=user, reason=reason)
+        try:
+            async with runner.lock:
+                result = await asyncio.wait_for(runner.driver.handle_command(cmd), runner.config.timeout)
+        except CommandError as exc:
+            self.reject_command(device_id, redact(str(exc)), user=user, payload=payload, source=source)
+            return False
+        except Exception as exc:
+            error = describe_error(exc, runner.config.timeout)
+            self._audit(user, device_id, payload, source, "failed", error)
+            self.emit("command_failed", device=device_id, error=error, user=user, source=source)
+            return False
+        if result:
+            self.update(device_id, result)
+        self._audit(user, device_id, payload, source, "ok", None)
+        if source != "internal" and cmd.by_person:
+            self.emit("command", device=device_id, user=user, source=source,
+                      command=parsed.model_dump(exclude_none=True, mode="json"))
+        return True
+
+    def reject_command(self, device_id: str, error: str, *, user: str | None, payload: Any, source: str) -> None:
+        self._audit(user, device_id, payload, source, "rejected", error)
+        data: dict[str, Any] = {"error": error, "source": source}
+        if user:
+            data["user"] = user
+        self.emit("command_rejected", device=device_id if device_id in self.runners else None, **data,
+                  **({} if device_id in self.runners else {"target": device_id[:64]}))
+
+    def _audit(self, user: str | None, device: str, payload: Any, source: str, result: str,
+               error: str | None) -> None:
+        if self.history is None or not source or source.startswith("rule:"):
+            return
+        cmd = payload if isinstance(payload, dict) else {"raw": str(payload)[:200]}
+        self.history.add_audit(self.clock.now(), user, device[:64], cmd, result, error)
+
+    # ---------------------------------------------------------------- storage listeners
+    def _record_state(self, change: StateChange) -> None:
+        assert self.history is not None
+        self.history.add_state(change.time, change.device_id, dict(change.changed))
+
+    def _record_event(self, event: HubEvent) -> None:
+        assert self.history is not None
+        self.history.add_event(event.time, event.type, event.device, event.site, dict(event.data))
+
+
+def _short_validation(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors()[:3]:
+        loc = ".".join(str(p) for p in err["loc"]) or "command"
+        msg = "unknown field" if err["type"] == "extra_forbidden" else err["msg"]
+        parts.append(f"{loc}: {msg}")
+    return "; ".join(parts)

@@ -1,0 +1,204 @@
+"""The MQTT connection: paho-mqtt 2.x with its network thread, bridged into asyncio.
+
+paho's ``loop_start`` thread does the socket work and reconnects by itself (1 s to 30 s
+backoff); its callbacks hand everything to the event loop with ``call_soon_threadsafe``, so
+the hub's code only ever runs in the loop. ``publish`` is thread-safe in paho and is called
+from the loop directly, which keeps the hot path (state updates) one function call deep.
+
+While the broker is unreachable, non-retained messages (events) wait in a bounded queue and
+are sent oldest first after the reconnect; retained messages (states, availability, discovery)
+are not queued but republished whole from the hub's state store by the ``on_connect`` callback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+import uuid
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+
+log = logging.getLogger(__name__)
+
+MessageHandler = Callable[[str, bytes], None]
+
+
+@dataclass(frozen=True)
+class BrokerAddress:
+    host: str
+    port: int
+    tls: bool
+
+    @classmethod
+    def parse(cls, url: str) -> BrokerAddress:
+        parts = urlsplit(url)
+        tls = parts.scheme == "mqtts"
+        return cls(host=parts.hostname or "127.0.0.1", port=parts.port or (8883 if tls else 1883), tls=tls)
+
+
+class MqttConnection:
+    """One MQTT client session for the hub.
+
+    ``will`` is ``(topic, payload)`` for the last will (retained, QoS 1).
+    ``on_connect`` runs in the loop after every (re)connect, after subscriptions are renewed and
+    before queued messages are sent.
+    """
+
+    def __init__(self, address: BrokerAddress, *, client_id: str | None = None,
+                 username: str | None = None, password: str | None = None,
+                 will: tuple[str, str] | None = None, keepalive: int = 30,
+                 ca_file: str | None = None, cert_file: str | None = None, key_file: str | None = None,
+                 queue_size: int = 10000, on_connect: Callable[[], None] | None = None) -> None:
+        self.address = address
+        self.keepalive = keepalive
+        self.on_connect_cb = on_connect
+        self.connected = False
+        self.queue: deque[tuple[str, bytes, int, bool]] = deque(maxlen=queue_size)
+        self.dropped = 0
+        self.connects = 0
+        self._handlers: list[tuple[str, int, MessageHandler]] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._connected_event = asyncio.Event()
+        self._last_error: str | None = None
+        self._stopping = False
+        self.client = paho.Client(CallbackAPIVersion.VERSION2,
+                                  client_id=client_id or f"anninh-{uuid.uuid4().hex[:8]}",
+                                  protocol=paho.MQTTv311, clean_session=True)
+        self.client.max_inflight_messages_set(200)
+        self.client.reconnect_delay_set(1, 30)
+        if username:
+            self.client.username_pw_set(username, password)
+        if will:
+            self.client.will_set(will[0], will[1], qos=1, retain=True)
+        if address.tls:
+            ctx = ssl.create_default_context(cafile=ca_file)
+            if cert_file:
+                ctx.load_cert_chain(cert_file, key_file)
+            self.client.tls_set_context(ctx)
+        self.client.on_connect = self._paho_connect
+        self.client.on_disconnect = self._paho_disconnect
+        self.client.on_message = self._paho_message
+
+    # ---------------------------------------------------------------- paho thread side
+    def _paho_connect(self, client: paho.Client, userdata: Any, flags: Any, reason_code: Any,
+                      properties: Any) -> None:
+        if self._loop is None:
+            return
+        if reason_code.is_failure:
+            self._loop.call_soon_threadsafe(self._refused, str(reason_code))
+        else:
+            self._loop.call_soon_threadsafe(self._connected)
+
+    def _paho_disconnect(self, client: paho.Client, userdata: Any, flags: Any, reason_code: Any,
+                         properties: Any) -> None:
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._disconnected, str(reason_code))
+
+    def _paho_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._dispatch, msg.topic, msg.payload)
+
+    # ---------------------------------------------------------------- loop side
+    def _refused(self, reason: str) -> None:
+        if self._last_error != reason:
+            log.error("MQTT broker %s:%d refused the connection: %s", self.address.host,
+                      self.address.port, reason)
+            self._last_error = reason
+
+    def _connected(self) -> None:
+        self.connected = True
+        self.connects += 1
+        self._last_error = None
+        log.info("MQTT connected to %s:%d", self.address.host, self.address.port)
+        for topic, qos, _ in self._handlers:
+            self.client.subscribe(topic, qos)
+        if self.on_connect_cb is not None:
+            try:
+                self.on_connect_cb()
+            except Exception:
+                log.exception("MQTT on_connect callback failed")
+        queued = len(self.queue)
+        while self.queue and self.connected:
+            topic, payload, qos, retain = self.queue.popleft()
+            self.client.publish(topic, payload, qos, retain)
+        if queued:
+            log.info("MQTT sent %d queued message(s)%s", queued,
+                     f"; {self.dropped} older ones were dropped (queue full)" if self.dropped else "")
+            self.dropped = 0
+        self._connected_event.set()
+
+    def _disconnected(self, reason: str) -> None:
+        if self.connected and not self._stopping:
+            log.warning("MQTT connection to %s:%d lost (%s); reconnecting", self.address.host,
+                        self.address.port, reason)
+        self.connected = False
+        self._connected_event.clear()
+
+    def _dispatch(self, topic: str, payload: bytes) -> None:
+        for pattern, _qos, handler in self._handlers:
+            if paho.topic_matches_sub(pattern, topic):
+                try:
+                    handler(topic, payload)
+                except Exception:
+                    log.exception("MQTT handler for %s failed on %s", pattern, topic)
+
+    # ---------------------------------------------------------------- API
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self.client.connect_async(self.address.host, self.address.port, keepalive=self.keepalive)
+        self.client.loop_start()
+
+    async def wait_connected(self, timeout: float | None = None) -> bool:
+        try:
+            await asyncio.wait_for(self._connected_event.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    def publish(self, topic: str, payload: str | bytes, qos: int = 0, retain: bool = False) -> None:
+        data = payload.encode() if isinstance(payload, str) else payload
+        if self.connected:
+            info = self.client.publish(topic, data, qos, retain)
+            if info.rc == paho.MQTT_ERR_SUCCESS or retain:
+                return
+            # the socket went away before the loop heard of it: keep the message
+        if retain:
+            return  # republished from the state store on reconnect
+        if len(self.queue) == self.queue.maxlen:
+            self.dropped += 1
+        self.queue.append((topic, data, qos, retain))
+
+    def subscribe(self, topic: str, handler: MessageHandler, qos: int = 1) -> Callable[[], None]:
+        entry = (topic, qos, handler)
+        self._handlers.append(entry)
+        if self.connected:
+            self.client.subscribe(topic, qos)
+
+        def unsubscribe() -> None:
+            if entry in self._handlers:
+                self._handlers.remove(entry)
+                if self.connected and not any(t == topic for t, _, _ in self._handlers):
+                    self.client.unsubscribe(topic)
+
+        return unsubscribe
+
+    async def stop(self, final: list[tuple[str, str, int, bool]] | None = None,
+                   timeout: float = 3.0) -> None:
+        """Publish ``final`` messages (e.g. offline states), wait for them, disconnect."""
+        self._stopping = True
+        if self.connected and final:
+            infos = [self.client.publish(t, p, q, r) for t, p, q, r in final]
+            deadline = asyncio.get_running_loop().time() + timeout
+            for info in infos:
+                while not info.is_published() and asyncio.get_running_loop().time() < deadline:
+                    await asyncio.sleep(0.01)
+        self.client.disconnect()
+        await asyncio.to_thread(self.client.loop_stop)
+        self.connected = False

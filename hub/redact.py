@@ -1,0 +1,66 @@
+"""Keep secrets out of everything the hub writes: logs, MQTT payloads, events, history.
+
+The hub registers every password from the config; :func:`redact` replaces them (and their
+URL-encoded forms) in any text, and :class:`RedactingFilter` does so in every log record before
+any handler formats it. Drivers should still never put credentials into messages: this is the
+net under the rope.
+"""
+
+from __future__ import annotations
+
+import logging
+from urllib.parse import quote
+
+MASK = "***"
+_secrets: set[str] = set()
+
+
+def register_secrets(values: list[str]) -> None:
+    for v in values:
+        if v and len(v) >= 3:
+            _secrets.add(v)
+            _secrets.add(quote(v, safe=""))
+
+
+def clear_secrets() -> None:
+    _secrets.clear()
+
+
+def redact(text: str) -> str:
+    if not _secrets or not text:
+        return text
+    for s in sorted(_secrets, key=len, reverse=True):
+        if s in text:
+            text = text.replace(s, MASK)
+    return text
+
+
+class RedactingFilter(logging.Filter):
+    """Formats the message, redacts it, and freezes the result into the record."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not _secrets:
+            return True
+        try:
+            message = record.getMessage()
+        except Exception:
+            return True
+        cleaned = redact(message)
+        if record.exc_info and record.exc_info[1] is not None:
+            formatter = logging.Formatter()
+            exc_text = formatter.formatException(record.exc_info)
+            record.exc_text = redact(exc_text)
+            record.exc_info = None
+            cleaned = f"{cleaned}\n{record.exc_text}"
+            record.exc_text = None
+        record.msg = cleaned
+        record.args = None
+        return True
+
+
+def install_log_redaction() -> None:
+    """Attach the filter to every handler of the root logger (call after logging is set up)."""
+    root = logging.getLogger()
+    for handler in root.handlers:
+        if not any(isinstance(f, RedactingFilter) for f in handler.filters):
+            handler.addFilter(RedactingFilter())
