@@ -75,6 +75,15 @@ class DeviceConfig(StrictModel):
 
 
 
+class CameraConfig(DeviceConfig):
+    """Keys every camera / recorder platform accepts (image health checks, see docs)."""
+
+    health_interval: float = Field(600, ge=0, le=86400,
+                                   description="seconds between image checks; 0 turns them off")
+    health_source: Literal["snapshot", "stream"] = Field(
+        "snapshot", description="where image checks get frames: a JPEG snapshot (cheap) or RTSP")
+
+
 @dataclass(frozen=True, slots=True)
 class DeviceInfo:
     """What a device says about itself; stored in the registry and published in its state."""
@@ -277,6 +286,23 @@ class RuleContext(Protocol):
     def site_state(self, site_id: str) -> Mapping[str, Any]: ...
 
     def create_task(self, coro: Coroutine[Any, Any, Any], name: str | None = None) -> Any: ...
+
+    def devices(self, kind: str | None = None) -> list[DeviceConfig]:
+        """Configs of the running devices (of one ``Driver.kind`` if given)."""
+        ...
+
+    def update_device(self, device_id: str, fields: Mapping[str, Any]) -> None:
+        """Merge fields into a device's state (e.g. image-health results into a camera's)."""
+
+    async def snapshot(self, device_id: str, channel: int | None = None) -> bytes:
+        """A JPEG from the device's driver (raises :class:`DeviceError`)."""
+        ...
+
+    def stream_url(self, device_id: str, channel: int | None = None) -> str | None: ...
+
+    def register_request(self, name: str, handler: Callable[[dict[str, Any]], Awaitable[Any]]) -> None:
+        """Answer MQTT requests on ``<base>/bridge/request/<name>`` (response on
+        ``<base>/bridge/response/<name>``, Zigbee2MQTT style)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -79,7 +79,7 @@ class MqttBridge:
         self.base = cfg.base_topic
         self.discovery = cfg.discovery
         self.prefix = cfg.discovery_prefix
-        self._requests: dict[str, RequestHandler] = {}
+        self._requests: dict[str, RequestHandler] = hub.requests
         self._discovered: dict[str, set[str]] = {}
         if connection is None:
             address = BrokerAddress.parse(cfg.server)

@@ -12,11 +12,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from zoneinfo import ZoneInfo
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError
 
@@ -261,6 +261,27 @@ class RuleContextImpl:
     def create_task(self, coro: Coroutine[Any, Any, Any], name: str | None = None) -> asyncio.Task[Any]:
         return self.hub.create_task(coro, name=name or f"rule-{self.name}")
 
+    def devices(self, kind: str | None = None) -> list[DeviceConfig]:
+        return [r.config for r in self.hub.runners.values() if kind is None or r.kind == kind]
+
+    def update_device(self, device_id: str, fields: Mapping[str, Any]) -> None:
+        self.hub.update(device_id, fields)
+
+    async def snapshot(self, device_id: str, channel: int | None = None) -> bytes:
+        runner = self.hub.runners.get(device_id)
+        if runner is None or runner.driver is None:
+            raise DeviceError(f"unknown device {device_id!r}")
+        return await asyncio.wait_for(runner.driver.snapshot(channel), runner.config.timeout)
+
+    def stream_url(self, device_id: str, channel: int | None = None) -> str | None:
+        runner = self.hub.runners.get(device_id)
+        if runner is None or runner.driver is None:
+            return None
+        return runner.driver.stream_url(channel)
+
+    def register_request(self, name: str, handler: Callable[[dict[str, Any]], Awaitable[Any]]) -> None:
+        self.hub.requests[name] = handler
+
 
 class Hub:
     """Owns the devices, the state store, the event fan-out, storage and rules."""
@@ -281,6 +302,7 @@ class Hub:
         self.runners: dict[str, DeviceRunner] = {}
         self.listeners: list[Listener] = []
         self.rules: dict[str, Rule] = {}
+        self.requests: dict[str, Callable[[dict[str, Any]], Awaitable[Any]]] = {}
         self.mqtt_access: Any = None
         self.registry: Registry | None = None
         self.history: History | None = None

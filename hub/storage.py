@@ -200,7 +200,7 @@ class History:
         with self._lock, self._db:
             self._db.execute("BEGIN")
             for table in ("states", "events", "audit"):
-                self._db.execute(f"DELETE FROM {table} WHERE ts < ?", (cutoff,))  # noqa: S608
+                self._db.execute(f"DELETE FROM {table} WHERE ts < ?", (cutoff,))
 
     def events(self, since: datetime | None = None, type: str | None = None) -> list[dict[str, Any]]:
         q = "SELECT ts, type, device, site, data FROM events WHERE ts >= ?"

@@ -51,7 +51,7 @@ class Mosquitto:
 
     def start(self, timeout: float = 10.0) -> Mosquitto:
         conf = self.write_config()
-        self._logf = open(self.log, "ab")  # noqa: SIM115
+        self._logf = open(self.log, "ab")
         self.proc = subprocess.Popen([self.binary, "-c", str(conf)], stdout=self._logf, stderr=self._logf)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

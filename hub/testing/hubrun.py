@@ -1,0 +1,51 @@
+"""Run a hub from YAML text in a test: ``async with hub_from_yaml(text, tmp_path, port) as running``."""
+
+from __future__ import annotations
+
+import contextlib
+import textwrap
+from collections.abc import AsyncIterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from hub.app import RunningHub, start_hub
+from hub.clock import Clock
+from hub.config import Config, load_config
+from hub.core import Backoff
+from hub.plugins import PluginManager
+
+
+def write_config(tmp_path: Path, yaml_text: str, secrets: dict[str, str] | None = None) -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text(textwrap.dedent(yaml_text))
+    path.chmod(0o600)
+    if secrets:
+        s = tmp_path / "secrets.yaml"
+        s.write_text("".join(f"{k}: {v!r}\n" for k, v in secrets.items()))
+        s.chmod(0o600)
+    return path
+
+
+def make_plugins(*extra: tuple[str, ModuleType], builtin: bool = True) -> PluginManager:
+    pm = PluginManager()
+    if builtin:
+        pm.discover(None, entry_points=False)
+    for name, module in extra:
+        pm.register(module, name=name, source="test")
+    return pm
+
+
+@contextlib.asynccontextmanager
+async def hub_from_yaml(yaml_text: str, tmp_path: Path, *, plugins: PluginManager | None = None,
+                        secrets: dict[str, str] | None = None, clock: Clock | None = None,
+                        backoff: Backoff | None = None, **kw: Any) -> AsyncIterator[RunningHub]:
+    path = write_config(tmp_path, yaml_text, secrets)
+    pm = plugins or make_plugins()
+    config: Config = load_config(path, pm)
+    running = await start_hub(config, pm, clock=clock, backoff=backoff or Backoff(initial=0.2, maximum=1.0,
+                                                                                   auth_minimum=1.0), **kw)
+    try:
+        yield running
+    finally:
+        await running.stop()
