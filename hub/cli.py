@@ -52,8 +52,24 @@ def _config_arg(p: argparse.ArgumentParser) -> None:
                    help="the hub's YAML config (secrets.yaml beside it holds the !secret values)")
 
 
+def peek_data_dir(path: Path) -> Path | None:
+    """The data dir named in a config, read before validation (drop-in plugins live there)."""
+    import yaml
+
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data_dir = Path(str(raw["hub"]["data_dir"])) if isinstance(raw, dict) else None
+    except Exception:
+        data_dir = None
+    if data_dir is None:
+        data_dir = Path("./data")
+    return data_dir if data_dir.is_absolute() else (path.parent / data_dir).resolve()
+
+
 def load_or_exit(path: Path, plugins: PluginManager | None = None) -> tuple:
-    plugins = plugins or load_plugins()
+    """Load plugins (built-in, entry points, drop-ins of the config's data dir) and the config,
+    or print every error as ``file:line: field: problem`` and exit 1."""
+    plugins = plugins or load_plugins(peek_data_dir(path))
     try:
         config = load_config(path, plugins)
     except ConfigError as exc:
@@ -64,16 +80,6 @@ def load_or_exit(path: Path, plugins: PluginManager | None = None) -> tuple:
     register_secrets(config.secrets())
     for warning in config.warnings:
         log.warning("%s", warning)
-    # drop-in plugins live in the data dir: load them now that we know it, then validate again
-    before = set(plugins.plugins)
-    plugins.discover(config.data_dir, builtin=False, entry_points=False)
-    if set(plugins.plugins) != before:
-        try:
-            config = load_config(path, plugins)
-        except ConfigError as exc:
-            for issue in exc.issues:
-                print(f"error: {issue}", file=sys.stderr)
-            raise SystemExit(1) from None
     return config, plugins
 
 

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, SecretStr, TypeAdapter, ValidationError, field_validator, model_validator
 
 from hub.api import DeviceConfig, Id, StrictModel
 
@@ -134,7 +134,10 @@ def load_yaml(path: Path, issues: list[ConfigIssue], secrets: dict[str, Any] | N
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None
-        issues.append(ConfigIssue(path, line, "", f"invalid YAML: {exc.problem or exc.context}"))
+        message = f"invalid YAML: {exc.problem or exc.context}"
+        if exc.context and exc.context_mark and exc.problem_mark and exc.context_mark.line != exc.problem_mark.line:
+            message += f" ({exc.context} that started on line {exc.context_mark.line + 1})"
+        issues.append(ConfigIssue(path, line, "", message))
     except yaml.YAMLError as exc:
         issues.append(ConfigIssue(path, None, "", f"invalid YAML: {exc}"))
     return None
@@ -392,13 +395,23 @@ def load_config(path: str | Path, plugins: Any | None = None) -> Config:
         except OSError:
             pass
 
-    try:
-        top = _TopModel.model_validate(raw)
-    except ValidationError as exc:
-        _add_validation_issues(issues, path, raw, exc, _TopModel)
-        top = None
-    if top is None:
-        raise ConfigError(issues)
+    # each top-level section on its own, so one bad section does not hide the others' errors
+    values: dict[str, Any] = {}
+    for key in raw:
+        if key not in _TopModel.model_fields:
+            close = difflib.get_close_matches(str(key), list(_TopModel.model_fields), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else \
+                f"; expected one of: {', '.join(_TopModel.model_fields)}"
+            issues.append(ConfigIssue(path, _line_of(raw, (key,)), str(key), f"unknown key{hint}"))
+    for name, info in _TopModel.model_fields.items():
+        if name not in raw or raw[name] is None and name != "hub":
+            continue
+        try:
+            values[name] = TypeAdapter(info.annotation).validate_python(raw[name])
+        except ValidationError as exc:
+            _add_validation_issues(issues, path, raw, exc, _inner_model(info.annotation) or _TopModel,
+                                   prefix=(name,))
+    top = _TopModel(**values)
 
     # sites: unique ids
     site_ids: dict[str, int] = {}

@@ -21,7 +21,7 @@ class Mosquitto:
     """``with Mosquitto() as m: m.port``. ``extra`` is appended to the generated config."""
 
     def __init__(self, port: int | None = None, extra: str = "", workdir: Path | None = None,
-                 allow_anonymous: bool = True) -> None:
+                 allow_anonymous: bool = True, persistence: bool = False) -> None:
         self.binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
         if not Path(self.binary).exists():
             raise RuntimeError("mosquitto is not installed (apt-get install mosquitto)")
@@ -30,6 +30,7 @@ class Mosquitto:
         self.port = port or _free_port()
         self.extra = extra
         self.allow_anonymous = allow_anonymous
+        self.persistence = persistence
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = self.dir / "mosquitto.log"
 
@@ -43,7 +44,9 @@ class Mosquitto:
             lines.append("user root")
         lines += [f"listener {self.port} 127.0.0.1",
                   f"allow_anonymous {'true' if self.allow_anonymous else 'false'}",
-                  "persistence false", "log_dest stderr", "log_type error", "log_type warning",
+                  *(["persistence true", f"persistence_location {self.dir}/"] if self.persistence
+                    else ["persistence false"]),
+                  "log_dest stderr", "log_type error", "log_type warning",
                   "max_queued_messages 100000", self.extra]
         conf = self.dir / "mosquitto.conf"
         conf.write_text("\n".join(lines) + "\n")

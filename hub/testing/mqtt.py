@@ -29,13 +29,16 @@ class Recorder:
     """Subscribes to ``topics`` and keeps everything, thread-safely."""
 
     def __init__(self, port: int, topics: tuple[str, ...] = ("#",), host: str = "127.0.0.1",
-                 username: str | None = None, password: str | None = None, **tls: Any) -> None:
+                 username: str | None = None, password: str | None = None, client_id: str | None = None,
+                 clean_session: bool = True, **tls: Any) -> None:
         self.messages: list[Msg] = []
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
         self.connected = threading.Event()
         self.connect_rc: Any = None
-        self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"rec-{uuid.uuid4().hex[:6]}")
+        self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id or f"rec-{uuid.uuid4().hex[:6]}",
+                                  clean_session=clean_session)
+        self.client.reconnect_delay_set(0.1, 1)
         if username:
             self.client.username_pw_set(username, password)
         if tls:
