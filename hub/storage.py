@@ -7,7 +7,6 @@ an fsync of a temporary file, and SQLite's WAL journal recovers the last committ
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import os
@@ -57,6 +56,12 @@ class AtomicJSONStorage(Storage):
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        # temp files of writes interrupted by a crash: the real file is intact, drop them
+        for stale in self.path.parent.glob(f".{self.path.name}.*.tmp"):
+            try:
+                stale.unlink()
+            except OSError:
+                pass
 
     def read(self) -> dict[str, Any] | None:
         try:
@@ -191,9 +196,6 @@ class History:
                 if audit:
                     self._db.executemany("INSERT INTO audit VALUES (?,?,?,?,?,?)", audit)
             return n
-
-    async def flush_async(self) -> int:
-        return await asyncio.to_thread(self.flush)
 
     def purge(self, older_than: datetime) -> None:
         cutoff = older_than.timestamp()

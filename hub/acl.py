@@ -1,0 +1,66 @@
+"""``anninh acl -c FILE -o DIR``: the Mosquitto files that enforce the config's users and roles.
+
+Writes into DIR:
+
+* ``passwd`` (mode 0600): one Mosquitto ``$7$`` hash per user and for the hub's own login,
+  made by ``mosquitto_passwd -U`` when it is installed;
+* ``acl``: per-user topic rights (see :mod:`hub.security` and docs/security.md);
+* ``mosquitto.conf``: a snippet for ``/etc/mosquitto/conf.d/`` that turns off anonymous access,
+  points at the two files and opens the listeners (``--listen``, and ``--tls-listen`` with
+  ``--cafile/--certfile/--keyfile`` for TLS).
+
+Run it again whenever users, passwords or devices change, then reload Mosquitto
+(``systemctl reload mosquitto`` or ``kill -HUP``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from hub.cli import command, load_or_exit
+from hub.security import AclError, ListenerOptions, generate
+
+
+def _arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-c", "--config", required=True, type=Path, metavar="FILE",
+                   help="the hub's YAML config (users: and mqtt.username/password)")
+    p.add_argument("-o", "--output", required=True, type=Path, metavar="DIR",
+                   help="folder for passwd, acl and mosquitto.conf (created if missing)")
+    p.add_argument("--listen", default="127.0.0.1:1883", metavar="HOST:PORT",
+                   help="plain MQTT listener in mosquitto.conf (default 127.0.0.1:1883; 'none' for TLS only)")
+    p.add_argument("--tls-listen", default=None, metavar="HOST:PORT",
+                   help="also a TLS listener, e.g. 0.0.0.0:8883 (needs --cafile, --certfile, --keyfile)")
+    p.add_argument("--cafile", default=None, help="CA certificate (PEM) that signed the broker's and clients' certificates")
+    p.add_argument("--certfile", default=None, help="the broker's certificate (PEM)")
+    p.add_argument("--keyfile", default=None, help="the broker's private key (PEM)")
+    p.add_argument("--require-certificate", action="store_true",
+                   help="TLS clients must also present a certificate signed by the CA")
+    p.add_argument("--no-mosquitto-passwd", action="store_true",
+                   help="hash passwords here instead of with mosquitto_passwd (same $7$ format)")
+
+
+@command("acl", "write a Mosquitto password file, ACL and config snippet enforcing the config's users and roles",
+         _arguments)
+def cmd_acl(args: argparse.Namespace) -> int:
+    config, plugins = load_or_exit(args.config)
+    opts = ListenerOptions(listen=None if args.listen in ("none", "") else args.listen,
+                           tls_listen=args.tls_listen, cafile=args.cafile, certfile=args.certfile,
+                           keyfile=args.keyfile, require_certificate=args.require_certificate)
+    try:
+        result = generate(config, plugins, args.output, opts,
+                          tool=None if args.no_mosquitto_passwd else "auto")
+    except AclError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    for u in config.users:
+        if u.role == "installer" and u.sites is not None:
+            print(f"note: {u.name} is an installer; installers see every site (sites: is ignored)",
+                  file=sys.stderr)
+    for path in result.files:
+        print(f"wrote {path}")
+    print(f"{result.users} login(s), passwords hashed by {result.hashing}.")
+    print(f"Next: copy {args.output / 'mosquitto.conf'} into /etc/mosquitto/conf.d/, make passwd and acl "
+          "readable by the mosquitto user (chown mosquitto: ...), and reload Mosquitto.")
+    return 0
