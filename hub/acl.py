@@ -32,7 +32,8 @@ def _arguments(p: argparse.ArgumentParser) -> None:
                    help="plain MQTT listener in mosquitto.conf (default 127.0.0.1:1883; 'none' for TLS only)")
     p.add_argument("--tls-listen", default=None, metavar="HOST:PORT",
                    help="also a TLS listener, e.g. 0.0.0.0:8883 (needs --cafile, --certfile, --keyfile)")
-    p.add_argument("--cafile", default=None, help="CA certificate (PEM) that signed the broker's and clients' certificates")
+    p.add_argument("--cafile", default=None,
+                   help="CA certificate (PEM) that signed the broker's and clients' certificates")
     p.add_argument("--certfile", default=None, help="the broker's certificate (PEM)")
     p.add_argument("--keyfile", default=None, help="the broker's private key (PEM)")
     p.add_argument("--require-certificate", action="store_true",
