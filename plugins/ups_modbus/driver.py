@@ -1,0 +1,312 @@
+"""The ``ups_modbus`` platform: UPS units and AC power meters over Modbus TCP / RTU.
+
+A device entry names a register map with ``model:`` (see :mod:`plugins.ups_modbus.maps` and the
+README). Each poll reads the map's contiguous blocks (one request per block, not per register),
+decodes them, derives the NUT status tokens and publishes the contract fields.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from hub.api import DeviceConfig, DeviceContext, DeviceError, DeviceInfo, Driver, Entity, StrictModel
+
+from .client import ModbusLink
+from .maps import (
+    BUILTIN_MAPS,
+    Contact,
+    DecodeError,
+    FieldDef,
+    RegisterMap,
+    StatusRule,
+    dry_contact_map,
+)
+
+Model = Literal["apc_smt", "huawei_ups2000", "generic_dry_contact", "pzem004t", "sdm120", "inline"]
+
+MANUFACTURERS = {"apc_smt": "APC (Schneider Electric)", "huawei_ups2000": "Huawei", "pzem004t": "Peacefair",
+                 "sdm120": "Eastron"}
+
+
+class ContactConfig(StrictModel):
+    """A dry contact: ``address`` in ``table`` (default a discrete input, FC02); ``invert`` when
+    the contact is *open* in the named state (NUT's ``noro``)."""
+
+    address: int = Field(ge=0, le=65535)
+    table: Literal["holding", "input", "coil", "discrete"] = "discrete"
+    invert: bool = False
+    bit: int = Field(0, ge=0, le=15, description="bit of the register, for holding/input tables")
+
+
+class InlineField(StrictModel):
+    """One value of an inline map; ``value = raw * scale / divisor``."""
+
+    field: str = Field(pattern=r"^[a-z_][a-z0-9_]*$")
+    table: Literal["holding", "input", "coil", "discrete"] = "holding"
+    address: int = Field(ge=0, le=65535)
+    type: Literal["u16", "s16", "u32", "s32", "f32", "bit"] = "u16"
+    scale: float = 1.0
+    divisor: float = Field(1.0, gt=0)
+    word_order: Literal["big", "little"] = "big"
+    bit: int | None = Field(None, ge=0, le=31)
+    invalid: int | None = Field(None, ge=0, le=0xFFFFFFFF, description="raw value meaning 'not available'")
+
+    @model_validator(mode="after")
+    def _bit_type(self) -> InlineField:
+        if self.type == "bit" and self.bit is None and self.table in ("holding", "input"):
+            raise ValueError("type bit needs 'bit' (which bit of the register)")
+        if self.bit is not None and self.table in ("coil", "discrete"):
+            raise ValueError("'bit' only applies to holding/input registers")
+        return self
+
+
+class InlineStatus(StrictModel):
+    """A status rule: NUT ``token`` while ``field`` is true (false with ``invert``), or
+    ``values`` mapping an enum field's values to tokens."""
+
+    field: str
+    token: str | None = Field(None, pattern=r"^[A-Z]+( [A-Z]+)*$")
+    invert: bool = False
+    values: dict[int, str] | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> InlineStatus:
+        if (self.token is None) == (self.values is None):
+            raise ValueError("give either 'token' or 'values'")
+        return self
+
+
+class InlineMap(StrictModel):
+    """A register map written in the config (``model: inline``)."""
+
+    kind: Literal["ups", "meter"] = "ups"
+    fields: list[InlineField] = Field(min_length=1)
+    status: list[InlineStatus] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _builds(self) -> InlineMap:
+        self.build()  # raises ValueError (→ a located config error) on unknown fields etc.
+        return self
+
+    def build(self) -> RegisterMap:
+        fields = tuple(FieldDef(f.field, f.table, f.address, f.type, scale=f.scale, divisor=f.divisor,
+                                word_order=f.word_order, bit=f.bit, invalid=f.invalid) for f in self.fields)
+        rules = tuple(StatusRule(s.field, s.token, invert=s.invert, values=s.values) for s in self.status)
+        return RegisterMap(name="inline", kind=self.kind, fields=fields, status=rules)
+
+
+class UpsConfig(DeviceConfig):
+    """A UPS or power meter reached over Modbus (see the plugin README for every key)."""
+
+    host: str | None = Field(None, description="IP/host name of the UPS card or Modbus gateway")
+    port: int = Field(502, ge=1, le=65535)
+    unit: int = Field(1, ge=0, le=247, description="Modbus device (slave) id")
+    transport: Literal["tcp", "rtu_over_tcp", "serial"] = "tcp"
+    serial_port: str | None = None
+    baudrate: int = Field(9600, gt=0)
+    parity: Literal["N", "E", "O"] = "N"
+    stopbits: Literal[1, 2] = 1
+    model: Model
+    map: InlineMap | None = Field(None, description="the register map when model is 'inline'")
+    contacts: dict[str, ContactConfig] | None = Field(
+        None, description="generic_dry_contact: NUT state → contact (default OL on DI 0, LB on DI 1)")
+    low_battery_charge: float = Field(20.0, ge=0, le=100,
+                                      description="on battery, LB when charge is below this (%); 0 = off")
+    low_battery_runtime: float = Field(180.0, ge=0, description="on battery, LB when runtime is below this (s)")
+    mains_min_voltage: float = Field(100.0, ge=0, description="meters: mains present at or above this voltage")
+    poll_interval: float = Field(5.0, gt=0, le=86400)
+    timeout: float = Field(3.0, gt=0, le=300)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> UpsConfig:
+        if (self.model == "inline") != (self.map is not None):
+            raise ValueError("'map' is required when model is 'inline', and only then")
+        if self.contacts is not None and self.model != "generic_dry_contact":
+            raise ValueError("'contacts' only applies to model generic_dry_contact")
+        if self.transport == "serial":
+            if not self.serial_port:
+                raise ValueError("transport serial needs serial_port (e.g. /dev/ttyUSB0)")
+        elif not self.host:
+            raise ValueError(f"transport {self.transport} needs host")
+        if self.model == "generic_dry_contact":
+            resolve_map(self)  # unknown NUT states → config error
+        return self
+
+
+DEFAULT_CONTACTS = {"OL": Contact(0), "LB": Contact(1)}
+
+
+def resolve_map(config: UpsConfig) -> RegisterMap:
+    if config.model == "inline":
+        assert config.map is not None
+        return config.map.build()
+    if config.model == "generic_dry_contact":
+        if config.contacts is None:
+            return dry_contact_map(DEFAULT_CONTACTS)
+        return dry_contact_map({k: Contact(c.address, c.table, c.invert, c.bit) for k, c in config.contacts.items()})
+    return BUILTIN_MAPS[config.model]
+
+
+def published(name: str) -> bool:
+    """Map fields that become state fields (the rest only feed status tokens)."""
+    return not name.startswith(("_", "flag_", "contact_"))
+
+
+UPS_FIELDS = ("status", "on_battery", "low_battery", "replace_battery")
+METER_FIELDS = ("mains",)
+
+# upsmon names: ONBATT, ONLINE, LOWBATT, REPLBATT
+EVENTS = {"on_battery": ("on_battery", "on_line"), "low_battery": ("low_battery", None),
+          "replace_battery": ("replace_battery", None)}
+
+
+class UpsDriver(Driver):
+    """A UPS: status tokens, battery charge/runtime, input voltage, load; upsmon-style events."""
+
+    kind = "ups"
+    config: UpsConfig
+
+    def __init__(self, config: UpsConfig, ctx: DeviceContext) -> None:  # type: ignore[override]
+        super().__init__(config, ctx)
+        self.map = resolve_map(config)
+        self.link: ModbusLink | None = None
+        self._values = [f.name for f in self.map.fields if published(f.name)]
+        self._reports_rb = any("RB" in (r.token or "").split() or
+                               any("RB" in v.split() for v in (r.values or {}).values())
+                               for r in self.map.status)
+        extra = METER_FIELDS if self.map.kind == "meter" else UPS_FIELDS
+        self.stale_fields: tuple[str, ...] = (*extra, *self._values)
+        """Everything measured becomes null when the device goes offline (never a stale "OL")."""
+        self._last: dict[str, bool | None] = {}
+
+    # ------------------------------------------------------------------ lifecycle
+    async def connect(self) -> DeviceInfo:
+        c = self.config
+        per_request = max(0.1, c.timeout / (len(self.map.blocks) + 0.5))
+        self.link = ModbusLink(host=c.host, port=c.port, unit=c.unit, transport=c.transport, timeout=per_request,
+                               serial_port=c.serial_port, baudrate=c.baudrate, parity=c.parity,
+                               stopbits=c.stopbits)
+        try:
+            await self.link.connect()
+        except DeviceError:
+            self.link.close()
+            self.link = None
+            raise
+        return DeviceInfo(model=self.map.name if c.model != "inline" else None,
+                          manufacturer=MANUFACTURERS.get(c.model))
+
+    async def close(self) -> None:
+        if self.link is not None:
+            self.link.close()
+            self.link = None
+
+    async def read_values(self) -> tuple[dict[str, Any], list[str]]:
+        """One poll's worth of reads: decoded values and status tokens."""
+        if self.link is None:
+            raise DeviceError("not connected")
+        data = {}
+        for block in self.map.blocks:
+            data[block] = await self.link.read(block)
+        try:
+            values = self.map.decode(data)
+            tokens = self.map.tokens(values)
+        except (DecodeError, ValueError, KeyError) as exc:
+            raise DeviceError(f"garbage from {self.link.where}: {exc}") from None
+        return values, tokens
+
+    async def poll(self) -> dict[str, Any]:
+        values, tokens = await self.read_values()
+        state = self.build_state(values, tokens)
+        self._emit_transitions(state)
+        return state
+
+    # ------------------------------------------------------------------ state
+    def build_state(self, values: Mapping[str, Any], tokens: list[str]) -> dict[str, Any]:
+        c = self.config
+        tokens = list(tokens)
+        on_battery = True if "OB" in tokens else False if "OL" in tokens else None
+        if on_battery and "LB" not in tokens:
+            charge, runtime = values.get("battery_charge"), values.get("battery_runtime")
+            # like NUT's ignorelb overrides: battery.charge.low / battery.runtime.low, on battery only
+            if (charge is not None and charge < c.low_battery_charge) or (
+                    runtime is not None and runtime < c.low_battery_runtime):
+                insert = tokens.index("OB") + 1
+                tokens.insert(insert, "LB")
+        state: dict[str, Any] = {
+            "status": " ".join(tokens) or None,
+            "on_battery": on_battery,
+            "low_battery": "LB" in tokens,
+            "replace_battery": ("RB" in tokens) if self._reports_rb else None,
+        }
+        state.update({k: values.get(k) for k in self._values})
+        return state
+
+    def _emit_transitions(self, state: Mapping[str, Any]) -> None:
+        for key, (rising, falling) in EVENTS.items():
+            now = state.get(key)
+            before = self._last.get(key)
+            if now is None:
+                continue
+            self._last[key] = bool(now)
+            if now and not before:  # includes the first poll when the state is already bad
+                self.ctx.event(rising, status=state.get("status"), battery_charge=state.get("battery_charge"),
+                               battery_runtime=state.get("battery_runtime"))
+            elif not now and before and falling:
+                self.ctx.event(falling, status=state.get("status"), battery_charge=state.get("battery_charge"))
+
+    def entities(self) -> list[Entity]:
+        ents = [
+            Entity("binary_sensor", "on_battery", "Mains power", "power", payload_on=False),
+            Entity("binary_sensor", "low_battery", "Battery low", "battery"),
+            Entity("sensor", "status", "UPS status", icon="mdi:power-plug-battery"),
+        ]
+        if self._reports_rb:
+            ents.append(Entity("binary_sensor", "replace_battery", "Replace battery", "problem"))
+        sensors = {"battery_charge": ("Battery charge", "battery", "%"),
+                   "battery_runtime": ("Battery runtime", "duration", "s"),
+                   "input_voltage": ("Input voltage", "voltage", "V"),
+                   "output_voltage": ("Output voltage", "voltage", "V"),
+                   "battery_voltage": ("Battery voltage", "voltage", "V"),
+                   "load": ("Load", "power_factor", "%")}
+        for name in self._values:
+            if name in sensors:
+                label, dc, unit = sensors[name]
+                ents.append(Entity("sensor", name, label, dc, unit, state_class="measurement"))
+        return ents
+
+
+class MeterDriver(UpsDriver):
+    """An AC power meter: voltage, current, power, energy, frequency, and ``mains`` present."""
+
+    kind = "meter"
+
+    async def poll(self) -> dict[str, Any]:
+        values, _tokens = await self.read_values()
+        state = {k: values.get(k) for k in self._values}
+        v = values.get("input_voltage")
+        state["mains"] = None if v is None else v >= self.config.mains_min_voltage
+        return state
+
+    def entities(self) -> list[Entity]:
+        ents = [Entity("binary_sensor", "mains", "Mains power", "power")]
+        sensors = {"input_voltage": ("Voltage", "voltage", "V", "measurement"),
+                   "current": ("Current", "current", "A", "measurement"),
+                   "power": ("Power", "power", "W", "measurement"),
+                   "energy": ("Energy", "energy", "Wh", "total_increasing"),
+                   "frequency": ("Frequency", "frequency", "Hz", "measurement"),
+                   "power_factor": ("Power factor", "power_factor", None, "measurement")}
+        for name in self._values:
+            if name in sensors:
+                label, dc, unit, sc = sensors[name]
+                ents.append(Entity("sensor", name, label, dc, unit, state_class=sc))
+        return ents
+
+
+def make_driver(config: DeviceConfig, ctx: DeviceContext) -> Driver:
+    """Platform factory: a meter map gets a :class:`MeterDriver`, a UPS map an :class:`UpsDriver`."""
+    assert isinstance(config, UpsConfig)
+    cls = MeterDriver if resolve_map(config).kind == "meter" else UpsDriver
+    return cls(config, ctx)

@@ -1,0 +1,425 @@
+"""Register maps as data: which Modbus table/address/type/scale holds each value, and which
+status tokens (NUT vocabulary) follow from them.
+
+The same :class:`RegisterMap` objects are used by the driver to *decode* what it reads and by the
+simulator to *encode* what it serves; the tests additionally decode hand-written register images
+taken from the reference's documented examples, so an encoding bug cannot hide a decoding bug.
+
+Conventions (reference/power_lighting.md §1.0):
+
+* ``address`` is the on-the-wire, 0-based protocol address (register 40001 = address 0).
+* ``value = raw * scale / divisor`` (APC's "binary point" ÷2^n is ``divisor=2**n``).
+* 32-bit values span two registers; ``word_order="big"`` = most significant register first
+  (APC, Huawei, SDM float32), ``"little"`` = least significant first (PZEM-004T).
+* ``invalid`` is the raw "not available" sentinel (e.g. APC input voltage ``0xFFFF``); such a
+  value decodes to ``None`` ("the device does not report it"), never to a made-up number.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Table = Literal["holding", "input", "coil", "discrete"]
+RegType = Literal["u16", "s16", "u32", "s32", "f32", "bit"]
+WordOrder = Literal["big", "little"]
+
+MAX_REGS_PER_READ = 125  # Modbus limit for FC03/FC04
+MAX_BITS_PER_READ = 2000  # Modbus limit for FC01/FC02
+MERGE_GAP = 16  # read across holes of up to this many registers rather than issue another request
+
+
+class DecodeError(ValueError):
+    """The registers do not make sense for this map (e.g. an undefined status code)."""
+
+
+@dataclass(frozen=True, slots=True)
+class FieldDef:
+    """One value in the device: where it lives and how to turn raw registers into a number/bool."""
+
+    name: str
+    table: Table
+    address: int
+    type: RegType = "u16"
+    scale: float = 1.0
+    divisor: float = 1.0
+    word_order: WordOrder = "big"
+    bit: int | None = None
+    """For ``bit`` fields in a register table: which bit (0 = LSB) of the (16- or 32-bit) value."""
+    invalid: int | None = None
+    digits: int = 3
+    """Decimal places kept after scaling (avoids 230.50000000000003)."""
+
+    @property
+    def width(self) -> int:
+        """Registers (or bits) this field occupies."""
+        if self.table in ("coil", "discrete"):
+            return 1
+        if self.type in ("u32", "s32", "f32"):
+            return 2
+        return 1
+
+    @property
+    def is_bool(self) -> bool:
+        return self.table in ("coil", "discrete") or self.bit is not None or self.type == "bit"
+
+    # ------------------------------------------------------------------ decode
+    def decode(self, raw: Sequence[int] | Sequence[bool]) -> Any:
+        """Decode this field from the ``width`` raw registers/bits starting at its address."""
+        if len(raw) < self.width:
+            raise DecodeError(f"{self.name}: need {self.width} value(s), got {len(raw)}")
+        if self.table in ("coil", "discrete"):
+            return bool(raw[0])
+        regs = [int(r) & 0xFFFF for r in raw[: self.width]]
+        if self.width == 2:
+            hi, lo = (regs[0], regs[1]) if self.word_order == "big" else (regs[1], regs[0])
+            word = (hi << 16) | lo
+        else:
+            word = regs[0]
+        if self.bit is not None or self.type == "bit":
+            return bool((word >> (self.bit or 0)) & 1)
+        if self.invalid is not None and word == self.invalid:
+            return None
+        if self.type == "u16" or self.type == "u32":
+            value: float = word
+        elif self.type == "s16":
+            value = word - 0x10000 if word & 0x8000 else word
+        elif self.type == "s32":
+            value = word - 0x100000000 if word & 0x80000000 else word
+        else:  # f32
+            value = struct.unpack(">f", struct.pack(">I", word))[0]
+            if not math.isfinite(value):
+                return None
+        value = value * self.scale / self.divisor
+        if self.type == "f32" or self.scale != 1 or self.divisor != 1:
+            return round(value, self.digits)
+        return int(value)
+
+    # ------------------------------------------------------------------ encode (simulator)
+    def encode(self, value: Any, current: Sequence[int] | None = None) -> list[int] | list[bool]:
+        """Raw registers/bits for ``value`` (``None`` encodes the ``invalid`` sentinel).
+
+        For bit fields in a register, ``current`` is the register's present content (other bits
+        are kept).
+        """
+        if self.table in ("coil", "discrete"):
+            return [bool(value)]
+        if self.bit is not None or self.type == "bit":
+            regs = list(current or [0] * self.width)
+            word = _join(regs, self.word_order) if self.width == 2 else regs[0]
+            mask = 1 << (self.bit or 0)
+            word = (word | mask) if value else (word & ~mask)
+            return _split(word, self.width, self.word_order)
+        if value is None:
+            if self.invalid is None:
+                raise ValueError(f"{self.name} has no 'not available' sentinel")
+            return _split(self.invalid, self.width, self.word_order)
+        if self.type == "f32":
+            word = struct.unpack(">I", struct.pack(">f", float(value) * self.divisor / self.scale))[0]
+            return _split(word, 2, self.word_order)
+        raw = round(float(value) * self.divisor / self.scale)
+        bits = 16 if self.width == 1 else 32
+        lo_lim = -(1 << (bits - 1)) if self.type in ("s16", "s32") else 0
+        hi_lim = (1 << (bits - 1)) - 1 if self.type in ("s16", "s32") else (1 << bits) - 1
+        raw = max(lo_lim, min(hi_lim, raw))
+        return _split(raw & ((1 << bits) - 1), self.width, self.word_order)
+
+
+def _join(regs: Sequence[int], order: WordOrder) -> int:
+    hi, lo = (regs[0], regs[1]) if order == "big" else (regs[1], regs[0])
+    return ((hi & 0xFFFF) << 16) | (lo & 0xFFFF)
+
+
+def _split(word: int, width: int, order: WordOrder) -> list[int]:
+    if width == 1:
+        return [word & 0xFFFF]
+    hi, lo = (word >> 16) & 0xFFFF, word & 0xFFFF
+    return [hi, lo] if order == "big" else [lo, hi]
+
+
+@dataclass(frozen=True, slots=True)
+class StatusRule:
+    """How a decoded field contributes NUT status tokens.
+
+    * ``token`` set: the token is present while the field is truthy (falsy with ``invert``).
+    * ``values`` set: the field is an enum; its value maps to one or more space-separated tokens
+      (``""`` = none). With ``strict``, a value not in the table is garbage → :class:`DecodeError`.
+    """
+
+    field: str
+    token: str | None = None
+    invert: bool = False
+    values: Mapping[int, str] | None = None
+    strict: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Block:
+    """One batched read: ``count`` registers/bits of ``table`` from ``address``."""
+
+    table: Table
+    address: int
+    count: int
+
+
+@dataclass(frozen=True)
+class RegisterMap:
+    """A device's register map: fields, status rules, and what kind of device it is."""
+
+    name: str
+    kind: Literal["ups", "meter"]
+    fields: tuple[FieldDef, ...]
+    status: tuple[StatusRule, ...] = ()
+    description: str = ""
+    blocks: tuple[Block, ...] = field(default=(), compare=False)
+
+    def __post_init__(self) -> None:
+        names = [f.name for f in self.fields]
+        dupes = {n for n in names if names.count(n) > 1}
+        if dupes:
+            raise ValueError(f"map {self.name}: duplicate field(s) {', '.join(sorted(dupes))}")
+        for rule in self.status:
+            if rule.field not in names:
+                raise ValueError(f"map {self.name}: status rule uses unknown field {rule.field!r}")
+            if (rule.token is None) == (rule.values is None):
+                raise ValueError(f"map {self.name}: status rule on {rule.field!r} needs token or values")
+        if not self.blocks:
+            object.__setattr__(self, "blocks", tuple(plan_blocks(self.fields)))
+
+    def field(self, name: str) -> FieldDef:
+        for f in self.fields:
+            if f.name == name:
+                return f
+        raise KeyError(name)
+
+    # ------------------------------------------------------------------ decode
+    def decode(self, data: Mapping[Block, Sequence[int] | Sequence[bool]]) -> dict[str, Any]:
+        """Decode every field from the blocks read (``{block: values}``)."""
+        out: dict[str, Any] = {}
+        for f in self.fields:
+            block = _block_of(self.blocks, f)
+            values = data[block]
+            off = f.address - block.address
+            out[f.name] = f.decode(values[off: off + f.width])
+        return out
+
+    def decode_image(self, image: Mapping[str, Mapping[int, int]]) -> dict[str, Any]:
+        """Decode from a register image ``{table: {address: raw}}`` (missing addresses read 0,
+        as APC block reads do). Used by tests with hand-written images."""
+        data: dict[Block, list[Any]] = {}
+        for b in self.blocks:
+            t = image.get(b.table, {})
+            data[b] = [t.get(b.address + i, 0) for i in range(b.count)]
+        return self.decode(data)
+
+    def tokens(self, values: Mapping[str, Any]) -> list[str]:
+        """NUT status tokens from decoded values, in rule order, without duplicates."""
+        out: list[str] = []
+        for rule in self.status:
+            v = values.get(rule.field)
+            if v is None:
+                continue
+            if rule.values is not None:
+                text = rule.values.get(int(v))
+                if text is None:
+                    if rule.strict:
+                        raise DecodeError(f"{rule.field}: undefined value {v!r}")
+                    continue
+                new = text.split()
+            else:
+                new = rule.token.split() if rule.token and bool(v) != rule.invert else []
+            out.extend(t for t in new if t not in out)
+        return out
+
+    # ------------------------------------------------------------------ encode (simulator)
+    def encode(self, values: Mapping[str, Any], image: dict[str, dict[int, Any]]) -> None:
+        """Write ``values`` (by field name) into ``image`` ``{table: {address: raw}}`` in place."""
+        for name, value in values.items():
+            f = self.field(name)
+            t = image.setdefault(f.table, {})
+            current = [t.get(f.address + i, 0) for i in range(f.width)]
+            for i, raw in enumerate(f.encode(value, current)):
+                t[f.address + i] = raw
+
+
+def _block_of(blocks: Iterable[Block], f: FieldDef) -> Block:
+    for b in blocks:
+        if b.table == f.table and b.address <= f.address and f.address + f.width <= b.address + b.count:
+            return b
+    raise KeyError(f"no block holds field {f.name}")
+
+
+def plan_blocks(fields: Iterable[FieldDef], gap: int = MERGE_GAP) -> list[Block]:
+    """Group fields into as few contiguous reads as possible (per table, within Modbus limits)."""
+    by_table: dict[str, list[tuple[int, int]]] = {}
+    for f in fields:
+        by_table.setdefault(f.table, []).append((f.address, f.address + f.width))
+    blocks: list[Block] = []
+    for table, spans in by_table.items():
+        limit = MAX_BITS_PER_READ if table in ("coil", "discrete") else MAX_REGS_PER_READ
+        spans.sort()
+        start, end = spans[0]
+        for a, e in spans[1:]:
+            if a <= end + gap and max(end, e) - start <= limit:
+                end = max(end, e)
+            else:
+                blocks.append(Block(table, start, end - start))  # type: ignore[arg-type]
+                start, end = a, e
+        blocks.append(Block(table, start, end - start))  # type: ignore[arg-type]
+    return blocks
+
+
+# ====================================================================== built-in maps
+def _hr(name: str, address: int, type: RegType = "u16", **kw: Any) -> FieldDef:
+    return FieldDef(name, "holding", address, type, **kw)
+
+
+def _ir(name: str, address: int, type: RegType = "u16", **kw: Any) -> FieldDef:
+    return FieldDef(name, "input", address, type, **kw)
+
+
+APC_SMT = RegisterMap(
+    name="apc_smt",
+    kind="ups",
+    description="APC Smart-UPS SMT/SMX/SRT (Application Note 176, as read by NUT apc_modbus): FC03 "
+                "status block 0-26 and dynamic block 128-171",
+    fields=(
+        # status block (UPSStatus_BF is a UINT32, MSW first, at 0-1)
+        _hr("flag_online", 0, "u32", bit=1),
+        _hr("flag_on_battery", 0, "u32", bit=2),
+        _hr("flag_bypass", 0, "u32", bit=3),
+        _hr("flag_output_off", 0, "u32", bit=4),
+        _hr("flag_test", 0, "u32", bit=7),
+        _hr("flag_overload", 0, "u32", bit=21),
+        _hr("_transfer_cause", 2),
+        _hr("flag_low_battery", 18, bit=1),        # SimpleSignalingStatus_BF ShutdownImminent
+        _hr("flag_replace_battery", 22, bit=2),    # BatterySystemError_BF NeedsReplacement
+        _hr("flag_test_in_progress", 23, bit=1),   # ReplaceBatteryTestStatus_BF InProgress
+        _hr("flag_calibration", 24, bit=1),        # RunTimeCalibrationStatus_BF InProgress
+        # dynamic block
+        _hr("battery_runtime", 128, "u32"),                       # seconds
+        _hr("battery_charge", 130, divisor=512, digits=1),        # % (2^9)
+        _hr("battery_voltage", 131, "s16", divisor=32, digits=2),  # V (2^5)
+        _hr("load", 136, divisor=256, digits=1),                  # % real power (2^8)
+        _hr("output_voltage", 142, divisor=64, digits=1),         # V (2^6)
+        _hr("flag_boost", 150, bit=5),
+        _hr("flag_trim", 150, bit=6),
+        _hr("input_voltage", 151, divisor=64, digits=1, invalid=0xFFFF),  # V (2^6), 0xFFFF = NA
+    ),
+    status=(
+        StatusRule("flag_online", "OL"),
+        StatusRule("flag_on_battery", "OB"),
+        StatusRule("flag_low_battery", "LB"),
+        StatusRule("flag_replace_battery", "RB"),
+        StatusRule("flag_bypass", "BYPASS"),
+        StatusRule("flag_output_off", "OFF"),
+        StatusRule("flag_overload", "OVER"),
+        StatusRule("flag_boost", "BOOST"),
+        StatusRule("flag_trim", "TRIM"),
+        StatusRule("flag_test", "TEST"),
+        StatusRule("flag_test_in_progress", "TEST"),
+        StatusRule("flag_calibration", "CAL"),
+    ),
+)
+
+HUAWEI_OFFSET = 10000  # every UPS2000 register is read at datasheet number + 10000 × ups_number
+
+HUAWEI_UPS2000 = RegisterMap(
+    name="huawei_ups2000",
+    kind="ups",
+    description="Huawei UPS2000-A/-G (NUT huawei-ups2000): FC03 at datasheet register + 10000",
+    fields=(
+        _hr("input_voltage", 11000, divisor=10, digits=1, invalid=0x7FFF),
+        _hr("input_frequency", 11003, divisor=10, digits=1, invalid=0x7FFF),
+        _hr("output_voltage", 11008, divisor=10, digits=1, invalid=0x7FFF),
+        _hr("load", 11021, divisor=10, digits=1, invalid=0x7FFF),
+        _hr("_power_status", 11024),                # 0 OFF, 1 BYPASS, 2 OL, 3 OB, 5 OL (ECO)
+        _hr("flag_calibration", 11043, bit=2),     # self-test → CAL (NUT)
+        _hr("flag_low_battery", 11043, bit=6),
+        _hr("battery_voltage", 12000, divisor=10, digits=1, invalid=0x7FFF),
+        _hr("_charger_status", 12002),              # 2 resting, 3 float, 4 equalising, 5 discharging
+        _hr("battery_charge", 12003, invalid=0xFFFF),
+        _hr("battery_runtime", 12004, "u32", invalid=0xFFFFFFFF),
+    ),
+    status=(
+        StatusRule("_power_status", values={0: "OFF", 1: "BYPASS", 2: "OL", 3: "OB", 5: "OL"}, strict=True),
+        StatusRule("flag_low_battery", "LB"),
+        StatusRule("_charger_status", values={2: "", 3: "CHRG", 4: "CHRG", 5: "DISCHRG"}),
+        StatusRule("flag_calibration", "CAL"),
+    ),
+)
+
+PZEM004T = RegisterMap(
+    name="pzem004t",
+    kind="meter",
+    description="Peacefair PZEM-004T v3 AC meter: FC04 input registers 0-9, 32-bit values low word first",
+    fields=(
+        _ir("input_voltage", 0, divisor=10, digits=1),
+        _ir("current", 1, "u32", divisor=1000, word_order="little"),
+        _ir("power", 3, "u32", divisor=10, digits=1, word_order="little"),
+        _ir("energy", 5, "u32", word_order="little"),  # Wh
+        _ir("frequency", 7, divisor=10, digits=1),
+        _ir("power_factor", 8, divisor=100, digits=2),
+        _ir("_alarm", 9),
+    ),
+)
+
+SDM120 = RegisterMap(
+    name="sdm120",
+    kind="meter",
+    description="Eastron SDM120/SDM230 single-phase meter: FC04 IEEE-754 float32, big-endian",
+    fields=(
+        _ir("input_voltage", 0x0000, "f32", digits=1),
+        _ir("current", 0x0006, "f32"),
+        _ir("power", 0x000C, "f32", digits=1),
+        _ir("power_factor", 0x001E, "f32", digits=2),
+        _ir("frequency", 0x0046, "f32", digits=2),
+        _ir("energy", 0x0048, "f32", scale=1000, digits=0),  # import kWh → Wh
+    ),
+)
+
+BUILTIN_MAPS: dict[str, RegisterMap] = {m.name: m for m in (APC_SMT, HUAWEI_UPS2000, PZEM004T, SDM120)}
+
+DRY_CONTACT_TOKENS = ("OL", "OB", "LB", "HB", "RB", "CHRG", "DISCHRG", "BYPASS", "FSD")
+
+
+@dataclass(frozen=True, slots=True)
+class Contact:
+    """One dry contact (NUT generic_modbus ``<X>_addr``/``<X>_regtype``/``<X>_noro``)."""
+
+    address: int
+    table: Table = "discrete"
+    invert: bool = False
+    bit: int = 0
+
+
+def dry_contact_map(contacts: Mapping[str, Contact]) -> RegisterMap:
+    """A map with one contact per NUT state, as NUT's generic_modbus.
+
+    If ``OL`` is wired, an open OL contact means ``OB`` (and vice versa when only ``OB`` is).
+    """
+    fields: list[FieldDef] = []
+    rules: list[StatusRule] = []
+    for token, c in contacts.items():
+        if token not in DRY_CONTACT_TOKENS:
+            raise ValueError(f"unknown NUT state {token!r} (use {', '.join(DRY_CONTACT_TOKENS)})")
+        name = f"contact_{token.lower()}"
+        if c.table in ("coil", "discrete"):
+            fields.append(FieldDef(name, c.table, c.address))
+        else:
+            fields.append(FieldDef(name, c.table, c.address, "u16", bit=c.bit))
+        rules.append(StatusRule(name, token, invert=c.invert))
+        discharge = "" if ("CHRG" in contacts or "DISCHRG" in contacts) else " DISCHRG"
+        if token == "OL" and "OB" not in contacts:
+            rules.append(StatusRule(name, "OB" + discharge, invert=not c.invert))
+        if token == "OB" and "OL" not in contacts:
+            rules.append(StatusRule(name, "OL", invert=not c.invert))
+            if discharge:
+                rules.append(StatusRule(name, "DISCHRG", invert=c.invert))
+    if "OL" not in contacts and "OB" not in contacts:
+        raise ValueError("a dry-contact UPS needs an OL or OB contact")
+    return RegisterMap(name="generic_dry_contact", kind="ups", fields=tuple(fields), status=tuple(rules),
+                       description="dry contacts read through a Modbus remote I/O (NUT generic_modbus)")

@@ -1,0 +1,373 @@
+"""A Modbus TCP server that holds the ``ups_modbus`` register maps, for tests, the demo and for
+installers who want to try a config without hardware.
+
+Python API::
+
+    sim = UpsSimulator(models={1: "apc_smt", 2: "sdm120"}, port=0)   # port 0 = any free port
+    await sim.start()
+    sim.port                                   # the port it listens on (127.0.0.1)
+    sim.set_state(1, mains=False)              # mains lost: UPS on battery
+    sim.set_state(1, low_battery=True)         # the UPS raises its low-battery flag
+    sim.set_state(1, dead=True)                # unit 1 stops answering (requests time out)
+    await sim.stop(); await sim.start()        # the whole server goes away and comes back
+    await sim.stop()
+
+Every value is encoded with the same :class:`~plugins.ups_modbus.maps.RegisterMap` the driver
+decodes with. ``framer="rtu"`` serves RTU frames over TCP, like a serial gateway in transparent
+mode.
+
+Command line (also ``anninh simulate ups_modbus``)::
+
+    python -m plugins.ups_modbus.simulator --model apc_smt --port 5020
+    python -m plugins.ups_modbus.simulator --unit 1=apc_smt --unit 2=sdm120 --port 5020 --framer rtu
+
+then type commands on stdin (``help`` lists them), e.g. ``mains off``, ``2 mains on``,
+``lowbatt on``, ``rb on``, ``test on``, ``dead on``, ``charge 35``, ``show``; or send SIGUSR1 to
+toggle mains on every unit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from pymodbus import FramerType
+from pymodbus.constants import ExcCodes
+from pymodbus.datastore import ModbusServerContext
+from pymodbus.exceptions import NoSuchIdException
+from pymodbus.server import ModbusTcpServer
+
+from .driver import DEFAULT_CONTACTS
+from .maps import BUILTIN_MAPS, Contact, RegisterMap, dry_contact_map
+
+FC_TABLE = {1: "coil", 5: "coil", 15: "coil", 2: "discrete", 3: "holding", 6: "holding", 16: "holding",
+            23: "holding", 4: "input"}
+
+MODELS = (*BUILTIN_MAPS, "generic_dry_contact")
+
+
+@dataclass
+class UnitState:
+    """What the simulated device is going through (set with :meth:`UpsSimulator.set_state`)."""
+
+    mains: bool = True
+    battery_charge: float = 100.0
+    battery_runtime: int = 3600
+    battery_voltage: float = 27.0
+    input_voltage: float = 230.0
+    output_voltage: float = 230.0
+    load: float = 25.0
+    low_battery: bool = False
+    replace_battery: bool = False
+    self_test: bool = False
+    calibrating: bool = False
+    dead: bool = False
+    # power meters
+    current: float = 0.48
+    power: float = 105.0
+    energy: float = 12345.0
+    frequency: float = 50.0
+    power_factor: float = 0.95
+
+
+class SimUnit:
+    """One simulated device (unit id) and its register image."""
+
+    def __init__(self, unit: int, model: str, contacts: Mapping[str, Contact] | None = None) -> None:
+        if model not in MODELS:
+            raise ValueError(f"unknown model {model!r} (known: {', '.join(MODELS)})")
+        self.unit = unit
+        self.model = model
+        self.contacts = dict(contacts or DEFAULT_CONTACTS)
+        self.map: RegisterMap = dry_contact_map(self.contacts) if model == "generic_dry_contact" \
+            else BUILTIN_MAPS[model]
+        self.state = UnitState()
+        self.image: dict[str, dict[int, Any]] = {}
+        self.reads = 0
+        self.encode()
+
+    def values(self) -> dict[str, Any]:
+        """The map field values that describe :attr:`state` (by field name)."""
+        s = self.state
+        on_batt = not s.mains or (s.self_test and self.model == "apc_smt")  # APC self-test runs on battery
+        if self.model == "apc_smt":
+            return {
+                "flag_online": not on_batt, "flag_on_battery": on_batt, "flag_bypass": False,
+                "flag_output_off": False, "flag_test": s.self_test, "flag_overload": False,
+                "_transfer_cause": 9 if s.self_test else (8 if s.mains else 2),
+                "flag_low_battery": s.low_battery, "flag_replace_battery": s.replace_battery,
+                "flag_test_in_progress": s.self_test, "flag_calibration": s.calibrating,
+                "battery_runtime": s.battery_runtime, "battery_charge": s.battery_charge,
+                "battery_voltage": s.battery_voltage, "load": s.load, "output_voltage": s.output_voltage,
+                "flag_boost": False, "flag_trim": False,
+                "input_voltage": s.input_voltage if s.mains else 0.0,
+            }
+        if self.model == "huawei_ups2000":
+            charger = 5 if not s.mains else (3 if s.battery_charge < 100 else 2)
+            return {
+                "input_voltage": s.input_voltage if s.mains else 0.0,
+                "input_frequency": s.frequency if s.mains else 0.0,
+                "output_voltage": s.output_voltage, "load": s.load, "_power_status": 2 if s.mains else 3,
+                "flag_calibration": s.self_test or s.calibrating, "flag_low_battery": s.low_battery,
+                "battery_voltage": s.battery_voltage, "_charger_status": charger,
+                "battery_charge": round(s.battery_charge), "battery_runtime": s.battery_runtime,
+            }
+        if self.model == "generic_dry_contact":
+            truth = {"OL": s.mains, "OB": not s.mains, "LB": s.low_battery, "RB": s.replace_battery,
+                     "CHRG": s.mains and s.battery_charge < 100, "DISCHRG": not s.mains, "HB": False,
+                     "BYPASS": False, "FSD": False}
+            return {f"contact_{t.lower()}": truth[t] != c.invert for t, c in self.contacts.items()}
+        # meters
+        live = s.mains
+        out = {"input_voltage": s.input_voltage if live else 0.0, "current": s.current if live else 0.0,
+               "power": s.power if live else 0.0, "energy": s.energy,
+               "frequency": s.frequency if live else 0.0, "power_factor": s.power_factor if live else 0.0}
+        if self.model == "pzem004t":
+            out["_alarm"] = 0
+        return {k: v for k, v in out.items() if any(f.name == k for f in self.map.fields)}
+
+    def encode(self) -> None:
+        self.map.encode(self.values(), self.image)
+
+    def valid(self, table: str, address: int, count: int) -> bool:
+        return any(b.table == table and b.address <= address and address + count <= b.address + b.count
+                   for b in self.map.blocks)
+
+
+class _Context(ModbusServerContext):
+    """Serves the simulator's units to pymodbus (bypasses the deprecated datastore classes)."""
+
+    def __init__(self, sim: UpsSimulator) -> None:  # no super().__init__: we are the datastore
+        self.sim = sim
+        self.old_simulator = True
+        self.simdevices = []
+
+    def _unit(self, device_id: int) -> SimUnit:
+        unit = self.sim.units.get(device_id)
+        if unit is None or unit.state.dead:
+            raise NoSuchIdException(f"unit {device_id} does not answer")  # no reply at all
+        return unit
+
+    async def async_getValues(self, device_id: int, func_code: int, address: int,
+                              count: int = 1) -> list[int] | list[bool] | ExcCodes:
+        unit = self._unit(device_id)
+        table = FC_TABLE.get(func_code)
+        if table is None:
+            return ExcCodes.ILLEGAL_FUNCTION
+        if not unit.valid(table, address, count):
+            return ExcCodes.ILLEGAL_ADDRESS
+        unit.reads += 1
+        t = unit.image.get(table, {})
+        if table in ("coil", "discrete"):
+            return [bool(t.get(address + i, False)) for i in range(count)]
+        return [int(t.get(address + i, 0)) & 0xFFFF for i in range(count)]
+
+    async def async_setValues(self, device_id: int, func_code: int, address: int,
+                              values: Sequence[int] | Sequence[bool]) -> ExcCodes | None:
+        unit = self._unit(device_id)
+        table = FC_TABLE.get(func_code)
+        if table not in ("holding", "coil") or not unit.valid(table, address, len(values)):
+            return ExcCodes.ILLEGAL_ADDRESS
+        t = unit.image.setdefault(table, {})
+        for i, v in enumerate(values):
+            t[address + i] = v
+        return None
+
+    def device_ids(self) -> list[int]:
+        return list(self.sim.units)
+
+
+class UpsSimulator:
+    """Simulated UPS units and power meters behind one Modbus TCP (or RTU-over-TCP) listener."""
+
+    def __init__(self, models: Mapping[int, str] | None = None, *, port: int = 0, host: str = "127.0.0.1",
+                 framer: str = "socket", contacts: Mapping[str, Contact] | None = None) -> None:
+        self.units: dict[int, SimUnit] = {u: SimUnit(u, m, contacts) for u, m in (models or {1: "apc_smt"}).items()}
+        self.host = host
+        self.port = port
+        self.framer = FramerType.RTU if framer == "rtu" else FramerType.SOCKET
+        self.server: ModbusTcpServer | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.server is not None
+
+    async def start(self) -> UpsSimulator:
+        if self.server is not None:
+            return self
+        server = ModbusTcpServer(_Context(self), framer=self.framer, address=(self.host, self.port),
+                                 ignore_missing_devices=True)
+        await server.serve_forever(background=True)
+        self.server = server
+        sockets = getattr(server.transport, "sockets", None)
+        if sockets:
+            self.port = int(sockets[0].getsockname()[1])
+        return self
+
+    async def stop(self) -> None:
+        """Stop listening and drop every connection (the device is gone)."""
+        if self.server is None:
+            return
+        server, self.server = self.server, None
+        await server.shutdown()
+        await asyncio.sleep(0)
+
+    def set_state(self, unit: int, **changes: Any) -> None:
+        """Change what unit ``unit`` reports, e.g. ``mains=False``, ``low_battery=True``,
+        ``replace_battery=True``, ``self_test=True``, ``battery_charge=15``, ``dead=True``."""
+        u = self.units[unit]
+        known = {f.name for f in fields(UnitState)}
+        bad = set(changes) - known
+        if bad:
+            raise ValueError(f"unknown state key(s) {', '.join(sorted(bad))} (known: {', '.join(sorted(known))})")
+        for k, v in changes.items():
+            setattr(u.state, k, v)
+        u.encode()
+
+    def set_register(self, unit: int, table: str, address: int, raw: int | bool) -> None:
+        """Poke one raw value (to serve garbage or an exotic status)."""
+        self.units[unit].image.setdefault(table, {})[address] = raw
+
+    def state(self, unit: int) -> dict[str, Any]:
+        return asdict(self.units[unit].state)
+
+    async def __aenter__(self) -> UpsSimulator:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+
+# ====================================================================== command line
+HELP = """commands ([UNIT] first to address one unit; default: every unit):
+  mains on|off      mains present / lost (UPS on battery, meter reads 0 V)
+  lowbatt on|off    the UPS's low-battery flag
+  rb on|off         replace-battery flag
+  test on|off       self-test running (APC: on battery + TEST; Huawei: CAL)
+  cal on|off        runtime calibration
+  dead on|off       stop answering / answer again
+  charge N | runtime N | load N | voltage N
+  show | help | quit"""
+
+_BOOL_CMDS = {"mains": "mains", "lowbatt": "low_battery", "rb": "replace_battery", "test": "self_test",
+              "cal": "calibrating", "dead": "dead"}
+_NUM_CMDS = {"charge": "battery_charge", "runtime": "battery_runtime", "load": "load", "voltage": "input_voltage"}
+
+
+def apply_command(sim: UpsSimulator, line: str) -> str:
+    """Run one interactive command; returns the text to print."""
+    words = line.split()
+    if not words:
+        return ""
+    units = list(sim.units)
+    if words[0].isdigit():
+        u = int(words.pop(0))
+        if u not in sim.units:
+            return f"no unit {u} (units: {units})"
+        units = [u]
+    if not words:
+        return "missing command (type help)"
+    cmd, arg = words[0].lower(), (words[1].lower() if len(words) > 1 else "")
+    if cmd == "help":
+        return HELP
+    if cmd == "show":
+        return "\n".join(f"unit {u} ({sim.units[u].model}): {sim.state(u)}" for u in units)
+    if cmd in _BOOL_CMDS and arg in ("on", "off"):
+        for u in units:
+            sim.set_state(u, **{_BOOL_CMDS[cmd]: arg == "on"})
+        return f"{cmd} {arg} on unit(s) {units}"
+    if cmd in _NUM_CMDS:
+        try:
+            value = float(arg)
+        except ValueError:
+            return f"{cmd} needs a number"
+        for u in units:
+            sim.set_state(u, **{_NUM_CMDS[cmd]: int(value) if cmd == "runtime" else value})
+        return f"{cmd} = {value:g} on unit(s) {units}"
+    return f"unknown command {line.strip()!r} (type help)"
+
+
+def _parse_units(args: argparse.Namespace) -> dict[int, str]:
+    units: dict[int, str] = {}
+    for spec in args.unit or []:
+        num, _, model = spec.partition("=")
+        units[int(num)] = model
+    if not units:
+        units[1] = args.model
+    for m in units.values():
+        if m not in MODELS:
+            raise SystemExit(f"unknown model {m!r}; known: {', '.join(MODELS)}")
+    return units
+
+
+async def _run(args: argparse.Namespace) -> int:
+    sim = UpsSimulator(_parse_units(args), port=args.port, host=args.host, framer=args.framer)
+    await sim.start()
+    print(f"ups_modbus simulator on {args.host}:{sim.port} ({args.framer}); units: "
+          + ", ".join(f"{u}={s.model}" for u, s in sim.units.items()), flush=True)
+    print("type 'help' for commands; SIGUSR1 toggles mains", flush=True)
+    loop = asyncio.get_running_loop()
+    done = asyncio.Event()
+
+    def toggle_mains() -> None:
+        for u, unit in sim.units.items():
+            sim.set_state(u, mains=not unit.state.mains)
+        print("mains " + ("on" if next(iter(sim.units.values())).state.mains else "off"), flush=True)
+
+    for sig, handler in ((signal.SIGINT, done.set), (signal.SIGTERM, done.set), (signal.SIGUSR1, toggle_mains)):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, handler)
+
+    def on_stdin() -> None:
+        line = sys.stdin.readline()
+        if not line:  # EOF: keep serving until a signal
+            loop.remove_reader(sys.stdin)
+            return
+        if line.strip().lower() in ("quit", "exit"):
+            done.set()
+            return
+        out = apply_command(sim, line)
+        if out:
+            print(out, flush=True)
+
+    with contextlib.suppress(OSError, ValueError, PermissionError):
+        loop.add_reader(sys.stdin, on_stdin)
+    try:
+        await done.wait()
+    finally:
+        with contextlib.suppress(OSError, ValueError):
+            loop.remove_reader(sys.stdin)
+        await sim.stop()
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="anninh simulate ups_modbus",
+                                description="Simulated UPS units / power meters over Modbus TCP.",
+                                epilog=HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default="apc_smt", choices=MODELS, help="model of unit 1 (default apc_smt)")
+    p.add_argument("--unit", action="append", metavar="ID=MODEL",
+                   help="serve unit ID with MODEL (repeatable; overrides --model)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=5020, help="TCP port (default 5020; 0 = any free port)")
+    p.add_argument("--framer", choices=("socket", "rtu"), default="socket",
+                   help="socket = Modbus TCP; rtu = RTU frames over TCP (transparent gateway)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return asyncio.run(_run(args))
+    except KeyboardInterrupt:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
