@@ -1,0 +1,147 @@
+"""TLS with a test CA, client certificates, the embedded broker's passwords, file-permission
+warnings, and secrets in `anninh check` output."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hub.broker import EmbeddedBroker
+from hub.config import load_config
+from hub.testing.hubrun import hub_from_yaml, make_plugins, write_config
+from hub.testing.mosquitto import _free_port
+from hub.testing.mqtt import Recorder
+from tests.certs import Client, GeneratedBroker, make_ca, tls_refused
+
+BASE = "anninh"
+SECRETS = {"mqtt_password": "hub-tls-Secret", "alice": "alice-tls-pw", "ian": "ian-tls-pw"}
+
+
+def _yaml(server: str, mqtt_extra: str = "") -> str:
+    return f"""
+hub: {{name: TLS post, data_dir: ./data}}
+mqtt:
+  server: "{server}"
+  username: hub
+  password: !secret mqtt_password
+{mqtt_extra}
+sites: [{{id: kp3}}]
+users:
+  - {{name: alice, role: officer, password: !secret alice}}
+  - {{name: ian, role: installer, password: !secret ian}}
+"""
+
+
+@pytest.fixture(scope="module")
+def ca(tmp_path_factory: pytest.TempPathFactory):
+    return make_ca(tmp_path_factory.mktemp("ca"))
+
+
+@pytest.fixture(scope="module")
+def rogue_ca(tmp_path_factory: pytest.TempPathFactory):
+    return make_ca(tmp_path_factory.mktemp("rogue"), name="rogue")
+
+
+async def test_tls_hub_and_clients(tmp_path: Path, ca, rogue_ca) -> None:
+    tls_port = _free_port()
+    extra = f"  ca_file: {ca.ca}"
+    path = write_config(tmp_path, _yaml(f"mqtts://127.0.0.1:{tls_port}", extra), SECRETS)
+    pm = make_plugins(builtin=False)
+    config = load_config(path, pm)
+    with GeneratedBroker(config, pm, tmp_path / "out", tls_port=tls_port, ca=ca, plain=False):
+        conf = (tmp_path / "out" / "mosquitto.conf").read_text()
+        assert f"listener {tls_port} 127.0.0.1" in conf and "require_certificate false" in conf
+        rec = Recorder(tls_port, topics=(f"{BASE}/#",), username="ian", password=SECRETS["ian"], ca_certs=str(ca.ca))
+        async with hub_from_yaml(_yaml(f"mqtts://127.0.0.1:{tls_port}", extra), tmp_path, plugins=pm,
+                                 secrets=SECRETS) as running:
+            assert running.bridge.conn.connected
+            await asyncio.to_thread(rec.wait_topic, f"{BASE}/bridge/state", lambda j: j["state"] == "online")
+        rec.close()
+        # a client that does not trust the CA cannot connect: system CAs, or another CA
+        for tls in ({}, {"ca_certs": str(rogue_ca.ca)}):
+            exc = await asyncio.to_thread(tls_refused, tls_port, **tls)
+            assert exc is not None and "CERTIFICATE_VERIFY_FAILED" in str(exc), exc
+        # and with the CA but the wrong password: refused at CONNACK
+        c = Client(tls_port, "alice", "wrong", tls={"ca_certs": str(ca.ca)})
+        assert (await asyncio.to_thread(c.connect)).is_failure
+        c.close()
+
+
+async def test_tls_client_certificates(tmp_path: Path, ca, rogue_ca) -> None:
+    tls_port = _free_port()
+    hub_crt, hub_key = ca.issue("hubclient", "hub")
+    rogue_crt, rogue_key = rogue_ca.issue("rogueclient", "hub")
+    extra = f"  ca_file: {ca.ca}\n  cert_file: {hub_crt}\n  key_file: {hub_key}"
+    path = write_config(tmp_path, _yaml(f"mqtts://127.0.0.1:{tls_port}", extra), SECRETS)
+    pm = make_plugins(builtin=False)
+    config = load_config(path, pm)
+    with GeneratedBroker(config, pm, tmp_path / "out", tls_port=tls_port, ca=ca, plain=False,
+                         require_certificate=True):
+        assert "require_certificate true" in (tmp_path / "out" / "mosquitto.conf").read_text()
+        # no client certificate, or one from another CA: the handshake fails
+        assert await asyncio.to_thread(tls_refused, tls_port, ca_certs=str(ca.ca)) is not None
+        assert await asyncio.to_thread(tls_refused, tls_port, ca_certs=str(ca.ca), certfile=str(rogue_crt),
+                                       keyfile=str(rogue_key)) is not None
+        async with hub_from_yaml(_yaml(f"mqtts://127.0.0.1:{tls_port}", extra), tmp_path, plugins=pm,
+                                 secrets=SECRETS) as running:
+            assert running.bridge.conn.connected
+            rec = Recorder(tls_port, topics=(f"{BASE}/#",), username="ian", password=SECRETS["ian"],
+                           ca_certs=str(ca.ca), certfile=str(hub_crt), keyfile=str(hub_key))
+            await asyncio.to_thread(rec.wait_topic, f"{BASE}/bridge/state", lambda j: j["state"] == "online")
+            rec.close()
+
+
+async def test_embedded_broker_requires_passwords_when_users_given() -> None:
+    port = _free_port()
+    broker = EmbeddedBroker("127.0.0.1", port, users={"hub": "emb-hub-pw", "alice": "emb-alice-pw"})
+    await broker.start()
+    try:
+        for user, pw, refused in ((None, None, True), ("alice", "nope", True), ("alice", "emb-alice-pw", False)):
+            c = Client(port, user, pw, v5=False)  # amqtt speaks MQTT 3.1.1 only
+            rc = await asyncio.to_thread(c.connect)
+            c.close()
+            assert rc.is_failure is refused, (user, rc)
+    finally:
+        await broker.stop()
+
+
+async def test_embedded_broker_is_loopback_by_default_and_never_open_beyond() -> None:
+    from hub.config import MqttSection
+
+    assert MqttSection().embedded_bind == "127.0.0.1"
+    with pytest.raises(ValueError, match="define users"):
+        # refused before anything is bound: an embedded broker beyond loopback needs passwords
+        await EmbeddedBroker("0.0.0.0", _free_port()).start()
+
+
+def _anninh(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-c", "import sys; from hub.cli import main; sys.exit(main())", *args],
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_world_readable_config_and_secrets_warn(tmp_path: Path) -> None:
+    path = write_config(tmp_path, _yaml("mqtt://127.0.0.1:1883"), SECRETS)
+    assert load_config(path).warnings == []
+    path.chmod(0o644)
+    (tmp_path / "secrets.yaml").chmod(0o644)
+    warnings = load_config(path).warnings
+    assert len(warnings) == 2 and all("readable by every user" in w for w in warnings)
+    proc = _anninh("-v", "check", "-c", str(path))
+    assert proc.returncode == 0
+    assert "secrets.yaml is readable by every user" in proc.stderr and "chmod o-r" in proc.stderr
+    for secret in SECRETS.values():
+        assert secret not in proc.stdout + proc.stderr
+
+
+@pytest.mark.xfail(strict=True, reason="hub/config.py echoes a !secret value in a validator message "
+                                       "(mqtt.server: 's3cr3t': expected ...); scrub issues, see security report")
+def test_check_errors_never_show_a_secret(tmp_path: Path) -> None:
+    text = "mqtt:\n  server: !secret mqtt_password\n  username: hub\n  password: !secret mqtt_password\n"
+    path = write_config(tmp_path, text, SECRETS)
+    proc = _anninh("check", "-c", str(path))
+    assert proc.returncode == 1 and "mqtt.server" in proc.stderr
+    assert SECRETS["mqtt_password"] not in proc.stdout + proc.stderr
