@@ -1,0 +1,340 @@
+"""ups_modbus: register maps decode known images exactly; the driver against the simulator over
+real Modbus TCP (and RTU over TCP); a whole hub with a real Mosquitto."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from hub.api import DeviceError
+from hub.testing.hubrun import hub_from_yaml
+from hub.testing.mqtt import Recorder
+from plugins.ups_modbus.driver import InlineMap, UpsConfig, make_driver
+from plugins.ups_modbus.maps import (
+    APC_SMT,
+    HUAWEI_UPS2000,
+    PZEM004T,
+    SDM120,
+    Contact,
+    DecodeError,
+    dry_contact_map,
+)
+from plugins.ups_modbus.simulator import UpsSimulator, apply_command
+
+BASE = "anninh"
+
+
+# ====================================================================== pure decode of known images
+def test_apc_smt_decodes_reference_example() -> None:
+    # reference §1.1 worked example / §4.3 simulator values: OL, 1800 s, 100 %, 27 V
+    image = {"holding": {0: 0, 1: 2, 128: 0, 129: 1800, 130: 100 * 512, 131: 27 * 32,
+                         136: 23 * 256 + 128, 142: 230 * 64, 151: 0xFFFF}}
+    v = APC_SMT.decode_image(image)
+    assert v["battery_runtime"] == 1800
+    assert v["battery_charge"] == 100.0
+    assert v["battery_voltage"] == 27.0
+    assert v["load"] == 23.5
+    assert v["output_voltage"] == 230.0
+    assert v["input_voltage"] is None  # 0xFFFF = not available, never a number
+    assert APC_SMT.tokens(v) == ["OL"]
+
+
+def test_apc_smt_on_battery_low_replace_overload() -> None:
+    # UPSStatus_BF is a UINT32 MSW first: bit2 OnBattery in the low word, bit21 (overload) = MSW bit 5
+    image = {"holding": {0: 1 << 5, 1: 1 << 2, 18: 0b10, 22: 0b100, 24: 0b10,
+                         128: 0x0001, 129: 0x0002, 130: 15 * 512 + 256, 131: (-1 * 32) & 0xFFFF,
+                         150: 1 << 6, 151: 14752}}
+    v = APC_SMT.decode_image(image)
+    assert APC_SMT.tokens(v) == ["OB", "LB", "RB", "OVER", "TRIM", "CAL"]
+    assert v["battery_runtime"] == 65538  # 0x0001_0002: most significant register first
+    assert v["battery_charge"] == 15.5
+    assert v["battery_voltage"] == -1.0  # INT16
+    assert v["input_voltage"] == 230.5
+
+
+def test_huawei_ups2000_decodes_known_image() -> None:
+    image = {"holding": {11000: 2305, 11003: 500, 11008: 2299, 11021: 235, 11024: 3, 11043: 1 << 6,
+                         12000: 0x7FFF, 12002: 5, 12003: 42, 12004: 0, 12005: 1320}}
+    v = HUAWEI_UPS2000.decode_image(image)
+    assert (v["input_voltage"], v["input_frequency"], v["output_voltage"]) == (230.5, 50.0, 229.9)
+    assert v["load"] == 23.5
+    assert v["battery_voltage"] is None  # 0x7FFF sentinel
+    assert (v["battery_charge"], v["battery_runtime"]) == (42, 1320)
+    assert HUAWEI_UPS2000.tokens(v) == ["OB", "LB", "DISCHRG"]
+    online = HUAWEI_UPS2000.decode_image({"holding": {11024: 2, 12002: 3, 12004: 0xFFFF, 12005: 0xFFFF}})
+    assert HUAWEI_UPS2000.tokens(online) == ["OL", "CHRG"]
+    assert online["battery_runtime"] is None
+    with pytest.raises(DecodeError):  # an undefined power status is garbage, not a guess
+        HUAWEI_UPS2000.tokens(HUAWEI_UPS2000.decode_image({"holding": {11024: 9}}))
+
+
+def test_pzem004t_decodes_esphome_example() -> None:
+    # 225.7 V, 0.108 A, 24.4 W, 100000 Wh (0x000186A0, low word first), 50.0 Hz, PF 1.00
+    image = {"input": {0: 2257, 1: 108, 2: 0, 3: 244, 4: 0, 5: 0x86A0, 6: 0x0001, 7: 500, 8: 100, 9: 0}}
+    v = PZEM004T.decode_image(image)
+    assert (v["input_voltage"], v["current"], v["power"]) == (225.7, 0.108, 24.4)
+    assert (v["energy"], v["frequency"], v["power_factor"]) == (100000, 50.0, 1.0)
+    # word order really is little: a current with only the high word set
+    assert PZEM004T.decode_image({"input": {1: 0, 2: 1}})["current"] == 65.536
+
+
+def test_sdm120_decodes_float32_image() -> None:
+    image = {"input": {0x00: 0x4366, 0x01: 0x0000,      # 230.0 V
+                       0x06: 0x3FC0, 0x07: 0x0000,      # 1.5 A
+                       0x0C: 0x43AC, 0x0D: 0x8000,      # 345.0 W
+                       0x1E: 0x3F6B, 0x1F: 0x851F,      # 0.92
+                       0x46: 0x4248, 0x47: 0x0000,      # 50.0 Hz
+                       0x48: 0x4148, 0x49: 0x0000}}     # 12.5 kWh
+    v = SDM120.decode_image(image)
+    assert v == {"input_voltage": 230.0, "current": 1.5, "power": 345.0, "power_factor": 0.92,
+                 "frequency": 50.0, "energy": 12500}
+    assert SDM120.decode_image({"input": {0: 0x7FC0}})["input_voltage"] is None  # NaN → not available
+
+
+def test_dry_contact_map_like_generic_modbus() -> None:
+    m = dry_contact_map({"OL": Contact(0), "LB": Contact(1), "RB": Contact(5, "coil")})
+    assert m.tokens(m.decode_image({"discrete": {0: True}})) == ["OL"]
+    assert m.tokens(m.decode_image({"discrete": {1: True}, "coil": {5: True}})) == ["OB", "DISCHRG", "LB", "RB"]
+    inv = dry_contact_map({"OB": Contact(3, invert=True)})  # contact closed while on line
+    assert inv.tokens(inv.decode_image({"discrete": {3: True}})) == ["OL"]
+    assert inv.tokens(inv.decode_image({"discrete": {3: False}})) == ["OB", "DISCHRG"]
+    with pytest.raises(ValueError):
+        dry_contact_map({"LB": Contact(1)})
+
+
+def test_inline_map_from_config() -> None:
+    cfg = UpsConfig.model_validate({
+        "id": "ups-x", "platform": "ups_modbus", "host": "127.0.0.1", "model": "inline",
+        "map": {"fields": [
+            {"field": "_status", "table": "input", "address": 10},
+            {"field": "battery_charge", "table": "input", "address": 11, "divisor": 10},
+            {"field": "battery_runtime", "table": "input", "address": 12, "type": "u32", "word_order": "little"},
+            {"field": "_lb", "table": "input", "address": 14, "bit": 3}],
+            "status": [{"field": "_status", "values": {0: "OL", 1: "OB DISCHRG"}}, {"field": "_lb", "token": "LB"}]}})
+    assert cfg.map is not None
+    m = cfg.map.build()
+    assert len(m.blocks) == 1  # one request for the contiguous registers 10..14
+    v = m.decode_image({"input": {10: 1, 11: 455, 12: 0x2345, 13: 0x0001, 14: 0b1000}})
+    assert (v["battery_charge"], v["battery_runtime"]) == (45.5, 0x12345)
+    assert m.tokens(v) == ["OB", "DISCHRG", "LB"]
+    with pytest.raises(ValidationError):  # status rule naming a field the map lacks
+        InlineMap.model_validate({"fields": [{"field": "a", "address": 0}], "status": [{"field": "b", "token": "OB"}]})
+    with pytest.raises(ValidationError):  # inline without map
+        UpsConfig.model_validate({"id": "u", "platform": "ups_modbus", "host": "h", "model": "inline"})
+    with pytest.raises(ValidationError):  # typo
+        UpsConfig.model_validate({"id": "u", "platform": "ups_modbus", "host": "h", "model": "apc_smt", "unitt": 2})
+
+
+@pytest.mark.parametrize("m", [APC_SMT, HUAWEI_UPS2000, PZEM004T, SDM120])
+def test_maps_read_in_few_blocks(m: Any) -> None:
+    assert len(m.blocks) <= 3
+    assert all(b.count <= 125 for b in m.blocks)
+
+
+# ====================================================================== driver against the simulator
+class _Ctx:
+    """A minimal DeviceContext that records events (the driver is real, the hub is not needed)."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, dict[str, Any]]] = []
+        self.device_id = "ups"
+        self.site = None
+
+    def event(self, type: str, **data: Any) -> None:
+        self.events.append((type, data))
+
+
+def _driver(port: int, model: str = "apc_smt", unit: int = 1, **kw: Any) -> Any:
+    cfg = UpsConfig.model_validate({"id": "ups", "platform": "ups_modbus", "host": "127.0.0.1", "port": port,
+                                    "unit": unit, "model": model, "timeout": 1.0, **kw})
+    ctx = _Ctx()
+    return make_driver(cfg, ctx), ctx  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("framer", ["socket", "rtu"])
+async def test_driver_reads_every_model(framer: str) -> None:
+    models = {1: "apc_smt", 2: "huawei_ups2000", 3: "generic_dry_contact", 4: "pzem004t", 5: "sdm120"}
+    async with UpsSimulator(models, port=0, framer=framer) as sim:
+        transport = "rtu_over_tcp" if framer == "rtu" else "tcp"
+        for unit, model in models.items():
+            drv, _ = _driver(sim.port, model, unit, transport=transport)
+            await drv.connect()
+            st = await drv.poll()
+            if model in ("pzem004t", "sdm120"):
+                assert drv.kind == "meter"
+                assert st["mains"] is True and st["input_voltage"] == 230.0 and st["power"] == 105.0
+                assert st["energy"] == 12345
+            else:
+                assert drv.kind == "ups"
+                assert st["status"] == "OL" and st["on_battery"] is False and st["low_battery"] is False
+            sim.set_state(unit, mains=False)
+            st = await drv.poll()
+            if drv.kind == "meter":
+                assert st["mains"] is False and st["input_voltage"] == 0.0
+            else:
+                assert st["on_battery"] is True and st["status"].split()[0] == "OB"
+            await drv.close()
+
+
+async def test_driver_status_events_and_thresholds() -> None:
+    async with UpsSimulator({1: "apc_smt"}, port=0) as sim:
+        drv, ctx = _driver(sim.port)
+        await drv.connect()
+        assert (await drv.poll())["status"] == "OL"
+        assert ctx.events == []  # no event at start when all is well
+        sim.set_state(1, mains=False, battery_charge=80, battery_runtime=1500)
+        st = await drv.poll()
+        assert st["status"] == "OB" and st["battery_charge"] == 80.0 and st["input_voltage"] == 0.0
+        assert [e for e, _ in ctx.events] == ["on_battery"]
+        await drv.poll()
+        assert len(ctx.events) == 1  # transitions only
+        # NUT ignorelb-style threshold: runtime below 180 s → LB though the UPS has not said so
+        sim.set_state(1, battery_runtime=120)
+        st = await drv.poll()
+        assert st["status"] == "OB LB" and st["low_battery"] is True
+        assert ctx.events[-1][0] == "low_battery" and ctx.events[-1][1]["battery_runtime"] == 120
+        sim.set_state(1, mains=True, battery_runtime=3000, replace_battery=True)
+        st = await drv.poll()
+        assert st["status"] == "OL RB" and st["replace_battery"] is True
+        assert [e for e, _ in ctx.events[-2:]] == ["on_line", "replace_battery"]
+        sim.set_state(1, self_test=True)
+        assert (await drv.poll())["status"] == "OB RB TEST"
+        await drv.close()
+
+
+async def test_driver_starting_on_battery_emits_once_and_errors_are_device_errors() -> None:
+    async with UpsSimulator({1: "huawei_ups2000"}, port=0) as sim:
+        sim.set_state(1, mains=False)
+        drv, ctx = _driver(sim.port, "huawei_ups2000")
+        await drv.connect()
+        assert (await drv.poll())["status"] == "OB DISCHRG"
+        assert [e for e, _ in ctx.events] == ["on_battery"]
+        sim.set_register(1, "holding", 11024, 9)  # garbage status
+        with pytest.raises(DeviceError, match="garbage"):
+            await drv.poll()
+        await drv.close()
+        bad, _ = _driver(sim.port, "huawei_ups2000", unit=7)  # a unit nobody answers for
+        await bad.connect()
+        with pytest.raises(DeviceError, match="no response"):
+            await bad.poll()
+        await bad.close()
+        wrong, _ = _driver(sim.port, "pzem004t")  # wrong map: the UPS has no input registers at 0
+        await wrong.connect()
+        with pytest.raises(DeviceError, match="illegal data address"):
+            await wrong.poll()
+        await wrong.close()
+    drv, _ = _driver(sim.port)
+    with pytest.raises(DeviceError, match="cannot connect"):
+        await drv.connect()
+
+
+def test_simulator_interactive_commands() -> None:
+    sim = UpsSimulator({1: "apc_smt", 2: "sdm120"})
+    assert "unit(s) [1]" in apply_command(sim, "1 mains off")
+    assert sim.units[1].state.mains is False and sim.units[2].state.mains is True
+    apply_command(sim, "lowbatt on")
+    assert sim.units[1].state.low_battery and sim.units[2].state.low_battery
+    apply_command(sim, "charge 35")
+    assert sim.units[1].state.battery_charge == 35.0
+    assert "unknown command" in apply_command(sim, "explode")
+    with pytest.raises(ValueError):
+        sim.set_state(1, main=False)
+
+
+# ====================================================================== a whole hub
+def _hub_yaml(mqtt_port: int, sim_port: int) -> str:
+    return f"""
+hub: {{name: Test post, data_dir: ./data}}
+mqtt: {{server: "mqtt://127.0.0.1:{mqtt_port}", discovery: true}}
+sites: [{{id: kp3}}]
+devices:
+  - {{id: ups-kp3, platform: ups_modbus, site: kp3, host: 127.0.0.1, port: {sim_port}, unit: 1,
+      model: apc_smt, poll_interval: 0.25, timeout: 0.6}}
+  - {{id: meter-kp3, platform: ups_modbus, site: kp3, host: 127.0.0.1, port: {sim_port}, unit: 2,
+      model: sdm120, poll_interval: 0.25, timeout: 0.6}}
+"""
+
+
+async def test_hub_ups_lifecycle(mosquitto: Any, tmp_path: Path) -> None:
+    sim = await UpsSimulator({1: "apc_smt", 2: "sdm120"}, port=0).start()
+    rec = await asyncio.to_thread(Recorder, mosquitto.port)
+    topic = f"{BASE}/ups-kp3"
+
+    async def wait_state(pred: Any, after: int = 0) -> dict[str, Any]:
+        return await asyncio.to_thread(rec.wait_topic, topic, pred, 5.0, after)
+
+    async def wait_event(type: str, after: int) -> dict[str, Any]:
+        return await asyncio.to_thread(rec.wait_event, BASE, type, 5.0, after, device="ups-kp3")
+
+    try:
+        async with hub_from_yaml(_hub_yaml(mosquitto.port, sim.port), tmp_path):
+            st = await wait_state(lambda j: j.get("status") == "OL")
+            assert st["on_battery"] is False and st["battery_charge"] == 100.0 and st["input_voltage"] == 230.0
+            meter = await asyncio.to_thread(rec.wait_topic, f"{BASE}/meter-kp3", lambda j: j.get("mains") is True)
+            assert meter["input_voltage"] == 230.0
+            disc = await asyncio.to_thread(rec.wait_topic, "homeassistant/binary_sensor/ups-kp3/on_battery/config")
+            assert disc["device_class"] == "power"
+
+            # mains lost → OB + on_battery event within about one poll interval
+            mark = rec.count()
+            sim.set_state(1, mains=False, battery_charge=90)
+            sim.set_state(2, mains=False)
+            t0 = asyncio.get_running_loop().time()
+            st = await wait_state(lambda j: j.get("on_battery") is True, mark)
+            ev = await wait_event("on_battery", mark)
+            assert asyncio.get_running_loop().time() - t0 < 1.0
+            assert st["status"] == "OB" and ev["status"] == "OB" and ev["site"] == "kp3"
+            await asyncio.to_thread(rec.wait_topic, f"{BASE}/meter-kp3", lambda j: j.get("mains") is False, 5.0, mark)
+
+            # back → OL + on_line
+            mark = rec.count()
+            sim.set_state(1, mains=True)
+            await wait_state(lambda j: j.get("status") == "OL", mark)
+            await wait_event("on_line", mark)
+
+            # low battery (the UPS's own flag) → LB + low_battery
+            mark = rec.count()
+            sim.set_state(1, mains=False, low_battery=True)
+            st = await wait_state(lambda j: j.get("status") == "OB LB", mark)
+            assert st["low_battery"] is True
+            await wait_event("low_battery", mark)
+
+            # replace battery → RB + replace_battery
+            mark = rec.count()
+            sim.set_state(1, mains=True, low_battery=False, replace_battery=True)
+            st = await wait_state(lambda j: j.get("status") == "OL RB", mark)
+            assert st["replace_battery"] is True
+            await wait_event("replace_battery", mark)
+
+            # the server goes away → offline, and no stale "OL": every measured field is null
+            mark = rec.count()
+            await sim.stop()
+            await asyncio.to_thread(rec.wait_topic, f"{topic}/availability", lambda j: j["state"] == "offline",
+                                    5.0, mark)
+            st = await wait_state(lambda j: j.get("status") is None, mark)
+            assert st["on_battery"] is None and st["battery_charge"] is None and st["input_voltage"] is None
+            ev = await wait_event("device_offline", mark)
+            assert "127.0.0.1" in ev["error"]
+            # ... and comes back
+            mark = rec.count()
+            await sim.start()
+            await asyncio.to_thread(rec.wait_topic, f"{topic}/availability", lambda j: j["state"] == "online",
+                                    5.0, mark)
+            await wait_state(lambda j: j.get("status") == "OL RB", mark)
+
+            # a unit that stops answering (requests ignored) is offline too
+            mark = rec.count()
+            sim.set_state(1, dead=True)
+            await asyncio.to_thread(rec.wait_topic, f"{topic}/availability", lambda j: j["state"] == "offline",
+                                    5.0, mark)
+            await wait_state(lambda j: j.get("status") is None, mark)
+            # on_line came exactly twice (after each OB spell); the outage and the restart added none
+            assert len([e for e in rec.events(BASE, "on_line") if e.get("device") == "ups-kp3"]) == 2
+            assert len([e for e in rec.events(BASE, "on_battery") if e.get("device") == "ups-kp3"]) == 2
+    finally:
+        rec.close()
+        await sim.stop()
