@@ -137,11 +137,53 @@ def test_world_readable_config_and_secrets_warn(tmp_path: Path) -> None:
         assert secret not in proc.stdout + proc.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="hub/config.py echoes a !secret value in a validator message "
-                                       "(mqtt.server: 's3cr3t': expected ...); scrub issues, see security report")
-def test_check_errors_never_show_a_secret(tmp_path: Path) -> None:
-    text = "mqtt:\n  server: !secret mqtt_password\n  username: hub\n  password: !secret mqtt_password\n"
+# A `!secret` value put (by mistake) where the config expects something else must not be echoed
+# by `anninh check`. Cases marked LEAKS_TODAY echo it now: hub/config.py needs to scrub secret
+# values from its issues before raising ConfigError (exact change in docs/security.md, "Known
+# gaps"). When that lands, these turn into XPASS(strict) failures: delete LEAKS_TODAY.
+LEAKS_TODAY = {"hub.timezone", "mqtt.server", "mqtt.base_topic", "mqtt.discovery_prefix", "sites.id", "devices.id",
+               "devices.site", "devices.key", "users.name", "users.sites", "rules.name"}
+MISPLACED_SECRET = {
+    "hub.timezone": "hub: {timezone: !secret x}",
+    "hub.latitude": "hub: {latitude: !secret x, longitude: 1}",
+    "mqtt.server": "mqtt: {server: !secret x}",
+    "mqtt.base_topic": "mqtt: {base_topic: !secret x}",
+    "mqtt.discovery_prefix": "mqtt: {discovery_prefix: !secret x}",
+    "mqtt.keepalive": "mqtt: {keepalive: !secret x}",
+    "mqtt.username": "mqtt: {username: [!secret x]}",
+    "sites.id": "sites: [{id: !secret x}]",
+    "devices.id": "devices: [{id: !secret x, platform: echo}]",
+    "devices.platform": "devices: [{id: a, platform: !secret x}]",
+    "devices.site": "devices: [{id: a, platform: echo, site: !secret x}]",
+    "devices.value": "devices: [{id: a, platform: echo, value: !secret x}]",
+    "devices.key": "devices: [{id: a, platform: echo, !secret x: 1}]",
+    "users.name": "users: [{name: !secret x, role: officer, password: p}]",
+    "users.role": "users: [{name: a, role: !secret x, password: p}]",
+    "users.sites": "users: [{name: a, role: officer, password: p, sites: [!secret x]}]",
+    "users.password": "users: [{name: a, role: officer, password: [!secret x]}]",
+    "rules.name": "rules: {!secret x: {}}",
+    "top": "!secret x",
+}
+
+
+@pytest.mark.parametrize("where", [pytest.param(k, marks=pytest.mark.xfail(strict=True, reason="config.py echoes it"))
+                                   if k in LEAKS_TODAY else k for k in MISPLACED_SECRET])
+def test_config_errors_never_show_a_secret(tmp_path: Path, where: str) -> None:
+    from hub.config import ConfigError
+    from tests import plugin_echo
+
+    secret = "s3cr3t#Leak me/"
+    path = write_config(tmp_path, MISPLACED_SECRET[where] + "\n", {"x": secret})
+    with pytest.raises(ConfigError) as info:
+        load_config(path, make_plugins(("echo", plugin_echo), builtin=False))
+    assert "s3cr3t" not in str(info.value)
+
+
+def test_check_output_never_shows_a_secret(tmp_path: Path) -> None:
+    text = "mqtt:\n  server: mqtt://127.0.0.1:1\n  keepalive: !secret mqtt_password\n  username: hub\n" \
+           "  password: !secret mqtt_password\nusers: [{name: x, role: officer, password: !secret alice}]\n"
     path = write_config(tmp_path, text, SECRETS)
-    proc = _anninh("check", "-c", str(path))
-    assert proc.returncode == 1 and "mqtt.server" in proc.stderr
-    assert SECRETS["mqtt_password"] not in proc.stdout + proc.stderr
+    proc = _anninh("-v", "check", "-c", str(path))
+    assert proc.returncode == 1 and "mqtt.keepalive" in proc.stderr
+    for secret in SECRETS.values():
+        assert secret not in proc.stdout + proc.stderr
