@@ -66,8 +66,12 @@ def parse_command(payload: bytes) -> dict[str, Any]:
     return value
 
 
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str)
+
+
 def _dumps(data: Mapping[str, Any]) -> str:
-    return json.dumps(data, ensure_ascii=False, separators=(",", ":"), default=str)
+    # one encoder for all messages: json.dumps with options builds a new encoder per call
+    return _ENCODER.encode(data)
 
 
 class MqttBridge:
@@ -92,7 +96,7 @@ class MqttBridge:
         self.conn = connection
         self.conn.on_connect_cb = self._on_connect
         hub.mqtt_access = self
-        hub.listeners.append(Listener(on_state=self._on_state, on_availability=self._on_availability,
+        hub.add_listener(Listener(on_state=self._on_state, on_availability=self._on_availability,
                                       on_event=self._on_event, on_site=self._on_site,
                                       on_device_info=self._on_device_info))
         self.register_request("health_check", self._health_check)

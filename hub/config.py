@@ -404,7 +404,7 @@ def load_config(path: str | Path, plugins: Any | None = None) -> Config:
                 f"; expected one of: {', '.join(_TopModel.model_fields)}"
             issues.append(ConfigIssue(path, _line_of(raw, (key,)), str(key), f"unknown key{hint}"))
     for name, info in _TopModel.model_fields.items():
-        if name not in raw or raw[name] is None and name != "hub":
+        if name not in raw or raw[name] is None:
             continue
         try:
             values[name] = TypeAdapter(info.annotation).validate_python(raw[name])

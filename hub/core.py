@@ -301,6 +301,7 @@ class Hub:
         self.site_states: dict[str, dict[str, Any]] = {s.id: {"power": "unknown"} for s in config.sites}
         self.runners: dict[str, DeviceRunner] = {}
         self.listeners: list[Listener] = []
+        self._state_callbacks: list[Callable[[StateChange], None]] = []
         self.rules: dict[str, Rule] = {}
         self.requests: dict[str, Callable[[dict[str, Any]], Awaitable[Any]]] = {}
         self.mqtt_access: Any = None
@@ -311,6 +312,11 @@ class Hub:
         self._stopping = False
         self.started = asyncio.Event()
 
+    def add_listener(self, listener: Listener) -> None:
+        self.listeners.append(listener)
+        if listener.on_state is not None:
+            self._state_callbacks.append(listener.on_state)
+
     # ---------------------------------------------------------------- lifecycle
     async def start(self) -> None:
         if self._use_storage:
@@ -318,7 +324,7 @@ class Hub:
             data.mkdir(parents=True, exist_ok=True)
             self.registry = Registry(data / "registry.json")
             self.history = History(data / "history.db")
-            self.listeners.append(Listener(on_state=self._record_state, on_event=self._record_event))
+            self.add_listener(Listener(on_state=self._record_state, on_event=self._record_event))
             self.create_task(self._flush_loop(), name="storage-flush")
         platforms = self.plugins.platforms()
         for dev in self.config.devices:
@@ -427,9 +433,8 @@ class Hub:
         runner = self.runners.get(device_id)
         change = StateChange(device_id=device_id, site=runner.config.site if runner else None,
                              state=state, changed=changed, time=self.clock.now())
-        for lst in self.listeners:
-            if lst.on_state:
-                lst.on_state(change)
+        for callback in self._state_callbacks:
+            callback(change)
         for rule in self.rules.values():
             try:
                 rule.on_state(change)
@@ -555,7 +560,7 @@ class Hub:
     # ---------------------------------------------------------------- storage listeners
     def _record_state(self, change: StateChange) -> None:
         assert self.history is not None
-        self.history.add_state(change.time, change.device_id, dict(change.changed))
+        self.history.add_state(change.time, change.device_id, change.changed)  # type: ignore[arg-type]
 
     def _record_event(self, event: HubEvent) -> None:
         assert self.history is not None

@@ -129,10 +129,11 @@ class Registry:
         self.db.close()
 
 
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str)
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS states (
     ts REAL NOT NULL, device TEXT NOT NULL, state TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS states_ts ON states (ts);
 CREATE INDEX IF NOT EXISTS states_device_ts ON states (device, ts);
 CREATE TABLE IF NOT EXISTS events (
     ts REAL NOT NULL, type TEXT NOT NULL, device TEXT, site TEXT, data TEXT NOT NULL);
@@ -160,12 +161,19 @@ class History:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
         self._lock = threading.Lock()
-        self._states: list[tuple[float, str, str]] = []
+        self._states: dict[str, tuple[float, dict[str, Any]]] = {}
         self._events: list[tuple[float, str, str | None, str | None, str]] = []
         self._audit: list[tuple[float, str | None, str, str, str, str | None]] = []
 
-    def add_state(self, when: datetime, device: str, state: dict[str, Any]) -> None:
-        self._states.append((when.timestamp(), device, json.dumps(state, default=str)))
+    def add_state(self, when: datetime, device: str, changed: dict[str, Any]) -> None:
+        """Buffer a state change. Changes of one device within one flush interval (a second) are
+        merged into one row stamped with the last change, so a device that chatters costs one row
+        a second, not one per message; events and the audit trail are never merged."""
+        pending = self._states.get(device)
+        if pending is None:
+            self._states[device] = (when.timestamp(), changed)
+        else:
+            self._states[device] = (when.timestamp(), {**pending[1], **changed})
 
     def add_event(self, when: datetime, type: str, device: str | None, site: str | None,
                   data: dict[str, Any]) -> None:
@@ -181,7 +189,7 @@ class History:
 
     def flush(self) -> int:
         with self._lock:
-            states, self._states = self._states, []
+            states, self._states = self._states, {}
             events, self._events = self._events, []
             audit, self._audit = self._audit, []
             n = len(states) + len(events) + len(audit)
@@ -190,7 +198,9 @@ class History:
             with self._db:
                 self._db.execute("BEGIN")
                 if states:
-                    self._db.executemany("INSERT INTO states VALUES (?,?,?)", states)
+                    enc = _ENCODER.encode
+                    self._db.executemany("INSERT INTO states VALUES (?,?,?)",
+                                         [(ts, dev, enc(st)) for dev, (ts, st) in states.items()])
                 if events:
                     self._db.executemany("INSERT INTO events VALUES (?,?,?,?,?)", events)
                 if audit:

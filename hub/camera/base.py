@@ -142,6 +142,13 @@ class CameraBase(Driver):
         disk at all (``disk_missing``), free space reaching 0 (``disk_full``). An empty bay that was
         never filled is not an error."""
         present = 0
+        current = {str(d.get("id")) for d in disks}
+        for did, prev in list(self._disk_status.items()):
+            if did != "__any__" and did not in current:
+                del self._disk_status[did]
+                self._disk_free.pop(did, None)
+                if prev not in EMPTY_DISK:
+                    self.ctx.event("disk_missing", disk=did, previous=prev)
         for d in disks:
             did = str(d.get("id"))
             status = str(d.get("status") or "unknown").lower()

@@ -1,0 +1,70 @@
+"""A bounded worker pool for decoding and OpenCV, so the event loop never waits on a picture.
+
+``mode="thread"`` (the default) runs jobs in a :class:`concurrent.futures.ThreadPoolExecutor`:
+OpenCV, libjpeg and FFmpeg release the GIL while they work, nothing has to be copied between
+processes, and it starts instantly. ``mode="process"`` runs them in a
+:class:`concurrent.futures.ProcessPoolExecutor` (``spawn`` start method: the hub has threads, so
+``fork`` would be unsafe); each worker imports OpenCV and PyAV once. ``bench/bench_health.py``
+measures both here; threads measured better (see ``docs/image_health.md``).
+
+At most ``workers`` jobs run at once and at most ``workers`` more wait in :meth:`HealthPool.run`
+(an :class:`asyncio.Semaphore` in front of the executor), so a slow camera cannot pile work up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import functools
+import multiprocessing
+import os
+from collections.abc import Callable
+from typing import Any, Literal, TypeVar
+
+T = TypeVar("T")
+
+
+def _init_worker() -> None:
+    import cv2
+
+    cv2.setNumThreads(1)  # one picture per worker; the pool provides the parallelism
+
+
+def default_workers() -> int:
+    """One worker per CPU core, at least 1 and at most 4."""
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+class HealthPool:
+    """``await pool.run(fn, *args, **kw)`` runs ``fn`` in a worker and returns its result."""
+
+    def __init__(self, workers: int | None = None, mode: Literal["thread", "process"] = "thread") -> None:
+        self.workers = workers or default_workers()
+        self.mode = mode
+        self._executor: concurrent.futures.Executor | None = None
+        self._slots: asyncio.Semaphore | None = None
+
+    def _ensure(self) -> tuple[concurrent.futures.Executor, asyncio.Semaphore]:
+        if self._executor is None:
+            if self.mode == "process":
+                ctx = multiprocessing.get_context("spawn")
+                self._executor = concurrent.futures.ProcessPoolExecutor(
+                    self.workers, mp_context=ctx, initializer=_init_worker)
+            else:
+                self._executor = concurrent.futures.ThreadPoolExecutor(
+                    self.workers, thread_name_prefix="health", initializer=_init_worker)
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self.workers * 2)
+        return self._executor, self._slots
+
+    async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        executor, slots = self._ensure()
+        async with slots:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(executor, functools.partial(fn, *args, **kwargs))
+
+    def close(self) -> None:
+        """Stop the workers (running jobs finish in the background; nothing new starts)."""
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
