@@ -1,0 +1,404 @@
+"""A Dahua device (IP camera, NVR or XVR/DVR) speaking the HTTP CGI API on loopback, shaped like
+the captures in reference/protocols.md §2 and §5.
+
+Python API::
+
+    sim = DahuaSimulator(kind="nvr", channels=4, username="admin", password="pw", port=0)
+    await sim.start(); sim.port
+    sim.trigger("motion", channel=2); sim.trigger("motion", channel=2, active=False)
+    sim.set_channel_online(3, False)       # getEventIndexes&code=VideoLoss lists it, VideoLoss Start sent
+    sim.disk_error(1); sim.disk_full(1); sim.disk_missing(1)
+    sim.set_recordings(1, days=12); sim.set_clock_skew(90); sim.set_picture(1, bgr_or_jpeg)
+    await sim.reboot(3); sim.freeze(); sim.inject_raw(b"HTTP/1.1 200 OK\\r\\n")
+    await sim.stop()
+
+Quirks, each selectable: Digest realm ``Login to <serial>``; ``Content-Length:`` without a space;
+``Heartbeat`` parts only when ``&heartbeat=N`` is asked; multi-line ``data={...}`` JSON;
+``stray_status_line`` (a literal ``HTTP/1.1 200 OK`` inside the stream); ``parts_per_write``;
+``line_ending`` CRLF or LF; ``alarm_modes`` (which ``AlarmOut[n].Mode`` values mean on and off
+differs between firmwares); float byte counts in ``getDeviceAllInfo``.
+
+CLI: ``python -m plugins.dahua.simulator --kind nvr --channels 4 --port 8081``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Literal
+
+import numpy as np
+
+from hub.camera.images import picture_bytes, scene
+from hub.camera.simserver import Request, Response, SimHttpServer
+
+CODES = {
+    "motion": "VideoMotion", "video_loss": "VideoLoss", "tamper": "VideoBlind",
+    "line_crossing": "CrossLineDetection", "intrusion": "CrossRegionDetection",
+    "disk_full": "StorageLowSpace", "disk_error": "StorageFailure", "disk_missing": "StorageNotExist",
+    "alarm_input": "AlarmLocal",
+}
+DEVICE_LEVEL = {"disk_full", "disk_error", "disk_missing"}
+
+
+@dataclass
+class DahuaDisk:
+    name: str
+    state: str = "Success"
+    partitions: list[list[float | bool | str]] = field(default_factory=list)  # [path, total, used, is_error]
+
+
+class DahuaSimulator(SimHttpServer):
+    def __init__(self, kind: Literal["camera", "nvr", "dvr"] = "camera", channels: int | None = None, *,
+                 username: str = "admin", password: str = "admin", port: int = 0,
+                 auth: Literal["digest", "basic", "both", "none"] = "digest", model: str | None = None,
+                 serial: str | None = None, firmware: str | None = None, tz_offset_hours: float = 7.0,
+                 line_ending: str = "\r\n", no_space_content_length: bool = True, stray_status_line: bool = False,
+                 parts_per_write: int = 1, alarm_modes: dict[str, int] | None = None, outputs: int | None = None,
+                 disks: int | None = None) -> None:
+        super().__init__(username=username, password=password, auth=auth, port=port)
+        self.kind = kind
+        d = {"camera": ("IPC-HDW5831R-ZE", "4X7C5A1ZAG21L3F", "2.800.0000016.0.R,build:2020-06-05", 1),
+             "nvr": ("DHI-NVR4108HS-4KS2", "7J0A1B2PAZ00813", "4.001.0000000.3.R,build:2021-03-11", 8),
+             "dvr": ("XVR5216AN-I3", "6G02F33PAG55AC1", "4.001.0000002.0.R,build:2022-01-20", 4)}[kind]
+        self.model = model or d[0]
+        self.serial = serial or d[1]
+        self.firmware = firmware or d[2]
+        self.nchannels = channels if channels is not None else d[3]
+        self.realm = f"Login to {self.serial}"
+        self.tz = timezone(timedelta(hours=tz_offset_hours))
+        self.nl = line_ending
+        self.no_space_cl = no_space_content_length
+        self.stray_status_line = stray_status_line
+        self.parts_per_write = max(1, parts_per_write)
+        self.alarm_modes = alarm_modes or {"on": 1, "off": 2}
+        self.outputs = outputs if outputs is not None else (1 if kind == "camera" else 2)
+        self.out_mode = {i: self.alarm_modes["off"] for i in range(self.outputs)}
+        self.online = {ch: True for ch in range(1, self.nchannels + 1)}
+        ndisks = disks if disks is not None else 1
+        self.disks: list[DahuaDisk] = []
+        for i in range(ndisks):
+            if kind == "camera":
+                self.disks.append(DahuaDisk("/dev/mmc0", partitions=[["/mnt/sd", 63989415936.0, 98304.0, False]]))
+            else:
+                letter = "abcdefgh"[i]
+                self.disks.append(DahuaDisk(f"/dev/sd{letter}", partitions=[
+                    [f"/dev/sd{letter}1", 1000204886016.0, 850000000000.0, False],
+                    [f"/dev/sd{letter}2", 1000204886016.0, 120000000000.0, False]]))
+        self.recordings: dict[int, float] = {}
+        self.pictures: dict[int, bytes] = {}
+        self.clock_skew = 0.0
+        self.active: set[tuple[str, int]] = set()
+        self._streams: set[asyncio.Queue[bytes]] = set()
+        self._finds: dict[int, dict[str, object]] = {}
+        self._next_find = 1000
+        self.streams_opened = 0
+        self.unauthorized_body = b"Error\r\nInvalid Authority!\r\n"
+
+    # ------------------------------------------------------------------ scenario API
+    def now(self) -> datetime:
+        return datetime.fromtimestamp(time.time() + self.clock_skew, self.tz)
+
+    def trigger(self, event: str, channel: int = 1, active: bool = True, data: dict[str, object] | None = None) -> None:
+        if event not in CODES:
+            raise ValueError(f"unknown event {event!r}; known: {', '.join(CODES)}")
+        ch = 1 if event in DEVICE_LEVEL else channel
+        key = (event, ch)
+        if active:
+            self.active.add(key)
+        else:
+            self.active.discard(key)
+        if event == "motion" and active and data is None:
+            data = {"Id": [0], "RegionName": ["Region1"], "SmartMotionEnable": True}
+        action = "Start" if active else "Stop"
+        text = f"Code={CODES[event]};action={action};index={ch - 1}"
+        if data is not None:
+            text += ";data=" + json.dumps(data, indent=3).replace("\n", self.nl)
+        self._broadcast(self._part(text))
+
+    def set_channel_online(self, channel: int, online: bool) -> None:
+        self.online[channel] = online
+        self.trigger("video_loss", channel, not online)
+
+    def disk_error(self, index: int = 1) -> None:
+        disk = self.disks[index - 1]
+        disk.state = "Error"
+        for p in disk.partitions:
+            p[3] = True
+        self.trigger("disk_error")
+
+    def disk_full(self, index: int = 1) -> None:
+        for p in self.disks[index - 1].partitions:
+            p[2] = p[1]
+        self.trigger("disk_full")
+
+    def disk_missing(self, index: int = 1) -> None:
+        del self.disks[index - 1]
+        self.trigger("disk_missing")
+
+    def set_recordings(self, channel: int, days: float) -> None:
+        self.recordings[channel] = days * 86400
+
+    def set_clock_skew(self, seconds: float) -> None:
+        self.clock_skew = seconds
+
+    def set_picture(self, channel: int, image: np.ndarray | bytes) -> None:
+        self.pictures[channel] = picture_bytes(image)
+
+    def inject_raw(self, data: bytes) -> None:
+        self._broadcast(data)
+
+    # ------------------------------------------------------------------ helpers
+    def _kv(self, *lines: str) -> Response:
+        return Response(200, "".join(line + "\r\n" for line in lines).encode(), "text/plain;charset=utf-8")
+
+    def _error(self, status: int = 400) -> Response:
+        return Response(status, b"Error\r\nBad Request!\r\n", "text/plain;charset=utf-8")
+
+    def _part(self, text: str) -> bytes:
+        nl = self.nl
+        body = text.encode()
+        cl = f"Content-Length:{len(body)}" if self.no_space_cl else f"Content-Length: {len(body)}"
+        out = f"--myboundary{nl}Content-Type: text/plain{nl}{cl}{nl}{nl}".encode() + body + f"{nl}{nl}".encode()
+        if self.stray_status_line:
+            out += f"HTTP/1.1 200 OK{nl}".encode()
+        return out
+
+    def _broadcast(self, data: bytes) -> None:
+        for q in list(self._streams):
+            if q.qsize() < 10000:
+                q.put_nowait(data)
+
+    def _stream_fn(self, heartbeat: float | None, codes: str) -> object:
+        async def stream(writer: asyncio.StreamWriter) -> None:
+            q: asyncio.Queue[bytes] = asyncio.Queue()
+            self._streams.add(q)
+            self.streams_opened += 1
+            last_hb = time.monotonic()
+            try:
+                while True:
+                    pending: list[bytes] = []
+                    with contextlib.suppress(TimeoutError):
+                        pending.append(await asyncio.wait_for(q.get(), timeout=0.25))
+                        while not q.empty():
+                            pending.append(q.get_nowait())
+                    if heartbeat and time.monotonic() - last_hb >= heartbeat:
+                        last_hb = time.monotonic()
+                        pending.append(self._part("Heartbeat"))
+                    if not pending:
+                        continue
+                    if self.frozen:
+                        await self.wait_unfrozen()
+                    for i in range(0, len(pending), self.parts_per_write):
+                        writer.write(b"".join(pending[i:i + self.parts_per_write]))
+                        await writer.drain()
+            except (ConnectionError, asyncio.CancelledError):
+                pass
+            finally:
+                self._streams.discard(q)
+        return stream
+
+    # ------------------------------------------------------------------ dispatch
+    async def handle(self, req: Request) -> Response:
+        q = req.query
+        action = q.get("action", "")
+        path = req.path
+        if path == "/cgi-bin/magicBox.cgi":
+            return self._magicbox(action, q)
+        if path == "/cgi-bin/global.cgi" and action == "getCurrentTime":
+            return self._kv(f"result={self.now().strftime('%Y-%m-%d %H:%M:%S')}")
+        if path == "/cgi-bin/storageDevice.cgi" and action == "getDeviceAllInfo":
+            return self._storage()
+        if path == "/cgi-bin/snapshot.cgi":
+            ch = int(q.get("channel", "1")) if q.get("channel", "1").isdigit() else 0
+            if ch < 1 or ch > self.nchannels:
+                return self._error()
+            if not self.online.get(ch, True):
+                return Response(500, b"Error\r\nInternal Server Error!\r\n")
+            if ch not in self.pictures:
+                self.pictures[ch] = picture_bytes(scene(ch))
+            return Response(200, self.pictures[ch], "image/jpeg")
+        if path == "/cgi-bin/eventManager.cgi":
+            if action == "attach":
+                hb = q.get("heartbeat", "")
+                return Response(200, content_type="multipart/x-mixed-replace; boundary=myboundary",
+                                headers={"Cache-Control": "no-cache", "Pragma": "no-cache",
+                                         "Expires": "Thu, 01 Dec 2099 16:00:00 GMT"},
+                                stream=self._stream_fn(float(hb) if hb.isdigit() else None,  # type: ignore[arg-type]
+                                                       q.get("codes", "[All]")))
+            if action == "getEventIndexes":
+                code = q.get("code", "")
+                name = next((k for k, v in CODES.items() if v == code), None)
+                if name == "video_loss":
+                    chans = [ch for ch, on in sorted(self.online.items()) if not on]
+                else:
+                    chans = sorted(ch for (ev, ch) in self.active if ev == name)
+                if not chans:
+                    return self._kv("Error")
+                return self._kv(*(f"channels[{i}]={ch - 1}" for i, ch in enumerate(chans)))
+            return self._error()
+        if path == "/cgi-bin/mediaFileFind.cgi":
+            return self._media(action, req.query_list)
+        if path == "/cgi-bin/configManager.cgi":
+            return self._config(action, req.query_list, q)
+        if path == "/cgi-bin/alarm.cgi":
+            if action == "getOutState":
+                mask = sum(1 << i for i, m in self.out_mode.items() if m == self.alarm_modes["on"])
+                return self._kv(f"result={mask}")
+            if action == "getOutSlots":
+                return self._kv(*(f"slots[{i}]={i}" for i in range(self.outputs)))
+            return self._error()
+        return Response(404, b"Error\r\nNot Found!\r\n", "text/plain")
+
+    def _magicbox(self, action: str, q: dict[str, str]) -> Response:
+        answers = {
+            "getDeviceType": [f"type={self.model}"],
+            "getSerialNo": [f"sn={self.serial}"],
+            "getSoftwareVersion": [f"version={self.firmware}"],
+            "getMachineName": [f"name={'FrontDoorCam' if self.kind == 'camera' else 'NVR-Post'}"],
+            "getVendor": ["vendor=Dahua"],
+            "getSystemInfo": ["appAutoStart=true", f"deviceType={self.model}", "hardwareVersion=1.00",
+                              "processor=S3LM", f"serialNumber={self.serial}", f"updateSerial={self.model}"],
+        }
+        if action == "getProductDefinition":
+            name = q.get("name", "")
+            if name == "MaxRemoteInputChannels" and self.kind == "nvr":
+                return self._kv(f"table.MaxRemoteInputChannels={self.nchannels}")
+            if name == "VideoInputChannels" or (name == "MaxRemoteInputChannels" and self.kind != "nvr"):
+                return self._kv(f"table.{name}={self.nchannels if self.kind != 'nvr' else 0}")
+            return self._error()
+        if action in answers:
+            return self._kv(*answers[action])
+        return self._error()
+
+    def _storage(self) -> Response:
+        lines = []
+        for i, d in enumerate(self.disks):
+            for j, (p, total, used, err) in enumerate(d.partitions):
+                lines += [f"list.info[{i}].Detail[{j}].IsError={'true' if err else 'false'}",
+                          f"list.info[{i}].Detail[{j}].Path={p}",
+                          f"list.info[{i}].Detail[{j}].TotalBytes={float(total):.6f}",  # type: ignore[arg-type]
+                          f"list.info[{i}].Detail[{j}].Type=ReadWrite",
+                          f"list.info[{i}].Detail[{j}].UsedBytes={float(used):.6f}"]  # type: ignore[arg-type]
+            lines += [f"list.info[{i}].Name={d.name}", f"list.info[{i}].State={d.state}"]
+        if not lines:
+            return self._kv("Error")
+        return self._kv(*lines)
+
+    def _config(self, action: str, qlist: list[tuple[str, str]], q: dict[str, str]) -> Response:
+        if action == "getConfig" and q.get("name") == "AlarmOut":
+            out = []
+            for i in range(self.outputs):
+                out += [f"table.AlarmOut[{i}].Mode={self.out_mode[i]}", f"table.AlarmOut[{i}].Name=Relay{i + 1}"]
+            return self._kv(*out)
+        if action == "setConfig":
+            for key, value in qlist:
+                if key.startswith("AlarmOut[") and key.endswith("].Mode"):
+                    idx = key[9:-6]
+                    if not idx.isdigit() or int(idx) >= self.outputs or not value.isdigit():
+                        return self._error()
+                    self.out_mode[int(idx)] = int(value)
+            return self._kv("OK")
+        return self._error()
+
+    def _media(self, action: str, qlist: list[tuple[str, str]]) -> Response:
+        q = dict(qlist)
+        if action == "factory.create":
+            self._next_find += 1
+            self._finds[self._next_find] = {"items": [], "pos": 0}
+            return self._kv(f"result={self._next_find}")
+        obj = int(q["object"]) if q.get("object", "").isdigit() else -1
+        if obj not in self._finds:
+            return self._error()
+        f = self._finds[obj]
+        if action == "findFile":
+            ch0 = int(q.get("condition.Channel", "0")) if q.get("condition.Channel", "0").isdigit() else 0
+            try:
+                start = datetime.strptime(q.get("condition.StartTime", ""), "%Y-%m-%d %H:%M:%S")
+                end = datetime.strptime(q.get("condition.EndTime", ""), "%Y-%m-%d %H:%M:%S")
+            except ValueError:
+                return self._error()
+            f["items"] = [(ch0, s, e) for s, e in self._segments(ch0 + 1)
+                          if e >= start and s <= end]
+            f["pos"] = 0
+            return self._kv("OK") if f["items"] else self._kv("Error")
+        if action == "findNextFile":
+            count = int(q.get("count", "100")) if q.get("count", "100").isdigit() else 100
+            items: list[tuple[int, datetime, datetime]] = f["items"]  # type: ignore[assignment]
+            pos: int = f["pos"]  # type: ignore[assignment]
+            page = items[pos:pos + min(count, 100)]
+            f["pos"] = pos + len(page)
+            lines = [f"found={len(page)}"]
+            for i, (ch0, s, e) in enumerate(page):
+                lines += [f"items[{i}].Channel={ch0}", f"items[{i}].Duration={int((e - s).total_seconds())}",
+                          f"items[{i}].EndTime={e:%Y-%m-%d %H:%M:%S}", f"items[{i}].Events[0]=VideoMotion",
+                          f"items[{i}].FilePath=/mnt/dvr/{s:%Y-%m-%d}/{ch0:03d}/dav/{s:%H}/{s:%H.%M.%S}-"
+                          f"{e:%H.%M.%S}[R][0@0][0].dav", f"items[{i}].Flags[0]=Timing",
+                          f"items[{i}].Length=248362892", f"items[{i}].StartTime={s:%Y-%m-%d %H:%M:%S}",
+                          f"items[{i}].Type=dav"]
+            return self._kv(*lines)
+        if action in ("close", "factory.close"):
+            return self._kv("OK")
+        if action in ("destroy", "factory.destroy"):
+            self._finds.pop(obj, None)
+            return self._kv("OK")
+        return self._error()
+
+    def _segments(self, channel: int) -> list[tuple[datetime, datetime]]:
+        span = self.recordings.get(channel)
+        if not span:
+            return []
+        end = self.now().replace(tzinfo=None)
+        t = end - timedelta(seconds=span)
+        out = []
+        while t < end:
+            nxt = min(t + timedelta(hours=1), end)
+            out.append((t, nxt))
+            t = nxt
+        return out
+
+
+async def _run(args: argparse.Namespace) -> None:
+    sim = DahuaSimulator(args.kind, args.channels, username=args.username, password=args.password, port=args.port)
+    await sim.start()
+    for ch in range(1, sim.nchannels + 1):
+        sim.set_recordings(ch, args.recordings_days)
+    print(f"Dahua {args.kind} simulator ({sim.model}) on http://127.0.0.1:{sim.port} user {args.username!r}; "
+          "Ctrl-C stops it", flush=True)
+    try:
+        n = 0
+        while True:
+            await asyncio.sleep(args.motion_every or 3600)
+            if args.motion_every:
+                n += 1
+                ch = 1 + n % sim.nchannels
+                sim.trigger("motion", ch, True)
+                await asyncio.sleep(3)
+                sim.trigger("motion", ch, False)
+    finally:
+        await sim.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m plugins.dahua.simulator",
+                                 description="Simulated Dahua camera / NVR / XVR (HTTP CGI API) on 127.0.0.1")
+    ap.add_argument("--kind", choices=["camera", "nvr", "dvr"], default="camera")
+    ap.add_argument("--channels", type=int, default=None)
+    ap.add_argument("--port", type=int, default=8081)
+    ap.add_argument("--username", default="admin")
+    ap.add_argument("--password", default="admin")
+    ap.add_argument("--recordings-days", type=float, default=12.0)
+    ap.add_argument("--motion-every", type=float, default=0.0)
+    args = ap.parse_args(argv)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_run(args))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
