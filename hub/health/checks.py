@@ -14,7 +14,7 @@ The measures, and why they are these:
 ``sharpness``
     *Edge sharpness* (:func:`edge_sharpness`): at the strongest edges of the picture, the ratio of
     the gradient seen at a fine scale (Gaussian sigma 1) to the gradient seen at a coarse scale
-    (sigma 3). A crisp edge reads about 1.7–2.0, an edge blurred by a few pixels about 1.2–1.45;
+    (sigma 3). A crisp edge reads about 1.8–2.0, an edge blurred by a few pixels about 1.2–1.6;
     it cannot go below 1. It is a ratio, so it does not change when the light changes, and it only
     looks at strong edges, so sensor noise at night barely moves it. The plain variance of the
     Laplacian (:func:`laplacian_variance`) is kept for comparison: it falls 5-fold from day to

@@ -11,7 +11,8 @@ problem        event / clearing     raised when (defaults in :class:`HealthOptio
 =============  ===================  ====================================================================
 ``no_signal``  ``stream_down``      no picture (snapshot failed, stream silent or closed) while online
 ``covered``    ``image_covered``    contrast < ``cover_max_contrast`` and edges < ``cover_max_edges``,
-                                    picture not dark (a dark street also has little structure)
+                                    brightness >= ``cover_min_brightness`` (a dark street also has
+                                    little structure)
 ``dark``       ``image_dark``       ``dark`` is true in daytime (darkness at night is expected)
 ``blurry``     ``image_blurry``     sharpness < ``blur_below`` (cleared above ``blur_clear``); only on
                                     pictures that are neither dark nor covered, day and night alike
@@ -55,13 +56,15 @@ class HealthOptions(StrictModel):
                               description="consecutive unchanged sample pairs before 'frozen' (3 pictures)")
     dark_below: float = Field(40, ge=0, le=255, description="brightness under which a picture is dark")
     dark_above: float = Field(60, ge=0, le=255, description="brightness over which it is light again")
-    blur_below: float = Field(1.55, ge=1, le=3, description="sharpness under which a picture is blurry")
-    blur_clear: float = Field(1.6, ge=1, le=3, description="sharpness over which it is sharp again")
+    blur_below: float = Field(1.65, ge=1, le=3, description="sharpness under which a picture is blurry")
+    blur_clear: float = Field(1.72, ge=1, le=3, description="sharpness over which it is sharp again")
     cover_max_contrast: float = Field(8, ge=0, le=128, description="luma std-dev under which it may be covered")
     cover_max_edges: float = Field(0.01, ge=0, le=1, description="edge fraction under which it may be covered")
+    cover_min_brightness: float = Field(20, ge=0, le=255,
+                                        description="darker pictures are never called covered (a dark street)")
     frozen_max_changed: float = Field(0.0002, ge=0, le=1, description="changed-pixel fraction meaning 'identical'")
     move_fraction: float = Field(0.05, gt=0, le=0.5, description="shift (fraction of the picture) meaning 'moved'")
-    match_min: float = Field(0.12, ge=0, le=1, description="match strength under which the scene is not found")
+    match_min: float = Field(0.1, ge=0, le=1, description="match strength under which the scene is not found")
     blackspot_interval: float = Field(120, ge=0, le=86400,
                                       description="at black-spot sites, check at least this often (s; 0 = off)")
     connect_timeout: float = Field(5, gt=0, le=60, description="stream connect timeout (s)")
@@ -147,7 +150,7 @@ class CameraMonitor:
         b = stats.brightness
         is_dark_now = b < o.dark_below if not self.dark.active else not (b > o.dark_above)
         covered = (stats.contrast < o.cover_max_contrast and stats.edges < o.cover_max_edges
-                   and b >= o.dark_below)
+                   and b >= o.cover_min_brightness)
         looks_dark = b < o.dark_below
         data = {"brightness": round(b), "sharpness": round(stats.sharpness, 2)}
 
