@@ -1,0 +1,35 @@
+"""Built-in plugin ``generic_onvif``: any ONVIF Profile S/T camera (household cameras of unknown brand).
+
+Hooks only: the work is in :mod:`.driver` (the hub driver), :mod:`.simulator` (a SOAP camera on
+loopback) and :mod:`.discovery` (WS-Discovery, used by ``anninh discover``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hub.api import PlatformSpec
+from hub.hookspecs import hookimpl
+
+
+@hookimpl
+def anninh_platforms() -> list[PlatformSpec]:
+    from .driver import OnvifConfig, OnvifDriver
+
+    return [PlatformSpec(name="generic_onvif", config_model=OnvifConfig, driver=OnvifDriver,
+                         description="any ONVIF Profile S/T camera (PullPoint events, snapshots, RTSP URI)",
+                         simulator=_simulator)]
+
+
+async def _simulator(**kwargs: Any) -> Any:
+    """Start a simulated ONVIF camera (``OnvifSimulator(**kwargs)``) and return it, running."""
+    from .simulator import OnvifSimulator
+
+    return await OnvifSimulator(**kwargs).start()
+
+
+@hookimpl
+def anninh_simulators() -> dict[str, object]:
+    from .simulator import main
+
+    return {"onvif": main}
