@@ -1,0 +1,124 @@
+"""Fuzz the command path: ``/set`` payload parser, then a running hub's ``Hub.command``.
+
+Whatever arrives, the parser returns a dict or raises CommandParseError, and the hub either
+carries the command out or rejects it with a ``command_rejected`` event — no exception, no
+change to the device unless the command was valid. ``FUZZ_LONG=1`` multiplies the budget.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from hub.api import HubEvent
+from hub.bridge import MAX_COMMAND_BYTES, CommandParseError, parse_command
+from hub.config import load_config
+from hub.core import Hub, Listener
+from hub.testing.hubrun import make_plugins, write_config
+from tests import plugin_echo
+
+LONG = os.environ.get("FUZZ_LONG") == "1"
+
+
+def budget(n: int) -> Any:
+    return settings(max_examples=n * 40 if LONG else n, deadline=None, database=None,
+                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                                           HealthCheck.function_scoped_fixture])
+
+
+def _parse(payload: bytes) -> dict[str, Any] | None:
+    try:
+        out = parse_command(payload)
+    except CommandParseError as exc:
+        assert str(exc)
+        return None
+    assert isinstance(out, dict)
+    assert len(payload) <= MAX_COMMAND_BYTES
+    return out
+
+
+@budget(400)
+@given(st.binary(max_size=600))
+def test_random_bytes(payload: bytes) -> None:
+    _parse(payload)
+
+
+JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=12),
+                    lambda kids: st.lists(kids, max_size=4) | st.dictionaries(st.text(max_size=8), kids, max_size=4),
+                    max_leaves=20)
+
+
+@budget(300)
+@given(JSON, st.sampled_from(["", " ", "\n", "\ufeff", "\x00"]))
+def test_json_shapes(value: Any, pad: str) -> None:
+    payload = (pad + json.dumps(value) + pad).encode()
+    out = _parse(payload)
+    if isinstance(value, dict) and out is not None:
+        assert out == json.loads(json.dumps(value))
+
+
+@budget(40)
+@given(st.integers(1, 100_000), st.sampled_from(["[", "{\"a\":", "\"", " "]))
+def test_deep_or_huge(n: int, unit: str) -> None:
+    _parse((unit * n).encode())
+
+
+def test_limits_are_enforced() -> None:
+    assert _parse(b'{"state":"ON"}') == {"state": "ON"}
+    assert _parse(b"on") == {"state": "ON"}
+    assert _parse(b'{"state":"ON","x":"' + b"a" * MAX_COMMAND_BYTES + b'"}') is None
+    assert _parse(b"[" * 3000) is None
+
+
+# ---------------------------------------------------------------- through a running hub (no broker)
+COMMANDS = st.dictionaries(st.sampled_from(["state", "value", "mode", "x", "State", ""]),
+                           st.none() | st.booleans() | st.integers(-5, 2000) | st.floats()
+                           | st.sampled_from(["ON", "OFF", "on", "TOGGLE", "auto", ""]) | st.text(max_size=5)
+                           | st.lists(st.integers(), max_size=2), max_size=3)
+
+
+def test_hub_commands(tmp_path: Path) -> None:
+    """One hub for many fuzzed commands: every one is carried out or rejected, none raises."""
+    path = write_config(tmp_path, "hub: {data_dir: ./data}\ndevices: [{id: e1, platform: echo}]\n")
+    pm = make_plugins(("echo", plugin_echo), builtin=False)
+    config = load_config(path, pm)
+    events: list[HubEvent] = []
+    results: list[tuple[dict[str, Any], bool]] = []
+
+    async def main() -> None:
+        hub = Hub(config, pm, storage=False)
+        hub.listeners.append(Listener(on_event=events.append))
+        await hub.start()
+        try:
+            @budget(300)
+            @given(COMMANDS, st.sampled_from(["e1", "nope", "E1", "e1/x", "", "bridge"]),
+                   st.none() | st.text(max_size=10))
+            def run(payload: dict[str, Any], device: str, user: str | None) -> None:
+                before = len(events)
+                ok = asyncio.run_coroutine_threadsafe(hub.command(device, dict(payload), user=user),
+                                                      loop).result(5)
+                results.append((payload, ok))
+                new = [e.type for e in events[before:]]
+                if ok:
+                    assert device == "e1"
+                    # the model accepts only state ON/OFF and value 0..1000, nothing else
+                    assert set(payload) <= {"state", "value"}
+                    assert new == ["command"]
+                else:
+                    assert new in (["command_rejected"], ["command_failed"]), new
+
+            loop = asyncio.get_running_loop()
+            await asyncio.to_thread(run)
+        finally:
+            await hub.stop()
+
+    plugin_echo.BEHAVIOUR.clear()
+    asyncio.run(main())
+    plugin_echo.BEHAVIOUR.clear()
+    assert any(ok for _, ok in results) and any(not ok for _, ok in results)
