@@ -7,7 +7,7 @@
 * several parts in one read, or one part split across many reads;
 * ``Content-Length`` that is missing, has no space after the colon, excludes the trailing newline,
   or is simply wrong: XML parts end at their root's closing tag, text parts at ``Content-Length``
-  rounded up to the end of the line, binary parts (JPEG) at exactly ``Content-Length``, and every
+  rounded up to the end of the line (or at a blank line after content), binary parts (JPEG) at exactly ``Content-Length``, and every
   part at the next boundary line at the latest;
 * stray junk between parts (Dahua sometimes sends a literal ``HTTP/1.1 200 OK`` line).
 
@@ -247,6 +247,8 @@ class MultipartParser:
                         return True  # <Root .../> self-closing
                     return bool(self._root_close.search(body))
             return b"</" in line and self._root_close is not None and bool(self._root_close.search(line))
-        if self._cl is not None:
-            return self._pos - self._body_start >= self._cl
-        return False
+        if self._cl is not None and self._pos - self._body_start >= self._cl:
+            return True
+        # text parts: a blank line after content ends the part (Dahua ends parts with an empty line,
+        # and its Content-Length is not always right)
+        return not line.strip() and bool(bytes(self._buf[self._body_start:self._pos]).strip())
