@@ -127,7 +127,7 @@ class DahuaConfig(CameraConfig):
     channels: list[int] | None = Field(None, description="recorder channels to watch (default: ask the device)")
     event_stream: bool = True
     heartbeat: int = Field(5, ge=1, le=60, description="seconds between Heartbeat parts asked of the device")
-    event_timeout: float = Field(30.0, ge=1, le=600, description="an event without Stop ends after this long")
+    event_timeout: float = Field(30.0, ge=0.5, le=600, description="an event without Stop ends after this long")
     stream_timeout: float | None = Field(None, ge=1, le=600, description="default: three heartbeats")
     retention_target_days: int = Field(30, ge=1, le=3650)
     retention_interval: float = Field(3600, ge=1, le=86400 * 7)

@@ -56,7 +56,7 @@ class HikvisionConfig(CameraConfig):
     kind: Literal["auto", "camera", "nvr", "dvr"] = Field("auto", description="auto: from deviceInfo deviceType")
     channels: list[int] | None = Field(None, description="recorder channels to watch (default: all)")
     event_stream: bool = Field(True, description="arm the alertStream for motion / video loss / tamper events")
-    event_timeout: float = Field(10.0, ge=1, le=300, description="an event not repeated for this long has ended")
+    event_timeout: float = Field(10.0, ge=0.5, le=300, description="an event not repeated for this long has ended")
     stream_timeout: float = Field(60.0, ge=1, le=600, description="seconds of silence before the stream is re-armed")
     retention_target_days: int = Field(30, ge=1, le=3650, description="footage the recorder should keep (days)")
     retention_interval: float = Field(3600, ge=1, le=86400 * 7, description="seconds between retention checks")
