@@ -40,7 +40,8 @@ async def _run_cli(*args: str, env: dict[str, str] | None = None) -> tuple[int, 
     proc = await asyncio.create_subprocess_exec(
         # not `python -m hub.cli`: run as __main__, hub.cli would be a second module without the
         # commands that hub.discover registers (the installed `anninh` script imports hub.cli)
-        sys.executable, "-c", "import sys; from hub.cli import main; sys.exit(main(sys.argv[1:]))", *args, cwd=REPO, env={**os.environ, **(env or {})},
+        sys.executable, "-c", "import sys; from hub.cli import main; sys.exit(main(sys.argv[1:]))",
+        *args, cwd=REPO, env={**os.environ, **(env or {})},
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     out, err = await asyncio.wait_for(proc.communicate(), 30)
     return proc.returncode or 0, out.decode(), err.decode()
@@ -92,8 +93,9 @@ async def test_discover_reports_nothing_found_and_wrong_password(tmp_path: Path)
 
 
 def test_snippet_ids_are_unique_and_valid() -> None:
-    devs = [DiscoveredDevice("a", ["http://10.0.0.5/onvif/device_service"], scopes=["onvif://www.onvif.org/name/Đường%20Số%201"]),
-            DiscoveredDevice("b", ["http://10.0.0.6:8000/onvif/device_service"], scopes=["onvif://www.onvif.org/name/Đường%20Số%201"]),
+    scope = ["onvif://www.onvif.org/name/Đường%20Số%201"]
+    devs = [DiscoveredDevice("a", ["http://10.0.0.5/onvif/device_service"], scopes=scope),
+            DiscoveredDevice("b", ["http://10.0.0.6:8000/onvif/device_service"], scopes=scope),
             DiscoveredDevice("c", ["http://10.0.0.7/onvif/device_service"])]
     text = snippet(devs)
     loaded = yaml.load(text, Loader=_SecretLoader)
