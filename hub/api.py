@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, tzinfo
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Protocol
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
@@ -82,6 +82,8 @@ class CameraConfig(DeviceConfig):
                                    description="seconds between image checks; 0 turns them off")
     health_source: Literal["snapshot", "stream"] = Field(
         "snapshot", description="where image checks get frames: a JPEG snapshot (cheap) or RTSP")
+    recorder: str | None = Field(None, description="id of the DVR/NVR this camera records to (offline cause)")
+    recorder_channel: int | None = Field(None, ge=1, le=512, description="its channel on that recorder")
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,6 +169,8 @@ class DeviceContext(Protocol):
     device_id: str
     site: str | None
     clock: Clock
+    tz: tzinfo
+    """The hub's timezone (``hub.timezone``), for local times in state and reasons."""
     log: logging.Logger
     sun: Sun | None
     mqtt: MqttAccess

@@ -73,6 +73,7 @@ class DeviceContextImpl:
         self.device_id = config.id
         self.site = config.site
         self.clock = hub.clock
+        self.tz = hub.tz
         self.sun = hub.sun
         self.log = logging.getLogger(f"hub.device.{config.id}")
         self.tasks: set[asyncio.Task[Any]] = set()

@@ -16,7 +16,7 @@ Command semantics (the night-light rule relies on them):
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta, tzinfo
+from datetime import datetime, timedelta, tzinfo
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -116,9 +116,7 @@ class LightDriver(Driver):
     # ------------------------------------------------------------------ helpers
     @property
     def tz(self) -> tzinfo:
-        sun = getattr(self.ctx, "sun", None)
-        hub = getattr(self.ctx, "hub", None)
-        return getattr(sun, "tz", None) or getattr(hub, "tz", None) or UTC
+        return self.ctx.tz
 
     def _now(self) -> datetime:
         return self.ctx.clock.now()
