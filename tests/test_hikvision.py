@@ -58,7 +58,7 @@ async def running(sim: HikvisionSimulator, listen: bool = False, **cfg: Any) -> 
     ("nvr", "std-cgi", "both"), ("dvr", "ver10", "digest"), ("dvr", "psia", "digest")])
 async def test_identity_kind_and_auth(kind: str, ns: str, auth: str) -> None:
     sim = HikvisionSimulator(kind, password=PW, namespace=ns, auth=auth)  # type: ignore[arg-type]
-    async with running(sim) as (drv, ctx):
+    async with running(sim) as (drv, _ctx):
         assert drv.info is not None
         assert (drv.info.model, drv.info.serial, drv.info.firmware) == (sim.model, sim.serial, sim.firmware)
         assert drv.kind == ("camera" if kind == "camera" else "recorder")
@@ -172,7 +172,7 @@ async def test_nvr_snapshot_uses_streaming_proxy_after_xml_error_with_200() -> N
 async def test_stream_url_encodes_credentials() -> None:
     async with running(HikvisionSimulator("nvr", 2, password=PW)) as (drv, _ctx):
         url = drv.stream_url(2)
-        assert url == f"rtsp://admin:S3cr3t%3Ap%40ss%2Fw0rd@127.0.0.1:554/Streaming/Channels/201"
+        assert url == "rtsp://admin:S3cr3t%3Ap%40ss%2Fw0rd@127.0.0.1:554/Streaming/Channels/201"
 
 
 # ---------------------------------------------------------------------- alarm outputs
@@ -204,7 +204,7 @@ async def test_alarm_outputs_switch_and_read_back() -> None:
 async def test_event_stream_variants(opts: dict[str, Any]) -> None:
     kind = opts.pop("kind")
     sim = HikvisionSimulator(kind, None if kind == "camera" else 4, repeat_interval=0.2, **opts)
-    async with running(sim, listen=True, event_timeout=1.0) as (drv, ctx):
+    async with running(sim, listen=True, event_timeout=1.0) as (_drv, ctx):
         ch = 1 if kind == "camera" else 2
         sim.trigger("motion", ch)
         sim.trigger("tamper", ch)
@@ -219,7 +219,7 @@ async def test_event_stream_variants(opts: dict[str, Any]) -> None:
 
 async def test_nvr_never_sends_inactive_event_ends_by_timeout() -> None:
     sim = HikvisionSimulator("nvr", 4, repeat_interval=0.2)
-    async with running(sim, listen=True, event_timeout=0.8) as (drv, ctx):
+    async with running(sim, listen=True, event_timeout=0.8) as (_drv, ctx):
         sim.trigger("video_loss", 3)
         await ctx.wait_for(lambda: ctx.of_type("video_loss", channel=3, active=True))
         await asyncio.sleep(1.2)
@@ -230,7 +230,7 @@ async def test_nvr_never_sends_inactive_event_ends_by_timeout() -> None:
 
 async def test_device_level_events_once_per_episode() -> None:
     sim = HikvisionSimulator("nvr", 2, repeat_interval=0.1)
-    async with running(sim, listen=True) as (drv, ctx):
+    async with running(sim, listen=True) as (_drv, ctx):
         sim.trigger("disk_full")
         sim.trigger("disk_error")
         await asyncio.sleep(0.6)
@@ -239,7 +239,7 @@ async def test_device_level_events_once_per_episode() -> None:
 
 async def test_replayed_captures_through_the_stream() -> None:
     sim = HikvisionSimulator("nvr", 16, stream_mode="nvr")
-    async with running(sim, listen=True, event_timeout=2) as (drv, ctx):
+    async with running(sim, listen=True, event_timeout=2) as (_drv, ctx):
         sim.inject_raw((FIX / "hikvision_NVR_alertStream_lf_dynChannelID.bin").read_bytes())
         await ctx.wait_for(lambda: ctx.of_type("motion", channel=15, active=True), what="dynChannelID 15")
         sim.inject_raw(b"--boundary\nContent-Type: application/xml\n\n" +
@@ -263,7 +263,7 @@ async def test_camera_capture_heartbeat_and_motion() -> None:
 
 async def test_dvr_http10_capture_without_time_offset() -> None:
     sim = HikvisionSimulator("dvr", 4, http10=True)
-    async with running(sim, listen=True) as (drv, ctx):
+    async with running(sim, listen=True) as (_drv, ctx):
         raw = (FIX / "hikvision_iDS-7204HUHI-M1_alertStream_http10.bin").read_bytes()
         sim.inject_raw(raw.split(b"\r\n\r\n", 1)[1])  # the body; the simulator sends the HTTP/1.0 head itself
         await ctx.wait_for(lambda: ctx.of_type("motion", channel=2, active=True))
@@ -284,7 +284,7 @@ async def test_hung_device_mid_stream_makes_listen_raise() -> None:
 
 async def test_stream_closed_by_device_is_rearmed_without_going_offline() -> None:
     sim = HikvisionSimulator("nvr", 2)
-    async with running(sim, listen=True) as (drv, ctx):
+    async with running(sim, listen=True) as (_drv, ctx):
         sim.drop_connections()  # NVRs drop the arming link now and then
         await ctx.wait_for(lambda: sim.streams_opened >= 2, 5, "stream re-armed")
         sim.trigger("motion", 1)
@@ -297,7 +297,7 @@ async def test_retention_twelve_days_against_thirty(time_mode: str) -> None:
     sim = HikvisionSimulator("nvr", 3, time_mode=time_mode)
     sim.set_recordings(1, 12)
     sim.set_recordings(2, 40)
-    async with running(sim) as (drv, ctx):
+    async with running(sim) as (_drv, ctx):
         await ctx.wait_for(lambda: ctx.fields.get("retention_days") is not None, what="retention")
         assert ctx.fields["retention_days"] == 12
         assert ctx.fields["retention_target_days"] == 30

@@ -7,8 +7,8 @@
 * several parts in one read, or one part split across many reads;
 * ``Content-Length`` that is missing, has no space after the colon, excludes the trailing newline,
   or is simply wrong: XML parts end at their root's closing tag, text parts at ``Content-Length``
-  rounded up to the end of the line (or at a blank line after content), binary parts (JPEG) at exactly ``Content-Length``, and every
-  part at the next boundary line at the latest;
+  rounded up to the end of the line (or at a blank line after content), binary parts (JPEG) at
+  exactly ``Content-Length``, and every part at the next boundary line at the latest;
 * stray junk between parts (Dahua sometimes sends a literal ``HTTP/1.1 200 OK`` line).
 
 A part larger than ``max_part`` bytes is dropped (``dropped`` counts them) and the parser
