@@ -245,9 +245,28 @@ async def test_listen_skips_unknown_and_survives_garbage_pulls(sim: OnvifSimulat
         sim.trigger_video_loss(True)
         with pytest.raises(DeviceError):
             await asyncio.wait_for(task, 10)
+        assert sim.subscriptions == 1
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+        await driver.close()
+    assert sim.subscriptions == 0  # close() unsubscribed: no leaked subscription on the camera
+    assert sim.stats["unsubscribes"] >= 1
+
+
+async def test_local_time_only_and_time_behind_auth() -> None:
+    # a camera that reports only LocalDateTime (UTC+7 per its POSIX TZ) and runs 300 s fast
+    async with OnvifSimulator(password=PASSWORD, local_time_only=True, clock_skew=300, time_tolerance=30) as sim:
+        driver, _ = make_driver(sim)
+        info = await driver.connect()
+        assert abs(info.extra["clock_skew"] - 300) <= 1
+        await driver.close()
+    # a camera that wants auth even for GetSystemDateAndTime (Vivotek, Panasonic)
+    async with OnvifSimulator(password=PASSWORD, authless_time=False) as sim:
+        driver, _ = make_driver(sim)
+        info = await driver.connect()
+        assert abs(info.extra["clock_skew"]) <= 1
+        assert sim.stats["GetSystemDateAndTime"] == 2  # authless attempt refused, then with auth
         await driver.close()
 
 

@@ -61,6 +61,10 @@ from onvif.util import is_auth_error, normalize_url, stringify_onvif_error  # no
 from zeep.exceptions import Fault, TransportError, XMLParseError, XMLSyntaxError  # noqa: E402
 
 log = logging.getLogger(__name__)
+# zeep logs an ERROR with a traceback for every attribute it cannot convert -- e.g. the
+# UtcTime="0000-00-00T00:00:00Z" that Hikvision puts on each notification -- and then carries on
+# with None. That would flood the hub's log from a camera that works; the driver ignores UtcTime.
+logging.getLogger("zeep.xsd.elements.attribute").setLevel(logging.CRITICAL)
 
 PULLPOINT_NS = "http://www.onvif.org/ver10/events/wsdl/PullPointSubscription"
 EVENTS_NS = "http://www.onvif.org/ver10/events/wsdl"
