@@ -465,3 +465,33 @@ async def test_wrong_password_offline_and_retried_slowly(mosquitto: Any, tmp_pat
     rec.close()
     for msg in rec.messages:
         assert b"not-the-password" not in msg.payload
+
+
+def _token_envelope(password: str, created: str, nonce: bytes = b"0123456789abcdef") -> bytes:
+    import base64
+    import hashlib
+    digest = base64.b64encode(hashlib.sha1(nonce + created.encode() + password.encode()).digest()).decode()
+    return (
+        "<s:Envelope xmlns:s='http://www.w3.org/2003/05/soap-envelope'><s:Header><wsse:Security xmlns:wsse="
+        "'http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd'><wsse:UsernameToken>"
+        "<wsse:Username>admin</wsse:Username><wsse:Password Type='http://docs.oasis-open.org/wss/2004/01/"
+        f"oasis-200401-wss-username-token-profile-1.0#PasswordDigest'>{digest}</wsse:Password>"
+        f"<wsse:Nonce>{base64.b64encode(nonce).decode()}</wsse:Nonce><wsu:Created xmlns:wsu='x'>{created}"
+        "</wsu:Created></wsse:UsernameToken></wsse:Security></s:Header><s:Body/></s:Envelope>").encode()
+
+
+def test_simulator_checks_digest_created_and_replay() -> None:
+    from datetime import UTC, datetime, timedelta
+    sim = OnvifSimulator(password="pw", clock_skew=0, time_tolerance=60)
+    now = datetime.now(UTC).replace(microsecond=0)
+    plus = now.isoformat()                                 # "+00:00", as zeep's default and older HA send
+    zulu = now.strftime("%Y-%m-%dT%H:%M:%SZ")              # "Z", as onvif-zeep-async 4.x sends
+    assert plus.endswith("+00:00")
+    assert sim.check_auth(parse_xml(_token_envelope("pw", plus, b"a" * 16))) is None
+    assert sim.check_auth(parse_xml(_token_envelope("pw", zulu, b"b" * 16))) is None
+    assert sim.check_auth(parse_xml(_token_envelope("pw", zulu, b"b" * 16))) == "nonce replayed"
+    assert sim.check_auth(parse_xml(_token_envelope("bad", zulu, b"c" * 16))) == "wrong digest"
+    old = (now - timedelta(seconds=120)).isoformat()
+    assert "away from the camera clock" in (sim.check_auth(parse_xml(_token_envelope("pw", old, b"d" * 16))) or "")
+    sim.clock_skew = -120  # the camera is as far behind as the client: accepted
+    assert sim.check_auth(parse_xml(_token_envelope("pw", old, b"e" * 16))) is None
