@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import copy
 import time
 from typing import Any, ClassVar
 
@@ -70,7 +69,8 @@ class CameraBase(Driver):
             st = self.channel_state.get(self.channels[0] if self.channels else 1, {})
             return {f: bool(st.get(f, False)) for f in FLAGS} | {k: v for k, v in st.items() if k not in FLAGS
                                                                   and k != "online"}
-        chans = {str(ch): copy.deepcopy(self.channel_state.get(ch, {})) for ch in self.channels}
+        # fresh (shallow) copies: the hub detects changes by comparing with what it holds
+        chans = {str(ch): dict(self.channel_state.get(ch, ())) for ch in self.channels}
         out: dict[str, Any] = {"channels": chans}
         for f in FLAGS:
             out[f] = any(bool(c.get(f)) for c in chans.values())
@@ -97,7 +97,12 @@ class CameraBase(Driver):
         if bool(st.get(name, False)) == active:
             return
         st[name] = active
-        self.ctx.update(self.flag_fields())
+        if self.is_recorder:
+            chans = {str(ch): dict(self.channel_state.get(ch, ())) for ch in self.channels}
+            self.ctx.update({"channels": chans,
+                             name: any(c.get(name) for c in self.channel_state.values())})
+        else:
+            self.ctx.update({name: active})
         self.ctx.event(name, channel=channel, active=active, **data)
 
     def device_event(self, name: str, active: bool = True, **data: Any) -> None:
