@@ -495,3 +495,28 @@ def test_simulator_checks_digest_created_and_replay() -> None:
     assert "away from the camera clock" in (sim.check_auth(parse_xml(_token_envelope("pw", old, b"d" * 16))) or "")
     sim.clock_skew = -120  # the camera is as far behind as the client: accepted
     assert sim.check_auth(parse_xml(_token_envelope("pw", old, b"e" * 16))) is None
+
+
+async def test_camera_without_pullpoint_stays_online_without_events(sim: OnvifSimulator, monkeypatch: Any) -> None:
+    from plugins.generic_onvif.simulator import fault_envelope
+    sim.override("CreatePullPointSubscription", fault_envelope("ter:ActionNotSupported", "Optional Action Not "
+                 "Implemented", code="env:Receiver"), status=400)
+    from plugins.generic_onvif import driver as drv_mod
+    monkeypatch.setattr(drv_mod, "RETRY_REFUSED", 0.3)
+    driver, ctx = make_driver(sim)
+    await driver.connect()
+    task = asyncio.create_task(driver.listen())
+    try:
+        await _until(lambda: ctx.fields.get("events") == "unsupported")
+        assert not task.done()  # idle, not raising: the device stays online
+        assert (await driver.snapshot())[:2] == b"\xff\xd8"
+        # the camera frees a slot: the driver tries again (every RETRY_REFUSED s) and gets events
+        assert sim.stats["CreatePullPointSubscription"] >= 1
+        sim.clear_overrides()
+        await _until(lambda: ctx.fields.get("events") == "pullpoint" and sim.subscriptions == 1)
+        sim.trigger_motion(True)
+        await _until(lambda: ctx.fields.get("motion") is True)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await driver.close()

@@ -72,6 +72,8 @@ MEDIA_NS = "http://www.onvif.org/ver10/media/wsdl"
 MAX_PULL_WAIT = 20.0
 """Longest PullMessages long-poll (s); the camera answers at once when something happens."""
 MAX_SNAPSHOT_BYTES = 16 * 1024 * 1024
+RETRY_REFUSED = 60.0
+"""Seconds between CreatePullPointSubscription attempts on a camera that refused one."""
 SKEW_PUBLISH_STEP = 2.0
 """Re-publish ``clock_skew`` only when it moved this much (the protocol has 1 s resolution)."""
 
@@ -113,6 +115,11 @@ class OnvifConfig(CameraConfig):
 
 class SubscriptionLost(DeviceError):
     """The camera no longer knows our PullPoint subscription (rebooted, expired, refused)."""
+
+
+class PullPointRefused(DeviceError):
+    """The camera answered CreatePullPointSubscription with a SOAP fault (no PullPoint support,
+    or too many subscriptions)."""
 
 
 def _posix_tz_offset(tz: str | None) -> float | None:
@@ -361,8 +368,16 @@ class OnvifClient:
     async def subscribe(self, seconds: float) -> float:
         """Create a PullPoint subscription; returns the lifetime (s) the camera granted."""
         events = await self.call("events service", self.cam.create_events_service)
-        result = await self.call("CreatePullPointSubscription", lambda: events.CreatePullPointSubscription(
-            {"InitialTerminationTime": f"PT{int(seconds)}S"}))
+        try:
+            result = await asyncio.wait_for(events.CreatePullPointSubscription(
+                {"InitialTerminationTime": f"PT{int(seconds)}S"}), self.timeout)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            mapped = self.error(exc, "CreatePullPointSubscription")
+            if isinstance(exc, Fault) and not isinstance(mapped, AuthError):
+                raise PullPointRefused(str(mapped)) from None
+            raise mapped from None
         try:
             address = result.SubscriptionReference.Address._value_1
         except AttributeError:
@@ -533,7 +548,23 @@ class OnvifDriver(Driver):
             return
         loop = asyncio.get_running_loop()
         asked = self.config.subscription_time
-        renew_at, absolute = await self._subscribe(client, asked, loop)
+        logged = False
+        while True:
+            try:
+                renew_at, absolute = await self._subscribe(client, asked, loop)
+                break
+            except PullPointRefused as exc:
+                # not a reason to call the camera offline: it streams and takes snapshots all the same.
+                # Try again now and then: a camera whose subscription slots are full frees them later.
+                if not logged:
+                    self.ctx.log.warning("%s: no PullPoint events from this camera (%s); motion/tamper "
+                                         "unavailable, retrying every %g s", self.config.id, exc, RETRY_REFUSED)
+                    logged = True
+                self.ctx.update({"events": "unsupported"})
+                await asyncio.sleep(RETRY_REFUSED)
+        if logged:
+            self.ctx.log.info("%s: PullPoint events available now", self.config.id)
+        self.ctx.update({"events": "pullpoint"})
         lost_in_a_row = 0
         while True:
             wait = min(MAX_PULL_WAIT, max(1.0, renew_at - loop.time()))
