@@ -442,3 +442,41 @@ devices:
     finally:
         rec.close()
         await cam.stop()
+
+
+# ---------------------------------------------------------------------- plugin wiring, config, CLI
+def test_plugins_are_discovered_with_their_simulators() -> None:
+    from hub.plugins import PluginManager
+
+    pm = PluginManager().discover(None, entry_points=False)
+    assert not [p for p in pm.problems if "hikvision" in p or "dahua" in p]
+    assert {"hikvision", "dahua"} <= set(pm.platforms())
+    assert {"hikvision", "dahua"} <= set(pm.simulators())
+
+
+def test_config_typo_and_bad_channel_are_errors() -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="extra"):
+        HikvisionConfig(id="c", platform="hikvision", host="h", password="p", evnt_stream=False)  # type: ignore[call-arg]
+    with pytest.raises(ValidationError, match="channels"):
+        HikvisionConfig(id="c", platform="hikvision", host="h", password="p", channels=[0])
+    assert "p" not in repr(HikvisionConfig(id="c", platform="hikvision", host="h", password="p").password)
+
+
+async def test_simulator_cli_serves_isapi() -> None:
+    import sys
+
+    import httpx
+
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "plugins.hikvision.simulator", "--kind", "nvr",
+                                                "--port", "0", "--auth", "none", stdout=asyncio.subprocess.PIPE)
+    try:
+        line = (await asyncio.wait_for(proc.stdout.readline(), 20)).decode()  # type: ignore[union-attr]
+        port = int(line.split("http://127.0.0.1:")[1].split()[0])
+        async with httpx.AsyncClient() as client:
+            r = await client.get(f"http://127.0.0.1:{port}/ISAPI/System/deviceInfo")
+        assert r.status_code == 200 and b"<deviceType>NVR</deviceType>" in r.content
+    finally:
+        proc.terminate()
+        await proc.wait()

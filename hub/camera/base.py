@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from typing import Any, ClassVar
 
@@ -193,16 +194,22 @@ class CameraBase(Driver):
         return fields
 
     async def periodic(self, interval: float, fn: Any, first_delay: float = 0.0) -> None:
-        """Run ``fn`` now (after ``first_delay``) and every ``interval`` s; failures are logged once each."""
+        """Run ``fn`` now (after ``first_delay``) and every ``interval`` s. A failure is logged as a
+        warning once, then at debug level until it works again (the device's own availability is
+        the poll's business, not this task's)."""
         await asyncio.sleep(first_delay)
+        failing = False
         while True:
             try:
                 await fn()
+                failing = False
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 with contextlib.suppress(Exception):
-                    self.ctx.log.warning("%s failed: %s", getattr(fn, "__name__", "task"), exc)
+                    level = logging.DEBUG if failing else logging.WARNING
+                    self.ctx.log.log(level, "%s failed: %s", getattr(fn, "__name__", "task"), exc)
+                failing = True
             await asyncio.sleep(interval)
 
     # ------------------------------------------------------------------ HA entities
