@@ -25,10 +25,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from hub.camera.multipart import MultipartParser  # noqa: E402
-from hub.camera.testing import RecordingContext  # noqa: E402
-from plugins.dahua.driver import DahuaConfig, DahuaDriver  # noqa: E402
-from plugins.hikvision.driver import HikvisionConfig, HikvisionDriver  # noqa: E402
+from hub.camera.multipart import MultipartParser
+from hub.camera.testing import RecordingContext
+from plugins.dahua.driver import DahuaConfig, DahuaDriver
+from plugins.hikvision.driver import HikvisionConfig, HikvisionDriver
 
 CHANNELS = 16
 
