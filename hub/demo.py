@@ -344,7 +344,8 @@ class Demo:
         from rich.live import Live
 
         console = Console()
-        with Live(self._render(), console=console, refresh_per_second=4, screen=False) as live:
+        with Live(self._render(), console=console, refresh_per_second=4, screen=True,
+                  vertical_overflow="crop") as live:
             while not stop.is_set():
                 await asyncio.sleep(0.25)
                 live.update(self._render())
@@ -417,7 +418,7 @@ class Demo:
         if kind == "light":
             return f"{st.get('state')} [{st.get('mode')}] {st.get('reason')}"
         bits = []
-        for key in ("model", "motion", "retention_days", "clock_skew", "offline_cause"):
+        for key in ("model", "motion", "tamper", "video_loss", "retention_days", "offline_cause"):
             if st.get(key) not in (None, False, {}):
                 value = st[key]
                 if isinstance(value, dict):
