@@ -56,6 +56,17 @@ def _write_setup(tmp_path: Path, port: int) -> Path:
     return cfg
 
 
+def _rows(data: Path) -> int:
+    try:
+        db = sqlite3.connect(f"file:{data / 'history.db'}?mode=ro", uri=True, timeout=1)
+        try:
+            return int(db.execute("SELECT count(*) FROM states").fetchone()[0])
+        finally:
+            db.close()
+    except sqlite3.Error:
+        return 0
+
+
 def _check_files(data: Path) -> tuple[int, int]:
     reg = json.loads((data / "registry.json").read_text()) if (data / "registry.json").exists() else {}
     assert isinstance(reg, dict)
@@ -74,12 +85,16 @@ def test_kill_9_during_heavy_history_writes(tmp_path: Path, mosquitto: Mosquitto
     for _round in range(3):
         proc = subprocess.Popen([sys.executable, "-m", "hub.cli", "-q", "run", "-c", str(cfg)],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        time.sleep(2.0 + rng.random() * 2.0)  # mid-flush, most likely: flushes happen every second
-        assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+        deadline = time.monotonic() + 60
+        while _rows(tmp_path / "data") <= total_states:  # the hub is up and writing
+            assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+            assert time.monotonic() < deadline, "the hub wrote nothing"
+            time.sleep(0.1)
+        time.sleep(rng.random() * 2.0)  # then at a random moment of the flush cycle
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(10)
         states, events = _check_files(tmp_path / "data")
-        assert states > total_states, "the hub wrote nothing between kills"
+        assert states > total_states
         total_states = states
     assert events > 0
     # and the hub's own classes open them again
