@@ -206,4 +206,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # run as `python -m hub.cli`: call the importable module's main, where extra commands register
+    from hub.cli import main as _main
+
+    sys.exit(_main())
