@@ -25,9 +25,10 @@ T = TypeVar("T")
 
 
 def _init_worker() -> None:
+    """Process workers: one picture per worker, the pool provides the parallelism."""
     import cv2
 
-    cv2.setNumThreads(1)  # one picture per worker; the pool provides the parallelism
+    cv2.setNumThreads(1)
 
 
 def default_workers() -> int:
@@ -51,8 +52,9 @@ class HealthPool:
                 self._executor = concurrent.futures.ProcessPoolExecutor(
                     self.workers, mp_context=ctx, initializer=_init_worker)
             else:
-                self._executor = concurrent.futures.ThreadPoolExecutor(
-                    self.workers, thread_name_prefix="health", initializer=_init_worker)
+                # threads share OpenCV's global thread setting: leave it alone (changing it while
+                # another thread runs a parallel OpenCV call can deadlock)
+                self._executor = concurrent.futures.ThreadPoolExecutor(self.workers, thread_name_prefix="health")
         if self._slots is None:
             self._slots = asyncio.Semaphore(self.workers * 2)
         return self._executor, self._slots

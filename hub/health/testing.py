@@ -250,7 +250,7 @@ class TestCamConfig(CameraConfig):
     rtsp_url: str | None = None
     username: str | None = None
     password: SecretStr | None = None
-    poll_interval: float = 0.5
+    poll_interval: float = 30.0
     timeout: float = 3.0
 
 
