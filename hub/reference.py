@@ -1,0 +1,149 @@
+"""``anninh reference``: the reference pictures the image-health checks compare cameras against.
+
+    anninh reference set CAMERA -c config.yaml [--force]     take a picture now and store it
+    anninh reference show CAMERA -c config.yaml -o FILE.png  reference | latest | difference
+    anninh reference clear CAMERA -c config.yaml             forget it (the next healthy daylight
+                                                              picture becomes the reference)
+
+``set`` talks to the camera itself (its driver, with the config's credentials), so it works with
+or without the hub running; a running hub notices the new reference by the file's time. ``show``
+uses the latest picture the hub kept, or a fresh one with ``--live``. Files live in
+``<data_dir>/references/`` (see :mod:`hub.health.reference`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from hub.api import DeviceConfig, DeviceError
+from hub.cli import command, load_or_exit
+from hub.clock import SystemClock
+from hub.core import describe_error
+from hub.health.monitor import HealthOptions
+from hub.health.reference import ReferenceStore
+from hub.health.sources import check_snapshot, check_stream
+
+
+class _CliContext:
+    """The :class:`hub.api.DeviceContext` a driver gets when the CLI uses it directly."""
+
+    def __init__(self, config: DeviceConfig) -> None:
+        self.device_id = config.id
+        self.site = config.site
+        self.clock = SystemClock()
+        self.sun = None
+        self.mqtt = None
+        self.log = logging.getLogger(f"hub.device.{config.id}")
+
+    def update(self, fields: Any) -> None:
+        pass
+
+    def event(self, type: str, **data: Any) -> None:
+        pass
+
+    def create_task(self, coro: Any, name: str | None = None) -> Any:
+        return asyncio.get_running_loop().create_task(coro, name=name)
+
+    def state(self, device_id: str | None = None) -> dict[str, Any]:
+        return {}
+
+
+async def take_picture(device: DeviceConfig, plugins: Any, source: str | None = None) -> Any:
+    """Connect to one camera with its driver and take one measured picture (with its JPEG)."""
+    spec = plugins.platforms()[device.platform]
+    driver = spec.driver(device, _CliContext(device))
+    source = source or getattr(device, "health_source", "snapshot")
+    opts = HealthOptions()
+    try:
+        await asyncio.wait_for(driver.connect(), device.timeout)
+        url = driver.stream_url(None) if source == "stream" else None
+        if url:
+            return await asyncio.to_thread(check_stream, url, want_picture=True, connect_timeout=opts.connect_timeout,
+                                           read_timeout=opts.read_timeout, frame_timeout=opts.frame_timeout)
+        jpeg = await asyncio.wait_for(driver.snapshot(None), device.timeout)
+        stats = await asyncio.to_thread(check_snapshot, jpeg)
+        from dataclasses import replace
+
+        return replace(stats, picture=bytes(jpeg))
+    finally:
+        try:
+            await asyncio.wait_for(driver.close(), 5)
+        except Exception:  # closing is best effort
+            pass
+
+
+def _camera(config: Any, name: str) -> DeviceConfig:
+    device = config.device(name)
+    if device is None or not hasattr(device, "health_interval"):
+        cams = [d.id for d in config.devices if hasattr(d, "health_interval")]
+        print(f"error: {name!r} is not a camera in {config.path} (cameras: {', '.join(cams) or 'none'})",
+              file=sys.stderr)
+        raise SystemExit(2)
+    return device
+
+
+def _args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("action", choices=("set", "show", "clear"), help="set: store the current picture; show: "
+                   "write reference | latest | difference to -o FILE; clear: forget the reference")
+    p.add_argument("camera", help="device id of the camera (or recorder)")
+    p.add_argument("-c", "--config", required=True, type=Path, metavar="FILE", help="the hub's YAML config")
+    p.add_argument("-o", "--output", type=Path, metavar="FILE.png", help="show: picture to write")
+    p.add_argument("--force", action="store_true", help="set: store even a dark, covered or blurry picture")
+    p.add_argument("--live", action="store_true", help="show: take a fresh picture instead of the hub's latest")
+    p.add_argument("--source", choices=("snapshot", "stream"), help="take the picture from here (default: the "
+                   "camera's health_source)")
+
+
+@command("reference", help="store, show or clear a camera's reference picture (image health checks)",
+         arguments=_args)
+def cmd_reference(args: argparse.Namespace) -> int:
+    config, plugins = load_or_exit(args.config)
+    device = _camera(config, args.camera)
+    store = ReferenceStore(config.data_dir)
+    if args.action == "clear":
+        print(f"{device.id}: reference {'removed' if store.clear(device.id) else 'was not set'}")
+        return 0
+    if args.action == "show" and not args.output:
+        print("error: show needs -o FILE.png", file=sys.stderr)
+        return 2
+    stats = None
+    if args.action == "set" or args.live:
+        try:
+            stats = asyncio.run(take_picture(device, plugins, args.source))
+        except (DeviceError, TimeoutError, OSError) as exc:
+            print(f"error: {device.id}: no picture: {describe_error(exc, device.timeout)}", file=sys.stderr)
+            return 1
+    if args.action == "set":
+        assert stats is not None and stats.picture is not None
+        opts = HealthOptions()
+        problems = []
+        if stats.brightness < opts.dark_below:
+            problems.append(f"dark (brightness {stats.brightness:.0f})")
+        elif stats.contrast < opts.cover_max_contrast and stats.edges < opts.cover_max_edges:
+            problems.append("covered (no structure)")
+        elif stats.sharpness < opts.blur_below:
+            problems.append(f"blurry (sharpness {stats.sharpness:.2f})")
+        if problems and not args.force:
+            print(f"error: {device.id}: the picture is {', '.join(problems)}; use --force to store it anyway",
+                  file=sys.stderr)
+            return 1
+        meta = store.save(device.id, stats.picture, source="cli", time=datetime.now(UTC), width=stats.width,
+                          height=stats.height, brightness=stats.brightness, sharpness=stats.sharpness)
+        print(f"{device.id}: reference stored in {store.picture_path(device.id)}")
+        print(json.dumps(meta))
+        return 0
+    try:
+        summary = store.compose(device.id, args.output, latest=stats.picture if stats is not None else None)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"{device.id}: wrote {args.output} (reference | latest | difference)")
+    print(json.dumps(summary))
+    return 0
