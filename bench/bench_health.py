@@ -24,13 +24,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import av  # noqa: E402
-import cv2  # noqa: E402
+import av
+import cv2
 
-from hub.health.checks import analyse  # noqa: E402
-from hub.health.pool import HealthPool  # noqa: E402
-from hub.health.sources import check_snapshot, frame_to_gray  # noqa: E402
-from hub.health.testing import jpeg, make_clip  # noqa: E402
+from hub.health.checks import analyse
+from hub.health.pool import HealthPool
+from hub.health.sources import check_snapshot, frame_to_gray
+from hub.health.testing import jpeg, make_clip
 
 
 def encode_clip(path: Path, w: int, h: int, frames: int = 30) -> None:
