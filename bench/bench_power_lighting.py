@@ -192,7 +192,10 @@ async def latency(mq_port: int, commands: int, cuts: int, tmp: Path) -> dict[str
     ups = await UpsSimulator({1: "apc_smt"}).start()
     loop = asyncio.get_running_loop()
     inbox: asyncio.Queue[tuple[str, bytes, float]] = asyncio.Queue()
+    from hub.mqtt import _no_delay
+
     client = paho.Client(CallbackAPIVersion.VERSION2, client_id="bench-officer")
+    client.on_socket_open = _no_delay  # like the hub's own client: no 40 ms Nagle/delayed-ACK stalls
     client.on_message = lambda c, u, m: loop.call_soon_threadsafe(inbox.put_nowait,
                                                                   (m.topic, m.payload, time.perf_counter()))
     client.connect("127.0.0.1", mq_port)

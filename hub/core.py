@@ -149,7 +149,8 @@ class DeviceRunner:
             try:
                 if not self.connected:
                     async with self.lock:
-                        info = await asyncio.wait_for(driver.connect(), cfg.timeout)
+                        async with asyncio.timeout(cfg.timeout):
+                            info = await driver.connect()
                     self.connected = True
                     hub.device_seen(cfg, info)
                     if type(driver).listen is not Driver.listen:
@@ -157,14 +158,18 @@ class DeviceRunner:
                 elif self._listen_task is None and type(driver).listen is not Driver.listen:
                     self._start_listen()
                 async with self.lock:
-                    fields = await asyncio.wait_for(driver.poll(), cfg.timeout)
+                    async with asyncio.timeout(cfg.timeout):
+                        fields = await driver.poll()
                 if fields:
                     hub.update(cfg.id, fields)
                 hub.set_available(cfg.id, True)
                 delay = hub.backoff.initial
                 self._wake.clear()
+                # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancellation that
+                # arrives as the timeout fires, and the hub's stop then hangs on this task
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), cfg.poll_interval)
+                    async with asyncio.timeout(cfg.poll_interval):
+                        await self._wake.wait()
                 if self._listen_error is not None:
                     exc, self._listen_error = self._listen_error, None
                     raise exc
@@ -205,7 +210,8 @@ class DeviceRunner:
         await self.ctx.cancel_tasks()
         if self.driver is not None:
             try:
-                await asyncio.wait_for(self.driver.close(), 5)
+                async with asyncio.timeout(5):
+                    await self.driver.close()
             except Exception as exc:
                 self.ctx.log.debug("close failed: %s", describe_error(exc))
 
@@ -272,7 +278,8 @@ class RuleContextImpl:
         runner = self.hub.runners.get(device_id)
         if runner is None or runner.driver is None:
             raise DeviceError(f"unknown device {device_id!r}")
-        return await asyncio.wait_for(runner.driver.snapshot(channel), runner.config.timeout)
+        async with asyncio.timeout(runner.config.timeout):
+            return await runner.driver.snapshot(channel)
 
     def stream_url(self, device_id: str, channel: int | None = None) -> str | None:
         runner = self.hub.runners.get(device_id)
@@ -526,7 +533,8 @@ class Hub:
         cmd = Command(payload=parsed, source=source, user=user, reason=reason)
         try:
             async with runner.lock:
-                result = await asyncio.wait_for(runner.driver.handle_command(cmd), runner.config.timeout)
+                async with asyncio.timeout(runner.config.timeout):
+                    result = await runner.driver.handle_command(cmd)
         except CommandError as exc:
             self.reject_command(device_id, redact(str(exc)), user=user, payload=payload, source=source)
             return False

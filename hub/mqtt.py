@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import ssl
 import uuid
 from collections import deque
@@ -41,6 +42,15 @@ class BrokerAddress:
         parts = urlsplit(url)
         tls = parts.scheme == "mqtts"
         return cls(host=parts.hostname or "127.0.0.1", port=parts.port or (8883 if tls else 1883), tls=tls)
+
+
+def _no_delay(client: paho.Client, userdata: Any, sock: Any) -> None:
+    """Small MQTT packets must not wait for Nagle's algorithm: with the peer's delayed ACK that
+    costs 40 ms per hop (measured: 88 ms from /set to state published, 2 ms without)."""
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except (OSError, AttributeError):
+        pass
 
 
 class MqttConnection:
@@ -82,6 +92,7 @@ class MqttConnection:
             if cert_file:
                 ctx.load_cert_chain(cert_file, key_file)
             self.client.tls_set_context(ctx)
+        self.client.on_socket_open = _no_delay
         self.client.on_connect = self._paho_connect
         self.client.on_disconnect = self._paho_disconnect
         self.client.on_message = self._paho_message

@@ -47,7 +47,9 @@ class Mosquitto:
                   *(["persistence true", f"persistence_location {self.dir}/"] if self.persistence
                     else ["persistence false"]),
                   "log_dest stderr", "log_type error", "log_type warning",
-                  "max_queued_messages 100000", self.extra]
+                  "max_queued_messages 100000",
+                  "set_tcp_nodelay true",  # as production should: commands must not wait 40 ms for Nagle
+                  self.extra]
         conf = self.dir / "mosquitto.conf"
         conf.write_text("\n".join(lines) + "\n")
         return conf

@@ -39,6 +39,9 @@ class Recorder:
         self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id or f"rec-{uuid.uuid4().hex[:6]}",
                                   clean_session=clean_session)
         self.client.reconnect_delay_set(0.1, 1)
+        from hub.mqtt import _no_delay
+
+        self.client.on_socket_open = _no_delay
         if username:
             self.client.username_pw_set(username, password)
         if tls:
