@@ -176,7 +176,7 @@ def _hub_config(d: Path, mq_port: int, devices: list[tuple[str, int, int, int]])
 # ---------------------------------------------------------------- (b) command latency, (c) power cuts
 def _pct(values: list[float], p: float) -> float:
     s = sorted(values)
-    return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))]
+    return s[min(len(s) - 1, round(p / 100 * (len(s) - 1)))]
 
 
 async def latency(mq_port: int, commands: int, cuts: int, tmp: Path) -> dict[str, Any]:
