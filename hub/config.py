@@ -61,14 +61,24 @@ class ConfigIssue:
 
 
 class ConfigError(Exception):
-    """One or more problems in the configuration; ``str()`` lists them, one per line."""
+    """One or more problems in the configuration; ``str()`` lists them, one per line.
 
-    def __init__(self, issues: list[ConfigIssue]) -> None:
+    ``secrets`` maps secret values read through ``!secret`` to their names: a misplaced secret
+    (say ``id: !secret x``) is shown as ``<secret x>``, never as its value."""
+
+    def __init__(self, issues: list[ConfigIssue], secrets: dict[str, str] | None = None) -> None:
+        if secrets:
+            for issue in issues:
+                for value in sorted(secrets, key=len, reverse=True):
+                    tag = f"<secret {secrets[value]}>"
+                    issue.field = issue.field.replace(value, tag)
+                    issue.message = issue.message.replace(value, tag)
         self.issues = issues
         super().__init__("\n".join(str(i) for i in issues))
 
 
-def _make_loader(path: Path, issues: list[ConfigIssue], secrets: dict[str, Any] | None) -> type:
+def _make_loader(path: Path, issues: list[ConfigIssue], secrets: dict[str, Any] | None,
+                 resolved: dict[str, str] | None = None) -> type:
     class Loader(yaml.SafeLoader):
         pass
 
@@ -112,6 +122,8 @@ def _make_loader(path: Path, issues: list[ConfigIssue], secrets: dict[str, Any] 
         else:
             value = SecretRef(str(secrets[name]))
             value.secret_name = str(name)
+            if resolved is not None and value:
+                resolved[str(value)] = str(name)
         return value
 
     Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, construct_mapping)
@@ -120,7 +132,8 @@ def _make_loader(path: Path, issues: list[ConfigIssue], secrets: dict[str, Any] 
     return Loader
 
 
-def load_yaml(path: Path, issues: list[ConfigIssue], secrets: dict[str, Any] | None = None) -> Any:
+def load_yaml(path: Path, issues: list[ConfigIssue], secrets: dict[str, Any] | None = None,
+              resolved: dict[str, str] | None = None) -> Any:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
@@ -130,7 +143,9 @@ def load_yaml(path: Path, issues: list[ConfigIssue], secrets: dict[str, Any] | N
         issues.append(ConfigIssue(path, None, "", f"not UTF-8 text: {exc.reason}"))
         return None
     try:
-        return yaml.load(text, Loader=_make_loader(path, issues, secrets))
+        return yaml.load(text, Loader=_make_loader(path, issues, secrets, resolved))
+    except RecursionError:
+        issues.append(ConfigIssue(path, None, "", "invalid YAML: nested too deeply"))
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None
@@ -378,15 +393,16 @@ def load_config(path: str | Path, plugins: Any | None = None) -> Config:
     issues: list[ConfigIssue] = []
     warnings: list[str] = []
     secrets = _load_secrets(path, issues)
-    raw = load_yaml(path, issues, secrets)
+    resolved: dict[str, str] = {}
+    raw = load_yaml(path, issues, secrets, resolved)
     if issues and raw is None:
-        raise ConfigError(issues)
+        raise ConfigError(issues, resolved)
     if raw is None:
         raw = LineDict()
         raw.key_lines = {}
     if not isinstance(raw, dict):
         raise ConfigError([ConfigIssue(path, getattr(raw, "line", 1), "",
-                                       "the config must be a mapping (hub:, mqtt:, sites:, devices:)")])
+                                       "the config must be a mapping (hub:, mqtt:, sites:, devices:)")], resolved)
     for p in (path, path.parent / SECRETS_FILE):
         try:
             if p.is_file() and os.stat(p).st_mode & stat.S_IROTH:
@@ -504,6 +520,6 @@ def load_config(path: str | Path, plugins: Any | None = None) -> Config:
                 rules[name] = None
 
     if issues:
-        raise ConfigError(issues)
+        raise ConfigError(issues, resolved)
     return Config(path=path, hub=top.hub, mqtt=top.mqtt, sites=top.sites, devices=devices,
                   users=top.users, rules=rules, rules_enabled=enabled, warnings=warnings)
