@@ -289,3 +289,15 @@ devices:
         for s in (cam, nvr):
             await s.stop()
     assert leaked == []
+
+
+async def test_attach_closed_at_once_is_retried_with_backoff_not_a_loop() -> None:
+    sim = DahuaSimulator("camera", attach_closes=True)
+    async with running(sim) as (drv, _ctx):
+        task = asyncio.create_task(drv.listen())
+        await asyncio.sleep(3.5)
+        assert not task.done()  # the device answers: not offline, just no stream
+        assert 2 <= sim.streams_opened <= 3  # 1 s, 2 s backoff: no tight loop
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

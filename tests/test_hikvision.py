@@ -480,3 +480,15 @@ async def test_simulator_cli_serves_isapi() -> None:
     finally:
         proc.terminate()
         await proc.wait()
+
+
+async def test_picture_parts_after_smart_events_and_doorbell_heartbeat() -> None:
+    sim = HikvisionSimulator("camera", picture_after_smart=True, heartbeat=0)
+    async with running(sim, listen=True) as (_drv, ctx):
+        sim.trigger("line_crossing")
+        sim.inject_raw(b'--boundary\r\nContent-Type: application/xml\r\n\r\n<EventNotificationAlert version="2.0">'
+                       b"<channelID>1</channelID><eventType>other</eventType><eventState>active</eventState>"
+                       b"<eventDescription>Heartbeat</eventDescription></EventNotificationAlert>\r\n")
+        sim.trigger("intrusion")
+        await ctx.wait_for(lambda: ctx.of_type("line_crossing") and ctx.of_type("intrusion"), what="smart events")
+        assert [e["type"] for e in ctx.events] == ["line_crossing", "intrusion"]  # JPEG parts and heartbeat ignored

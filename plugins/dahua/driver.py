@@ -198,7 +198,7 @@ class DahuaDriver(CameraBase):
             self.ctx.create_task(self.periodic(cfg.retention_interval, self.check_retention, first_delay=0.5),
                                  name=f"{self.ctx.device_id}-retention")
         return DeviceInfo(model=dtype, serial=serial, firmware=firmware, manufacturer="Dahua",
-                          extra={"device_type": self.device_type, "name": name})
+                          extra={"device_type": self.device_type, "device_name": name})
 
     async def _discover_channels(self, box: str) -> None:
         if not self.is_recorder:

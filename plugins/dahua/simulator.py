@@ -16,7 +16,8 @@ Quirks, each selectable: Digest realm ``Login to <serial>``; ``Content-Length:``
 ``Heartbeat`` parts only when ``&heartbeat=N`` is asked; multi-line ``data={...}`` JSON;
 ``stray_status_line`` (a literal ``HTTP/1.1 200 OK`` inside the stream); ``parts_per_write``;
 ``line_ending`` CRLF or LF; ``alarm_modes`` (which ``AlarmOut[n].Mode`` values mean on and off
-differs between firmwares); float byte counts in ``getDeviceAllInfo``.
+differs between firmwares); ``attach_closes`` (the stream closes at once, as on a recent Intelbras
+firmware); float byte counts in ``getDeviceAllInfo``.
 
 CLI: ``python -m plugins.dahua.simulator --kind nvr --channels 4 --port 8081``.
 """
@@ -60,7 +61,7 @@ class DahuaSimulator(SimHttpServer):
                  serial: str | None = None, firmware: str | None = None, tz_offset_hours: float = 7.0,
                  line_ending: str = "\r\n", no_space_content_length: bool = True, stray_status_line: bool = False,
                  parts_per_write: int = 1, alarm_modes: dict[str, int] | None = None, outputs: int | None = None,
-                 disks: int | None = None) -> None:
+                 disks: int | None = None, attach_closes: bool = False) -> None:
         super().__init__(username=username, password=password, auth=auth, port=port)
         self.kind = kind
         d = {"camera": ("IPC-HDW5831R-ZE", "4X7C5A1ZAG21L3F", "2.800.0000016.0.R,build:2020-06-05", 1),
@@ -75,6 +76,7 @@ class DahuaSimulator(SimHttpServer):
         self.nl = line_ending
         self.no_space_cl = no_space_content_length
         self.stray_status_line = stray_status_line
+        self.attach_closes = attach_closes  # recent Intelbras firmware closes attach at once (rroller/dahua#644)
         self.parts_per_write = max(1, parts_per_write)
         self.alarm_modes = alarm_modes or {"on": 1, "off": 2}
         self.outputs = outputs if outputs is not None else (1 if kind == "camera" else 2)
@@ -225,6 +227,9 @@ class DahuaSimulator(SimHttpServer):
             return Response(200, self.pictures[ch], "image/jpeg")
         if path == "/cgi-bin/eventManager.cgi":
             if action == "attach":
+                if self.attach_closes:
+                    self.streams_opened += 1
+                    return Response(200, b"", "multipart/x-mixed-replace; boundary=myboundary", version="HTTP/1.0")
                 hb = q.get("heartbeat", "")
                 return Response(200, content_type="multipart/x-mixed-replace; boundary=myboundary",
                                 headers={"Cache-Control": "no-cache", "Pragma": "no-cache",

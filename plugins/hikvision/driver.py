@@ -150,7 +150,7 @@ class HikvisionDriver(CameraBase):
         self.info = DeviceInfo(model=X.text(root, "model"), serial=X.text(root, "serialNumber"),
                                firmware=X.text(root, "firmwareVersion"),
                                manufacturer=(X.text(root, "manufacturer") or "hikvision").capitalize(),
-                               extra={"device_type": self.device_type, "name": X.text(root, "deviceName")})
+                               extra={"device_type": self.device_type, "device_name": X.text(root, "deviceName")})
         self.ctx.update(self.reset_flags())
         self.ctx.create_task(self.expiry_loop(), name=f"{self.ctx.device_id}-expiry")
         if self.is_recorder:

@@ -18,8 +18,10 @@ Wire quirks, each selectable: ``auth`` digest / basic (2014-era cameras) / both;
 (ver20, ver10, isapi, std-cgi, psia, none); event stream ``stream_mode`` camera (CRLF, heartbeat
 every ``heartbeat`` s, sends inactive) / nvr (LF, ``dynChannelID``, active repeated, no inactive,
 one heartbeat) / legacy-nvr (header boundary differs from the body's); ``http10`` (DVR style
-HTTP/1.0 reply read until close); ``duplicate_boundary``; ``parts_per_write``; ``psia`` (no
-``/ISAPI`` prefix); ``nvr_channel_style`` dyn / plus32 / plain; ``time_mode`` local-z / utc.
+HTTP/1.0 reply read until close); ``duplicate_boundary``; ``parts_per_write``;
+``picture_after_smart`` (an ``image/jpeg`` part after line crossing / intrusion, as smart cameras
+send); ``psia`` (no ``/ISAPI`` prefix); ``nvr_channel_style`` dyn / plus32 / plain; ``time_mode``
+local-z / utc.
 
 CLI: ``python -m plugins.hikvision.simulator --kind nvr --channels 4 --port 8080``.
 """
@@ -82,7 +84,8 @@ class HikvisionSimulator(SimHttpServer):
                  repeat_interval: float = 1.0, model: str | None = None, serial: str | None = None,
                  firmware: str | None = None, tz_offset_hours: float = 7.0, psia: bool = False,
                  outputs: int | None = None, disks: int | None = None, nvr_channel_style: str = "dyn",
-                 nvr_picture_fallback: bool = True, time_mode: str = "local-z", naive_time: bool | None = None) -> None:
+                 nvr_picture_fallback: bool = True, time_mode: str = "local-z", naive_time: bool | None = None,
+                 picture_after_smart: bool = False) -> None:
         super().__init__(username=username, password=password, auth=auth, port=port)
         self.kind = kind
         defaults = {
@@ -107,6 +110,7 @@ class HikvisionSimulator(SimHttpServer):
         self.nvr_channel_style = nvr_channel_style
         self.nvr_picture_fallback = nvr_picture_fallback
         self.time_mode = time_mode
+        self.picture_after_smart = picture_after_smart
         self.outputs = outputs if outputs is not None else (1 if kind == "camera" else 4)
         self.output_state = {n: False for n in range(1, self.outputs + 1)}
         ndisks = disks if disks is not None else (0 if kind == "camera" else 1)
@@ -144,6 +148,8 @@ class HikvisionSimulator(SimHttpServer):
         if active:
             self.active[key] = self.active.get(key, 0)
             self._broadcast(self._alert(event, ch, True, 0))
+            if self.picture_after_smart and event in ("line_crossing", "intrusion"):
+                self._broadcast(self._jpeg_part(ch))  # smart events are followed by a picture part
         elif key in self.active:
             del self.active[key]
             if self.stream_mode == "camera":
@@ -262,6 +268,12 @@ class HikvisionSimulator(SimHttpServer):
         if self.duplicate_boundary:
             tail += b"--" + b + nl
         return head + xml + tail
+
+    def _jpeg_part(self, channel: int) -> bytes:
+        nl = b"\r\n" if self.stream_mode == "camera" else b"\n"
+        jpeg = self.pictures.get(channel) or picture_bytes(scene(channel))
+        return (b"--boundary" + nl + b"Content-Type: image/jpeg" + nl + b"Content-Length: %d" % len(jpeg) + nl + nl
+                + jpeg + nl)
 
     def _broadcast(self, data: bytes) -> None:
         for q in list(self._streams):
