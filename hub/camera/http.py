@@ -65,7 +65,7 @@ class CameraHttp:
         self._client = httpx.AsyncClient(
             base_url=f"{scheme}://{host}:{port}", timeout=timeout, verify=False, follow_redirects=False,
             limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=2),
-            headers={"User-Agent": "AnNinhHub"})
+            headers={"User-Agent": "AnNinhHub", "Accept-Encoding": "identity"})  # raw bytes are read
         self._auth: httpx.Auth | None = None
         self.auth_scheme: str | None = None
 
