@@ -135,16 +135,18 @@ class DeviceRunner:
     def kind(self) -> str:
         return self.driver.kind if self.driver is not None else "device"
 
-    def start(self) -> None:
-        self.task = asyncio.get_running_loop().create_task(self.run(), name=f"device-{self.config.id}")
+    def start(self, delay: float = 0.0) -> None:
+        self.task = asyncio.get_running_loop().create_task(self.run(delay), name=f"device-{self.config.id}")
 
-    async def run(self) -> None:
+    async def run(self, delay: float = 0.0) -> None:
         cfg, hub = self.config, self.hub
+        if delay > 0:
+            await asyncio.sleep(delay)
         if self.driver is None:
             hub.set_available(cfg.id, False, self.error)
             return
         driver = self.driver
-        delay = hub.backoff.initial
+        backoff = hub.backoff.initial
         while True:
             try:
                 if not self.connected:
@@ -163,7 +165,7 @@ class DeviceRunner:
                 if fields:
                     hub.update(cfg.id, fields)
                 hub.set_available(cfg.id, True)
-                delay = hub.backoff.initial
+                backoff = hub.backoff.initial
                 self._wake.clear()
                 # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancellation that
                 # arrives as the timeout fires, and the hub's stop then hangs on this task
@@ -179,8 +181,8 @@ class DeviceRunner:
                 self.error = describe_error(exc, cfg.timeout)
                 hub.set_available(cfg.id, False, self.error)
                 await self._disconnect()
-                wait = max(delay, hub.backoff.auth_minimum) if isinstance(exc, AuthError) else delay
-                delay = min(max(delay * 2, hub.backoff.initial), hub.backoff.maximum)
+                wait = max(backoff, hub.backoff.auth_minimum) if isinstance(exc, AuthError) else backoff
+                backoff = min(max(backoff * 2, hub.backoff.initial), hub.backoff.maximum)
                 await asyncio.sleep(wait)
 
     def _start_listen(self) -> None:
@@ -341,8 +343,10 @@ class Hub:
             spec = platforms[dev.platform]
             self.states[dev.id] = {}
             self.runners[dev.id] = DeviceRunner(self, dev, spec)
-        for runner in self.runners.values():
-            runner.start()
+        for i, runner in enumerate(self.runners.values()):
+            # stagger the first connects (200 a second) and so spread the polls over the interval:
+            # 2,000 devices connecting at once overflow a gateway's (or a simulator's) listen backlog
+            runner.start(delay=(i * 0.005) % max(runner.config.poll_interval, 0.005))
         await self._start_rules()
         self.started.set()
         log.info("hub started: %d device(s), %d site(s), %d rule(s)", len(self.runners),
