@@ -143,7 +143,7 @@ class MqttBridge:
                 self._publish_discovery(device_id)
         for device_id, state in self.hub.states.items():
             if state:
-                pub(f"{self.base}/{device_id}", _dumps(state), 1, True)
+                pub(f"{self.base}/{device_id}", redact(_dumps(state)), 1, True)
         for device_id, available in self.hub.availability.items():
             pub(f"{self.base}/{device_id}/availability", ONLINE if available else OFFLINE, 1, True)
         for site_id, state in self.hub.site_states.items():
@@ -151,14 +151,18 @@ class MqttBridge:
 
     # ---------------------------------------------------------------- hub listeners
     def _on_state(self, change: StateChange) -> None:
-        self.conn.publish(f"{self.base}/{change.device_id}", _dumps(change.state), 0, True)
+        self.conn.publish(f"{self.base}/{change.device_id}", redact(_dumps(change.state)), 0, True)
 
     def _on_availability(self, change: AvailabilityChange) -> None:
         self.conn.publish(f"{self.base}/{change.device_id}/availability",
                           ONLINE if change.available else OFFLINE, 1, True)
 
     def _on_event(self, event: HubEvent) -> None:
-        self.conn.publish(f"{self.base}/bridge/event", redact(_dumps(event.as_json())), 1, False)
+        payload = redact(_dumps(event.as_json()))
+        self.conn.publish(f"{self.base}/bridge/event", payload, 1, False)
+        if event.site is not None:
+            # per-site copy: users limited to some sites are granted only their sites' events
+            self.conn.publish(f"{self.base}/site/{event.site}/event", payload, 1, False)
 
     def _on_site(self, site_id: str, state: Mapping[str, Any]) -> None:
         self.conn.publish(f"{self.base}/site/{site_id}", _dumps(state), 1, True)

@@ -525,6 +525,10 @@ class Hub:
             self.reject_command(device_id, "unknown device" if runner is None else "device has no driver",
                          user=user, payload=payload, source=source)
             return False
+        refusal = self._refuse_user(user, runner.config.site) if user is not None else None
+        if refusal is not None:
+            self.reject_command(device_id, refusal, user=user, payload=payload, source=source)
+            return False
         model = runner.driver.command_model
         if model is None:
             self.reject_command(device_id, "this device takes no commands", user=user, payload=payload, source=source)
@@ -554,6 +558,20 @@ class Hub:
             self.emit("command", device=device_id, user=user, source=source,
                       command=parsed.model_dump(exclude_none=True, mode="json"))
         return True
+
+    def _refuse_user(self, user: str, site: str | None) -> str | None:
+        """Roles checked in the hub too, not only by the broker's ACL (defence in depth). With no
+        ``users:`` in the config, any name is taken as given (installs without accounts)."""
+        if not self.config.users:
+            return None
+        account = next((u for u in self.config.users if u.name == user), None)
+        if account is None:
+            return f"unknown user {user[:32]!r}"
+        if account.role not in ("officer", "installer"):
+            return f"role {account.role} may not send commands"
+        if account.sites is not None and site not in account.sites:
+            return f"user {user} may not command devices at this site"
+        return None
 
     def reject_command(self, device_id: str, error: str, *, user: str | None, payload: Any, source: str) -> None:
         self._audit(user, device_id, payload, source, "rejected", error)

@@ -21,6 +21,7 @@ from tinydb import TinyDB
 from tinydb.storages import Storage
 
 from hub.api import DeviceInfo
+from hub.redact import redact
 
 log = logging.getLogger(__name__)
 
@@ -177,11 +178,12 @@ class History:
 
     def add_event(self, when: datetime, type: str, device: str | None, site: str | None,
                   data: dict[str, Any]) -> None:
-        self._events.append((when.timestamp(), type, device, site, json.dumps(data, default=str)))
+        self._events.append((when.timestamp(), type, device, site, redact(_ENCODER.encode(data))))
 
     def add_audit(self, when: datetime, user: str | None, device: str, command: dict[str, Any],
                   result: str, error: str | None = None) -> None:
-        self._audit.append((when.timestamp(), user, device, json.dumps(command, default=str), result, error))
+        self._audit.append((when.timestamp(), user, device, redact(_ENCODER.encode(command)), result,
+                            redact(error) if error else None))
 
     @property
     def pending(self) -> int:
@@ -200,7 +202,7 @@ class History:
                 if states:
                     enc = _ENCODER.encode
                     self._db.executemany("INSERT INTO states VALUES (?,?,?)",
-                                         [(ts, dev, enc(st)) for dev, (ts, st) in states.items()])
+                                         [(ts, dev, redact(enc(st))) for dev, (ts, st) in states.items()])
                 if events:
                     self._db.executemany("INSERT INTO events VALUES (?,?,?,?,?)", events)
                 if audit:

@@ -278,3 +278,46 @@ async def test_history_and_registry_written(mosquitto: Mosquitto, tmp_path: Path
     assert audit and audit[-1]["user"] == "an" and audit[-1]["result"] == "ok"
     assert audit[-1]["command"] == {"state": "ON"}
     hist.close()
+
+
+async def test_roles_checked_in_the_hub_and_site_events(mosquitto: Mosquitto, tmp_path: Path) -> None:
+    """Defence in depth: even if a broker lets a command through, the hub checks the author's role
+    and sites; events also go to <base>/site/<site>/event; secrets typed into commands are redacted."""
+    from hub.storage import History
+
+    users = """users:
+  - {name: an, role: officer, password: !secret an_pw, sites: [kp3]}
+  - {name: thau, role: contractor, password: !secret thau_pw}
+"""
+    rec = Recorder(mosquitto.port)
+    secrets = {"an_pw": "officer-pass-123", "thau_pw": "contractor-pass-456"}
+    async with hub_from_yaml(_yaml(mosquitto.port, extra=users), tmp_path, plugins=_plugins(), secrets=secrets):
+        await asyncio.to_thread(rec.wait_topic, f"{BASE}/e2/availability", lambda j: j["state"] == "online")
+        rec.publish(f"{BASE}/e1/set/thau", "ON")
+        ev = await asyncio.to_thread(rec.wait_event, BASE, "command_rejected", user="thau")
+        assert "contractor may not send commands" in ev["error"]
+        rec.publish(f"{BASE}/e2/set/an", "ON")  # e2 stands at cho, an is limited to kp3
+        ev = await asyncio.to_thread(rec.wait_event, BASE, "command_rejected", user="an")
+        assert "may not command devices at this site" in ev["error"]
+        rec.publish(f"{BASE}/e1/set/mallory", "ON")
+        ev = await asyncio.to_thread(rec.wait_event, BASE, "command_rejected", user="mallory")
+        assert "unknown user" in ev["error"]
+        assert "commands" not in plugin_echo.BEHAVIOUR.get("e1", {})
+        rec.publish(f"{BASE}/e1/set/an", json.dumps({"state": "ON"}))
+        await asyncio.to_thread(rec.wait_topic, f"{BASE}/e1", lambda j: j.get("state") == "ON")
+        site_ev = await asyncio.to_thread(rec.wait_topic, f"{BASE}/site/kp3/event",
+                                          lambda j: j["type"] == "command" and j["user"] == "an")
+        assert site_ev["device"] == "e1"
+        # someone pastes a password into a command: rejected, and stored redacted
+        rec.publish(f"{BASE}/e1/set/an", json.dumps({"state": "officer-pass-123"}))
+        await asyncio.to_thread(rec.wait_event, BASE, "command_rejected", user="an",
+                                after=rec.count() - 1)
+        await asyncio.sleep(1.5)  # one history flush
+    rec.close()
+    hist = History(tmp_path / "data" / "history.db")
+    dump = json.dumps(hist.audit()) + json.dumps(hist.events())
+    hist.close()
+    assert "officer-pass-123" not in dump and "***" in dump
+    # nothing the hub published repeats it (the officer's own /set message is his)
+    assert all("officer-pass-123" not in m.payload.decode(errors="replace") for m in rec.messages
+               if "/set" not in m.topic)

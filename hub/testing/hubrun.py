@@ -9,6 +9,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import yaml
+
 from hub.app import RunningHub, start_hub
 from hub.clock import Clock
 from hub.config import Config, load_config
@@ -22,7 +24,7 @@ def write_config(tmp_path: Path, yaml_text: str, secrets: dict[str, str] | None 
     path.chmod(0o600)
     if secrets:
         s = tmp_path / "secrets.yaml"
-        s.write_text("".join(f"{k}: {v!r}\n" for k, v in secrets.items()))
+        s.write_text(yaml.safe_dump(secrets, allow_unicode=True))
         s.chmod(0o600)
     return path
 
