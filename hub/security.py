@@ -326,6 +326,8 @@ def render_mosquitto_conf(out_dir: Path, opts: ListenerOptions) -> str:
              "allow_anonymous false",
              f"password_file {out_dir / 'passwd'}",
              f"acl_file {out_dir / 'acl'}",
+             "# officers' commands must not wait 40 ms for Nagle's algorithm at each hop",
+             "set_tcp_nodelay true",
              ""]
     if opts.listen:
         host, port = _host_port(opts.listen, "--listen")
