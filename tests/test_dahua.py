@@ -64,6 +64,8 @@ def test_parse_storage_every_disk_and_partition() -> None:
     disks = parse_storage(kv)
     assert disks[0] == {"id": 1, "name": None, "capacity": 3, "free": 2, "status": "error"}
     assert disks[1]["capacity"] == 0 and disks[1]["status"] == "ok"
+    for bad in ("inf", "1e400", "nan", "-5"):
+        assert parse_storage(parse_kv(f"list.info[0].Detail[0].TotalBytes={bad}\n"))[0]["capacity"] == 0
 
 
 def test_parse_event_variants() -> None:

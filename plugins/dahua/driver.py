@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import time
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -90,14 +91,18 @@ def parse_storage(kv: dict[str, str]) -> list[dict[str, Any]]:
                                    "parts": 0})
         if rest.startswith("Detail["):
             field = rest.split(".", 1)[-1]
-            try:
+            if field in ("TotalBytes", "UsedBytes"):
+                try:
+                    number = float(value)
+                except ValueError:
+                    continue
+                if not math.isfinite(number) or number < 0 or number > 1e18:
+                    continue  # "inf", "nan", "1e400": a lying device, not a disk size
                 if field == "TotalBytes":
-                    d["total"] += float(value)
+                    d["total"] += number
                     d["parts"] += 1
-                elif field == "UsedBytes":
-                    d["used"] += float(value)
-            except ValueError:
-                continue
+                else:
+                    d["used"] += number
             if field == "IsError" and value.lower() == "true":
                 d["error"] = True
         elif rest == "State":
