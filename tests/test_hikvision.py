@@ -363,7 +363,7 @@ async def test_full_hub_over_mqtt(mosquitto: Any, tmp_path: Path) -> None:
     rec = await asyncio.to_thread(Recorder, mosquitto.port, ("t/#",))
     yaml = HUB_YAML.format(data=tmp_path / "data", mqtt=mosquitto.port, cam=cam.port, nvr=nvr.port, bad=bad.port)
     try:
-        async with hub_from_yaml(yaml, tmp_path, secrets={"cam_pw": PW, "wrong_pw": "not-the-pw"}):
+        async with hub_from_yaml(yaml, tmp_path, secrets={"cam_pw": PW, "wrong_pw": "not-the-pw"}) as hubrun:
             def wait_topic(topic: str, pred: Any, timeout: float = 10) -> Any:
                 return asyncio.to_thread(rec.wait_topic, topic, pred, timeout)
 
@@ -399,6 +399,11 @@ async def test_full_hub_over_mqtt(mosquitto: Any, tmp_path: Path) -> None:
             await asyncio.to_thread(rec.publish, "t/nvr1/set", json.dumps({"output": 1, "state": "ON"}))
             await wait_topic("t/nvr1", lambda j: j.get("output_1") == "ON")
             assert nvr.output_state[1] is True
+            # the Home Assistant switch's payload (built by the bridge from entities()) works too
+            ents = {e.field: e for e in hubrun.hub.runners["nvr1"].driver.entities()}  # type: ignore[union-attr]
+            assert ents["output_2"].component == "switch" and ents["output_2"].command
+            await asyncio.to_thread(rec.publish, "t/nvr1/set", json.dumps({"output_2": "ON"}))
+            await wait_topic("t/nvr1", lambda j: j.get("output_2") == "ON")
     finally:
         leaked = [m for m in rec.messages if PW.encode() in m.payload or b"not-the-pw" in m.payload]
         rec.close()

@@ -222,6 +222,6 @@ class CameraBase(Driver):
             ents += [Entity("sensor", "retention_days", "Days of footage kept", unit="d"),
                      Entity("sensor", "channels_online", "Cameras online")]
         for n in range(1, getattr(self, "output_count", 0) + 1):
-            ents.append(Entity("switch", f"output_{n}", f"Alarm output {n}", command=True,
-                               payload_on={"output": n, "state": "ON"}, payload_off={"output": n, "state": "OFF"}))
+            # the bridge sends {"output_N": "ON"|"OFF"}, which the command model accepts
+            ents.append(Entity("switch", f"output_{n}", f"Alarm output {n}", command=True))
         return ents
