@@ -100,9 +100,13 @@ class CameraHttp:
                 raise self._error(exc) from None
             if response.status_code != 401:
                 return response
+            body = b""
             with contextlib.suppress(Exception):
-                await response.aread()
+                body = await response.aread()
             await response.aclose()
+            if b"notActivated" in body[:4096]:
+                raise AuthError(f"{self.where} is not activated yet: set its admin password with the vendor's "
+                                "tool (SADP) or web page first")
             if self._auth is not None or attempt:
                 raise self._auth_failed()
             auth = _pick_auth(response, self._username, self._password)
