@@ -497,3 +497,18 @@ async def test_picture_parts_after_smart_events_and_doorbell_heartbeat() -> None
         sim.trigger("intrusion")
         await ctx.wait_for(lambda: ctx.of_type("line_crossing") and ctx.of_type("intrusion"), what="smart events")
         assert [e["type"] for e in ctx.events] == ["line_crossing", "intrusion"]  # JPEG parts and heartbeat ignored
+
+
+async def test_not_activated_camera_says_so() -> None:
+    sim = HikvisionSimulator("camera")
+    sim.unauthorized_body = (b'<?xml version="1.0" encoding="UTF-8"?><userCheck><statusValue>401</statusValue>'
+                             b"<statusString>notActivated</statusString></userCheck>")
+    await sim.start()
+    try:
+        drv = HikvisionDriver(HikvisionConfig(id="c", platform="hikvision", host="127.0.0.1", port=sim.port,
+                                              password="x"), RecordingContext())
+        with pytest.raises(AuthError, match="not activated"):
+            await drv.connect()
+        await drv.close()
+    finally:
+        await sim.stop()
