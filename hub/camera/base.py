@@ -22,10 +22,11 @@ import asyncio
 import contextlib
 import logging
 import time
+from datetime import datetime
 from typing import Any, ClassVar
 
-from hub.api import DeviceConfig, DeviceContext, Driver, Entity
-from hub.camera.retention import RetentionWatch, recorder_days
+from hub.api import DeviceConfig, DeviceContext, DeviceError, Driver, Entity
+from hub.camera.retention import RetentionWatch, days_kept, recorder_days
 
 FLAGS = ("motion", "video_loss", "tamper", "line_crossing", "intrusion")
 GOOD_DISK = {"ok", "normal", "idle", "sleeping", "success", "readwrite", "rw"}
@@ -192,6 +193,55 @@ class CameraBase(Driver):
         fields["retention_days"] = days
         fields["retention_target_days"] = self.retention.target
         return fields
+
+    async def check_retention(self) -> None:
+        """Oldest recording per channel → ``retention_days`` (run on its own slow interval)."""
+        now = await self._device_now()
+        per: dict[str, int | None] = {}
+        for ch in list(self.channels):
+            oldest = await self.oldest_recording(ch, now)
+            per[str(ch)] = days_kept(oldest, now) if oldest is not None else None
+        self.ctx.update(self.apply_retention(per))
+
+    async def _device_now(self) -> datetime:
+        """The device's wall clock (recording searches are in device-local time)."""
+        raise NotImplementedError
+
+    async def oldest_recording(self, channel: int, now: datetime) -> datetime | None:
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ event stream
+    async def _stream_once(self) -> None:
+        """Open the vendor's event stream and handle parts until it ends (raise DeviceError)."""
+        raise NotImplementedError
+
+    async def probe(self) -> None:
+        """One cheap request: raises when the device does not answer."""
+        raise NotImplementedError
+
+    async def listen(self) -> None:
+        """The event stream, re-opened with a 1 → 30 s backoff while the device still answers
+        (NVRs can be silent for long stretches); raises when the device itself is gone."""
+        if not getattr(self.config, "event_stream", True):
+            await asyncio.Event().wait()
+        delay = 1.0
+        while True:
+            started = time.monotonic()
+            try:
+                await self._stream_once()
+            except asyncio.CancelledError:
+                raise
+            except DeviceError as exc:
+                self.ctx.log.debug("event stream ended: %s", exc)
+            try:
+                async with asyncio.timeout(self.config.timeout):
+                    await self.probe()
+            except (DeviceError, TimeoutError) as exc:
+                raise DeviceError(f"event stream lost and the device does not answer ({exc or 'timeout'})") from None
+            if time.monotonic() - started > 30:
+                delay = 1.0
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 30.0)
 
     async def periodic(self, interval: float, fn: Any, first_delay: float = 0.0) -> None:
         """Run ``fn`` now (after ``first_delay``) and every ``interval`` s. A failure is logged as a

@@ -12,11 +12,9 @@ oldest recording per channel.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import math
-import time
 from datetime import datetime, timedelta
 from typing import Any, Literal
 from urllib.parse import quote
@@ -27,7 +25,6 @@ from hub.api import CameraConfig, Command, CommandError, DeviceError, DeviceInfo
 from hub.camera.base import CameraBase
 from hub.camera.http import CameraHttp, HttpStatusError
 from hub.camera.multipart import MultipartParser, boundary_from_content_type
-from hub.camera.retention import days_kept
 from plugins.hikvision.driver import OutputCommand
 
 CODE_MAP = {
@@ -334,36 +331,9 @@ class DahuaDriver(CameraBase):
                 await self._kv(path, {"action": "close", "object": obj}, allow=(400,))
                 await self._kv(path, {"action": "destroy", "object": obj}, allow=(400,))
 
-    async def check_retention(self) -> None:
-        now = await self._device_now()
-        per: dict[str, int | None] = {}
-        for ch in list(self.channels):
-            oldest = await self.oldest_recording(ch, now)
-            per[str(ch)] = days_kept(oldest, now) if oldest is not None else None
-        self.ctx.update(self.apply_retention(per))
-
     # ------------------------------------------------------------------ event stream
-    async def listen(self) -> None:
-        if not self.config.event_stream:
-            await asyncio.Event().wait()
-        delay = 1.0
-        while True:
-            started = time.monotonic()
-            try:
-                await self._stream_once()
-            except asyncio.CancelledError:
-                raise
-            except DeviceError as exc:
-                self.ctx.log.debug("event stream ended: %s", exc)
-            try:
-                await asyncio.wait_for(self._kv("/cgi-bin/magicBox.cgi", {"action": "getDeviceType"}),
-                                       self.config.timeout)
-            except (DeviceError, TimeoutError) as exc:
-                raise DeviceError(f"event stream lost and the device does not answer ({exc or 'timeout'})") from None
-            if time.monotonic() - started > 30:
-                delay = 1.0
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 30.0)
+    async def probe(self) -> None:
+        await self._kv("/cgi-bin/magicBox.cgi", {"action": "getDeviceType"})
 
     async def _stream_once(self) -> None:
         http = self._http()

@@ -10,9 +10,7 @@ for recorders, how many days of footage each channel keeps (``ContentMgmt/search
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -25,7 +23,6 @@ from hub.camera import xml as X
 from hub.camera.base import CameraBase
 from hub.camera.http import CameraHttp, HttpStatusError
 from hub.camera.multipart import MultipartParser, boundary_from_content_type
-from hub.camera.retention import days_kept
 
 EVENT_MAP = {
     "vmd": "motion", "motion": "motion",
@@ -360,36 +357,9 @@ class HikvisionDriver(CameraBase):
                 starts.append(t.replace(tzinfo=None))
         return min(starts) if starts else None
 
-    async def check_retention(self) -> None:
-        now = await self._device_now()
-        per: dict[str, int | None] = {}
-        for ch in list(self.channels):
-            oldest = await self.oldest_recording(ch, now)
-            per[str(ch)] = days_kept(oldest, now) if oldest is not None else None
-        self.ctx.update(self.apply_retention(per))
-
     # ------------------------------------------------------------------ event stream
-    async def listen(self) -> None:
-        if not self.config.event_stream:
-            await asyncio.Event().wait()
-        delay = 1.0
-        while True:
-            started = time.monotonic()
-            try:
-                await self._stream_once()
-            except asyncio.CancelledError:
-                raise
-            except DeviceError as exc:
-                self.ctx.log.debug("event stream ended: %s", exc)
-            # The stream ended or went quiet. A silent NVR is normal; a dead device is not.
-            try:
-                await asyncio.wait_for(self._xml("/System/deviceInfo", "deviceInfo"), self.config.timeout)
-            except (DeviceError, TimeoutError) as exc:
-                raise DeviceError(f"event stream lost and the device does not answer ({exc or 'timeout'})") from None
-            if time.monotonic() - started > 30:
-                delay = 1.0
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 30.0)
+    async def probe(self) -> None:
+        await self._xml("/System/deviceInfo", "deviceInfo")
 
     async def _stream_once(self) -> None:
         http = self._http()
