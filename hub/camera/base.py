@@ -26,6 +26,7 @@ from datetime import datetime
 from typing import Any, ClassVar
 
 from hub.api import DeviceConfig, DeviceContext, DeviceError, Driver, Entity
+from hub.camera.http import CameraHttp
 from hub.camera.retention import RetentionWatch, days_kept, recorder_days
 
 FLAGS = ("motion", "video_loss", "tamper", "line_crossing", "intrusion")
@@ -51,6 +52,25 @@ class CameraBase(Driver):
         self.retention = RetentionWatch(int(getattr(config, "retention_target_days", 30)))
         self.retention_per_channel: dict[str, int | None] = {}
         self.event_timeout = float(getattr(config, "event_timeout", 10.0))
+        self.http: CameraHttp | None = None
+
+    # ------------------------------------------------------------------ HTTP session
+    def open_http(self) -> CameraHttp:
+        """A new session to the device (host, port, username, password, https, timeout keys)."""
+        cfg: Any = self.config
+        self.http = CameraHttp(cfg.host, cfg.port, username=cfg.username, password=cfg.password.get_secret_value(),
+                               https=cfg.https, timeout=cfg.timeout)
+        return self.http
+
+    def _http(self) -> CameraHttp:
+        if self.http is None:
+            raise DeviceError("not connected")
+        return self.http
+
+    async def close(self) -> None:
+        if self.http is not None:
+            await self.http.close()
+            self.http = None
 
     @property
     def is_recorder(self) -> bool:

@@ -23,7 +23,7 @@ from pydantic import Field, SecretStr
 
 from hub.api import CameraConfig, Command, CommandError, DeviceError, DeviceInfo
 from hub.camera.base import CameraBase
-from hub.camera.http import CameraHttp, HttpStatusError
+from hub.camera.http import HttpStatusError
 from hub.camera.multipart import MultipartParser, boundary_from_content_type
 from plugins.hikvision.driver import OutputCommand
 
@@ -147,32 +147,20 @@ class DahuaDriver(CameraBase):
         super().__init__(config, ctx)
         self.kind = "recorder" if config.kind in ("nvr", "dvr") else "camera"
         self.device_type = config.kind
-        self.http: CameraHttp | None = None
         self.output_count = 0
         self.on_modes = [m for m in (config.alarm_on_mode, 1, 0) if m is not None]
         self.off_modes = [m for m in (config.alarm_off_mode, 2, 0, 1) if m is not None]
         self.events_seen = 0
         self.heartbeats = 0
 
-    def _http(self) -> CameraHttp:
-        if self.http is None:
-            raise DeviceError("not connected")
-        return self.http
-
     async def _kv(self, path: str, params: dict[str, Any] | None = None, allow: tuple[int, ...] = ()) -> dict[str, str]:
         return parse_kv(await self._http().get_bytes(path, params=params, allow=allow))
-
-    async def close(self) -> None:
-        if self.http is not None:
-            await self.http.close()
-            self.http = None
 
     # ------------------------------------------------------------------ connect / poll
     async def connect(self) -> DeviceInfo:
         await self.close()
         cfg = self.config
-        self.http = CameraHttp(cfg.host, cfg.port, username=cfg.username, password=cfg.password.get_secret_value(),
-                               https=cfg.https, timeout=cfg.timeout)
+        self.open_http()
         box = "/cgi-bin/magicBox.cgi"
         dtype = (await self._kv(box, {"action": "getDeviceType"})).get("type")
         if not dtype:

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from hub.api import CameraConfig, Command, CommandError, DeviceError, DeviceInfo
 from hub.camera import xml as X
 from hub.camera.base import CameraBase
-from hub.camera.http import CameraHttp, HttpStatusError
+from hub.camera.http import HttpStatusError
 from hub.camera.multipart import MultipartParser, boundary_from_content_type
 
 EVENT_MAP = {
@@ -97,7 +97,6 @@ class HikvisionDriver(CameraBase):
         super().__init__(config, ctx)
         self.kind = "recorder" if config.kind in ("nvr", "dvr") else "camera"
         self.device_type = config.kind
-        self.http: CameraHttp | None = None
         self.prefix = "/ISAPI"
         self.output_count = 0
         self.info: DeviceInfo | None = None
@@ -105,26 +104,15 @@ class HikvisionDriver(CameraBase):
         self.stream_connects = 0
 
     # ------------------------------------------------------------------ plumbing
-    def _http(self) -> CameraHttp:
-        if self.http is None:
-            raise DeviceError("not connected")
-        return self.http
-
     async def _xml(self, path: str, what: str | None = None, allow: tuple[int, ...] = ()) -> Any:
         data = await self._http().get_bytes(self.prefix + path, allow=allow)
         return X.parse(data, what or path)
-
-    async def close(self) -> None:
-        if self.http is not None:
-            await self.http.close()
-            self.http = None
 
     # ------------------------------------------------------------------ connect / poll
     async def connect(self) -> DeviceInfo:
         await self.close()
         cfg = self.config
-        self.http = CameraHttp(cfg.host, cfg.port, username=cfg.username, password=cfg.password.get_secret_value(),
-                               https=cfg.https, timeout=cfg.timeout)
+        self.open_http()
         self.prefix = "/ISAPI"
         try:
             root = await self._xml("/System/deviceInfo", "deviceInfo")
