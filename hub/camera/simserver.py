@@ -58,7 +58,7 @@ class Response:
     version: str = "HTTP/1.1"
 
 
-def _parse_auth_params(value: str) -> dict[str, str]:
+def parse_auth_params(value: str) -> dict[str, str]:
     out: dict[str, str] = {}
     i, n = 0, len(value)
     while i < n:
@@ -199,7 +199,7 @@ class SimHttpServer:
                 return False, False
             return (user == self.username and pw == self.password), False
         if scheme == "digest" and self.auth_mode in ("digest", "both"):
-            p = _parse_auth_params(rest)
+            p = parse_auth_params(rest)
             nonce = p.get("nonce", "")
             if p.get("username") != self.username or p.get("realm") != self.realm:
                 return False, False

@@ -52,6 +52,8 @@ import cv2
 import numpy as np
 from aiohttp import web
 
+from hub.camera.simserver import parse_auth_params
+
 from .soapxml import (
     NS,
     SoapParseError,
@@ -655,7 +657,7 @@ class OnvifSimulator:
             return user == self.username and secrets.compare_digest(pw.encode(), self.password.encode())
         if scheme.lower() != "digest" or self.snapshot_auth == "basic":
             return False
-        params = _parse_auth_params(rest)
+        params = parse_auth_params(rest)
         if params.get("username") != self.username or params.get("nonce") not in self._http_nonces:
             return False
         ha1 = hashlib.md5(f"{self.username}:{params.get('realm', '')}:{self.password}".encode()).hexdigest()
@@ -848,30 +850,6 @@ class _DiscoveryProtocol(asyncio.DatagramProtocol):
         answer = self.sim.probe_match(data)
         if answer is not None and self.transport is not None:
             self.transport.sendto(answer, addr)
-
-
-def _parse_auth_params(text_: str) -> dict[str, str]:
-    out: dict[str, str] = {}
-    i, n = 0, len(text_)
-    while i < n:
-        while i < n and text_[i] in " ,":
-            i += 1
-        eq = text_.find("=", i)
-        if eq < 0:
-            break
-        key = text_[i:eq].strip().lower()
-        i = eq + 1
-        if i < n and text_[i] == '"':
-            end = text_.find('"', i + 1)
-            end = n if end < 0 else end
-            out[key] = text_[i + 1:end]
-            i = end + 1
-        else:
-            end = text_.find(",", i)
-            end = n if end < 0 else end
-            out[key] = text_[i:end].strip()
-            i = end
-    return out
 
 
 # ---------------------------------------------------------------------- command line
