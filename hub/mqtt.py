@@ -208,8 +208,11 @@ class MqttConnection:
             infos = [self.client.publish(t, p, q, r) for t, p, q, r in final]
             deadline = asyncio.get_running_loop().time() + timeout
             for info in infos:
-                while not info.is_published() and asyncio.get_running_loop().time() < deadline:
-                    await asyncio.sleep(0.01)
+                try:
+                    while not info.is_published() and asyncio.get_running_loop().time() < deadline:
+                        await asyncio.sleep(0.01)
+                except ValueError:  # paho could not queue it (e.g. message id clash): nothing to wait for
+                    continue
         self.client.disconnect()
         await asyncio.to_thread(self.client.loop_stop)
         self.connected = False
