@@ -16,10 +16,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import hub.camera.multipart as M
+import hub.camera.xml as X
+import plugins.dahua.driver as dahua
+import plugins.generic_onvif.events as onvif_events
+import plugins.generic_onvif.soapxml as soap
+import plugins.hikvision.driver as hik
 from hub.api import DeviceError
-
-X = pytest.importorskip("hub.camera.xml")
-M = pytest.importorskip("hub.camera.multipart")
 
 LONG = os.environ.get("FUZZ_LONG") == "1"
 
@@ -186,7 +189,6 @@ def test_multipart_memory_is_bounded(shape: str) -> None:
 
 
 # ---------------------------------------------------------------- Dahua key=value and events
-dahua = pytest.importorskip("plugins.dahua.driver")
 
 KV_LINES = st.lists(st.sampled_from(["list.info[0].State=Success", "list.info[0].Detail[0].TotalBytes=1e12",
                                      "list.info[0].Detail[0].UsedBytes=12", "list.info[x].Name=a",
@@ -248,7 +250,6 @@ class _Ctx:
 @budget(300)
 @given(xml_docs() | st.binary(max_size=300).map(lambda b: b.decode("latin-1")))
 def test_hikvision_alerts(doc: str) -> None:
-    hik = pytest.importorskip("plugins.hikvision.driver")
     config = hik.HikvisionConfig(id="cam", platform="hikvision", host="127.0.0.1", password="x")
     driver = hik.HikvisionDriver(config, _Ctx())
     driver.handle_alert(doc.encode("utf-8", "surrogatepass"))
@@ -258,8 +259,7 @@ def test_hikvision_alerts(doc: str) -> None:
 @budget(300)
 @given(xml_docs(depth=4) | st.binary(max_size=300).map(lambda b: b.decode("latin-1")))
 def test_onvif_notifications(doc: str) -> None:
-    soap = pytest.importorskip("plugins.generic_onvif.soapxml")
-    events = pytest.importorskip("plugins.generic_onvif.events")
+    events = onvif_events
     try:
         root = soap.parse_xml(doc.encode("utf-8", "surrogatepass"))
     except soap.SoapParseError:
