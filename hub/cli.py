@@ -121,6 +121,10 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 
 def cmd_simulate(args: argparse.Namespace) -> int:
     sims = load_plugins().simulators()
+    if args.name == "list":
+        for name in sorted(sims):
+            print(name)
+        return 0
     if args.name not in sims:
         print(f"unknown simulator {args.name!r}; available: {', '.join(sorted(sims)) or 'none'}",
               file=sys.stderr)
