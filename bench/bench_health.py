@@ -136,7 +136,7 @@ def _camera_server(port: int, served: Any, stop: Any) -> None:
 
 
 def _hub_process(yaml_text: str, folder: str, ready: Any, stop: Any, cv_threads: int | None,
-                 nice: int | None, errors: Any) -> None:
+                 nice: int | None, errors: Any, gc_freeze: bool = False) -> None:
     """Process: one hub (``hub_from_yaml``) with the built-in plugins and the ``testcam`` platform.
     ``errors`` counts the hub's error log lines (a failed check must not pass for a fast one)."""
     import logging
@@ -162,6 +162,11 @@ def _hub_process(yaml_text: str, folder: str, ready: Any, stop: Any, cv_threads:
 
     async def main() -> None:
         async with hub_from_yaml(yaml_text, Path(folder), plugins=make_plugins(("testcam", testcam))):
+            if gc_freeze:  # what the proposed core change would do once the hub has started
+                import gc
+
+                gc.collect()
+                gc.freeze()
             ready.set()
             while not stop.is_set():
                 await asyncio.sleep(0.1)
@@ -227,7 +232,8 @@ async def _commands(mq_port: int, relay: Any, n: int, seed: int, warmup: int = 2
 
 
 async def _one_level(mq_port: int, rate: float, pool: str, commands: int, folder: Path, seed: int,
-                     cv_threads: int | None = None, nice: int | None = None) -> dict[str, Any]:
+                     cv_threads: int | None = None, nice: int | None = None,
+                     gc_freeze: bool = False) -> dict[str, Any]:
     import multiprocessing as mp
 
     from hub.health.testing import free_port
@@ -240,8 +246,9 @@ async def _one_level(mq_port: int, rate: float, pool: str, commands: int, folder
     cams = ctx.Process(target=_camera_server, args=(cam_port, served, cam_stop), daemon=True)
     cams.start()
     ready, stop, errors = ctx.Event(), ctx.Event(), ctx.Value("q", 0)
+    # not daemonic: a daemonic process may not start the process pool's workers
     hub = ctx.Process(target=_hub_process, args=(_hub_yaml(mq_port, relay.port, cam_port, rate, pool), str(folder),
-                                                 ready, stop, cv_threads, nice, errors))  # not daemonic: has workers
+                                                 ready, stop, cv_threads, nice, errors, gc_freeze))
     hub.start()
     try:
         if not await asyncio.to_thread(ready.wait, 30):
@@ -267,10 +274,11 @@ async def _one_level(mq_port: int, rate: float, pool: str, commands: int, folder
 
 
 def command_latency_report(commands: int, pools: tuple[str, ...], cv_threads: int | None = None,
-                           levels: tuple[tuple[str, float], ...] = LEVELS) -> None:
+                           levels: tuple[tuple[str, float], ...] = LEVELS, gc_freeze: bool = False) -> None:
     from hub.testing.mosquitto import Mosquitto
 
     threads = "OpenCV default threads" if cv_threads is None else f"cv2.setNumThreads({cv_threads}) in the hub"
+    threads += ", gc.freeze() after start-up" if gc_freeze else ""
     print(f"MQTT /set -> state published, {commands} commands per level at random 5-25 ms gaps, "
           f"{CAMERAS} cameras with 1080p snapshots, hub in its own process ({threads}):")
     with Mosquitto() as broker, tempfile.TemporaryDirectory() as tmp:
@@ -279,7 +287,8 @@ def command_latency_report(commands: int, pools: tuple[str, ...], cv_threads: in
             for i, (label, rate) in enumerate(levels):
                 folder = Path(tmp) / f"{pool}{i}"
                 folder.mkdir()
-                r = asyncio.run(_one_level(broker.port, rate, pool, commands, folder, i, cv_threads))
+                r = asyncio.run(_one_level(broker.port, rate, pool, commands, folder, i, cv_threads,
+                                           gc_freeze=gc_freeze))
                 p50, p99 = _pct(r["lat"], 50) * 1000, _pct(r["lat"], 99) * 1000
                 base = p99 if base is None else base
                 print(f"  {pool:7} pool, {label:24} p50 {p50:5.2f} ms  p99 {p99:5.2f} ms  max "
@@ -292,6 +301,8 @@ def main() -> int:
     ap.add_argument("--skip-latency", action="store_true")
     ap.add_argument("--commands", type=int, default=600, help="MQTT commands per load level (at least 500)")
     ap.add_argument("--pool", choices=("thread", "process", "both"), default="both")
+    ap.add_argument("--gc-freeze", action="store_true",
+                    help="gc.freeze() in the hub once started (the proposed core change)")
     args = ap.parse_args()
     cv2.setNumThreads(1)
     print(f"OpenCV {cv2.__version__}, PyAV {av.__version__}, one thread per measurement")
@@ -314,7 +325,7 @@ def main() -> int:
               f"core (target < 10 %)")
     if not args.skip_latency:
         pools = ("thread", "process") if args.pool == "both" else (args.pool,)
-        command_latency_report(args.commands, pools)
+        command_latency_report(args.commands, pools, gc_freeze=args.gc_freeze)
     return 0
 
 
