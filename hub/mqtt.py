@@ -186,23 +186,29 @@ class MqttConnection:
             await asyncio.sleep(1.0 if self.connected else 0.2)
 
     # ---------------------------------------------------------------- paho callbacks
+    def _soon(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Run after paho's read/write returns (never inside it); no self-pipe wake-up when
+        already in the loop thread."""
+        if self._loop is None or self._loop.is_closed():
+            return
+        if threading.get_ident() == self._loop_thread:
+            self._loop.call_soon(fn, *args)
+        else:
+            self._loop.call_soon_threadsafe(fn, *args)
+
     def _paho_connect(self, client: paho.Client, userdata: Any, flags: Any, reason_code: Any,
                       properties: Any) -> None:
-        if self._loop is None:
-            return
         if reason_code.is_failure:
-            self._loop.call_soon_threadsafe(self._refused, str(reason_code))
+            self._soon(self._refused, str(reason_code))
         else:
-            self._loop.call_soon_threadsafe(self._connected)
+            self._soon(self._connected)
 
     def _paho_disconnect(self, client: paho.Client, userdata: Any, flags: Any, reason_code: Any,
                          properties: Any) -> None:
-        if self._loop is not None and not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(self._disconnected, str(reason_code))
+        self._soon(self._disconnected, str(reason_code))
 
     def _paho_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
-        if self._loop is not None and not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(self._dispatch, msg.topic, msg.payload)
+        self._soon(self._dispatch, msg.topic, msg.payload)
 
     # ---------------------------------------------------------------- loop side
     def _refused(self, reason: str) -> None:
