@@ -191,7 +191,9 @@ class HikvisionDriver(CameraBase):
         dev = X.parse_datetime(X.text(root, "currentDeviceTime"))
         if dev is None or dev.tzinfo is None:
             return None
-        return round((dev - self.ctx.clock.now().astimezone(UTC)).total_seconds())
+        # against this machine's real clock, not the injected one (rules and the demo run that
+        # one fast or at a chosen time of day; the camera's clock is compared with the world's)
+        return round((dev - datetime.now(UTC)).total_seconds())
 
     async def _disks(self) -> list[dict[str, Any]]:
         try:
