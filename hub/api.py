@@ -187,6 +187,13 @@ class DeviceContext(Protocol):
     def state(self, device_id: str | None = None) -> Mapping[str, Any]:
         """Last known state of this device (or another one)."""
 
+    def remember(self, key: str, value: Any) -> None:
+        """Keep a small JSON-able value across hub restarts (``None`` forgets it). Written
+        atomically with the registry within seconds, and at shutdown."""
+
+    def recall(self, key: str) -> Any:
+        """A value kept with :meth:`remember`, or ``None``."""
+
 
 class Driver:
     """Base class of device drivers. Override what the device supports.

@@ -109,6 +109,13 @@ class DeviceContextImpl:
     def state(self, device_id: str | None = None) -> Mapping[str, Any]:
         return self.hub.states.get(device_id or self.device_id, {})
 
+    def remember(self, key: str, value: Any) -> None:
+        if self.hub.registry is not None:
+            self.hub.registry.put_data(self.device_id, key, value)
+
+    def recall(self, key: str) -> Any:
+        return self.hub.registry.get_data(self.device_id, key) if self.hub.registry is not None else None
+
 
 class DeviceRunner:
     """Runs one device: connect, poll, listen, reconnect with backoff. Never raises."""

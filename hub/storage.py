@@ -93,6 +93,8 @@ class Registry:
         self.db = TinyDB(path, storage=AtomicJSONStorage)
         self.table = self.db.table("devices")
         self._cache: dict[str, dict[str, Any]] = {doc["id"]: dict(doc) for doc in self.table.all()}
+        raw = self.db.storage.read() or {}
+        self._data: dict[str, dict[str, Any]] = dict(raw.get("device_data", {}).get("1", {}))
         self._dirty = False
 
     def seen(self, device_id: str, platform: str, when: datetime, info: DeviceInfo | None = None) -> None:
@@ -110,6 +112,18 @@ class Registry:
                     rec[key] = value
         self._dirty = True
 
+    def put_data(self, device_id: str, key: str, value: Any) -> None:
+        """Small JSON-able values a driver keeps across hub restarts (e.g. a light's manual hold)."""
+        entry = self._data.setdefault(device_id, {})
+        if value is None:
+            entry.pop(key, None)
+        else:
+            entry[key] = value
+        self._dirty = True
+
+    def get_data(self, device_id: str, key: str) -> Any:
+        return self._data.get(device_id, {}).get(key)
+
     def get(self, device_id: str) -> dict[str, Any] | None:
         rec = self._cache.get(device_id)
         return dict(rec) if rec else None
@@ -122,7 +136,8 @@ class Registry:
             return
         self._dirty = False
         # one atomic write of the whole table
-        self.db.storage.write({"devices": {str(i + 1): rec for i, rec in enumerate(self._cache.values())}})
+        self.db.storage.write({"devices": {str(i + 1): rec for i, rec in enumerate(self._cache.values())},
+                               "device_data": {"1": self._data}})
         self.table.clear_cache()
 
     def close(self) -> None:

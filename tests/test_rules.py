@@ -305,3 +305,40 @@ rules:""")
         await ups.stop()
         await relays.stop()
         await relays2.stop()
+
+
+async def test_manual_hold_survives_hub_restart(mosquitto: Mosquitto, tmp_path: Path) -> None:
+    """A light an officer switched off at night stays off and manual when the hub restarts during the
+    hold (a repair on a ladder must not see the lamp come back on); auto lights are re-evaluated."""
+    ups, relays = await _sims()
+    rec = Recorder(mosquitto.port)
+    clock = ManualClock(NIGHT)
+    text = _yaml(mosquitto.port, ups.port, relays.port)
+    try:
+        async with hub_from_yaml(text, tmp_path, clock=clock):
+            await asyncio.to_thread(rec.wait_topic, f"{BASE}/light-kp3", lambda j: j["state"] == "ON")
+            mark = rec.count()
+            rec.publish(f"{BASE}/light-kp3/set/an", json.dumps({"state": "OFF"}))
+            await asyncio.to_thread(rec.wait_topic, f"{BASE}/light-kp3",
+                                    lambda j: j["state"] == "OFF" and j["mode"] == "manual", after=mark)
+        assert relays.relay(1, 0) is False
+        clock.advance(1800)  # half an hour later, still night, still within the hold
+        mark = rec.count()
+        async with hub_from_yaml(text, tmp_path, clock=clock):
+            st = await asyncio.to_thread(rec.wait_topic, f"{BASE}/light-kp3",
+                                         lambda j: j.get("mode") is not None, after=mark)
+            assert st["mode"] == "manual" and st["state"] == "OFF"
+            assert "kept across a hub restart" in st["reason"]
+            await asyncio.sleep(1.0)  # the night rule runs several times meanwhile
+            assert relays.relay(1, 0) is False
+        # after the hold has ended (next dawn), a restart forgets it
+        clock.set(datetime(2026, 11, 24, 12, 0, tzinfo=TZ))
+        mark = rec.count()
+        async with hub_from_yaml(text, tmp_path, clock=clock):
+            st = await asyncio.to_thread(rec.wait_topic, f"{BASE}/light-kp3",
+                                         lambda j: j.get("mode") is not None, after=mark)
+            assert st["mode"] == "auto"
+    finally:
+        rec.close()
+        await ups.stop()
+        await relays.stop()

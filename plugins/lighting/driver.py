@@ -101,6 +101,7 @@ class LightDriver(Driver):
         self.reason = "automatic"
         self.relay_on: bool | None = None
         self._hw_timer_until: datetime | None = None
+        self._restore_manual()
         c = config
         if c.driver == "mqtt_relay":
             self.relay: Any = None  # created at connect (needs ctx.mqtt, which exists once the hub runs)
@@ -123,6 +124,34 @@ class LightDriver(Driver):
 
     def _fmt(self, when: datetime) -> str:
         return when.astimezone(self.tz).strftime("%H:%M")
+
+    # ------------------------------------------------------------------ manual mode across restarts
+    def _restore_manual(self) -> None:
+        """An officer's manual hold survives a hub restart (a light switched off for a repair
+        must not come back on because the hub rebooted)."""
+        recall = getattr(self.ctx, "recall", None)
+        saved = recall("manual") if recall is not None else None
+        if not isinstance(saved, dict):
+            return
+        try:
+            hold = datetime.fromisoformat(saved["hold_until"]) if saved.get("hold_until") else None
+        except (TypeError, ValueError):
+            return
+        if hold is not None and hold <= self.ctx.clock.now():
+            self._save_manual()  # expired while the hub was down: forget it
+            return
+        self.mode, self.hold_until = "manual", hold
+        self.reason = f"{saved.get('reason') or 'manual'} (kept across a hub restart)"
+
+    def _save_manual(self) -> None:
+        remember = getattr(self.ctx, "remember", None)
+        if remember is None:
+            return
+        if self.mode == "manual":
+            remember("manual", {"hold_until": self.hold_until.isoformat() if self.hold_until else None,
+                                "reason": self.reason})
+        else:
+            remember("manual", None)
 
     def light_state(self) -> dict[str, Any]:
         """The light's state fields (relay read-back plus mode bookkeeping)."""
@@ -159,6 +188,7 @@ class LightDriver(Driver):
         if self.mode == "manual" and self.hold_until is not None and now >= self.hold_until:
             self.mode, self.hold_until = "auto", None
             self.reason = f"manual hold ended at {self._fmt(now)}; back to automatic"
+            self._save_manual()
         return self.light_state()
 
     # ------------------------------------------------------------------ commands
@@ -206,6 +236,8 @@ class LightDriver(Driver):
                 self.reason += f"; relay did not follow ({_word(target)} requested)"
         if self.relay_on is None:
             self.relay_on = await self.relay.read()
+        if p.mode is not None or command.by_person:
+            self._save_manual()
         return self.light_state()
 
     def entities(self) -> list[Entity]:
