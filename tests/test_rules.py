@@ -9,8 +9,11 @@ from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from hub.api import DeviceConfig, Driver, PlatformSpec
 from hub.clock import ManualClock
-from hub.testing.hubrun import hub_from_yaml
+from hub.hookspecs import hookimpl
+from hub.plugins import PluginManager
+from hub.testing.hubrun import hub_from_yaml, make_plugins
 from hub.testing.mosquitto import Mosquitto
 from hub.testing.mqtt import Recorder
 from plugins.lighting.simulator import RelayBoardSimulator
@@ -46,6 +49,25 @@ rules:
   offline_cause: {{enabled: false}}
 {rules}
 """
+
+
+def _darkness_camera(scene: dict[str, bool], dark_brightness: int, bright_brightness: int) -> PluginManager:
+    """Built-in plugins plus a test platform ``cam`` whose devices report ``dark`` as ``scene`` says
+    (the darkness input contract of the night-light rule)."""
+
+    class Cam(Driver):
+        kind = "camera"
+
+        async def poll(self) -> dict[str, object]:
+            dark = scene["dark"]
+            return {"dark": dark, "brightness": dark_brightness if dark else bright_brightness}
+
+    class CamPlugin:
+        @hookimpl
+        def anninh_platforms(self) -> list[PlatformSpec]:
+            return [PlatformSpec(name="cam", config_model=DeviceConfig, driver=Cam)]
+
+    return make_plugins(("cam", CamPlugin()))  # type: ignore[arg-type]
 
 
 async def _sims() -> tuple[UpsSimulator, RelayBoardSimulator]:
@@ -183,32 +205,16 @@ async def test_night_light_manual_override_and_restart(mosquitto: Mosquitto, tmp
 async def test_no_chatter_across_dusk_with_noisy_darkness(mosquitto: Mosquitto, tmp_path: Path) -> None:
     """A darkness input flipping every 0.2 s around dusk: the light switches at most once per
     minimum switch interval."""
-    from hub.api import DeviceConfig, Driver, PlatformSpec
-    from hub.hookspecs import hookimpl
-    from hub.testing.hubrun import make_plugins
-
     flips = {"dark": False}
-
-    class Noisy(Driver):
-        kind = "camera"
-
-        async def poll(self):
-            return {"dark": flips["dark"], "brightness": 20 if flips["dark"] else 90}
-
-    class NoisyPlugin:
-        @hookimpl
-        def anninh_platforms(self):
-            return [PlatformSpec(name="noisy", config_model=DeviceConfig, driver=Noisy)]
-
     ups, relays = await _sims()
     rec = Recorder(mosquitto.port)
     clock = ManualClock(DUSK)  # sun still above the horizon: only the noisy darkness input decides
     clock.frozen = False
     text = _yaml(mosquitto.port, ups.port, relays.port).replace(
-        "rules:", "  - {id: cam-kp3, platform: noisy, site: kp3, poll_interval: 0.1}\nrules:").replace(
+        "rules:", "  - {id: cam-kp3, platform: cam, site: kp3, poll_interval: 0.1}\nrules:").replace(
         "min_switch_interval: 600", "min_switch_interval: 2")
     try:
-        async with hub_from_yaml(text, tmp_path, clock=clock, plugins=make_plugins(("noisy", NoisyPlugin()))):
+        async with hub_from_yaml(text, tmp_path, clock=clock, plugins=_darkness_camera(flips, 20, 90)):
             await asyncio.to_thread(rec.wait_topic, f"{BASE}/light-kp3", lambda j: j["state"] in ("ON", "OFF"))
             switches: list[float] = []
             last = relays.relay(1, 0)
@@ -235,30 +241,14 @@ async def test_no_chatter_across_dusk_with_noisy_darkness(mosquitto: Mosquitto, 
 
 
 async def test_camera_darkness_in_daytime_turns_light_on(mosquitto: Mosquitto, tmp_path: Path) -> None:
-    from hub.api import DeviceConfig, Driver, PlatformSpec
-    from hub.hookspecs import hookimpl
-    from hub.testing.hubrun import make_plugins
-
     scene = {"dark": False}
-
-    class Cam(Driver):
-        kind = "camera"
-
-        async def poll(self):
-            return {"dark": scene["dark"], "brightness": 12 if scene["dark"] else 140}
-
-    class CamPlugin:
-        @hookimpl
-        def anninh_platforms(self):
-            return [PlatformSpec(name="cam", config_model=DeviceConfig, driver=Cam)]
-
     ups, relays = await _sims()
     rec = Recorder(mosquitto.port)
     clock = ManualClock(DAY)
     text = _yaml(mosquitto.port, ups.port, relays.port).replace(
         "rules:", "  - {id: cam-kp3, platform: cam, site: kp3, poll_interval: 0.1}\nrules:")
     try:
-        async with hub_from_yaml(text, tmp_path, clock=clock, plugins=make_plugins(("cam", CamPlugin()))):
+        async with hub_from_yaml(text, tmp_path, clock=clock, plugins=_darkness_camera(scene, 12, 140)):
             await asyncio.to_thread(rec.wait_topic, f"{BASE}/light-kp3", lambda j: j["state"] == "OFF")
             mark = rec.count()
             scene["dark"] = True
