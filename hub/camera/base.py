@@ -24,6 +24,7 @@ import logging
 import time
 from datetime import datetime
 from typing import Any, ClassVar
+from urllib.parse import quote
 
 from hub.api import DeviceConfig, DeviceContext, DeviceError, Driver, Entity
 from hub.camera.http import CameraHttp
@@ -61,6 +62,17 @@ class CameraBase(Driver):
         self.http = CameraHttp(cfg.host, cfg.port, username=cfg.username, password=cfg.password.get_secret_value(),
                                https=cfg.https, timeout=cfg.timeout)
         return self.http
+
+    def rtsp_url(self, path: str) -> str:
+        """``rtsp://user:password@host:rtsp_port<path>``, credentials percent-encoded. Contains the
+        password: never log it."""
+        cfg: Any = self.config
+        user = quote(cfg.username, safe="")
+        pw = quote(cfg.password.get_secret_value(), safe="")
+        return f"rtsp://{user}:{pw}@{cfg.host}:{cfg.rtsp_port}{path}"
+
+    def default_channel(self, channel: int | None) -> int:
+        return channel or (self.channels[0] if self.channels else 1)
 
     def _http(self) -> CameraHttp:
         if self.http is None:

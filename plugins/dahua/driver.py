@@ -17,7 +17,6 @@ import json
 import math
 from datetime import datetime, timedelta
 from typing import Any, Literal
-from urllib.parse import quote
 
 from pydantic import Field, SecretStr
 
@@ -280,11 +279,8 @@ class DahuaDriver(CameraBase):
 
     def stream_url(self, channel: int | None = None) -> str:
         """RTSP main stream. Contains the password: never log it."""
-        cfg = self.config
-        ch = channel or (self.channels[0] if self.channels else 1)
-        user = quote(cfg.username, safe="")
-        pw = quote(cfg.password.get_secret_value(), safe="")
-        return f"rtsp://{user}:{pw}@{cfg.host}:{cfg.rtsp_port}/cam/realmonitor?channel={ch}&subtype=0"
+        ch = self.default_channel(channel)
+        return self.rtsp_url(f"/cam/realmonitor?channel={ch}&subtype=0")
 
     # ------------------------------------------------------------------ retention
     async def _device_now(self) -> datetime:

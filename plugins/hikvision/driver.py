@@ -14,7 +14,6 @@ import contextlib
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
-from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
@@ -303,11 +302,8 @@ class HikvisionDriver(CameraBase):
 
     def stream_url(self, channel: int | None = None) -> str:
         """RTSP main stream. Contains the password: never log it."""
-        cfg = self.config
-        ch = channel or (self.channels[0] if self.channels else 1)
-        user = quote(cfg.username, safe="")
-        pw = quote(cfg.password.get_secret_value(), safe="")
-        return f"rtsp://{user}:{pw}@{cfg.host}:{cfg.rtsp_port}/Streaming/Channels/{ch}01"
+        ch = self.default_channel(channel)
+        return self.rtsp_url(f"/Streaming/Channels/{ch}01")
 
     # ------------------------------------------------------------------ retention
     async def _device_now(self) -> datetime:
