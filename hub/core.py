@@ -56,6 +56,21 @@ class Backoff:
     """A refused password is retried no faster than this: never hammer a device's login."""
 
 
+async def cancel_and_wait(tasks: list[asyncio.Task[Any]], what: str, limit: float = 10.0) -> None:
+    """Cancel tasks and wait for them, cancelling again while they run: on Python 3.11 a
+    cancellation that lands as an ``asyncio.timeout`` expires can be turned into a TimeoutError
+    and lost (seen: a device runner that kept polling and a hub stop that never returned)."""
+    pending = {t for t in tasks if not t.done()}
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limit
+    while pending and loop.time() < deadline:
+        for t in pending:
+            t.cancel()
+        _, pending = await asyncio.wait(pending, timeout=0.2)
+    if pending:
+        log.error("%d %s task(s) did not stop within %.0f s", len(pending), what, limit)
+
+
 def describe_error(exc: BaseException, timeout: float | None = None) -> str:
     if isinstance(exc, TimeoutError):
         return f"timed out after {timeout:g} s" if timeout else "timed out"
@@ -100,11 +115,7 @@ class DeviceContextImpl:
             self.log.debug("task %s ended: %s", task.get_name(), describe_error(task.exception()))  # type: ignore[arg-type]
 
     async def cancel_tasks(self) -> None:
-        tasks = list(self.tasks)
-        for t in tasks:
-            t.cancel()
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_and_wait(list(self.tasks), f"{self.device_id}")
 
     def state(self, device_id: str | None = None) -> Mapping[str, Any]:
         return self.hub.states.get(device_id or self.device_id, {})
@@ -133,6 +144,7 @@ class DeviceRunner:
         self._wake = asyncio.Event()
         self._listen_task: asyncio.Task[None] | None = None
         self._listen_error: BaseException | None = None
+        self.stopping = False
         try:
             self.driver = spec.driver(config, self.ctx)
         except Exception as exc:
@@ -154,7 +166,7 @@ class DeviceRunner:
             return
         driver = self.driver
         backoff = hub.backoff.initial
-        while True:
+        while not self.stopping:
             try:
                 if not self.connected:
                     async with self.lock:
@@ -212,9 +224,7 @@ class DeviceRunner:
     async def _disconnect(self) -> None:
         self.connected = False
         if self._listen_task is not None:
-            self._listen_task.cancel()
-            with contextlib.suppress(BaseException):
-                await self._listen_task
+            await cancel_and_wait([self._listen_task], f"listen of {self.config.id}")
             self._listen_task = None
         await self.ctx.cancel_tasks()
         if self.driver is not None:
@@ -225,10 +235,9 @@ class DeviceRunner:
                 self.ctx.log.debug("close failed: %s", describe_error(exc))
 
     async def stop(self) -> None:
+        self.stopping = True
         if self.task is not None:
-            self.task.cancel()
-            with contextlib.suppress(BaseException):
-                await self.task
+            await cancel_and_wait([self.task], f"device {self.config.id}")
         await self._disconnect()
 
 
@@ -380,9 +389,7 @@ class Hub:
             except Exception as exc:
                 log.warning("rule %s failed to stop: %s", rule.name, describe_error(exc))
         await asyncio.gather(*(r.stop() for r in self.runners.values()), return_exceptions=True)
-        for t in list(self._tasks):
-            t.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await cancel_and_wait(list(self._tasks), "hub")
         if self.history is not None:
             self.history.close()
         if self.registry is not None:

@@ -14,7 +14,6 @@ are not queued but republished whole from the hub's state store by the ``on_conn
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import socket
 import ssl
@@ -314,7 +313,6 @@ class MqttConnection:
             await asyncio.sleep(0.01)  # the DISCONNECT is written by the loop, then paho closes
         if self._supervisor is not None:
             self._supervisor.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._supervisor
+            await asyncio.wait({self._supervisor}, timeout=5)
         self._unwatch(self._fd)
         self.connected = False

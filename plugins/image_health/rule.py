@@ -28,7 +28,7 @@ import contextlib
 from typing import Any
 
 from hub.api import AvailabilityChange, DeviceError, Rule, RuleContext, StrictModel
-from hub.core import describe_error
+from hub.core import cancel_and_wait, describe_error
 from hub.health.checks import FrameStats
 from hub.health.monitor import CameraMonitor, HealthOptions, Outcome
 from hub.health.pool import HealthPool
@@ -93,11 +93,7 @@ class ImageHealthRule(Rule):
 
     async def stop(self) -> None:
         tasks = [t for t in (self._task, *self._running.values()) if t is not None]
-        for t in tasks:
-            t.cancel()
-        for t in tasks:
-            with contextlib.suppress(BaseException):
-                await t
+        await cancel_and_wait(tasks, "image health")
         self.pool.close()
 
     # ---------------------------------------------------------------- schedule
