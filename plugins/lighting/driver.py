@@ -21,23 +21,16 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from hub.api import Command, DeviceConfig, DeviceContext, DeviceInfo, Driver, Entity
+from hub.api import Command, DeviceContext, DeviceInfo, Driver, Entity
+from hub.modbus import ModbusDeviceConfig
 
 from .relays import PROFILES, CoilRelay, RegisterRelay, TasmotaRelay
 
 
-class LightConfig(DeviceConfig):
+class LightConfig(ModbusDeviceConfig):
     """A light on a relay channel (see the plugin README for every key)."""
 
     driver: Literal["modbus_coil", "modbus_register", "mqtt_relay"]
-    host: str | None = Field(None, description="relay board or Modbus gateway address")
-    port: int = Field(502, ge=1, le=65535)
-    unit: int = Field(1, ge=0, le=247, description="Modbus device id")
-    transport: Literal["tcp", "rtu_over_tcp", "serial"] = "tcp"
-    serial_port: str | None = None
-    baudrate: int = Field(9600, gt=0)
-    parity: Literal["N", "E", "O"] = "N"
-    stopbits: Literal[1, 2] = 1
     channel: int = Field(0, ge=0, le=255, description="relay channel, 0 = first relay")
     profile: str | None = Field(None, description=f"modbus_register board profile: {', '.join(PROFILES)}")
     flash: bool = Field(True, description="modbus_coil: use the board's flash timer for timed holds")
@@ -106,9 +99,7 @@ class LightDriver(Driver):
         if c.driver == "mqtt_relay":
             self.relay: Any = None  # created at connect (needs ctx.mqtt, which exists once the hub runs)
         else:
-            kw = dict(host=c.host, port=c.port, unit=c.unit, channel=c.channel, timeout=max(0.1, c.timeout / 2.5),
-                      transport=c.transport, serial_port=c.serial_port, baudrate=c.baudrate, parity=c.parity,
-                      stopbits=c.stopbits)
+            kw = dict(channel=c.channel, timeout=max(0.1, c.timeout / 2.5), **c.link_args())
             if c.driver == "modbus_coil":
                 self.relay = CoilRelay(flash=c.flash, **kw)
             else:

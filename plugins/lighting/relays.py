@@ -14,21 +14,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
-from pymodbus import FramerType
-from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
-from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
+from pymodbus.exceptions import ModbusException
 from pymodbus.pdu.bit_message import WriteSingleCoilRequest
 
 from hub.api import CommandError, DeviceError
-
-if logging.getLogger("pymodbus").level == logging.NOTSET:  # the hub logs outages itself, once
-    logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
+from hub.modbus import ModbusConnection, short_error
 
 WAVESHARE_FLASH_ON = 0x0200
 WAVESHARE_FLASH_OFF = 0x0400
@@ -71,58 +66,22 @@ PROFILES: dict[str, RegisterProfile] = {p.name: p for p in (
 )}
 
 
-def _short(exc: BaseException) -> str:
-    if isinstance(exc, ModbusIOException):
-        return "no response (timed out)"
-    if isinstance(exc, ConnectionException):
-        return "not connected (connection lost)"
-    return (str(exc).split("\n")[0] or type(exc).__name__)[:160]
+class ModbusRelayBase(ModbusConnection):
+    """A relay channel on a Modbus board (TCP, RTU over TCP, serial)."""
 
-
-class ModbusRelayBase:
-    """Shared Modbus connection handling (TCP, RTU over TCP, serial)."""
-
-    def __init__(self, *, host: str | None, port: int, unit: int, channel: int, timeout: float,
-                 transport: Literal["tcp", "rtu_over_tcp", "serial"] = "tcp", serial_port: str | None = None,
-                 baudrate: int = 9600, parity: str = "N", stopbits: int = 1) -> None:
-        self.unit, self.channel, self.timeout, self.transport = unit, channel, timeout, transport
-        self.where = (f"{serial_port} unit {unit}" if transport == "serial" else f"{host}:{port} unit {unit}")
-        self._args = dict(host=host, port=port, serial_port=serial_port, baudrate=baudrate, parity=parity,
-                          stopbits=stopbits)
-        self.client: Any = None
-
-    async def connect(self) -> None:
-        a = self._args
-        try:
-            if self.transport == "serial":
-                self.client = AsyncModbusSerialClient(a["serial_port"], baudrate=a["baudrate"], parity=a["parity"],
-                                                      stopbits=a["stopbits"], timeout=self.timeout, retries=0,
-                                                      reconnect_delay=0)
-            else:
-                framer = FramerType.RTU if self.transport == "rtu_over_tcp" else FramerType.SOCKET
-                self.client = AsyncModbusTcpClient(a["host"], port=a["port"], framer=framer, timeout=self.timeout,
-                                                   retries=0, reconnect_delay=0)
-        except RuntimeError as exc:
-            raise DeviceError(f"cannot use {self.transport} transport: {exc}") from None
-        try:
-            ok = await self.client.connect()
-        except (OSError, ModbusException) as exc:
-            raise DeviceError(f"cannot connect to {self.where}: {type(exc).__name__}") from None
-        if not ok:
-            raise DeviceError(f"cannot connect to {self.where} (refused or timed out)")
+    def __init__(self, *, channel: int, **link: Any) -> None:
+        super().__init__(**link)
+        self.channel = channel
 
     async def close(self) -> None:
-        if self.client is not None:
-            self.client.close()
-            self.client = None
+        self.close_client()
 
     async def _call(self, what: str, coro_factory: Callable[[], Any], *, write: bool = False) -> Any:
-        if self.client is None:
-            raise DeviceError(f"not connected to {self.where}")
+        self.require()
         try:
             rr = await coro_factory()
         except ModbusException as exc:
-            raise DeviceError(f"{what} on {self.where} failed: {_short(exc)}") from None
+            raise DeviceError(f"{what} on {self.where} failed: {short_error(exc)}") from None
         if rr is None or rr.isError():
             code = getattr(rr, "exception_code", None)
             msg = f"{what} refused by {self.where} (Modbus exception {code})"

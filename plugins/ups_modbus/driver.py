@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from hub.api import DeviceConfig, DeviceContext, DeviceError, DeviceInfo, Driver, Entity, StrictModel
+from hub.modbus import ModbusDeviceConfig
 
 from .client import ModbusLink
 from .maps import (
@@ -98,17 +99,9 @@ class InlineMap(StrictModel):
         return RegisterMap(name="inline", kind=self.kind, fields=fields, status=rules)
 
 
-class UpsConfig(DeviceConfig):
+class UpsConfig(ModbusDeviceConfig):
     """A UPS or power meter reached over Modbus (see the plugin README for every key)."""
 
-    host: str | None = Field(None, description="IP/host name of the UPS card or Modbus gateway")
-    port: int = Field(502, ge=1, le=65535)
-    unit: int = Field(1, ge=0, le=247, description="Modbus device (slave) id")
-    transport: Literal["tcp", "rtu_over_tcp", "serial"] = "tcp"
-    serial_port: str | None = None
-    baudrate: int = Field(9600, gt=0)
-    parity: Literal["N", "E", "O"] = "N"
-    stopbits: Literal[1, 2] = 1
     model: Model
     map: InlineMap | None = Field(None, description="the register map when model is 'inline'")
     contacts: dict[str, ContactConfig] | None = Field(
@@ -186,9 +179,7 @@ class UpsDriver(Driver):
     async def connect(self) -> DeviceInfo:
         c = self.config
         per_request = max(0.1, c.timeout / (len(self.map.blocks) + 0.5))
-        self.link = ModbusLink(host=c.host, port=c.port, unit=c.unit, transport=c.transport, timeout=per_request,
-                               serial_port=c.serial_port, baudrate=c.baudrate, parity=c.parity,
-                               stopbits=c.stopbits)
+        self.link = ModbusLink(timeout=per_request, **c.link_args())
         try:
             await self.link.connect()
         except DeviceError:
