@@ -30,6 +30,7 @@ from pydantic import SecretStr
 
 from hub.api import AuthError, CameraConfig, DeviceError, DeviceInfo, Driver, PlatformSpec
 from hub.hookspecs import hookimpl
+from hub.testing.process import stop_process
 
 KINDS = ("normal", "dark", "blurred", "frozen", "covered", "shifted")
 RTSP_SCRIPT = Path(__file__).resolve().parents[2] / "tests" / "rtsp_server.py"
@@ -159,12 +160,7 @@ class RtspServer:
 
     def stop(self) -> None:
         if self.proc is not None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+            stop_process(self.proc)
             for f in (self.proc.stdout, self.proc.stderr):
                 if f is not None:
                     f.close()

@@ -10,6 +10,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from hub.testing.process import stop_process
+
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -71,12 +73,7 @@ class Mosquitto:
 
     def stop(self) -> None:
         if self.proc is not None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+            stop_process(self.proc)
             self.proc = None
             self._logf.close()
 
