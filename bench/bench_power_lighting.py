@@ -7,7 +7,9 @@
     core, and ms per device poll) against a bare pymodbus process doing the same block reads on the
     same schedule; RSS per device (hub RSS with the fleet minus the RSS of the same hub with none).
 (b) command latency: MQTT `/set` -> coil written and read back -> state published, p50/p99 over
-    M commands, against the floor = bare MQTT round trip + bare Modbus write+read, same run.
+    M commands, against the floor = bare MQTT round trip + bare Modbus write+read, same run. As in
+    a commune: the hub is `anninh run` in its own process, the relay board and UPS simulators
+    another process, the officer's client this one.
 (c) power-cut detection: mains lost at a random moment -> `power_lost` event received, against
     the poll interval.
 """
@@ -192,20 +194,53 @@ def _pct(values: list[float], p: float) -> float:
     return s[min(len(s) - 1, round(p / 100 * (len(s) - 1)))]
 
 
+def _device_process(conn: Any) -> None:
+    """Process: the light's relay board and a UPS, as separate devices on the network would be.
+    Sends its ports, then obeys ``("mains", bool)`` until told ``None``."""
+    import logging
+    import threading
+
+    logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
+    from plugins.lighting.simulator import RelayBoardSimulator
+    from plugins.ups_modbus.simulator import UpsSimulator
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        relays = await RelayBoardSimulator({1: "waveshare", 2: "waveshare"}).start()
+        ups = await UpsSimulator({1: "apc_smt"}).start()
+        done = asyncio.Event()
+
+        def commands() -> None:
+            while (cmd := conn.recv()) is not None:
+                loop.call_soon_threadsafe(lambda c=cmd: ups.set_state(1, mains=c[1]))
+            loop.call_soon_threadsafe(done.set)
+
+        threading.Thread(target=commands, daemon=True).start()
+        conn.send((relays.port, ups.port))
+        await done.wait()
+        await relays.stop()
+        await ups.stop()
+
+    asyncio.run(main())
+
+
 async def latency(mq_port: int, commands: int, cuts: int, tmp: Path) -> dict[str, Any]:
+    """(b) and (c) in the topology of a commune: the hub is ``anninh run`` in its own process, the
+    relay board and the UPS are another process (devices on the LAN), the officer's client is this
+    process. The floors are measured from this process over the same sockets."""
     import paho.mqtt.client as paho
     from paho.mqtt.enums import CallbackAPIVersion
     from pymodbus.client import AsyncModbusTcpClient
 
-    from hub.testing.hubrun import hub_from_yaml
-    from plugins.lighting.simulator import RelayBoardSimulator
-    from plugins.ups_modbus.simulator import UpsSimulator
+    from hub.mqtt import _no_delay
 
-    relays = await RelayBoardSimulator({1: "waveshare", 2: "waveshare"}).start()
-    ups = await UpsSimulator({1: "apc_smt"}).start()
+    ctx = mp.get_context("spawn")
+    here, there = ctx.Pipe()
+    devices = ctx.Process(target=_device_process, args=(there,), daemon=True)
+    devices.start()
+    relay_port, ups_port = await asyncio.to_thread(here.recv)
     loop = asyncio.get_running_loop()
     inbox: asyncio.Queue[tuple[str, bytes, float]] = asyncio.Queue()
-    from hub.mqtt import _no_delay
 
     client = paho.Client(CallbackAPIVersion.VERSION2, client_id="bench-officer")
     client.on_socket_open = _no_delay  # like the hub's own client: no 40 ms Nagle/delayed-ACK stalls
@@ -213,7 +248,8 @@ async def latency(mq_port: int, commands: int, cuts: int, tmp: Path) -> dict[str
                                                                   (m.topic, m.payload, time.perf_counter()))
     client.connect("127.0.0.1", mq_port)
     client.loop_start()
-    client.subscribe([("bench/echo", 1), ("bench/pong", 1), ("anninh/light-1", 1), ("anninh/bridge/event", 1)])
+    client.subscribe([("bench/echo", 1), ("bench/pong", 1), ("anninh/light-1", 1), ("anninh/bridge/event", 1),
+                      ("anninh/bridge/state", 1)])
     await asyncio.sleep(0.5)
 
     async def next_msg(pred: Any, timeout: float = 10) -> float:
@@ -245,8 +281,8 @@ async def latency(mq_port: int, commands: int, cuts: int, tmp: Path) -> dict[str
         echo_rt.append(t1 - t0)
     echo.terminate()
     echo.wait(5)
-    # floor 2: bare Modbus write + read-back of a coil on the same simulator
-    mb = AsyncModbusTcpClient("127.0.0.1", port=relays.port, timeout=3, retries=0)
+    # floor 2: bare Modbus write + read-back of a coil on the same simulator (another board)
+    mb = AsyncModbusTcpClient("127.0.0.1", port=relay_port, timeout=3, retries=0)
     await mb.connect()
     mb_rt = []
     for i in range(commands):
@@ -254,23 +290,27 @@ async def latency(mq_port: int, commands: int, cuts: int, tmp: Path) -> dict[str
         await mb.write_coil(3, bool(i % 2), device_id=2)
         await mb.read_coils(3, count=1, device_id=2)
         mb_rt.append(time.perf_counter() - t0)
-    mb.close()
     floor = [a + b for a, b in zip(sorted(mqtt_rt), sorted(mb_rt), strict=True)]
     floor_echo = [a + b for a, b in zip(sorted(echo_rt), sorted(mb_rt), strict=True)]
 
-    yaml = f"""
+    folder = tmp / "lat"
+    folder.mkdir()
+    config = folder / "config.yaml"
+    config.write_text(f"""
 hub: {{name: bench, data_dir: ./data}}
 mqtt: {{server: "mqtt://127.0.0.1:{mq_port}", discovery: false}}
 sites: [{{id: s1}}, {{id: s2}}]
 devices:
-  - {{id: light-1, platform: lighting, site: s1, driver: modbus_coil, host: 127.0.0.1, port: {relays.port}, unit: 1,
+  - {{id: light-1, platform: lighting, site: s1, driver: modbus_coil, host: 127.0.0.1, port: {relay_port}, unit: 1,
       channel: 0, poll_interval: 5}}
-  - {{id: ups-1, platform: ups_modbus, site: s2, host: 127.0.0.1, port: {ups.port}, unit: 1, model: apc_smt,
+  - {{id: ups-1, platform: ups_modbus, site: s2, host: 127.0.0.1, port: {ups_port}, unit: 1, model: apc_smt,
       poll_interval: 1}}
-"""
-    (tmp / "lat").mkdir()
-    async with hub_from_yaml(yaml, tmp / "lat"):
-        await asyncio.sleep(2)
+""")
+    config.chmod(0o600)
+    hub = subprocess.Popen([sys.executable, "-m", "hub.cli", "-q", "run", "-c", str(config)], cwd=ROOT)  # noqa: ASYNC220
+    try:
+        await next_msg(lambda tp, p: tp == "anninh/bridge/state" and b"online" in p, timeout=30)
+        await asyncio.sleep(2)  # devices connected, first polls done
         hub_rt = []
         state = "OFF"
         for _ in range(commands):
@@ -280,7 +320,10 @@ devices:
             client.publish("anninh/light-1/set/bench", f'{{"state":"{state}"}}', qos=1)
             t1 = await next_msg(lambda tp, p, w=want: tp == "anninh/light-1" and w in p)
             hub_rt.append(t1 - t0)
-            assert relays.relay(1, 0) == (state == "ON")
+            coil = (await mb.read_coils(0, count=1, device_id=1)).bits[0]  # the relay really followed
+            if coil != (state == "ON"):
+                raise RuntimeError("the relay did not follow the command")
+            await asyncio.sleep(0.002)
         out["hub"] = hub_rt
         # (c) power cuts at random moments of the poll cycle
         detect = []
@@ -288,16 +331,20 @@ devices:
         for _ in range(cuts):
             await asyncio.sleep(1.0 + rng.random())
             t0 = time.perf_counter()
-            ups.set_state(1, mains=False)
+            here.send(("mains", False))
             t1 = await next_msg(lambda tp, p: tp == "anninh/bridge/event" and b'"power_lost"' in p)
             detect.append(t1 - t0)
-            ups.set_state(1, mains=True)
+            here.send(("mains", True))
             await next_msg(lambda tp, p: tp == "anninh/bridge/event" and b'"power_restored"' in p)
         out["detect"] = detect
-    client.loop_stop()
-    client.disconnect()
-    await relays.stop()
-    await ups.stop()
+    finally:
+        hub.terminate()
+        await asyncio.to_thread(hub.wait, 30)
+        mb.close()
+        client.loop_stop()
+        client.disconnect()
+        here.send(None)
+        await asyncio.to_thread(devices.join, 10)
     out["mqtt_rt"], out["mb_rt"], out["floor"] = mqtt_rt, mb_rt, floor
     out["echo_rt"], out["floor_echo"] = echo_rt, floor_echo
     return out

@@ -82,12 +82,13 @@ class MqttConnection:
         self._stopping = False
         self.client = paho.Client(CallbackAPIVersion.VERSION2,
                                   client_id=client_id or f"anninh-{uuid.uuid4().hex[:8]}",
-                                  protocol=paho.MQTTv311, clean_session=True)
+                                  protocol=paho.MQTTv311, clean_session=True, manual_ack=True)
         self.client.max_inflight_messages_set(200)
         self._fd: int | None = None
         self._loop_thread: int | None = None
         self._supervisor: asyncio.Task[None] | None = None
         self._attempts = 0
+        self._reading = False
         if username:
             self.client.username_pw_set(username, password)
         if will:
@@ -150,12 +151,16 @@ class MqttConnection:
             self._loop.remove_writer(self._fd)
 
     def _readable(self) -> None:
-        self.client.loop_read()
-        sock = self.client.socket()
-        # TLS may hold decrypted packets that no longer make the descriptor readable
-        while sock is not None and getattr(sock, "pending", lambda: 0)():
+        self._reading = True
+        try:
             self.client.loop_read()
             sock = self.client.socket()
+            # TLS may hold decrypted packets that no longer make the descriptor readable
+            while sock is not None and getattr(sock, "pending", lambda: 0)():
+                self.client.loop_read()
+                sock = self.client.socket()
+        finally:
+            self._reading = False
 
     async def _supervise(self) -> None:
         """Keep-alives once a second; (re)connect with a 1 s to 30 s backoff when not connected."""
@@ -207,7 +212,7 @@ class MqttConnection:
         self._soon(self._disconnected, str(reason_code))
 
     def _paho_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
-        self._soon(self._dispatch, msg.topic, msg.payload)
+        self._soon(self._dispatch, msg.topic, msg.payload, msg.mid, msg.qos)
 
     # ---------------------------------------------------------------- loop side
     def _refused(self, reason: str) -> None:
@@ -245,13 +250,21 @@ class MqttConnection:
         self.connected = False
         self._connected_event.clear()
 
-    def _dispatch(self, topic: str, payload: bytes) -> None:
-        for pattern, _qos, handler in self._handlers:
-            if paho.topic_matches_sub(pattern, topic):
-                try:
-                    handler(topic, payload)
-                except Exception:
-                    log.exception("MQTT handler for %s failed on %s", pattern, topic)
+    def _dispatch(self, topic: str, payload: bytes, mid: int = 0, qos: int = 0) -> None:
+        """Hand a message to its handlers, then acknowledge it (QoS 1/2). Acknowledging after the
+        handlers rather than on receipt (paho's ``manual_ack``) lets a command's first step, such
+        as the Modbus write of a light's ``/set``, leave before the PUBACK does: both are ready
+        in the same loop turn and the handler's task was scheduled first."""
+        try:
+            for pattern, _qos, handler in self._handlers:
+                if paho.topic_matches_sub(pattern, topic):
+                    try:
+                        handler(topic, payload)
+                    except Exception:
+                        log.exception("MQTT handler for %s failed on %s", pattern, topic)
+        finally:
+            if qos:
+                self.client.ack(mid, qos)
 
     # ---------------------------------------------------------------- API
     async def start(self) -> None:
@@ -272,6 +285,11 @@ class MqttConnection:
         if self.connected:
             info = self.client.publish(topic, data, qos, retain)
             if info.rc == paho.MQTT_ERR_SUCCESS or retain:
+                if not self._reading and threading.get_ident() == self._loop_thread:
+                    # send now rather than on the next loop turn (a light's new state should not
+                    # wait behind the audit and events that follow it); never from inside paho's
+                    # own read, where its callback lock is held
+                    self.client.loop_write()
                 return
             # the socket went away before the loop heard of it: keep the message
         if retain:
