@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
@@ -172,7 +173,7 @@ class MqttBridge:
             self._publish_discovery(device_id)
 
     # ---------------------------------------------------------------- incoming
-    def _on_set(self, topic: str, payload: bytes) -> None:
+    def _on_set(self, topic: str, payload: bytes) -> asyncio.Task[bool] | None:
         parts = topic[len(self.base) + 1:].split("/")
         device_id = parts[0]
         user = parts[2] if len(parts) == 3 else None
@@ -180,9 +181,9 @@ class MqttBridge:
             command = parse_command(payload)
         except CommandParseError as exc:
             self.hub.reject_command(device_id, str(exc), user=user, payload={"bytes": len(payload)}, source="mqtt")
-            return
-        self.hub.create_task(self.hub.command(device_id, command, source="mqtt", user=user),
-                             name=f"command-{device_id[:32]}")
+            return None
+        return self.hub.create_task(self.hub.command(device_id, command, source="mqtt", user=user),
+                                    name=f"command-{device_id[:32]}")
 
     def _on_ha_status(self, topic: str, payload: bytes) -> None:
         if payload.strip().lower() == b"online":

@@ -30,7 +30,9 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 log = logging.getLogger(__name__)
 
-MessageHandler = Callable[[str, bytes], None]
+MessageHandler = Callable[[str, bytes], "asyncio.Future[Any] | None"]
+"""Called in the loop with (topic, payload). It may return the task that carries the message out;
+the message is then acknowledged (QoS 1/2) when that task ends, otherwise when the handler returns."""
 
 
 @dataclass(frozen=True)
@@ -212,7 +214,10 @@ class MqttConnection:
         self._soon(self._disconnected, str(reason_code))
 
     def _paho_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
-        self._soon(self._dispatch, msg.topic, msg.payload, msg.mid, msg.qos)
+        if threading.get_ident() == self._loop_thread:
+            self._dispatch(msg.topic, msg.payload, msg.mid, msg.qos)  # in paho's read: publishes wait for the writer
+        else:
+            self._soon(self._dispatch, msg.topic, msg.payload, msg.mid, msg.qos)
 
     # ---------------------------------------------------------------- loop side
     def _refused(self, reason: str) -> None:
@@ -251,20 +256,41 @@ class MqttConnection:
         self._connected_event.clear()
 
     def _dispatch(self, topic: str, payload: bytes, mid: int = 0, qos: int = 0) -> None:
-        """Hand a message to its handlers, then acknowledge it (QoS 1/2). Acknowledging after the
-        handlers rather than on receipt (paho's ``manual_ack``) lets a command's first step, such
-        as the Modbus write of a light's ``/set``, leave before the PUBACK does: both are ready
-        in the same loop turn and the handler's task was scheduled first."""
+        """Hand a message to its handlers, then acknowledge it (QoS 1/2): when the tasks the
+        handlers returned have ended, or at once if they returned none (paho's ``manual_ack``).
+        So a light's ``/set`` is acknowledged once it was carried out, and its PUBACK does not
+        compete with the Modbus write and the new state for the socket and the CPU."""
+        tasks: list[asyncio.Future[Any]] = []
         try:
             for pattern, _qos, handler in self._handlers:
                 if paho.topic_matches_sub(pattern, topic):
                     try:
-                        handler(topic, payload)
+                        task = handler(topic, payload)
                     except Exception:
                         log.exception("MQTT handler for %s failed on %s", pattern, topic)
+                    else:
+                        if task is not None:
+                            tasks.append(task)
         finally:
             if qos:
-                self.client.ack(mid, qos)
+                if tasks:
+                    pending = [len(tasks)]
+                    connects = self.connects
+
+                    def done(_: asyncio.Future[Any]) -> None:
+                        pending[0] -= 1
+                        if not pending[0] and self.connects == connects:  # a new session: the broker resends it
+                            self._ack(mid, qos)
+
+                    for task in tasks:
+                        task.add_done_callback(done)
+                else:
+                    self.client.ack(mid, qos)
+
+    def _ack(self, mid: int, qos: int) -> None:
+        self.client.ack(mid, qos)
+        if not self._reading:
+            self.client.loop_write()
 
     # ---------------------------------------------------------------- API
     async def start(self) -> None:

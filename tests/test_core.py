@@ -321,3 +321,40 @@ async def test_roles_checked_in_the_hub_and_site_events(mosquitto: Mosquitto, tm
     # nothing the hub published repeats it (the officer's own /set message is his)
     assert all("officer-pass-123" not in m.payload.decode(errors="replace") for m in rec.messages
                if "/set" not in m.topic)
+
+
+async def test_qos1_command_acknowledged_once_carried_out(tmp_path: Path) -> None:
+    """A handler that returns its task gets its QoS 1 message acknowledged when the task ends, not on
+    receipt. Seen through the broker: with one message in flight allowed, the second message only
+    arrives once the first one's task is done; a handler returning nothing is acknowledged at once."""
+    from hub.mqtt import BrokerAddress, MqttConnection
+
+    with Mosquitto(extra="max_inflight_messages 1") as broker:
+        conn = MqttConnection(BrokerAddress("127.0.0.1", broker.port, False), client_id="ack-test")
+        loop = asyncio.get_running_loop()
+        got: list[bytes] = []
+        gate: asyncio.Future[None] = loop.create_future()
+        arrived = asyncio.Event()
+
+        def handler(topic: str, payload: bytes) -> asyncio.Future[None] | None:
+            got.append(payload)
+            arrived.set()
+            return gate if payload == b"1" else None
+
+        conn.subscribe("acktest/#", handler, qos=1)
+        await conn.start()
+        assert await conn.wait_connected(10)
+        sender = Recorder(broker.port, topics=())
+        await asyncio.sleep(0.3)  # the subscription is in place
+        for n in (1, 2, 3):
+            sender.publish("acktest/x", str(n), qos=1)
+        await asyncio.wait_for(arrived.wait(), 10)
+        await asyncio.sleep(0.5)
+        assert got == [b"1"], "the broker sent more before the first message was acknowledged"
+        gate.set_result(None)
+        deadline = loop.time() + 10
+        while len(got) < 3 and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+        assert got == [b"1", b"2", b"3"]
+        sender.close()
+        await conn.stop()
