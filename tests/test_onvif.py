@@ -136,7 +136,9 @@ async def test_snapshot_error_page_and_basic_only(sim: OnvifSimulator) -> None:
             await driver.snapshot()
         sim.snapshot_mode = "jpeg"
         sim.snapshot_auth = "basic"
-        driver._http_auth = None
+        if driver._http is not None:  # a new session, as after a reconnect: the scheme is chosen again
+            await driver._http.close()
+            driver._http = None
         assert (await driver.snapshot())[:2] == b"\xff\xd8"
         picture = np.full((120, 160, 3), 200, np.uint8)
         sim.set_picture(picture)

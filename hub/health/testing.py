@@ -254,28 +254,32 @@ class TestCamDriver(Driver):
     kind = "camera"
 
     async def connect(self) -> DeviceInfo:
-        import httpx
+        from urllib.parse import urlsplit, urlunsplit
+
+        from hub.camera.http import CameraHttp
 
         cfg: TestCamConfig = self.config  # type: ignore[assignment]
-        auth = (cfg.username, cfg.password.get_secret_value()) if cfg.username and cfg.password else None
-        self._client = httpx.AsyncClient(timeout=cfg.timeout, auth=auth)
+        self._http: CameraHttp | None = None
+        if cfg.snapshot_url:  # fetched like the vendor drivers fetch theirs (CameraHttp)
+            url = urlsplit(cfg.snapshot_url)
+            self._path = urlunsplit(("", "", url.path or "/", url.query, ""))
+            self._http = CameraHttp(url.hostname or "127.0.0.1", url.port or 80, username=cfg.username or "",
+                                    password=cfg.password.get_secret_value() if cfg.password else "",
+                                    timeout=cfg.timeout)
         return DeviceInfo(model="TestCam", serial=f"TC-{cfg.id}", firmware="1.0")
 
     async def poll(self) -> dict[str, Any]:
         return {"online": True}
 
     async def snapshot(self, channel: int | None = None) -> bytes:
-        import httpx
-
-        cfg: TestCamConfig = self.config  # type: ignore[assignment]
-        if not cfg.snapshot_url:
+        if self._http is None:
             raise DeviceError("this camera has no snapshot URL")
         try:
-            r = await self._client.get(cfg.snapshot_url)
-        except httpx.HTTPError as exc:
-            raise DeviceError(f"snapshot failed: {type(exc).__name__}") from None
-        if r.status_code == 401:
-            raise AuthError("the camera refused the credentials")
+            r = await self._http.request("GET", self._path)
+        except AuthError:
+            raise AuthError("the camera refused the credentials") from None
+        except DeviceError as exc:
+            raise DeviceError(f"snapshot failed: {exc}") from None
         if r.status_code != 200:
             raise DeviceError(f"snapshot failed: HTTP {r.status_code}")
         return r.content
@@ -290,9 +294,9 @@ class TestCamDriver(Driver):
         return cfg.rtsp_url
 
     async def close(self) -> None:
-        client = getattr(self, "_client", None)
-        if client is not None:
-            await client.aclose()
+        http = getattr(self, "_http", None)
+        if http is not None:
+            await http.close()
 
 
 @hookimpl

@@ -32,11 +32,11 @@ from typing import Any, ClassVar
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import aiohttp
-import httpx
 from lxml import etree
 from pydantic import Field, SecretStr, field_validator
 
 from hub.api import AuthError, CameraConfig, DeviceError, DeviceInfo, Driver, Entity
+from hub.camera.http import CameraHttp
 
 from .events import KINDS, OnvifEvent, from_zeep_notification
 from .soapxml import SoapParseError, format_datetime
@@ -470,8 +470,8 @@ class OnvifDriver(Driver):
         self.profile: dict[str, Any] | None = None
         self._stream_uri: str | None = None
         self._snapshot_uri: str | None = None
-        self._http: httpx.AsyncClient | None = None
-        self._http_auth: httpx.Auth | None = None
+        self._http: CameraHttp | None = None
+        self._http_origin: tuple[str, int, bool] | None = None
         self._flags: dict[str, bool | None] = {}
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._published_skew: float | None = None
@@ -529,8 +529,7 @@ class OnvifDriver(Driver):
             await client.close()
         http, self._http = self._http, None
         if http is not None:
-            with contextlib.suppress(Exception):
-                await http.aclose()
+            await http.close()
 
     def _require(self) -> OnvifClient:
         if self.client is None or self.client.cam is None:
@@ -628,25 +627,26 @@ class OnvifDriver(Driver):
         if not self._snapshot_uri:
             token = self.profile["token"] if self.profile else "?"
             raise DeviceError(f"{where}: the camera gives no snapshot URI for profile {token}")
-        if self._http is None:
-            self._http = httpx.AsyncClient(timeout=self.config.timeout, follow_redirects=False, trust_env=False)
-        user, password = self.config.username, self.config.password.get_secret_value()
-        auth = self._http_auth or httpx.DigestAuth(user, password)
-        try:
-            response = await self._http.get(self._snapshot_uri, auth=auth)
-            challenge = response.headers.get("www-authenticate", "")
-            if response.status_code == 401 and self._http_auth is None and challenge.lower().startswith("basic"):
-                auth = httpx.BasicAuth(user, password)
-                response = await self._http.get(self._snapshot_uri, auth=auth)
-        except httpx.TimeoutException:
-            raise DeviceError(f"{where}: snapshot: no answer within {self.config.timeout:g} s") from None
-        except httpx.HTTPError as exc:
-            raise DeviceError(f"{where}: snapshot failed ({type(exc).__name__})") from None
+        uri = urlsplit(self._snapshot_uri)
+        https = uri.scheme == "https"
+        origin = (uri.hostname or self.config.host, uri.port or (443 if https else 80), https)
+        if self._http is None or self._http_origin != origin:
+            if self._http is not None:
+                await self._http.close()
+            self._http = CameraHttp(origin[0], origin[1], https=https, username=self.config.username,
+                                    password=self.config.password.get_secret_value(), timeout=self.config.timeout)
+            self._http_origin = origin
+        path = urlunsplit(("", "", uri.path or "/", uri.query, ""))
+        try:  # Digest, or Basic when that is all the snapshot URI offers (CameraHttp picks)
+            response = await self._http.request("GET", path, max_body=MAX_SNAPSHOT_BYTES)
+        except AuthError:
+            raise AuthError(f"{where}: snapshot: the camera refused the credentials") from None
+        except DeviceError as exc:
+            raise DeviceError(f"{where}: snapshot failed: {exc}") from None
         if response.status_code in (401, 403):
             raise AuthError(f"{where}: snapshot: HTTP {response.status_code}, the camera refused the credentials")
         if response.status_code != 200:
             raise DeviceError(f"{where}: snapshot: HTTP {response.status_code}")
-        self._http_auth = auth
         body = response.content
         if len(body) > MAX_SNAPSHOT_BYTES or not body.startswith(b"\xff\xd8"):
             ctype = response.headers.get("content-type", "?").split(";")[0][:40]
