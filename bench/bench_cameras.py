@@ -7,8 +7,9 @@ The simulators (half Hikvision, half Dahua; every device with an armed event str
 child process; Mosquitto runs as a real broker; the hub runs in this process with every device
 configured. After all devices are online, the hub's CPU time (user+sys) over ``--seconds`` is
 measured, with the number of HTTP requests the simulators answered in that window. The floor is
-the CPU this process needs to make the same number of authenticated requests with a bare httpx
-client (no parsing, no state, no MQTT), at the same concurrency as there are devices.
+the CPU this process needs to make the same number of authenticated requests with a bare aiohttp
+client (the library the hub's CameraHttp uses; no parsing, no state, no MQTT), at the same
+concurrency as there are devices; bare httpx is printed beside it.
 """
 
 from __future__ import annotations
@@ -113,34 +114,65 @@ async def measure(args: argparse.Namespace) -> None:
         hub_cpu = (c1 - c0) / (w1 - w0)
         n_req = req1 - req0
 
-        # floor: the same number of digest-authenticated GETs with a bare httpx client
+        # floors: the same number of digest-authenticated GETs with a bare client, aiohttp (what
+        # the hub's CameraHttp uses) and httpx (what it used before), at the same concurrency
+        import aiohttp
         import httpx
-        clients = []
-        for _platform, _kind, port in devices:
-            c = httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", auth=httpx.DigestAuth("admin", "pw"))
-            clients.append((c, "/ISAPI/System/status" if _platform == "hikvision" else
-                            "/cgi-bin/magicBox.cgi?action=getDeviceType"))
-        await asyncio.gather(*(c.get(p) for c, p in clients))  # prime challenges and connections
-        per = max(1, n_req // len(clients))
-        f0 = cpu_s()
 
-        async def hammer(c: httpx.AsyncClient, p: str) -> None:
-            for _ in range(per):
-                await c.get(p)
+        paths = [(port, "/ISAPI/System/status" if platform == "hikvision" else
+                  "/cgi-bin/magicBox.cgi?action=getDeviceType") for platform, _kind, port in devices]
+        per = max(1, n_req // len(paths))
 
-        await asyncio.gather(*(hammer(c, p) for c, p in clients))
-        floor_cpu_s = cpu_s() - f0
-        for c, _ in clients:
-            await c.aclose()
+        async def floor_aiohttp() -> float:
+            sessions = [(aiohttp.ClientSession(middlewares=(aiohttp.DigestAuthMiddleware("admin", "pw"),)),
+                         f"http://127.0.0.1:{port}{p}") for port, p in paths]
+
+            async def get(s: aiohttp.ClientSession, url: str) -> None:
+                async with s.get(url) as r:
+                    await r.read()
+
+            await asyncio.gather(*(get(s, u) for s, u in sessions))  # prime challenges and connections
+            f0 = cpu_s()
+
+            async def hammer(s: aiohttp.ClientSession, url: str) -> None:
+                for _ in range(per):
+                    await get(s, url)
+
+            await asyncio.gather(*(hammer(s, u) for s, u in sessions))
+            used = cpu_s() - f0
+            for s, _ in sessions:
+                await s.close()
+            return used
+
+        async def floor_httpx() -> float:
+            clients = [(httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", auth=httpx.DigestAuth("admin", "pw")),
+                        p) for port, p in paths]
+            await asyncio.gather(*(c.get(p) for c, p in clients))
+            f0 = cpu_s()
+
+            async def hammer(c: httpx.AsyncClient, p: str) -> None:
+                for _ in range(per):
+                    await c.get(p)
+
+            await asyncio.gather(*(hammer(c, p) for c, p in clients))
+            used = cpu_s() - f0
+            for c, _ in clients:
+                await c.aclose()
+            return used
+
+        floor_cpu_s = await floor_aiohttp()
+        httpx_cpu_s = await floor_httpx()
     proc.stdin.close()
     await proc.wait()
-    floor_per_s = floor_cpu_s * (n_req / (per * len(clients))) / (w1 - w0)
+    scale = n_req / (per * len(paths)) / (w1 - w0)
+    floor_per_s, httpx_per_s = floor_cpu_s * scale, httpx_cpu_s * scale
     print(f"devices: {args.cameras} cameras + {args.recorders} recorders (half Hikvision, half Dahua), "
           f"poll every {args.poll:g} s, event streams armed")
     print(f"online: {online}/{len(devices)} after {startup:.1f} s")
     print(f"HTTP requests answered in {w1 - w0:.0f} s: {n_req} ({n_req / (w1 - w0):.0f}/s)")
     print(f"hub CPU: {hub_cpu * 100:.1f} % of one core; RSS {rss:.0f} MB ({rss - rss0:+.0f} MB for the devices)")
-    print(f"raw floor (same requests, bare httpx): {floor_per_s * 100:.1f} % of one core")
+    print(f"raw floor (same requests, bare aiohttp, the hub's HTTP library): {floor_per_s * 100:.1f} % of one core"
+          f" (bare httpx: {httpx_per_s * 100:.1f} %)")
     print(f"hub / floor: {hub_cpu / floor_per_s:.2f}x")
 
 
