@@ -102,7 +102,7 @@ class CameraHttp:
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             # Cameras ship self-signed certificates; certificate pinning is out of scope here.
-            connector = aiohttp.TCPConnector(limit=self._max_connections, ssl=False, enable_cleanup_closed=True)
+            connector = aiohttp.TCPConnector(limit=self._max_connections, ssl=False)
             self._session = aiohttp.ClientSession(
                 connector=connector, auto_decompress=False, trust_env=False, read_bufsize=READ_SIZE,
                 headers={"User-Agent": "AnNinhHub", "Accept-Encoding": "identity"})  # raw bytes are read
