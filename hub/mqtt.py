@@ -68,6 +68,9 @@ class MqttConnection:
     before queued messages are sent.
     """
 
+    ack_deadline = 1.0
+    """Seconds after which a message whose handler's task is still running is acknowledged anyway."""
+
     def __init__(self, address: BrokerAddress, *, client_id: str | None = None,
                  username: str | None = None, password: str | None = None,
                  will: tuple[str, str] | None = None, keepalive: int = 30,
@@ -284,7 +287,10 @@ class MqttConnection:
         """Hand a message to its handlers, then acknowledge it (QoS 1/2): when the tasks the
         handlers returned have ended, or at once if they returned none (paho's ``manual_ack``).
         So a light's ``/set`` is acknowledged once it was carried out, and its PUBACK does not
-        compete with the Modbus write and the new state for the socket and the CPU."""
+        compete with the Modbus write and the new state for the socket and the CPU. A task still
+        running after :attr:`ack_deadline` seconds (a device that is slow to answer) gets its
+        acknowledgement then: the broker sends only a few unacknowledged messages at a time
+        (Mosquitto: 20), and slow commands must not hold back everything else."""
         tasks: list[asyncio.Future[Any]] = []
         try:
             for pattern, _qos, handler in self._handlers:
@@ -298,19 +304,36 @@ class MqttConnection:
                             tasks.append(task)
         finally:
             if qos:
-                if tasks:
-                    pending = [len(tasks)]
-                    connects = self.connects
-
-                    def done(_: asyncio.Future[Any]) -> None:
-                        pending[0] -= 1
-                        if not pending[0] and self.connects == connects:  # a new session: the broker resends it
-                            self._ack(mid, qos)
-
-                    for task in tasks:
-                        task.add_done_callback(done)
+                if tasks and self._loop is not None:
+                    self._ack_when_done(tasks, mid, qos)
                 else:
                     self.client.ack(mid, qos)
+
+    def _ack_when_done(self, tasks: list[asyncio.Future[Any]], mid: int, qos: int) -> None:
+        assert self._loop is not None
+        pending = [len(tasks)]
+        connects = self.connects
+        timer: asyncio.TimerHandle | None = None
+
+        def ack() -> None:
+            nonlocal timer
+            if pending[0] < 0:
+                return  # already acknowledged
+            pending[0] = -1
+            if timer is not None:
+                timer.cancel()
+            if self.connects == connects:  # else a new session: the broker forgot the message
+                self._ack(mid, qos)
+
+        def done(_: asyncio.Future[Any]) -> None:
+            if pending[0] > 0:
+                pending[0] -= 1
+                if not pending[0]:
+                    ack()
+
+        timer = self._loop.call_later(self.ack_deadline, ack)
+        for task in tasks:
+            task.add_done_callback(done)
 
     def _ack(self, mid: int, qos: int) -> None:
         if self._stopping or not self.connected:

@@ -356,5 +356,17 @@ async def test_qos1_command_acknowledged_once_carried_out(tmp_path: Path) -> Non
         while len(got) < 3 and loop.time() < deadline:
             await asyncio.sleep(0.05)
         assert got == [b"1", b"2", b"3"]
+        # a task that never ends is acknowledged after ack_deadline: it cannot hold back the rest
+        conn.ack_deadline = 0.8
+        stuck: asyncio.Future[None] = loop.create_future()
+        gate = stuck
+        t0 = loop.time()
+        sender.publish("acktest/x", "1", qos=1)
+        sender.publish("acktest/x", "4", qos=1)
+        while len(got) < 5 and loop.time() < t0 + 10:
+            await asyncio.sleep(0.02)
+        assert got[3:] == [b"1", b"4"]
+        assert loop.time() - t0 >= 0.7, "the message after the stuck one came before the deadline"
+        stuck.cancel()
         sender.close()
         await conn.stop()
