@@ -31,6 +31,7 @@ import base64
 import contextlib
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 from multidict import CIMultiDictProxy
@@ -41,6 +42,15 @@ MAX_BODY = 8 * 1024 * 1024
 """Largest response body read into memory (a JPEG snapshot of a 4K camera is ~1-2 MB)."""
 READ_SIZE = 1024 * 1024
 """Largest single read of a body (aiohttp hands over what the socket had, up to this)."""
+
+
+def split_url(url: str, default_host: str) -> tuple[str, int, bool, str]:
+    """``(host, port, https, path?query)`` of an absolute URL such as a camera's snapshot URI, for
+    :class:`CameraHttp` (which takes the origin and the path apart)."""
+    parts = urlsplit(url)
+    https = parts.scheme == "https"
+    return (parts.hostname or default_host, parts.port or (443 if https else 80), https,
+            urlunsplit(("", "", parts.path or "/", parts.query, "")))
 
 
 class HttpStatusError(DeviceError):
@@ -218,8 +228,3 @@ class CameraHttp:
             yield response
         finally:
             response.close()
-
-    async def iter_stream(self, response: HttpResponse) -> AsyncIterator[bytes]:
-        """Raw chunks of a streaming response, with transport errors turned into DeviceError."""
-        async for chunk in response.aiter_raw():
-            yield chunk

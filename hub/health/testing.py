@@ -254,16 +254,13 @@ class TestCamDriver(Driver):
     kind = "camera"
 
     async def connect(self) -> DeviceInfo:
-        from urllib.parse import urlsplit, urlunsplit
-
-        from hub.camera.http import CameraHttp
+        from hub.camera.http import CameraHttp, split_url
 
         cfg: TestCamConfig = self.config  # type: ignore[assignment]
         self._http: CameraHttp | None = None
         if cfg.snapshot_url:  # fetched like the vendor drivers fetch theirs (CameraHttp)
-            url = urlsplit(cfg.snapshot_url)
-            self._path = urlunsplit(("", "", url.path or "/", url.query, ""))
-            self._http = CameraHttp(url.hostname or "127.0.0.1", url.port or 80, username=cfg.username or "",
+            host, port, https, self._path = split_url(cfg.snapshot_url, "127.0.0.1")
+            self._http = CameraHttp(host, port, https=https, username=cfg.username or "",
                                     password=cfg.password.get_secret_value() if cfg.password else "",
                                     timeout=cfg.timeout)
         return DeviceInfo(model="TestCam", serial=f"TC-{cfg.id}", firmware="1.0")

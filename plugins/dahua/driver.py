@@ -327,7 +327,7 @@ class DahuaDriver(CameraBase):
                                params={"action": "attach", "codes": "[All]", "heartbeat": cfg.heartbeat},
                                read_timeout=timeout) as resp:
             parser = MultipartParser(boundary_from_content_type(resp.headers.get("content-type")) or b"myboundary")
-            async for chunk in http.iter_stream(resp):
+            async for chunk in resp.aiter_raw():
                 for part in parser.feed(chunk):
                     self.handle_part(part.body)
 

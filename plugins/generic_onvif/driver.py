@@ -36,7 +36,7 @@ from lxml import etree
 from pydantic import Field, SecretStr, field_validator
 
 from hub.api import AuthError, CameraConfig, DeviceError, DeviceInfo, Driver, Entity
-from hub.camera.http import CameraHttp
+from hub.camera.http import CameraHttp, split_url
 
 from .events import KINDS, OnvifEvent, from_zeep_notification
 from .soapxml import SoapParseError, format_datetime
@@ -627,16 +627,13 @@ class OnvifDriver(Driver):
         if not self._snapshot_uri:
             token = self.profile["token"] if self.profile else "?"
             raise DeviceError(f"{where}: the camera gives no snapshot URI for profile {token}")
-        uri = urlsplit(self._snapshot_uri)
-        https = uri.scheme == "https"
-        origin = (uri.hostname or self.config.host, uri.port or (443 if https else 80), https)
-        if self._http is None or self._http_origin != origin:
+        host, port, https, path = split_url(self._snapshot_uri, self.config.host)
+        if self._http is None or self._http_origin != (host, port, https):
             if self._http is not None:
                 await self._http.close()
-            self._http = CameraHttp(origin[0], origin[1], https=https, username=self.config.username,
+            self._http = CameraHttp(host, port, https=https, username=self.config.username,
                                     password=self.config.password.get_secret_value(), timeout=self.config.timeout)
-            self._http_origin = origin
-        path = urlunsplit(("", "", uri.path or "/", uri.query, ""))
+            self._http_origin = (host, port, https)
         try:  # Digest, or Basic when that is all the snapshot URI offers (CameraHttp picks)
             response = await self._http.request("GET", path, max_body=MAX_SNAPSHOT_BYTES)
         except AuthError:

@@ -353,7 +353,7 @@ class HikvisionDriver(CameraBase):
                                read_timeout=self.config.stream_timeout) as resp:
             self.stream_connects += 1
             parser = MultipartParser(boundary_from_content_type(resp.headers.get("content-type")))
-            async for chunk in http.iter_stream(resp):
+            async for chunk in resp.aiter_raw():
                 for part in parser.feed(chunk):
                     if "xml" in part.content_type or part.body.lstrip()[:1] == b"<":
                         self.handle_alert(part.body)
