@@ -1,4 +1,4 @@
-"""The MQTT contract (design.md): Zigbee2MQTT-style topics over one :class:`MqttConnection`.
+"""The MQTT contract (docs/design.md): Zigbee2MQTT-style topics over one :class:`MqttConnection`.
 
 | topic | what |
 |---|---|

@@ -1,5 +1,5 @@
 """Dahua CGI driver against its simulator over real loopback sockets, captures replayed, and a
-whole hub with a real Mosquitto (reference/protocols.md §2 / §5)."""
+whole hub with a real Mosquitto (docs/reference/protocols.md §2 / §5)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Hikvision ISAPI driver against its simulator over real loopback sockets, plus a whole hub with
-a real Mosquitto. Every vendor quirk in reference/protocols.md §1 / §5 has a test here."""
+a real Mosquitto. Every vendor quirk in docs/reference/protocols.md §1 / §5 has a test here."""
 
 from __future__ import annotations
 

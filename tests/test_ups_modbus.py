@@ -30,7 +30,7 @@ BASE = "anninh"
 
 # ====================================================================== pure decode of known images
 def test_apc_smt_decodes_reference_example() -> None:
-    # reference §1.1 worked example / §4.3 simulator values: OL, 1800 s, 100 %, 27 V
+    # docs/reference/power_lighting.md §1.1 worked example / §4.3 simulator values: OL, 1800 s, 100 %, 27 V
     image = {"holding": {0: 0, 1: 2, 128: 0, 129: 1800, 130: 100 * 512, 131: 27 * 32,
                          136: 23 * 256 + 128, 142: 230 * 64, 151: 0xFFFF}}
     v = APC_SMT.decode_image(image)

@@ -1,7 +1,7 @@
 """How many days of footage a recorder keeps, and when to say it is too few.
 
 Recorders search their recordings in *device-local wall clock* (Hikvision appends a ``Z`` that
-does not mean UTC on most firmware; Dahua sends no zone at all; reference/protocols.md §0.6). So
+does not mean UTC on most firmware; Dahua sends no zone at all; docs/reference/protocols.md §0.6). So
 both ends of the subtraction are taken as the device's wall clock: the oldest recording's start
 and the device's own "now" (``/ISAPI/System/time`` ``localTime``, Dahua ``getCurrentTime``),
 each with any zone dropped. Whole days are counted (floor), so 12 days and 3 hours is 12.

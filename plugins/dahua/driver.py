@@ -1,7 +1,7 @@
 """Dahua HTTP CGI driver: IP cameras, NVRs and XVR/DVRs (and OEM units such as Amcrest,
 Intelbras, KBVision that keep the API).
 
-What it reads (reference/protocols.md §2): ``magicBox.cgi`` (type, serial, firmware, name),
+What it reads (docs/reference/protocols.md §2): ``magicBox.cgi`` (type, serial, firmware, name),
 ``storageDevice.cgi?action=getDeviceAllInfo`` (every disk and partition; byte values are floats),
 ``eventManager.cgi?action=attach&heartbeat=N`` (the event stream; ``index`` is 0-based, channels
 are 1-based), ``getEventIndexes&code=VideoLoss`` (which NVR channels have lost their camera),

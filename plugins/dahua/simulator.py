@@ -1,5 +1,5 @@
 """A Dahua device (IP camera, NVR or XVR/DVR) speaking the HTTP CGI API on loopback, shaped like
-the captures in reference/protocols.md §2 and §5.
+the captures in docs/reference/protocols.md §2 and §5.
 
 Python API::
 

@@ -1,4 +1,4 @@
-"""Built-in plugin ``default_rules``: the rules design.md says run by default."""
+"""Built-in plugin ``default_rules``: the rules docs/design.md says run by default."""
 
 from __future__ import annotations
 

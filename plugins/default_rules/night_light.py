@@ -1,4 +1,4 @@
-"""Night light at black spots (design.md, "rules that run by default").
+"""Night light at black spots (docs/design.md, "rules that run by default").
 
 A light (``Driver.kind == "light"``) in ``auto`` mode at a site with ``blackspot: true`` is ON
 while it is dark there and OFF otherwise. Dark means:

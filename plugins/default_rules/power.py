@@ -1,4 +1,4 @@
-"""Power at host houses (design.md, "rules that run by default").
+"""Power at host houses (docs/design.md, "rules that run by default").
 
 A site's ``power`` (published on ``<base>/site/<site>``) is
 

@@ -1,7 +1,7 @@
 """Map ONVIF notification topics to the hub's camera events (motion, tamper, video loss).
 
 Sources for the table: Home Assistant ``components/onvif/parsers.py`` (topic names and data item
-names), captures quoted in reference/protocols.md §3.5 (Hikvision ``tnshik`` vendor topics,
+names), captures quoted in docs/reference/protocols.md §3.5 (Hikvision ``tnshik`` vendor topics,
 upper-case ``FALSE``, missing ``Z``). Unknown topics are skipped, never guessed at, except that a
 topic whose last segment mentions ``Motion`` and that carries a boolean is taken as motion.
 

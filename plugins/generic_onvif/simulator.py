@@ -3,7 +3,7 @@
 It accepts what onvif-zeep-async actually sends (SOAP 1.2, WS-Security UsernameToken with
 PasswordDigest, ``Created`` ending in ``Z`` or ``+00:00``), checks the digest and the
 ``Created`` time against its own clock (so clock-skew compensation is really exercised), and
-answers like the captures in reference/protocols.md §3:
+answers like the captures in docs/reference/protocols.md §3:
 
 * device service: GetSystemDateAndTime, GetCapabilities, GetServices, GetServiceCapabilities
   (all without auth, as Dahua/Reolink do), GetDeviceInformation, GetScopes, GetHostname;

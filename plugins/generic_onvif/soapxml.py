@@ -1,6 +1,6 @@
 """Small, defensive XML helpers shared by the ONVIF driver, simulator and discovery.
 
-Everything is looked up by *local name* and namespaces are ignored (reference/protocols.md §0):
+Everything is looked up by *local name* and namespaces are ignored (docs/reference/protocols.md §0):
 cameras disagree about prefixes and sometimes about namespaces themselves. Parsing never
 resolves entities or touches the network, and every helper either returns a value, returns
 ``None``/a default, or raises :class:`SoapParseError` (a ``ValueError``) -- nothing else.

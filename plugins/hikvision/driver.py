@@ -1,6 +1,6 @@
 """Hikvision ISAPI driver: IP cameras, NVRs and analog/hybrid DVRs.
 
-What it reads (reference/protocols.md §1): ``/ISAPI/System/deviceInfo`` (model, serial,
+What it reads (docs/reference/protocols.md §1): ``/ISAPI/System/deviceInfo`` (model, serial,
 firmware, camera vs recorder), ``/System/status`` (clock skew), ``/ContentMgmt/Storage`` (disks,
 MB), channels and their online state (``InputProxy/channels/status`` on NVRs, ``resDesc NO VIDEO``
 on DVRs), alarm outputs, snapshots (with the NVR ``StreamingProxy`` fallback and XML errors served

@@ -1,5 +1,5 @@
 """A Hikvision ISAPI device on loopback: IP camera, NVR or analog DVR, shaped like real captures
-(reference/protocols.md §1 and §5).
+(docs/reference/protocols.md §1 and §5).
 
 Python API::
 

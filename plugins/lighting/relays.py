@@ -44,7 +44,7 @@ class RawWriteCoilRequest(WriteSingleCoilRequest):
 
 @dataclass(frozen=True, slots=True)
 class RegisterProfile:
-    """Command words of one FC06 board family (reference/power_lighting.md §3.2)."""
+    """Command words of one FC06 board family (docs/reference/power_lighting.md §3.2)."""
 
     name: str
     register_base: int

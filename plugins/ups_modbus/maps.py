@@ -5,7 +5,7 @@ The same :class:`RegisterMap` objects are used by the driver to *decode* what it
 simulator to *encode* what it serves; the tests additionally decode hand-written register images
 taken from the reference's documented examples, so an encoding bug cannot hide a decoding bug.
 
-Conventions (reference/power_lighting.md §1.0):
+Conventions (docs/reference/power_lighting.md §1.0):
 
 * ``address`` is the on-the-wire, 0-based protocol address (register 40001 = address 0).
 * ``value = raw * scale / divisor`` (APC's "binary point" ÷2^n is ``divisor=2**n``).
