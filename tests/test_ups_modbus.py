@@ -49,7 +49,9 @@ def test_apc_smt_on_battery_low_replace_overload() -> None:
                          128: 0x0001, 129: 0x0002, 130: 15 * 512 + 256, 131: (-1 * 32) & 0xFFFF,
                          150: 1 << 6, 151: 14752}}
     v = APC_SMT.decode_image(image)
-    assert APC_SMT.tokens(v) == ["OB", "LB", "RB", "OVER", "TRIM", "CAL"]
+    # in the order NUT apc_modbus sets them (issue 14: ups.status reads as NUT's)
+    assert APC_SMT.tokens(v) == ["OB", "OVER", "LB", "RB", "CAL", "TRIM"]
+    assert APC_SMT.alarms(v) == ["Battery system - Needs replacement"]  # NUT: RB is also an alarm
     assert v["battery_runtime"] == 65538  # 0x0001_0002: most significant register first
     assert v["battery_charge"] == 15.5
     assert v["battery_voltage"] == -1.0  # INT16
@@ -182,7 +184,8 @@ async def test_driver_reads_every_model(framer: str) -> None:
 
 async def test_driver_status_events_and_thresholds() -> None:
     async with UpsSimulator({1: "apc_smt"}, port=0) as sim:
-        drv, ctx = _driver(sim.port)
+        # the hub's own LB thresholds apply only when configured (issue 14)
+        drv, ctx = _driver(sim.port, low_battery_charge=20, low_battery_runtime=180)
         await drv.connect()
         assert (await drv.poll())["status"] == "OL"
         assert ctx.events == []  # no event at start when all is well
@@ -199,10 +202,11 @@ async def test_driver_status_events_and_thresholds() -> None:
         assert ctx.events[-1][0] == "low_battery" and ctx.events[-1][1]["battery_runtime"] == 120
         sim.set_state(1, mains=True, battery_runtime=3000, replace_battery=True)
         st = await drv.poll()
-        assert st["status"] == "OL RB" and st["replace_battery"] is True
+        # NUT apc_modbus: a battery needing replacement is also an alarm (issue 14)
+        assert st["status"] == "ALARM OL RB" and st["replace_battery"] is True
         assert [e for e, _ in ctx.events[-2:]] == ["on_line", "replace_battery"]
         sim.set_state(1, self_test=True)
-        assert (await drv.poll())["status"] == "OB RB TEST"
+        assert (await drv.poll())["status"] == "ALARM OB TEST RB"  # NUT's token order
         await drv.close()
 
 
@@ -306,7 +310,7 @@ async def test_hub_ups_lifecycle(mosquitto: Any, tmp_path: Path) -> None:
             # replace battery → RB + replace_battery
             mark = rec.count()
             sim.set_state(1, mains=True, low_battery=False, replace_battery=True)
-            st = await wait_state(lambda j: j.get("status") == "OL RB", mark)
+            st = await wait_state(lambda j: j.get("status") == "ALARM OL RB", mark)  # RB is an alarm (NUT)
             assert st["replace_battery"] is True
             await wait_event("replace_battery", mark)
 
@@ -324,7 +328,7 @@ async def test_hub_ups_lifecycle(mosquitto: Any, tmp_path: Path) -> None:
             await sim.start()
             await asyncio.to_thread(rec.wait_topic, f"{topic}/availability", lambda j: j["state"] == "online",
                                     5.0, mark)
-            await wait_state(lambda j: j.get("status") == "OL RB", mark)
+            await wait_state(lambda j: j.get("status") == "ALARM OL RB", mark)
 
             # a unit that stops answering (requests ignored) is offline too
             mark = rec.count()

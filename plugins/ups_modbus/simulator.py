@@ -12,7 +12,13 @@ Python API::
     await sim.stop(); await sim.start()        # the whole server goes away and comes back
     await sim.stop()
 
-Every value is encoded with the same :class:`~plugins.ups_modbus.maps.RegisterMap` the driver
+The APC unit is an independent witness: it serves the whole documented register space of
+Application Note 176 as NUT's ``apc_modbus`` reads it (status 0–26, dynamic 128–171, inventory
+516–635, settings 1026–1047, commands 1536–1543) from its own table below, written from the note
+(reference power_lighting.md §1.1), never from ``maps.py``; so a wrong address or scale in the
+driver's map shows up as a wrong value. Like the UPS, a block read that starts on a documented
+register returns zeros for undocumented ones; any other read is an illegal-address exception.
+The other models still encode with the :class:`~plugins.ups_modbus.maps.RegisterMap` the driver
 decodes with. ``framer="rtu"`` serves RTU frames over TCP, like a serial gateway in transparent
 mode.
 
@@ -22,8 +28,8 @@ Command line (also ``anninh simulate ups_modbus``)::
     python -m plugins.ups_modbus.simulator --unit 1=apc_smt --unit 2=sdm120 --port 5020 --framer rtu
 
 then type commands on stdin (``help`` lists them), e.g. ``mains off``, ``2 mains on``,
-``lowbatt on``, ``rb on``, ``test on``, ``dead on``, ``charge 35``, ``show``; or send SIGUSR1 to
-toggle mains on every unit.
+``lowbatt on``, ``rb on``, ``test on``, ``fault on``, ``inputbad on``, ``dead on``, ``charge 35``,
+``show``; or send SIGUSR1 to toggle mains on every unit.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ import signal
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
+from datetime import date
 from typing import Any
 
 from pymodbus import FramerType
@@ -67,6 +74,10 @@ class UnitState:
     replace_battery: bool = False
     self_test: bool = False
     calibrating: bool = False
+    fault: bool = False
+    """APC: general fault (UPSStatus_BF bit 5) caused by an inverter fault (PowerSystemError_BF bit 13)."""
+    input_bad: bool = False
+    """APC: input not acceptable (UPSStatus_BF bit 6)."""
     dead: bool = False
     # power meters
     current: float = 0.48
@@ -74,6 +85,110 @@ class UnitState:
     energy: float = 12345.0
     frequency: float = 50.0
     power_factor: float = 0.95
+
+
+# ====================================================================== APC Smart-UPS (AN176)
+# Written from APC Application Note 176 as summarised in reference power_lighting.md §1.1, on its
+# own: nothing here comes from maps.py. Addresses are 0-based protocol addresses (40001 = 0), every
+# read is FC03; 32-bit values are most significant register first; fixed point is raw / 2^n.
+
+APC_BLOCKS = ((0, 27), (128, 44), (516, 120), (1026, 22), (1536, 8))
+"""(start, count) of the documented blocks: status, dynamic, inventory, settings, commands."""
+APC_WRITABLE = ((595, 41), (1026, 22), (1536, 8))
+
+APC_INVENTORY = {
+    516: ("UPS 09.3 (ID18)", 8),       # firmware revision
+    532: ("Smart-UPS X 1500", 16),     # model
+    548: ("SMX1500RMI2U", 16),         # SKU
+    564: ("AS1829123456", 8),          # serial number
+    596: ("KP3 TAM", 8),               # name
+    604: ("Main outlets", 8),          # outlet group names
+    612: ("Switched 1", 8),
+}
+APC_VA, APC_WATTS = 1500, 1200
+APC_MANUFACTURED, APC_BATTERY_INSTALLED = date(2018, 7, 12), date(2023, 3, 1)
+
+# UPSStatus_BF bits (registers 0-1)
+APC_ST_ONLINE, APC_ST_ON_BATTERY, APC_ST_BYPASS, APC_ST_OUTPUT_OFF = 1 << 1, 1 << 2, 1 << 3, 1 << 4
+APC_ST_FAULT, APC_ST_INPUT_BAD, APC_ST_TEST, APC_ST_OVERLOAD = 1 << 5, 1 << 6, 1 << 7, 1 << 21
+APC_POWER_ERR_INVERTER = 1 << 13        # PowerSystemError_BF (registers 20-21)
+APC_BATTERY_ERR_REPLACE = 1 << 2        # BatterySystemError_BF (register 22)
+
+
+def _apc_days(d: date) -> int:
+    return (d - date(2000, 1, 1)).days
+
+
+def _apc_text(regs: dict[int, int], address: int, text: str, count: int) -> None:
+    raw = text.encode("ascii").ljust(2 * count, b" ")[: 2 * count]
+    for i in range(count):
+        regs[address + i] = (raw[2 * i] << 8) | raw[2 * i + 1]
+
+
+def _apc_u32(regs: dict[int, int], address: int, value: int) -> None:
+    value &= 0xFFFFFFFF
+    regs[address], regs[address + 1] = value >> 16, value & 0xFFFF
+
+
+def _apc_fixed(value: float, bits: int) -> int:
+    return round(value * (1 << bits)) & 0xFFFF
+
+
+def apc_registers(s: UnitState) -> dict[int, int]:
+    """The holding registers of a Smart-UPS in state ``s`` (undocumented ones absent = 0)."""
+    regs: dict[int, int] = {}
+    on_battery = not s.mains or s.self_test          # a self-test runs the load on the battery
+    status = APC_ST_ON_BATTERY if on_battery else APC_ST_ONLINE
+    status |= (APC_ST_TEST if s.self_test else 0) | (APC_ST_FAULT if s.fault else 0)
+    status |= APC_ST_INPUT_BAD if s.input_bad else 0
+    _apc_u32(regs, 0, status)
+    regs[2] = 9 if s.self_test else (8 if s.mains else 2)   # change cause: test / acceptable / low input
+    _apc_u32(regs, 3, 1)                                     # main outlet group: on
+    _apc_u32(regs, 6, 1)                                     # switched group 0: on
+    regs[18] = (1 if not s.mains else 0) | (2 if s.low_battery else 0)   # PowerFailure, ShutdownImminent
+    _apc_u32(regs, 20, APC_POWER_ERR_INVERTER if s.fault else 0)
+    regs[22] = APC_BATTERY_ERR_REPLACE if s.replace_battery else 0
+    # ReplaceBatteryTestStatus: in progress (bit 1) from the protocol (bit 6), else passed (bit 2)
+    regs[23] = (1 << 1 | 1 << 6) if s.self_test else (1 << 2 | 1 << 6)
+    regs[24] = 1 << 1 if s.calibrating else 0               # RunTimeCalibrationStatus InProgress
+    regs[25] = 1                                             # battery lifetime OK
+    regs[26] = 1 if s.self_test else 0                       # user interface: test in progress
+    # dynamic
+    _apc_u32(regs, 128, int(s.battery_runtime))
+    regs[130] = _apc_fixed(s.battery_charge, 9)
+    regs[131] = _apc_fixed(s.battery_voltage, 5)
+    regs[133] = _apc_days(APC_BATTERY_INSTALLED)
+    regs[135] = _apc_fixed(28.5, 7)                          # battery temperature °C
+    regs[136] = _apc_fixed(s.load, 8)                        # real power, % of nominal
+    regs[138] = _apc_fixed(min(100.0, s.load * 1.1), 8)      # apparent power, % of nominal
+    watts = s.load / 100 * APC_WATTS
+    regs[140] = _apc_fixed(watts / s.output_voltage if s.output_voltage else 0.0, 5)
+    regs[142] = _apc_fixed(s.output_voltage, 6)
+    regs[144] = _apc_fixed(s.frequency, 7)
+    _apc_u32(regs, 145, int(s.energy))
+    regs[150] = 1 if s.mains and not s.input_bad else 0      # InputStatus: acceptable
+    regs[151] = _apc_fixed(s.input_voltage, 6) if s.mains else 0
+    regs[154] = _apc_fixed(95.0, 7) if s.mains else _apc_fixed(88.0, 7)   # efficiency %
+    for addr in (155, 156, 159, 160, 163, 164, 167, 168):   # countdowns: -1 = not active
+        regs[addr] = 0xFFFF
+    for addr in (157, 161, 165, 169):
+        _apc_u32(regs, addr, -1)
+    # inventory
+    for addr, (text, count) in APC_INVENTORY.items():
+        _apc_text(regs, addr, text, count)
+    regs[588], regs[589] = APC_VA, APC_WATTS
+    regs[590] = 0b11                                         # main + one switched outlet group
+    regs[591] = _apc_days(APC_MANUFACTURED)
+    regs[595] = _apc_days(APC_BATTERY_INSTALLED)
+    # settings
+    regs[1026], regs[1027] = 253, 170                        # transfer high / low (V)
+    regs[1029], regs[1030] = 90, 0                           # main group shutdown / start delay (s)
+    _apc_u32(regs, 1031, 8)                                  # reboot delay
+    return regs
+
+
+def _in(ranges: Sequence[tuple[int, int]], address: int, count: int = 1) -> bool:
+    return any(start <= address and address + count <= start + n for start, n in ranges)
 
 
 class SimUnit:
@@ -89,25 +204,16 @@ class SimUnit:
             else BUILTIN_MAPS[model]
         self.state = UnitState()
         self.image: dict[str, dict[int, Any]] = {}
+        self.written: dict[int, int] = {}
+        """APC: registers written by a client (settings, commands), kept across state changes."""
         self.reads = 0
         self.encode()
 
     def values(self) -> dict[str, Any]:
-        """The map field values that describe :attr:`state` (by field name)."""
+        """The map field values that describe :attr:`state` (by field name); not for APC."""
         s = self.state
-        on_batt = not s.mains or (s.self_test and self.model == "apc_smt")  # APC self-test runs on battery
         if self.model == "apc_smt":
-            return {
-                "flag_online": not on_batt, "flag_on_battery": on_batt, "flag_bypass": False,
-                "flag_output_off": False, "flag_test": s.self_test, "flag_overload": False,
-                "_transfer_cause": 9 if s.self_test else (8 if s.mains else 2),
-                "flag_low_battery": s.low_battery, "flag_replace_battery": s.replace_battery,
-                "flag_test_in_progress": s.self_test, "flag_calibration": s.calibrating,
-                "battery_runtime": s.battery_runtime, "battery_charge": s.battery_charge,
-                "battery_voltage": s.battery_voltage, "load": s.load, "output_voltage": s.output_voltage,
-                "flag_boost": False, "flag_trim": False,
-                "input_voltage": s.input_voltage if s.mains else 0.0,
-            }
+            raise ValueError("the APC unit encodes from its own table (apc_registers)")
         if self.model == "huawei_ups2000":
             charger = 5 if not s.mains else (3 if s.battery_charge < 100 else 2)
             return {
@@ -133,9 +239,15 @@ class SimUnit:
         return {k: v for k, v in out.items() if any(f.name == k for f in self.map.fields)}
 
     def encode(self) -> None:
+        if self.model == "apc_smt":
+            self.image["holding"] = {**apc_registers(self.state), **self.written}
+            return
         self.map.encode(self.values(), self.image)
 
     def valid(self, table: str, address: int, count: int) -> bool:
+        if self.model == "apc_smt":
+            # a block read that starts on a documented register; undocumented ones read 0
+            return table == "holding" and _in(APC_BLOCKS, address) and address + count <= 0x10000
         return any(b.table == table and b.address <= address and address + count <= b.address + b.count
                    for b in self.map.blocks)
 
@@ -174,6 +286,12 @@ class _Context(ModbusServerContext):
         table = FC_TABLE.get(func_code)
         if table not in ("holding", "coil") or not unit.valid(table, address, len(values)):
             return ExcCodes.ILLEGAL_ADDRESS
+        if unit.model == "apc_smt":
+            if not _in(APC_WRITABLE, address, len(values)):
+                return ExcCodes.ILLEGAL_ADDRESS
+            unit.written.update({address + i: int(v) & 0xFFFF for i, v in enumerate(values)})
+            unit.encode()
+            return None
         t = unit.image.setdefault(table, {})
         for i, v in enumerate(values):
             t[address + i] = v
@@ -251,12 +369,14 @@ HELP = """commands ([UNIT] first to address one unit; default: every unit):
   rb on|off         replace-battery flag
   test on|off       self-test running (APC: on battery + TEST; Huawei: CAL)
   cal on|off        runtime calibration
+  fault on|off      APC: general fault (inverter fault)
+  inputbad on|off   APC: input not acceptable
   dead on|off       stop answering / answer again
   charge N | runtime N | load N | voltage N
   show | help | quit"""
 
 _BOOL_CMDS = {"mains": "mains", "lowbatt": "low_battery", "rb": "replace_battery", "test": "self_test",
-              "cal": "calibrating", "dead": "dead"}
+              "cal": "calibrating", "dead": "dead", "fault": "fault", "inputbad": "input_bad"}
 _NUM_CMDS = {"charge": "battery_charge", "runtime": "battery_runtime", "load": "load", "voltage": "input_voltage"}
 
 
