@@ -342,3 +342,122 @@ async def test_hub_ups_lifecycle(mosquitto: Any, tmp_path: Path) -> None:
     finally:
         rec.close()
         await sim.stop()
+
+
+# ====================================================================== logging (issue 15)
+class FlakyProxy:
+    """A Modbus TCP device that misbehaves on demand, in front of a healthy simulator:
+    ``ok`` forwards, ``garbage`` answers junk, ``exception`` answers Modbus exception 4 (device
+    failure), ``cut`` sends half a frame and closes the connection."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.mode = "ok"
+        self.server: asyncio.Server | None = None
+        self.port = 0
+        self.writers: set[asyncio.StreamWriter] = set()
+
+    async def start(self) -> FlakyProxy:
+        self.server = await asyncio.start_server(self._client, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+        return self
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            for w in self.writers:
+                w.close()
+            await self.server.wait_closed()
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.writers.add(writer)
+        up_r, up_w = await asyncio.open_connection("127.0.0.1", self.target_port)
+        try:
+            while True:
+                header = await reader.readexactly(7)  # MBAP: tid, pid, length, unit
+                body = await reader.readexactly(int.from_bytes(header[4:6], "big") - 1)
+                if self.mode == "garbage":
+                    writer.write(b"\x13\x37garbage that is no modbus frame\xff\x00\x01")
+                elif self.mode == "exception":
+                    writer.write(header[:2] + b"\x00\x00\x00\x03" + header[6:7] + bytes([body[0] | 0x80, 4]))
+                elif self.mode == "cut":
+                    writer.write(header[:2] + b"\x00\x00\x00\x09")
+                    await writer.drain()
+                    break
+                else:
+                    up_w.write(header + body)
+                    await up_w.drain()
+                    h = await up_r.readexactly(7)
+                    writer.write(h + await up_r.readexactly(int.from_bytes(h[4:6], "big") - 1))
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            self.writers.discard(writer)
+            writer.close()
+            up_w.close()
+
+
+async def test_misbehaving_device_logs_one_line_per_transition(mosquitto: Any, tmp_path: Path) -> None:
+    """With the hub's own logging setup (not conftest's), a device answering garbage, bad
+    exceptions or half frames yields no pymodbus record (and no raw frames) at the default
+    level, and exactly one line naming it per transition."""
+    import logging
+
+    from hub.cli import setup_logging
+
+    root = logging.getLogger()
+    saved = (root.level, list(root.handlers), logging.getLogger("pymodbus").level)
+    logging.getLogger("pymodbus").setLevel(logging.NOTSET)  # undo conftest's silencing: the hub must do it
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    sim = await UpsSimulator({1: "apc_smt", 2: "apc_smt"}, port=0).start()
+    proxy = await FlakyProxy(sim.port).start()
+    try:
+        setup_logging(0)
+        root.addHandler(Keep())
+        yaml_text = f"""
+hub: {{name: Test post, data_dir: ./data}}
+mqtt: {{server: "mqtt://127.0.0.1:{mosquitto.port}"}}
+devices:
+  - {{id: ups-good, platform: ups_modbus, host: 127.0.0.1, port: {sim.port}, unit: 2, model: apc_smt,
+      poll_interval: 0.1, timeout: 0.5}}
+  - {{id: ups-bad, platform: ups_modbus, host: 127.0.0.1, port: {proxy.port}, unit: 1, model: apc_smt,
+      poll_interval: 0.1, timeout: 0.5}}
+"""
+        async with hub_from_yaml(yaml_text, tmp_path) as running:
+            async def until(pred: Any) -> None:
+                for _ in range(100):
+                    if pred():
+                        return
+                    await asyncio.sleep(0.05)
+                raise AssertionError("timed out")
+
+            avail = running.hub.availability
+            await until(lambda: avail.get("ups-bad") is True and avail.get("ups-good") is True)
+            for mode in ("garbage", "exception", "cut"):
+                proxy.mode = mode
+                await until(lambda: avail.get("ups-bad") is False)
+                await asyncio.sleep(0.7)  # several failed polls / reconnects in this mode
+            proxy.mode = "ok"
+            await until(lambda: avail.get("ups-bad") is True)
+            await asyncio.sleep(0.3)
+            assert avail.get("ups-good") is True
+    finally:
+        await proxy.stop()
+        await sim.stop()
+        root.handlers[:] = saved[1]
+        root.setLevel(saved[0])
+        logging.getLogger("pymodbus").setLevel(saved[2])
+    lines = [r.getMessage() for r in records]
+    assert [r.name for r in records if r.name.startswith("pymodbus")] == []
+    assert not [m for m in lines if "0x" in m or ">>>>>" in m], "raw frames in the log"
+    bad = [m for m in lines if "ups-bad" in m]
+    offline = [m for m in bad if "offline" in m]
+    assert len(offline) == 1, bad   # garbage → offline once; exception and cut modes add no line
+    assert len([m for m in bad if "back online" in m]) == 1, bad
+    assert not [m for m in lines if "ups-good" in m and "offline" in m]
