@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -535,18 +536,39 @@ def test_nut_session_covers_the_states() -> None:
         assert nut["driver.name"] == "apc_modbus" and "ups.status" in nut
 
 
-async def test_hub_equals_recorded_nut_apc_modbus_session() -> None:
+async def _differences_from_session(session_dir: Path) -> tuple[list[str], Any]:
+    session = json.loads((session_dir / "states.json").read_text())
     async with UpsSimulator({1: "apc_smt"}, port=0) as sim:
         drv, _ = _driver(sim.port)
         info = await drv.connect()
         diffs = []
-        for name, changes in NUT_SESSION["states"].items():
-            nut = parse_upsc((NUT_DIR / f"{name}.upsc").read_text())
+        for name, changes in session["states"].items():
+            nut = parse_upsc((session_dir / f"{name}.upsc").read_text())
             state = await _hub_reads(drv, sim, changes)
             diffs += [f"{name}: {d}" for d in nut_differences(nut, state, info)]
         await drv.close()
+    return diffs, info
+
+
+async def test_hub_equals_recorded_nut_apc_modbus_session() -> None:
+    diffs, info = await _differences_from_session(NUT_DIR)
     assert diffs == []
     assert info.model == "Smart-UPS X 1500" and info.serial == "AS1829123456"  # read from the UPS
+
+
+@pytest.mark.skipif(not os.environ.get("ANNINH_NUT_PREFIX"),
+                    reason="runs NUT itself only where NUT with apc_modbus is installed (ANNINH_NUT_PREFIX="
+                           "its install prefix); the recorded session above is replayed everywhere")
+def test_hub_equals_live_nut_apc_modbus(tmp_path: Path) -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("nut_record", NUT_DIR / "record.py")
+    assert spec is not None and spec.loader is not None
+    rec = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(rec)
+    rec.record(Path(os.environ["ANNINH_NUT_PREFIX"]), "live", tmp_path, 1)
+    diffs, _ = asyncio.run(_differences_from_session(tmp_path))
+    assert diffs == []
 
 
 async def test_wrong_map_address_is_caught_against_nut() -> None:

@@ -388,15 +388,15 @@ APC_SMT = RegisterMap(
         *(_hr(f"flag_battery_error_{b}", 22, bit=b) for b, _ in _APC_BATTERY_SYSTEM_ALARMS),  # BatterySystemError_BF
         _hr("_test_status", 23),                    # ReplaceBatteryTestStatus_BF: a result, not a status token
         _hr("flag_calibration", 24, bit=1),        # RunTimeCalibrationStatus_BF InProgress
-        # dynamic block
+        # dynamic block (two decimals, as NUT prints them)
         _hr("battery_runtime", 128, "u32"),                       # seconds
-        _hr("battery_charge", 130, divisor=512, digits=1),        # % (2^9)
+        _hr("battery_charge", 130, divisor=512, digits=2),        # % (2^9)
         _hr("battery_voltage", 131, "s16", divisor=32, digits=2),  # V (2^5)
-        _hr("load", 136, divisor=256, digits=1),                  # % real power (2^8)
-        _hr("output_voltage", 142, divisor=64, digits=1),         # V (2^6)
+        _hr("load", 136, divisor=256, digits=2),                  # % real power (2^8)
+        _hr("output_voltage", 142, divisor=64, digits=2),         # V (2^6)
         _hr("flag_boost", 150, bit=5),
         _hr("flag_trim", 150, bit=6),
-        _hr("input_voltage", 151, divisor=64, digits=1, invalid=0xFFFF),  # V (2^6), 0xFFFF = NA
+        _hr("input_voltage", 151, divisor=64, digits=2, invalid=0xFFFF),  # V (2^6), 0xFFFF = NA
     ),
     # in the order NUT apc_modbus sets them, so ups.status reads the same
     status=(
