@@ -61,6 +61,19 @@ def test_apc_smt_on_battery_low_replace_overload() -> None:
     assert v["input_voltage"] == 230.5
 
 
+def test_apc_smt_inventory_strings_as_nut_reads_them() -> None:
+    # two ASCII characters per register, MSB first; leading NUL registers and trailing spaces/NULs
+    # dropped, unprintable characters shown as spaces (NUT _apc_modbus_to_string)
+    def regs(start: int, raw: bytes) -> dict[int, int]:
+        return {start + i // 2: (raw[i] << 8) | raw[i + 1] for i in range(0, len(raw), 2)}
+    image = {"holding": {**regs(516, b"UPS 09.3 (ID18) "), **regs(532, b"\0\0\0Smart-UPS\x07750" + b"\0" * 16),
+                         **regs(564, b"AS1829123456    ")}}
+    inv = APC_SMT.decode_inventory_image(image)
+    assert inv == {"firmware": "UPS 09.3 (ID18)", "model": "Smart-UPS 750", "serial": "AS1829123456"}
+    assert [(b.address, b.count) for b in APC_SMT.inventory_blocks] == [(516, 56)]  # one request
+    assert APC_SMT.decode_inventory_image({})["model"] is None  # all zeros: not reported
+
+
 def test_huawei_ups2000_decodes_known_image() -> None:
     image = {"holding": {11000: 2305, 11003: 500, 11008: 2299, 11021: 235, 11024: 3, 11043: 1 << 6,
                          12000: 0x7FFF, 12002: 5, 12003: 42, 12004: 0, 12005: 1320}}

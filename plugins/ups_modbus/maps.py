@@ -386,7 +386,7 @@ APC_SMT = RegisterMap(
         _hr("flag_low_battery", 18, bit=1),        # SimpleSignalingStatus_BF ShutdownImminent
         *(_hr(f"flag_power_error_{b}", 20, "u32", bit=b) for b, _ in _APC_POWER_SYSTEM_ALARMS),  # PowerSystemError_BF
         *(_hr(f"flag_battery_error_{b}", 22, bit=b) for b, _ in _APC_BATTERY_SYSTEM_ALARMS),  # BatterySystemError_BF
-        _hr("_test_status", 23),                    # ReplaceBatteryTestStatus_BF: a result, not a status token
+        # 23 ReplaceBatteryTestStatus_BF is a test *result* (NUT ups.test.result), never a token
         _hr("flag_calibration", 24, bit=1),        # RunTimeCalibrationStatus_BF InProgress
         # dynamic block (two decimals, as NUT prints them)
         _hr("battery_runtime", 128, "u32"),                       # seconds
