@@ -621,7 +621,7 @@ async def test_low_battery_thresholds_replace_the_ups_flag() -> None:
     """Unset: LB is the UPS's flag alone (NUT). Set: like NUT ignorelb, the UPS's LB is ignored and
     LB follows charge/runtime compared as whole numbers."""
     async with UpsSimulator({1: "apc_smt"}, port=0) as sim:
-        plain, _ = _driver(sim.port)
+        plain, _ = _driver(sim.port, low_battery_charge=0)   # 0 = off, as before
         own, _ = _driver(sim.port, low_battery_charge=20)
         await plain.connect()
         await own.connect()

@@ -113,10 +113,10 @@ class UpsConfig(ModbusDeviceConfig):
         None, description="generic_dry_contact: NUT state → contact (default OL on DI 0, LB on DI 1)")
     low_battery_charge: float | None = Field(
         None, ge=0, le=100, description="like NUT ignorelb + battery.charge.low: the UPS's own LB flag is "
-                                        "ignored and LB is set while the charge is below this (%); unset = off")
+                                        "ignored and LB is set while the charge is below this (%); unset or 0 = off")
     low_battery_runtime: float | None = Field(
         None, ge=0, description="like NUT ignorelb + battery.runtime.low: the UPS's own LB flag is ignored and "
-                                "LB is set while the runtime is below this (s); unset = off")
+                                "LB is set while the runtime is below this (s); unset or 0 = off")
     mains_min_voltage: float = Field(100.0, ge=0, description="meters: mains present at or above this voltage")
     poll_interval: float = Field(5.0, gt=0, le=86400)
     timeout: float = Field(3.0, gt=0, le=300)
@@ -247,12 +247,12 @@ class UpsDriver(Driver):
         whole numbers, on line too); then ``ALARM`` leads the status while any alarm is present."""
         c = self.config
         tokens = list(tokens)
-        if c.low_battery_charge is not None or c.low_battery_runtime is not None:
+        charge_low, runtime_low = c.low_battery_charge or None, c.low_battery_runtime or None  # 0 = off
+        if charge_low is not None or runtime_low is not None:
             tokens = [t for t in tokens if t != "LB"]
             charge, runtime = values.get("battery_charge"), values.get("battery_runtime")
-            if (c.low_battery_charge is not None and charge is not None and int(charge) < int(c.low_battery_charge)) \
-                    or (c.low_battery_runtime is not None and runtime is not None
-                        and int(runtime) < int(c.low_battery_runtime)):
+            if (charge_low is not None and charge is not None and int(charge) < int(charge_low)) \
+                    or (runtime_low is not None and runtime is not None and int(runtime) < int(runtime_low)):
                 tokens.append("LB")
         alarms: list[str] = list(values.get("_alarms") or [])
         on_battery = True if "OB" in tokens else False if "OL" in tokens else None
