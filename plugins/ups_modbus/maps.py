@@ -1,10 +1,10 @@
 """Register maps as data: which Modbus table/address/type/scale holds each value, and which
 status tokens (NUT vocabulary) follow from them.
 
-The driver *decodes* with these maps. The APC simulator does not use them: it encodes from its own
-table written from the application note, so a wrong address or scale here is caught by the tests
-(the other simulated models still encode with :meth:`RegisterMap.encode`); the tests also decode
-hand-written register images taken from the reference's documented examples.
+The driver *decodes* with these maps. The simulator does not use them: it encodes from its own
+tables written from the vendors' documentation, so a wrong address or scale here is caught by the
+tests; the tests also decode hand-written register images taken from the reference's documented
+examples.
 
 Status follows NUT: each :class:`StatusRule` adds a token and/or an alarm text (NUT's
 ``ups.alarm``); a driver publishes ``ALARM`` first in the status while any alarm is present, as
@@ -111,39 +111,6 @@ class FieldDef:
             return round(value, self.digits)
         return int(value)
 
-    # ------------------------------------------------------------------ encode (simulator)
-    def encode(self, value: Any, current: Sequence[int] | None = None) -> list[int] | list[bool]:
-        """Raw registers/bits for ``value`` (``None`` encodes the ``invalid`` sentinel).
-
-        For bit fields in a register, ``current`` is the register's present content (other bits
-        are kept).
-        """
-        if self.table in ("coil", "discrete"):
-            return [bool(value)]
-        if self.type == "str":
-            text = ("" if value is None else str(value)).encode("ascii", "replace")[: 2 * self.width]
-            text = text.ljust(2 * self.width, b" ")
-            return [(text[2 * i] << 8) | text[2 * i + 1] for i in range(self.width)]
-        if self.bit is not None or self.type == "bit":
-            regs = list(current or [0] * self.width)
-            word = _join(regs, self.word_order) if self.width == 2 else regs[0]
-            mask = 1 << (self.bit or 0)
-            word = (word | mask) if value else (word & ~mask)
-            return _split(word, self.width, self.word_order)
-        if value is None:
-            if self.invalid is None:
-                raise ValueError(f"{self.name} has no 'not available' sentinel")
-            return _split(self.invalid, self.width, self.word_order)
-        if self.type == "f32":
-            word = struct.unpack(">I", struct.pack(">f", float(value) * self.divisor / self.scale))[0]
-            return _split(word, 2, self.word_order)
-        raw = round(float(value) * self.divisor / self.scale)
-        bits = 16 if self.width == 1 else 32
-        lo_lim = -(1 << (bits - 1)) if self.type in ("s16", "s32") else 0
-        hi_lim = (1 << (bits - 1)) - 1 if self.type in ("s16", "s32") else (1 << bits) - 1
-        raw = max(lo_lim, min(hi_lim, raw))
-        return _split(raw & ((1 << bits) - 1), self.width, self.word_order)
-
 
 def decode_string(regs: Sequence[int]) -> str | None:
     """Two ASCII characters per register, most significant byte first; leading NUL registers,
@@ -155,18 +122,6 @@ def decode_string(regs: Sequence[int]) -> str | None:
     text = data.lstrip(b"\0").rstrip(b"\0 ")
     out = "".join(chr(c) if 0x20 <= c <= 0x7E else " " for c in text).rstrip()
     return out or None
-
-
-def _join(regs: Sequence[int], order: WordOrder) -> int:
-    hi, lo = (regs[0], regs[1]) if order == "big" else (regs[1], regs[0])
-    return ((hi & 0xFFFF) << 16) | (lo & 0xFFFF)
-
-
-def _split(word: int, width: int, order: WordOrder) -> list[int]:
-    if width == 1:
-        return [word & 0xFFFF]
-    hi, lo = (word >> 16) & 0xFFFF, word & 0xFFFF
-    return [hi, lo] if order == "big" else [lo, hi]
 
 
 @dataclass(frozen=True, slots=True)
@@ -308,16 +263,6 @@ class RegisterMap:
             t = image.get(b.table, {})
             data[b] = [t.get(b.address + i, 0) for i in range(b.count)]
         return self.decode_inventory(data)
-
-    # ------------------------------------------------------------------ encode (simulator)
-    def encode(self, values: Mapping[str, Any], image: dict[str, dict[int, Any]]) -> None:
-        """Write ``values`` (by field name) into ``image`` ``{table: {address: raw}}`` in place."""
-        for name, value in values.items():
-            f = self.field(name)
-            t = image.setdefault(f.table, {})
-            current = [t.get(f.address + i, 0) for i in range(f.width)]
-            for i, raw in enumerate(f.encode(value, current)):
-                t[f.address + i] = raw
 
 
 def _block_of(blocks: Iterable[Block], f: FieldDef) -> Block:

@@ -12,14 +12,13 @@ Python API::
     await sim.stop(); await sim.start()        # the whole server goes away and comes back
     await sim.stop()
 
-The APC unit is an independent witness: it serves the whole documented register space of
+Every unit is an independent witness: it encodes from its own table written from the device's
+documentation (reference power_lighting.md), never from ``maps.py``, so a wrong address or scale
+in the driver's maps shows up as a wrong value. The APC unit serves the whole documented register space of
 Application Note 176 as NUT's ``apc_modbus`` reads it (status 0–26, dynamic 128–171, inventory
-516–635, settings 1026–1047, commands 1536–1543) from its own table below, written from the note
-(reference power_lighting.md §1.1), never from ``maps.py``; so a wrong address or scale in the
-driver's map shows up as a wrong value. Like the UPS, a block read that starts on a documented
-register returns zeros for undocumented ones; any other read is an illegal-address exception.
-The other models still encode with the :class:`~plugins.ups_modbus.maps.RegisterMap` the driver
-decodes with. ``framer="rtu"`` serves RTU frames over TCP, like a serial gateway in transparent
+516–635, settings 1026–1047, commands 1536–1543); like the UPS, a block read that starts on a
+documented register returns zeros for undocumented ones; any other read is an illegal-address
+exception. ``framer="rtu"`` serves RTU frames over TCP, like a serial gateway in transparent
 mode.
 
 Command line (also ``anninh simulate ups_modbus``)::
@@ -38,6 +37,7 @@ import argparse
 import asyncio
 import contextlib
 import signal
+import struct
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
@@ -51,7 +51,7 @@ from pymodbus.exceptions import NoSuchIdException
 from pymodbus.server import ModbusTcpServer
 
 from .driver import DEFAULT_CONTACTS
-from .maps import BUILTIN_MAPS, Contact, RegisterMap, dry_contact_map
+from .maps import BUILTIN_MAPS, Contact
 
 FC_TABLE = {1: "coil", 5: "coil", 15: "coil", 2: "discrete", 3: "holding", 6: "holding", 16: "holding",
             23: "holding", 4: "input"}
@@ -200,8 +200,6 @@ class SimUnit:
         self.unit = unit
         self.model = model
         self.contacts = dict(contacts or DEFAULT_CONTACTS)
-        self.map: RegisterMap = dry_contact_map(self.contacts) if model == "generic_dry_contact" \
-            else BUILTIN_MAPS[model]
         self.state = UnitState()
         self.image: dict[str, dict[int, Any]] = {}
         self.written: dict[int, int] = {}
@@ -209,47 +207,105 @@ class SimUnit:
         self.reads = 0
         self.encode()
 
-    def values(self) -> dict[str, Any]:
-        """The map field values that describe :attr:`state` (by field name); not for APC."""
-        s = self.state
-        if self.model == "apc_smt":
-            raise ValueError("the APC unit encodes from its own table (apc_registers)")
-        if self.model == "huawei_ups2000":
-            charger = 5 if not s.mains else (3 if s.battery_charge < 100 else 2)
-            return {
-                "input_voltage": s.input_voltage if s.mains else 0.0,
-                "input_frequency": s.frequency if s.mains else 0.0,
-                "output_voltage": s.output_voltage, "load": s.load, "_power_status": 2 if s.mains else 3,
-                "flag_calibration": s.self_test or s.calibrating, "flag_low_battery": s.low_battery,
-                "battery_voltage": s.battery_voltage, "_charger_status": charger,
-                "battery_charge": round(s.battery_charge), "battery_runtime": s.battery_runtime,
-            }
-        if self.model == "generic_dry_contact":
-            truth = {"OL": s.mains, "OB": not s.mains, "LB": s.low_battery, "RB": s.replace_battery,
-                     "CHRG": s.mains and s.battery_charge < 100, "DISCHRG": not s.mains, "HB": False,
-                     "BYPASS": False, "FSD": False}
-            return {f"contact_{t.lower()}": truth[t] != c.invert for t, c in self.contacts.items()}
-        # meters
-        live = s.mains
-        out = {"input_voltage": s.input_voltage if live else 0.0, "current": s.current if live else 0.0,
-               "power": s.power if live else 0.0, "energy": s.energy,
-               "frequency": s.frequency if live else 0.0, "power_factor": s.power_factor if live else 0.0}
-        if self.model == "pzem004t":
-            out["_alarm"] = 0
-        return {k: v for k, v in out.items() if any(f.name == k for f in self.map.fields)}
-
     def encode(self) -> None:
         if self.model == "apc_smt":
             self.image["holding"] = {**apc_registers(self.state), **self.written}
-            return
-        self.map.encode(self.values(), self.image)
+        elif self.model == "huawei_ups2000":
+            self.image["holding"] = huawei_registers(self.state)
+        elif self.model == "pzem004t":
+            self.image["input"] = pzem_registers(self.state)
+        elif self.model == "sdm120":
+            self.image["input"] = sdm_registers(self.state)
+        else:
+            self.image = contact_image(self.state, self.contacts)
 
     def valid(self, table: str, address: int, count: int) -> bool:
         if self.model == "apc_smt":
             # a block read that starts on a documented register; undocumented ones read 0
             return table == "holding" and _in(APC_BLOCKS, address) and address + count <= 0x10000
-        return any(b.table == table and b.address <= address and address + count <= b.address + b.count
-                   for b in self.map.blocks)
+        if self.model == "generic_dry_contact":
+            return all(address + i in self.image.get(table, {}) for i in range(count))
+        ranges = {"huawei_ups2000": HUAWEI_BLOCKS, "pzem004t": PZEM_BLOCKS, "sdm120": SDM_BLOCKS}[self.model]
+        return table == ("holding" if self.model == "huawei_ups2000" else "input") and _in(ranges, address, count)
+
+
+# ====================================================================== the other models
+# Each written from its documentation (reference power_lighting.md §1.2, §1.9), not from maps.py.
+
+# Huawei UPS2000: datasheet register + 10000, FC03; fixed point ÷10; UINT32 high word first
+HUAWEI_BLOCKS = ((11000, 50), (12000, 34), (19009, 1))
+
+
+def huawei_registers(s: UnitState) -> dict[int, int]:
+    regs: dict[int, int] = {}
+    regs[11000] = round(s.input_voltage * 10) if s.mains else 0
+    regs[11003] = round(s.frequency * 10) if s.mains else 0
+    regs[11008] = round(s.output_voltage * 10)
+    regs[11014] = round(s.frequency * 10)                   # output frequency
+    regs[11021] = round(s.load * 10)
+    regs[11024] = 2 if s.mains else 3                       # power status: 2 on line, 3 on battery
+    regs[11043] = (1 << 2 if s.self_test or s.calibrating else 0) | (1 << 6 if s.low_battery else 0)
+    regs[12000] = round(s.battery_voltage * 10)
+    regs[12002] = 5 if not s.mains else (3 if s.battery_charge < 100 else 2)   # discharging / float / resting
+    regs[12003] = round(s.battery_charge)
+    runtime = int(s.battery_runtime) & 0xFFFFFFFF
+    regs[12004], regs[12005] = runtime >> 16, runtime & 0xFFFF
+    regs[19009] = 100                                       # nominal 1 kVA (×0.01)
+    return regs
+
+
+# Peacefair PZEM-004T v3: FC04 0-9; 32-bit values low word first
+PZEM_BLOCKS = ((0, 10),)
+
+
+def pzem_registers(s: UnitState) -> dict[int, int]:
+    live = s.mains
+
+    def u32(value: int) -> tuple[int, int]:
+        return value & 0xFFFF, (value >> 16) & 0xFFFF          # low word first
+
+    regs = {0: round(s.input_voltage * 10) if live else 0, 7: round(s.frequency * 10) if live else 0,
+            8: round(s.power_factor * 100) if live else 0, 9: 0}
+    regs[1], regs[2] = u32(round(s.current * 1000) if live else 0)
+    regs[3], regs[4] = u32(round(s.power * 10) if live else 0)
+    regs[5], regs[6] = u32(round(s.energy))
+    return regs
+
+
+# Eastron SDM120/SDM230: FC04 IEEE-754 float32, high word first; energy in kWh
+SDM_BLOCKS = ((0x00, 0x4C), (0x156, 2))
+
+
+def sdm_registers(s: UnitState) -> dict[int, int]:
+    live = s.mains
+    va = s.current * s.input_voltage if live else 0.0
+    var = max(0.0, va * va - s.power * s.power) ** 0.5 if live else 0.0
+    values = {0x00: s.input_voltage if live else 0.0, 0x06: s.current if live else 0.0,
+              0x0C: s.power if live else 0.0, 0x12: va, 0x18: var,
+              0x1E: s.power_factor if live else 0.0, 0x34: s.power if live else 0.0,
+              0x46: s.frequency if live else 0.0, 0x48: s.energy / 1000, 0x4A: 0.0, 0x156: s.energy / 1000}
+    regs: dict[int, int] = {}
+    for addr, v in values.items():
+        word = struct.unpack(">I", struct.pack(">f", v))[0]
+        regs[addr], regs[addr + 1] = word >> 16, word & 0xFFFF
+    return regs
+
+
+def contact_image(s: UnitState, contacts: Mapping[str, Contact]) -> dict[str, dict[int, Any]]:
+    """Dry contacts as wired (NUT generic_modbus): each named state closes its contact
+    (opens it when ``invert``)."""
+    truth = {"OL": s.mains, "OB": not s.mains, "LB": s.low_battery, "RB": s.replace_battery,
+             "CHRG": s.mains and s.battery_charge < 100, "DISCHRG": not s.mains, "HB": False,
+             "BYPASS": False, "FSD": False}
+    image: dict[str, dict[int, Any]] = {}
+    for token, c in contacts.items():
+        closed = truth[token] != c.invert
+        t = image.setdefault(c.table, {})
+        if c.table in ("coil", "discrete"):
+            t[c.address] = closed
+        else:
+            t[c.address] = (t.get(c.address, 0) & ~(1 << c.bit)) | (int(closed) << c.bit)
+    return image
 
 
 class _Context(ModbusServerContext):
