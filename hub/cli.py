@@ -41,9 +41,15 @@ def setup_logging(verbosity: int, quiet: bool = False) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
                         datefmt="%Y-%m-%d %H:%M:%S", stream=sys.stderr, force=True)
     if verbosity < 2:
-        for noisy in ("pymodbus", "amqtt", "transitions", "httpx", "httpcore", "zeep", "asyncio",
+        for noisy in ("amqtt", "transitions", "httpx", "httpcore", "zeep", "asyncio",
                       "aiohttp.access"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
+        # pymodbus logs every bad answer or timeout at ERROR with the last 20 raw frames of any
+        # connection attached; the hub logs one "<device> offline: <cause>" line per transition
+        # instead. -vv shows pymodbus again (with frames at DEBUG).
+        logging.getLogger("pymodbus").setLevel(logging.CRITICAL + 1)
+    else:
+        logging.getLogger("pymodbus").setLevel(logging.NOTSET)
     install_log_redaction()
 
 
