@@ -318,10 +318,10 @@ class MqttBridge:
             # null (a stale value while the device is offline) is unknown, never "off"
             # a field the device has not reported yet (an ONVIF camera's first tamper event, say) renders
             # empty, which Home Assistant ignores: the entity keeps its state instead of a warning
+            v = f"value_json.{f}"
             payload["value_template"] = (
-                "{%% if value_json.%s is not defined %%}{%% elif value_json.%s is none %%}None"
-                "{%% elif value_json.%s == %s %%}ON{%% else %%}OFF{%% endif %%}"
-                % (f, f, f, json.dumps(on)))  # noqa: UP031
+                f"{{% if {v} is not defined %}}{{% elif {v} is none %}}None"
+                f"{{% elif {v} == {json.dumps(on)} %}}ON{{% else %}}OFF{{% endif %}}")
         elif entity.component == "light":
             # the JSON schema reads {"state": "ON"|"OFF"} from the device's state and sends the same
             # to /set; the default schema cannot (it compares the templated state with payload_on)

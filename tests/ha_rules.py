@@ -354,7 +354,7 @@ class Checker:
                     continue
                 c = a.config
                 domain, _, object_id = str(c.get("default_entity_id", "")).partition(".")
-                eid = f"{domain}.{object_id.replace(_slug(dev_id), '<device>', 1)}"
+                eid = f"{domain}.{object_id if dev_id == 'bridge' else object_id.replace(_slug(dev_id), '<device>', 1)}"
                 rows.append(f"| `{eid}` | {c.get('name')} | {c.get('device_class') or ''} | "
                             f"{c.get('unit_of_measurement') or ''} | {c.get('state_class') or ''} | "
                             f"{c.get('entity_category') or ''} |")

@@ -235,3 +235,45 @@ async def test_home_assistant_reads_everything_before_and_after_a_restart(mosqui
         rec.close()
         for sim in reversed(stack):
             await sim.stop()
+
+
+def test_the_rules_reject_what_home_assistant_rejects() -> None:
+    """The checker itself, on the configs and states the issue reported (fast, no hub)."""
+    dev = {"identifiers": ["anninh_l1"], "name": "L1", "via_device": "anninh_bridge"}
+    c = Checker()
+    # the old light: default schema, templated state compared with a JSON payload_on; object_id
+    c.add_config("homeassistant/light/l1/state/config", json.dumps({
+        "name": "Light", "unique_id": "u1", "object_id": "l1_state", "device": dev, "state_topic": "anninh/l1",
+        "command_topic": "anninh/l1/set", "state_value_template": "{{ value_json.state }}",
+        "payload_on": '{"state":"ON"}', "state_on": "ON"}).encode())
+    c.add_config("homeassistant/sensor/l1/load/config", json.dumps({
+        "name": "Load", "unique_id": "u2", "device": dev, "state_topic": "anninh/l1",
+        "value_template": "{{ value_json.load }}", "device_class": "voltage", "unit_of_measurement": "%",
+        "state_class": "total_increasing"}).encode())
+    c.add_config("homeassistant/sensor/l1/since/config", json.dumps({
+        "name": "Since", "unique_id": "u3", "device": dev, "state_topic": "anninh/l1",
+        "value_template": "{{ value_json.since }}", "device_class": "timestamp"}).encode())
+    c.add_config("homeassistant/binary_sensor/l1/mains/config", json.dumps({
+        "name": "Mains", "unique_id": "u4", "default_entity_id": "sensor.L1 mains", "device": dev,
+        "state_topic": "anninh/l1", "value_template": "{{ value_json.on_battery }}", "device_class": "mains"}).encode())
+    c.check_devices()
+    c.check_message("anninh/l1", b'{"model":"X"}')  # the partial state after a start
+    c.check_message("anninh/l1", b'{"state":"on","load":"high","since":"2026-01-01T10:00:00","on_battery":true}')
+    text = "\n".join(c.failures)
+    for expected in ("schema must be 'json'", "'object_id' is not an option", "'state_value_template' is not",
+                     "unit '%' is not a unit of device_class 'voltage'", "state_class 'total_increasing' is not allowed",
+                     "device_class 'mains' does not exist", "not a valid binary_sensor entity id",
+                     "via_device 'anninh_bridge' is announced by no entity", "has no attribute 'load'",
+                     "light state 'on' is not ON/OFF/null", "rendered 'high', not a number", "has no time zone",
+                     "rendered 'True': no matching payload"):
+        assert expected in text, f"{expected!r} not found in:\n{text}"
+    # and what the hub publishes now passes
+    ok = Checker()
+    ok.add_config("homeassistant/sensor/l1/load/config", json.dumps({
+        "name": "Load", "unique_id": "u2", "default_entity_id": "sensor.l1_load", "state_topic": "anninh/l1",
+        "value_template": "{{ value_json.load if value_json.load is defined else '' }}", "unit_of_measurement": "%",
+        "state_class": "measurement"}).encode())
+    ok.check_message("anninh/l1", b'{"model":"X"}')
+    ok.check_message("anninh/l1", b'{"load":31}')
+    ok.check_message("anninh/l1", b'{"load":null}')
+    assert not ok.failures and ok.states_checked == 3
