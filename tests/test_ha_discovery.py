@@ -261,7 +261,8 @@ def test_the_rules_reject_what_home_assistant_rejects() -> None:
     c.check_message("anninh/l1", b'{"state":"on","load":"high","since":"2026-01-01T10:00:00","on_battery":true}')
     text = "\n".join(c.failures)
     for expected in ("schema must be 'json'", "'object_id' is not an option", "'state_value_template' is not",
-                     "unit '%' is not a unit of device_class 'voltage'", "state_class 'total_increasing' is not allowed",
+                     "unit '%' is not a unit of device_class 'voltage'",
+                     "state_class 'total_increasing' is not allowed",
                      "device_class 'mains' does not exist", "not a valid binary_sensor entity id",
                      "via_device 'anninh_bridge' is announced by no entity", "has no attribute 'load'",
                      "light state 'on' is not ON/OFF/null", "rendered 'high', not a number", "has no time zone",
