@@ -127,6 +127,10 @@ def _states_after(rec: Recorder, mark: int) -> dict[str, list[Msg]]:
     return out
 
 
+def _seen(rec: Recorder, mark: int, device: str, pred: Any) -> bool:
+    return any(pred(m.json()) for m in _states_after(rec, mark).get(device, []))
+
+
 def _check_all(checker: Checker, msgs: list[Msg], label: str) -> int:
     """Configs first (Home Assistant subscribes to discovery first), then every other message."""
     for m in msgs:
@@ -158,13 +162,12 @@ async def test_home_assistant_reads_everything_before_and_after_a_restart(mosqui
         await _wait(lambda: set(_states_after(rec, 0)) >= set(DEVICES), "every device's state", procs[0])
         mark = rec.count()
         rec.publish(f"{BASE}/light/set", json.dumps({"state": "ON"}))  # what a JSON-schema light sends
-        await _wait(lambda: any(m.json().get("state") == "ON" for m in _states_after(rec, mark).get("light", [])),
-                    "the light on", procs[0])
+        await _wait(lambda: _seen(rec, mark, "light", lambda j: j.get("state") == "ON"), "the light on", procs[0])
         stack[0].set_state(1, mains=False, battery_charge=85)  # the APC UPS on battery, for a while
-        await _wait(lambda: any(m.json().get("on_battery") for m in _states_after(rec, mark).get("ups-apc", [])),
-                    "the UPS on battery", procs[0])
+        await _wait(lambda: _seen(rec, mark, "ups-apc", lambda j: j.get("on_battery") is True), "on battery", procs[0])
+        mark = rec.count()
         stack[0].set_state(1, mains=True)
-        await asyncio.sleep(1.5)
+        await _wait(lambda: _seen(rec, mark, "ups-apc", lambda j: j.get("on_battery") is False), "mains back", procs[0])
         first_run = rec.count()
 
         # ---- kill -9, then what Home Assistant reads when it (re)subscribes: the retained messages
@@ -172,7 +175,8 @@ async def test_home_assistant_reads_everything_before_and_after_a_restart(mosqui
         procs[0].wait(10)
         await _wait(lambda: rec.last(f"{BASE}/bridge/state") == {"state": "offline"}, "the last will")
         retained = Recorder(mosquitto.port)
-        await asyncio.sleep(0.5)
+        await _wait(lambda: set(_states_after(retained, 0)) >= set(DEVICES), "the retained states")
+        await asyncio.sleep(0.2)  # the rest of the retained messages, which the broker sends together
         retained_msgs = _msgs(retained)
         retained.close()
         assert all(m.retain for m in retained_msgs)
@@ -183,7 +187,7 @@ async def test_home_assistant_reads_everything_before_and_after_a_restart(mosqui
         await _wait(lambda: _online_after(rec, restart) >= set(DEVICES), "every device online again", procs[1], 60)
         await _wait(lambda: set(_states_after(rec, restart)) >= set(DEVICES), "every device's state again",
                     procs[1])
-        await asyncio.sleep(1.5)  # more polls, the NVR's retention check
+        await _wait(lambda: _seen(rec, restart, "nvr-hik", lambda j: "retention_days" in j), "retention", procs[1])
         all_msgs = _msgs(rec)
 
         # ---- Home Assistant's rules on all of it
