@@ -282,3 +282,44 @@ def test_the_rules_reject_what_home_assistant_rejects() -> None:
     ok.check_message("anninh/l1", b'{"load":31}')
     ok.check_message("anninh/l1", b'{"load":null}')
     assert not ok.failures and ok.states_checked == 3
+
+
+async def test_no_state_is_published_before_the_first_successful_poll(mosquitto: Mosquitto, tmp_path: Path) -> None:
+    """connect() works, poll() fails: the inventory from connect() is not published as the state (it
+    would replace the complete retained state of the previous run); the first poll publishes it all."""
+    from hub.testing.hubrun import hub_from_yaml, make_plugins
+    from tests import plugin_echo
+
+    plugin_echo.BEHAVIOUR.clear()
+    plugin_echo.BEHAVIOUR["e1"] = {"raise": "no reading yet", "value": 7}
+    rec = Recorder(mosquitto.port)
+    yaml = f"""
+hub: {{name: Test post, data_dir: ./data}}
+mqtt: {{server: "mqtt://127.0.0.1:{mosquitto.port}", discovery: true}}
+devices: [{{id: e1, platform: echo}}]
+"""
+    try:
+        async with hub_from_yaml(yaml, tmp_path, plugins=make_plugins(("echo", plugin_echo), builtin=False)):
+            await _wait(lambda: plugin_echo.BEHAVIOUR["e1"].get("polls", 0) >= 3, "three failed polls")
+            await asyncio.to_thread(rec.wait_topic, f"{PREFIX}/switch/e1/state/config")  # announced meanwhile
+            assert not [m for m in _msgs(rec) if m.topic == f"{BASE}/e1"]
+            plugin_echo.BEHAVIOUR["e1"]["raise"] = None
+            await asyncio.to_thread(rec.wait_topic, f"{BASE}/e1/availability", lambda j: j["state"] == "online")
+            states = [m for m in _msgs(rec) if m.topic == f"{BASE}/e1"]
+            assert states
+            assert states[0].json() == {"model": "Echo-1", "serial": "SN-e1", "firmware": "1.0", "value": 7,
+                                        "state": "OFF"}
+            # the state goes out before "online", so nothing reads an online device with an old state
+            seq = [m for m in _msgs(rec) if m.topic == f"{BASE}/e1" or (m.topic == f"{BASE}/e1/availability"
+                                                           and m.payload == b'{"state": "online"}')]
+            assert seq[0].topic == f"{BASE}/e1" and seq[1].topic == f"{BASE}/e1/availability", seq[:2]
+            # from then on every change is published, the stale null when it goes offline too
+            plugin_echo.BEHAVIOUR["e1"]["raise"] = "gone"
+            await asyncio.to_thread(rec.wait_topic, f"{BASE}/e1", lambda j: j.get("value") is None)
+            checker = Checker()
+            _check_all(checker, _msgs(rec), "")
+            checker.check_devices()
+            assert not checker.failures, checker.failures
+    finally:
+        plugin_echo.BEHAVIOUR.clear()
+        rec.close()
