@@ -138,7 +138,9 @@ class Entity:
     """One Home Assistant entity of a device, announced by MQTT discovery.
 
     ``field`` is the key in the device's state JSON. ``component`` is a Home Assistant MQTT
-    component (``sensor``, ``binary_sensor``, ``switch``, ``light``).
+    component (``sensor``, ``binary_sensor``, ``switch``, ``light``). A ``light`` is announced with
+    the JSON schema, which reads the field ``state`` (``ON``/``OFF``). ``device_class`` and ``unit``
+    must be a pair Home Assistant accepts (tests/ha_rules.py has its tables).
     """
 
     component: Literal["sensor", "binary_sensor", "switch", "light"]

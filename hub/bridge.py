@@ -17,6 +17,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
+import unicodedata
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -86,6 +88,10 @@ class MqttBridge:
         self.prefix = cfg.discovery_prefix
         self._requests: dict[str, RequestHandler] = hub.requests
         self._discovered: dict[str, set[str]] = {}
+        # devices whose state is published: from their first successful poll on. Before it the state
+        # holds only what connect() found (model, manufacturer...), and a retained partial state would
+        # replace the last complete one that Home Assistant (and every other subscriber) reads
+        self._complete: set[str] = set()
         if connection is None:
             address = BrokerAddress.parse(cfg.server)
             connection = MqttConnection(
@@ -140,10 +146,11 @@ class MqttBridge:
         pub(f"{self.base}/bridge/info", _dumps({"version": __version__, "name": self.hub.config.hub.name,
                                                 "devices": len(self.hub.runners)}), 1, True)
         if discovery and self.discovery:
+            self._publish_bridge_discovery()
             for device_id in self.hub.runners:
                 self._publish_discovery(device_id)
         for device_id, state in self.hub.states.items():
-            if state:
+            if state and device_id in self._complete:
                 pub(f"{self.base}/{device_id}", redact(_dumps(state)), 1, True)
         for device_id, available in self.hub.availability.items():
             pub(f"{self.base}/{device_id}/availability", ONLINE if available else OFFLINE, 1, True)
@@ -152,9 +159,16 @@ class MqttBridge:
 
     # ---------------------------------------------------------------- hub listeners
     def _on_state(self, change: StateChange) -> None:
-        self.conn.publish(f"{self.base}/{change.device_id}", redact(_dumps(change.state)), 0, True)
+        if change.device_id in self._complete:
+            self.conn.publish(f"{self.base}/{change.device_id}", redact(_dumps(change.state)), 0, True)
 
     def _on_availability(self, change: AvailabilityChange) -> None:
+        if change.available and change.device_id not in self._complete:
+            # the first successful poll: the state is complete now, and goes out before "online"
+            self._complete.add(change.device_id)
+            state = self.hub.states.get(change.device_id)
+            if state:
+                self.conn.publish(f"{self.base}/{change.device_id}", redact(_dumps(state)), 1, True)
         self.conn.publish(f"{self.base}/{change.device_id}/availability",
                           ONLINE if change.available else OFFLINE, 1, True)
 
@@ -225,6 +239,32 @@ class MqttBridge:
         return out
 
     # ---------------------------------------------------------------- Home Assistant discovery
+    # docs/home-assistant.md says what a user gets; tests/test_ha_discovery.py checks every config and
+    # every state the hub publishes against Home Assistant's rules (templates, device classes, units)
+    def _bridge_device(self) -> dict[str, Any]:
+        return {"identifiers": [BRIDGE_IDENTIFIER], "name": self.hub.config.hub.name,
+                "manufacturer": "AnNinh", "model": "AnNinh Hub", "sw_version": __version__}
+
+    def _publish_bridge_discovery(self) -> None:
+        """The bridge's own device, which every device names as ``via_device``."""
+        b = self.base
+        origin = {"name": "AnNinh Hub", "sw_version": __version__}
+        configs = [
+            ("binary_sensor", "connection_state", {
+                "name": "Connection state", "state_topic": f"{b}/bridge/state",
+                "value_template": "{{ value_json.state }}", "payload_on": "online", "payload_off": "offline",
+                "device_class": "connectivity", "entity_category": "diagnostic"}),
+            ("sensor", "devices", {
+                "name": "Devices", "state_topic": f"{b}/bridge/info", "value_template": "{{ value_json.devices }}",
+                "state_class": "measurement", "entity_category": "diagnostic", "icon": "mdi:devices",
+                "availability_topic": f"{b}/bridge/state", "availability_template": "{{ value_json.state }}"}),
+        ]
+        for component, key, payload in configs:
+            payload.update(unique_id=f"{BRIDGE_IDENTIFIER}_{key}",
+                           default_entity_id=f"{component}.{BRIDGE_IDENTIFIER}_{key}",
+                           device=self._bridge_device(), origin=origin)
+            self.conn.publish(f"{self.prefix}/{component}/{BRIDGE_IDENTIFIER}/{key}/config", _dumps(payload), 1, True)
+
     def _publish_discovery(self, device_id: str) -> None:
         runner = self.hub.runners[device_id]
         if runner.driver is None:
@@ -237,7 +277,7 @@ class MqttBridge:
         state = self.hub.states.get(device_id, {})
         device = {"identifiers": [f"anninh_{device_id}"],
                   "name": runner.config.name or device_id,
-                  "via_device": "anninh_bridge"}
+                  "via_device": BRIDGE_IDENTIFIER}
         for key, target in (("model", "model"), ("manufacturer", "manufacturer"), ("firmware", "sw_version"),
                             ("serial", "serial_number")):
             if state.get(key):
@@ -254,7 +294,10 @@ class MqttBridge:
         object_id = entity.field.strip("_") or "value"
         uid = f"anninh_{device_id}_{object_id}"
         payload: dict[str, Any] = {
-            "name": entity.name, "unique_id": uid, "object_id": f"{device_id}_{object_id}",
+            "name": entity.name, "unique_id": uid,
+            # the entity id a new install gets: device id and entity name, as Home Assistant names
+            # entities itself (binary_sensor.ups_kp3_mains_power); object_id is deprecated since 2025.10
+            "default_entity_id": f"{entity.component}.{entity_slug(device_id, entity.name)}",
             "device": device, "origin": {"name": "AnNinh Hub", "sw_version": __version__},
         }
         if entity.field == "_availability":
@@ -272,18 +315,34 @@ class MqttBridge:
         f = entity.field
         if entity.component == "binary_sensor":
             on = entity.payload_on if entity.payload_on is not None else True
+            # null (a stale value while the device is offline) is unknown, never "off"
+            # a field the device has not reported yet (an ONVIF camera's first tamper event, say) renders
+            # empty, which Home Assistant ignores: the entity keeps its state instead of a warning
+            v = f"value_json.{f}"
             payload["value_template"] = (
-                "{{ 'ON' if value_json.%s == %s else 'OFF' }}" % (f, json.dumps(on)))  # noqa: UP031
-        elif entity.component in ("switch", "light"):
+                f"{{% if {v} is not defined %}}{{% elif {v} is none %}}None"
+                f"{{% elif {v} == {json.dumps(on)} %}}ON{{% else %}}OFF{{% endif %}}")
+        elif entity.component == "light":
+            # the JSON schema reads {"state": "ON"|"OFF"} from the device's state and sends the same
+            # to /set; the default schema cannot (it compares the templated state with payload_on)
+            if f != "state":
+                log.warning("%s: light entity on field %r: the JSON schema reads only 'state'", device_id, f)
+            payload["schema"] = "json"
+            payload["command_topic"] = f"{b}/{device_id}/set"
+            payload["supported_color_modes"] = ["onoff"]
+        elif entity.component == "switch":
             payload["command_topic"] = f"{b}/{device_id}/set"
             payload["value_template"] = "{{ value_json.%s }}" % f  # noqa: UP031
             payload["payload_on"] = _dumps({f: entity.payload_on or "ON"})
             payload["payload_off"] = _dumps({f: entity.payload_off or "OFF"})
             payload["state_on"] = entity.payload_on or "ON"
             payload["state_off"] = entity.payload_off or "OFF"
-            if entity.component == "light":
-                payload["state_value_template"] = payload.pop("value_template")
+        elif entity.device_class not in (None, "timestamp", "date", "enum") or entity.unit or entity.state_class:
+            # numeric: a field that comes later (an NVR's retention_days, from its slower check) renders
+            # empty until then, which Home Assistant ignores for a numeric sensor
+            payload["value_template"] = "{{ value_json.%s if value_json.%s is defined else '' }}" % (f, f)  # noqa: UP031
         else:
+            # text and timestamps: an empty text would become the state, so these fields are always there
             payload["value_template"] = "{{ value_json.%s }}" % f  # noqa: UP031
         if entity.device_class:
             payload["device_class"] = entity.device_class
@@ -294,3 +353,13 @@ class MqttBridge:
         if entity.icon:
             payload["icon"] = entity.icon
         return f"{self.prefix}/{entity.component}/{device_id}/{object_id}/config", payload
+
+
+BRIDGE_IDENTIFIER = "anninh_bridge"
+
+
+def entity_slug(*parts: str) -> str:
+    """Home Assistant's object id rules: lowercase ASCII letters, digits and single underscores."""
+    text = "_".join(parts).replace("đ", "d").replace("Đ", "D")
+    text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode().lower()
+    return re.sub(r"[^a-z0-9]+", "_", text).strip("_") or "entity"

@@ -290,16 +290,18 @@ class UpsDriver(Driver):
             ents.append(Entity("binary_sensor", "replace_battery", "Replace battery", "problem"))
         if any(r.alarm for r in self.map.status):
             ents.append(Entity("sensor", "alarm", "UPS alarm", icon="mdi:alert"))
-        sensors = {"battery_charge": ("Battery charge", "battery", "%"),
-                   "battery_runtime": ("Battery runtime", "duration", "s"),
-                   "input_voltage": ("Input voltage", "voltage", "V"),
-                   "output_voltage": ("Output voltage", "voltage", "V"),
-                   "battery_voltage": ("Battery voltage", "voltage", "V"),
-                   "load": ("Load", "power_factor", "%")}
+        # load is % of the UPS's rated power: Home Assistant has no device class for it (power_factor
+        # is cos φ), so none, with its unit
+        sensors = {"battery_charge": ("Battery charge", "battery", "%", None),
+                   "battery_runtime": ("Battery runtime", "duration", "s", None),
+                   "input_voltage": ("Input voltage", "voltage", "V", None),
+                   "output_voltage": ("Output voltage", "voltage", "V", None),
+                   "battery_voltage": ("Battery voltage", "voltage", "V", None),
+                   "load": ("Load", None, "%", "mdi:gauge")}
         for name in self._values:
             if name in sensors:
-                label, dc, unit = sensors[name]
-                ents.append(Entity("sensor", name, label, dc, unit, state_class="measurement"))
+                label, dc, unit, icon = sensors[name]
+                ents.append(Entity("sensor", name, label, dc, unit, state_class="measurement", icon=icon))
         return ents
 
 
