@@ -17,7 +17,8 @@ for the device simulators; a query string in the client's URL (``?channel=1&subt
 part of the path GStreamer matches.
 
 It binds 127.0.0.1 only, prints ``READY <port>`` on stdout once it listens, and exits after
-``--lifetime`` seconds or on SIGTERM. No numpy here: the system Python may not have it.
+``--lifetime`` seconds, on SIGTERM, or when its parent process is gone. No numpy here: the system
+Python may not have it.
 """
 
 from __future__ import annotations
@@ -131,6 +132,9 @@ def main() -> int:
         return 1
     loop = GLib.MainLoop()
     GLib.timeout_add(int(args.lifetime * 1000), loop.quit)
+    parent = os.getppid()
+    # a parent killed without cleaning up (SIGKILL, SIGTERM to a CLI) must not leave this server behind
+    GLib.timeout_add(500, lambda: (loop.quit() or False) if os.getppid() != parent else True)
     GLib.unix_signal_add(GLib.PRIORITY_DEFAULT, signal.SIGTERM, lambda *a: loop.quit() or False)
     print(f"READY {args.port} {' '.join(names)}", flush=True)
     loop.run()

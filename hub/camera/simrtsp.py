@@ -79,7 +79,7 @@ class SimRtsp:
     """``paths`` maps an RTSP path (``/Streaming/Channels/101``) to the channel whose scene it shows."""
 
     def __init__(self, paths: dict[str, int], username: str | None = None, password: str | None = None, *,
-                 width: int = 640, height: int = 360, fps: int = 10, frames: int = 20,
+                 width: int = 640, height: int = 360, fps: int = 10, frames: int = 10,
                  lifetime: float = 24 * 3600.0) -> None:
         self.paths = dict(paths)
         self.username = username
@@ -118,6 +118,8 @@ class SimRtsp:
             err = self.proc.stderr.read() if self.proc.stderr else ""
             self._stop()
             raise RuntimeError(f"the RTSP server did not start: {line.strip()!r} {err[-800:]}")
+        shutil.rmtree(self._dir, ignore_errors=True)  # the server read the clips before it said READY
+        self._dir = None
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
