@@ -380,13 +380,10 @@ async def test_amcrest_event_stream_start_and_stop() -> None:
 
 
 async def test_amcrest_rtsp_url_plays_with_ffprobe() -> None:
-    import shutil
+    from hub.camera.simrtsp import probe_stream, probe_unavailable
 
-    from hub.camera.simrtsp import probe_stream, rtsp_unavailable
-
-    why = rtsp_unavailable() or (None if shutil.which("ffprobe") else "ffprobe is not installed")
-    if why:
-        pytest.skip(f"no RTSP stream test here: {why}")
+    if why := probe_unavailable():
+        pytest.skip(f"no RTSP stream test here: {why} (scripts/test.sh installs it)")
     sim = await DahuaSimulator("camera", password="pw-3", rtsp=True).start()
     try:
         url = await _amcrest(sim).async_rtsp_url(typeno=0)  # the port comes from table.RTSP.Port

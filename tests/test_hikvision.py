@@ -608,20 +608,11 @@ async def test_pyhik_nvr_channels_snapshots_and_heartbeat_clears_motion() -> Non
         await sim.stop()
 
 
-def _need_rtsp() -> None:
-    import shutil
-
-    from hub.camera.simrtsp import rtsp_unavailable
-
-    why = rtsp_unavailable() or (None if shutil.which("ffprobe") else "ffprobe is not installed")
-    if why:
-        pytest.skip(f"no RTSP stream test here: {why}")
-
-
 async def test_stream_uris_play_with_ffprobe() -> None:
-    from hub.camera.simrtsp import probe_stream
+    from hub.camera.simrtsp import probe_stream, probe_unavailable
 
-    _need_rtsp()
+    if why := probe_unavailable():
+        pytest.skip(f"no RTSP stream test here: {why} (scripts/test.sh installs it)")
     sim = await HikvisionSimulator("camera", password=PW, rtsp=True).start()
     try:
         cam = await asyncio.to_thread(_pyhik, sim)

@@ -625,15 +625,12 @@ async def test_driver_with_a_camera_that_lacks_services_and_pullpoint(monkeypatc
 
 
 async def test_stream_uri_plays_with_ffprobe() -> None:
-    import shutil
-
     from onvif import ONVIFCamera
 
-    from hub.camera.simrtsp import probe_stream, rtsp_unavailable
+    from hub.camera.simrtsp import probe_stream, probe_unavailable
 
-    why = rtsp_unavailable() or (None if shutil.which("ffprobe") else "ffprobe is not installed")
-    if why:
-        pytest.skip(f"no RTSP stream test here: {why}")
+    if why := probe_unavailable():
+        pytest.skip(f"no RTSP stream test here: {why} (scripts/test.sh installs it)")
     async with OnvifSimulator(password=PASSWORD, rtsp=True) as sim:
         cam = ONVIFCamera("127.0.0.1", sim.port, "admin", PASSWORD, no_cache=True, adjust_time=False)
         try:

@@ -7,6 +7,8 @@ the GObject bindings), so ``ffprobe`` or a video player given the URI really pla
 channel shows its own street scene (:func:`hub.camera.images.scene`) with a car driving across.
 
 It binds 127.0.0.1 only and asks for the simulator's user name and password (RTSP Basic auth).
+Every stream is 640x360 whatever resolution the simulated device claims (a 1080p x264 encode per
+stream would not fit the test machines).
 :func:`rtsp_unavailable` tells why it cannot run on this machine (``None`` when it can);
 ``scripts/test.sh`` installs the Debian packages it needs.
 """
@@ -55,6 +57,11 @@ def rtsp_unavailable() -> str | None:
     if out.stdout.strip():
         return f"GStreamer elements missing: {out.stdout.strip()} (Debian gstreamer1.0-plugins-ugly/bad)"
     return None
+
+
+def probe_unavailable() -> str | None:
+    """Why a stream cannot be served and probed here (GStreamer or ffprobe missing), or ``None``."""
+    return rtsp_unavailable() or (None if shutil.which("ffprobe") else "ffprobe is not installed (Debian ffmpeg)")
 
 
 def _free_port() -> int:
