@@ -593,6 +593,11 @@ async def test_pyhik_nvr_channels_snapshots_and_heartbeat_clears_motion() -> Non
         assert cam.get_type == "NVR" and cam.get_name == "Network Video Recorder"
         assert sorted(e[1] for e in cam.current_event_states["Motion"]) == [1, 2, 3, 4]
         assert cam.current_motion_detection_state is None  # 403 on an NVR: "not supported", not an error
+        from pyhik.hikvision import get_video_channels
+
+        channels = await asyncio.to_thread(get_video_channels, "127.0.0.1", sim.port, sim.username, PW)
+        assert [(c.id, c.name, c.enabled) for c in channels] == [(n, f"IPCamera 0{n}", True) for n in range(1, 5)]
+        assert cam.get_stream_url(2).endswith("@127.0.0.1:554/Streaming/Channels/201")
         for ch in (1, 3):
             jpeg = await asyncio.to_thread(cam.get_snapshot, ch)
             assert jpeg[:3] == b"\xff\xd8\xff" and f"/ISAPI/Streaming/channels/{ch}01/picture" in sim.paths
