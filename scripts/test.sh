@@ -13,6 +13,8 @@ command -v ffmpeg >/dev/null 2>&1 || need="$need ffmpeg"
 [ -n "$(ls /usr/lib/*/girepository-1.0/GstRtspServer-1.0.typelib 2>/dev/null)" ] || \
   need="$need python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good \
 gstreamer1.0-plugins-ugly gstreamer1.0-plugins-bad gstreamer1.0-libav"
+# clockoverlay (the clips' camera-style time stamp) is in Debian's gstreamer1.0-x, not plugins-base
+[ -n "$(ls /usr/lib/*/gstreamer-1.0/libgstpango.so 2>/dev/null)" ] || need="$need gstreamer1.0-x"
 if [ -n "$need" ]; then
   $SUDO apt-get update -qq
   # shellcheck disable=SC2086
