@@ -95,12 +95,16 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from hub.app import run_forever
+    from hub.broker import BrokerError
 
     config, plugins = load_or_exit(args.config)
     try:
         asyncio.run(run_forever(config, plugins))
     except KeyboardInterrupt:
         pass
+    except BrokerError as exc:
+        print(f"error: embedded broker: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 
