@@ -375,7 +375,7 @@ class EmbeddedBroker:
             plugins = {"amqtt.plugins.authentication.FileAuthPlugin": {"password_file": str(pwfile)}}
         config = {"listeners": {"default": {"type": "tcp", "bind": f"{self.host}:{self.port}"}},
                   "plugins": plugins}
-        self._broker = Broker(config)
+        self._broker = _fixed_broker_class(Broker)(config)
         await self._broker.start()
         log.info("embedded MQTT broker (Python fallback) listening on %s:%d", self.host, self.port)
 
@@ -388,3 +388,25 @@ class EmbeddedBroker:
             self._broker = None
         if self._tmp is not None:
             self._tmp.cleanup()
+
+
+def _fixed_broker_class(base: type) -> type:
+    """amqtt's Broker with its retained-message fault fixed.
+
+    amqtt 0.12.1, on every connect, sends the new client the retained messages matching *every*
+    subscription in the broker (any client's), whether or not this client subscribed: a client
+    subscribed to ``a/x/set`` received ``a/state``. With a watcher on ``anninh/#`` each
+    ``mosquitto_pub`` was flooded with the hub's retained states before its PUBLISH was read; it
+    had already sent DISCONNECT and gone, so its command was lost (0 of 21 in the issue). Here a
+    retained message goes only to a session that holds the matching subscription.
+    """
+
+    class FixedBroker(base):  # type: ignore[misc, valid-type]
+        async def _publish_retained_messages_for_subscription(self, subscription: tuple[str, int],
+                                                              session: Any) -> None:
+            holders = self._subscriptions.get(subscription[0], ())
+            if not any(held is session for held, _qos in holders):
+                return
+            await super()._publish_retained_messages_for_subscription(subscription, session)
+
+    return FixedBroker
