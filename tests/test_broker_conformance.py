@@ -288,7 +288,7 @@ async def test_acl_user_cannot_command_under_another_name(kind: str, tmp_path: P
 
 def _takeover_case(port: int, hub_login: tuple[str | None, str | None], intruder: tuple[str | None, str | None],
                    watcher_login: tuple[str | None, str | None] = (None, None),
-                   hub_id: str = "anninh-hub-fixed") -> tuple[int, list[bytes], bool]:
+                   hub_id: str = "anninh-hub-fixed", attempts: int = 10) -> tuple[int, list[bytes], bool]:
     """A contractor connects ten times in 2 s with the hub's client id; returns how often the
     hub's session was knocked off, what the watcher saw on the hub's state topic, and whether
     the hub's session still receives a command afterwards."""
@@ -297,7 +297,7 @@ def _takeover_case(port: int, hub_login: tuple[str | None, str | None], intruder
                will=("anninh/bridge/state", '{"state":"offline"}')).ready()
     hub.client.publish("anninh/bridge/state", '{"state":"online"}', qos=1, retain=True).wait_for_publish(5)
     assert watcher.wait(lambda p: p.count("anninh/bridge/state") >= 1)
-    for _ in range(10):
+    for _ in range(attempts):
         c = paho.Client(CallbackAPIVersion.VERSION2, client_id=hub_id, protocol=paho.MQTTv311)
         if intruder[0]:
             c.username_pw_set(intruder[0], intruder[1])
@@ -324,7 +324,7 @@ async def test_user_cannot_take_the_hubs_client_id(kind: str, tmp_path: Path) ->
     try:
         knocked, seen, commanded = await asyncio.to_thread(
             _takeover_case, b.port, (b.hub_user, b.logins[b.hub_user or ""]), ("cora", USER_SECRETS["cora"]),
-            ("alice", USER_SECRETS["alice"]))
+            ("alice", USER_SECRETS["alice"]), attempts=10 if kind == "mosquitto" else 2)  # 2 suffice to break amqtt
     finally:
         await b.impl.stop()
     assert knocked == 0 and b'{"state":"offline"}' not in seen, (knocked, seen)
