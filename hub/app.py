@@ -56,7 +56,8 @@ async def start_embedded_broker(config: Config, plugins: PluginManager) -> tuple
     if port == 0 or not port_is_free(m.embedded_bind, port):
         new = free_port(m.embedded_bind)
         if port:
-            log.warning("port %d is taken; the embedded broker uses %d instead", port, new)
+            log.warning("port %d is taken (by the system's own Mosquitto service? `sudo systemctl disable --now "
+                        "mosquitto` frees it); the embedded broker uses %d instead", port, new)
         port = new
     local = "127.0.0.1" if m.embedded_bind in ("0.0.0.0", "127.0.0.1", "localhost") else m.embedded_bind
     url = f"mqtt://{local}:{port}" if ":" not in local else f"mqtt://[{local}]:{port}"

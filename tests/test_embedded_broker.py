@@ -188,3 +188,17 @@ def test_demo_without_mosquitto_says_how_to_get_it(tmp_path: Path) -> None:
     assert out.count("sudo apt-get install mosquitto") == 1, out[-3000:]
     assert "light-kp3 -> ON: night at a black spot" in out and "mosquitto_pub -h 127.0.0.1" in out
     assert "Traceback" not in out
+
+
+def test_acl_snippet_can_bind_client_ids(tmp_path: Path) -> None:
+    from hub.security import ListenerOptions, render_mosquitto_conf
+
+    plain = render_mosquitto_conf(tmp_path, ListenerOptions())
+    assert "use_username_as_clientid" not in plain  # opt-in: a login then holds one connection at a time
+    bound = render_mosquitto_conf(tmp_path, ListenerOptions(
+        tls_listen="0.0.0.0:8883", cafile="ca.crt", certfile="s.crt", keyfile="s.key", bind_client_ids=True))
+    lines = bound.splitlines()
+    listeners = [i for i, line in enumerate(lines) if line.startswith("listener ")]
+    assert len(listeners) == 2
+    for i in listeners:  # a listener option: it must follow each listener line
+        assert lines[i + 1] == "use_username_as_clientid true"
