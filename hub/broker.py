@@ -238,7 +238,7 @@ class ManagedMosquitto:
         assert self.binary is not None
         self.proc = await asyncio.create_subprocess_exec(
             self.binary, "-c", str(self.conf), stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE, preexec_fn=_die_with_parent)
         task = asyncio.get_running_loop().create_task(self._read_log(self.proc), name="mosquitto-log")
         self._readers.add(task)
         task.add_done_callback(self._readers.discard)
@@ -281,6 +281,7 @@ class ManagedMosquitto:
 
     async def _supervise(self) -> None:
         delay = 0.5
+        failures = 0  # failed restarts in a row: the first is logged as a warning, the rest at debug
         while not self._stopping:
             proc = self.proc
             assert proc is not None
@@ -290,8 +291,9 @@ class ManagedMosquitto:
                 return
             if time.monotonic() - started > 60:
                 delay = 0.5
-            log.warning("embedded broker: Mosquitto exited (code %s: %s); restarting in %.1f s", code,
-                        self.log_tail[-1] if self.log_tail else "no output", delay)
+            if not failures:
+                log.warning("embedded broker: Mosquitto exited (code %s: %s); restarting in %.1f s", code,
+                            self.log_tail[-1] if self.log_tail else "no output", delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, self.max_backoff)
             if self._stopping:
@@ -300,8 +302,11 @@ class ManagedMosquitto:
                 await self._spawn()
                 await self._wait_ready(10.0)
             except (BrokerError, OSError) as exc:
-                log.warning("embedded broker: restart failed: %s", exc)
+                failures += 1
+                (log.warning if failures == 1 else log.debug)(
+                    "embedded broker: restart failed: %s; retrying every %g s at most", exc, self.max_backoff)
                 continue
+            failures = 0
             self.restarts += 1
             log.info("embedded broker: Mosquitto restarted (pid %s)", self.pid)
 
@@ -323,6 +328,18 @@ class ManagedMosquitto:
         for task in list(self._readers):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await asyncio.wait_for(task, 2.0)
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM it when the hub dies, even by kill -9 (Linux), so no
+    orphaned broker holds the port and the persistence file."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, 15)  # PR_SET_PDEATHSIG, SIGTERM
+    except (OSError, AttributeError):
+        pass
 
 
 # ---------------------------------------------------------------------------- Python fallback

@@ -202,3 +202,35 @@ def test_acl_snippet_can_bind_client_ids(tmp_path: Path) -> None:
     assert len(listeners) == 2
     for i in listeners:  # a listener option: it must follow each listener line
         assert lines[i + 1] == "use_username_as_clientid true"
+
+
+def test_broker_does_not_outlive_a_killed_hub(tmp_path: Path) -> None:
+    """kill -9 of `anninh run` leaves no orphaned Mosquitto holding the port; the next start works."""
+    cfg = write_config(tmp_path, "hub: {data_dir: ./data}\nmqtt: {server: embedded, embedded_port: 0}\n")
+
+    def start() -> tuple[subprocess.Popen[str], int]:
+        proc = subprocess.Popen([sys.executable, "-m", "hub.cli", "run", "-c", str(cfg)], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+            for child in children:
+                if "mosquitto" in Path(f"/proc/{child}/cmdline").read_bytes().decode(errors="replace"):
+                    return proc, int(child)
+            time.sleep(0.1)
+        proc.kill()
+        raise AssertionError("no mosquitto child")
+
+    proc, broker_pid = start()
+    proc.kill()
+    proc.wait(10)
+    deadline = time.monotonic() + 5
+    while _alive(broker_pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(broker_pid)
+    proc, broker_pid = start()  # the persistence file left by the killed run is read back
+    time.sleep(2)  # `anninh run` handles SIGTERM once it has started
+    proc.terminate()
+    _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0 and "Traceback" not in err, err[-2000:]
+    assert not _alive(broker_pid)
