@@ -173,6 +173,12 @@ async def test_fallback_without_mosquitto(tmp_path: Path, monkeypatch: pytest.Mo
     with pytest.raises(BrokerError, match=r"users: need Mosquitto.*sudo apt-get install mosquitto"):
         async with hub_from_yaml(_yaml(), tmp_path / "b", plugins=pm, secrets=SECRETS):
             pass
+    (tmp_path / "d").mkdir()
+    cli = write_config(tmp_path / "d", "mqtt: {server: embedded}\nusers: [{name: al, role: officer, password: pw}]\n")
+    proc = await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-m", "hub.cli", "check", "-c", str(cli)], capture_output=True, text=True,
+        timeout=60, env=dict(os.environ, ANNINH_MOSQUITTO="none"))
+    assert proc.returncode == 0 and "need Mosquitto, not installed here (sudo apt-get install mosquitto)" in proc.stderr
     wide = _yaml(users=False, extra="  embedded_bind: 0.0.0.0\n")
     with pytest.raises(BrokerError, match=r"loopback only.*sudo apt-get install mosquitto"):
         async with hub_from_yaml(wide, tmp_path / "c", plugins=pm):
