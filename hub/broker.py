@@ -103,7 +103,6 @@ class MosquittoFiles:
     dir: Path
     conf: Path
     hub_username: str
-    hub_password: str
     anonymous: bool
     bound_client_ids: bool
 
@@ -176,7 +175,7 @@ def write_mosquitto_files(config: Any, plugins: Any, directory: Path, host: str,
     ]
     conf = directory / "mosquitto.conf"
     _write_private(conf, "\n".join(lines))
-    return MosquittoFiles(directory, conf, hub_username, hub_password, anonymous=not config.users,
+    return MosquittoFiles(directory, conf, hub_username, anonymous=not config.users,
                           bound_client_ids=bool(config.users))
 
 
