@@ -240,3 +240,27 @@ def test_broker_does_not_outlive_a_killed_hub(tmp_path: Path) -> None:
     _, err = proc.communicate(timeout=20)
     assert proc.returncode == 0 and "Traceback" not in err, err[-2000:]
     assert not _alive(broker_pid)
+
+
+@pytest.mark.parametrize("kind", ["mosquitto", "python"])
+async def test_demo_style_commands_reach_the_hub_while_someone_watches(
+        kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The issue's case end to end: `mosquitto_sub -t 'anninh/#'` running, 21 QoS 0 commands sent
+    as `mosquitto_pub` sends them (connect, publish, disconnect): the hub applies all 21."""
+    from tests.test_broker_conformance import _publish_and_leave
+
+    if kind == "python":
+        monkeypatch.setenv("ANNINH_MOSQUITTO", "none")
+    async with hub_from_yaml(_yaml(users=False), tmp_path, plugins=_plugins()) as running:
+        assert running.broker is not None and running.broker.kind == kind
+        port = running.broker.port
+        watcher = Peer(port, ("anninh/#",))
+        await asyncio.to_thread(watcher.ready)
+        await asyncio.to_thread(watcher.wait, lambda p: p.count("anninh/light-a/availability") >= 1)
+        for i in range(21):
+            await asyncio.to_thread(_publish_and_leave, port, "anninh/light-a/set",
+                                    '{"state":"%s"}' % ("ON" if i % 2 == 0 else "OFF"), 0)
+            await asyncio.sleep(0.05)
+        await _until(lambda: len(plugin_echo.BEHAVIOUR.get("light-a", {}).get("commands", [])) == 21)
+        assert watcher.count("anninh/light-a/set") == 21
+        watcher.close()
