@@ -93,6 +93,12 @@ def cmd_check(args: argparse.Namespace) -> int:
     config, plugins = load_or_exit(args.config)
     for problem in plugins.problems:
         print(f"warning: {problem}", file=sys.stderr)
+    if config.mqtt.server == "embedded" and config.users:
+        from hub.broker import INSTALL_HINT, mosquitto_binary
+
+        if not mosquitto_binary():
+            print(f"warning: users: with `mqtt.server: embedded` need Mosquitto, not installed here ({INSTALL_HINT}); "
+                  "`anninh run` refuses to start without it", file=sys.stderr)
     print(f"{args.config}: OK ({len(config.sites)} site(s), {len(config.devices)} device(s), "
           f"{len(config.users)} user(s), rules: "
           f"{', '.join(n for n, on in sorted(config.rules_enabled.items()) if on) or 'none'})")
@@ -101,12 +107,16 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from hub.app import run_forever
+    from hub.broker import BrokerError
 
     config, plugins = load_or_exit(args.config)
     try:
         asyncio.run(run_forever(config, plugins))
     except KeyboardInterrupt:
         pass
+    except BrokerError as exc:
+        print(f"error: embedded broker: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

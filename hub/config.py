@@ -485,6 +485,25 @@ def load_config(path: str | Path, plugins: Any | None = None) -> Config:
                 issues.append(ConfigIssue(path, _line_of(raw, ("users", i, "sites", j)),
                                           f"users[{i}].sites[{j}]", f"unknown site {s!r}"))
 
+    # mqtt.client_id: a fixed id another client could take would knock the hub off (a false
+    # "hub offline" last will each time): refuse the ids the broker does not keep for the hub
+    cid = top.mqtt.client_id
+    if cid is not None:
+        where = _line_of(raw, ("mqtt", "client_id"))
+        if cid in user_names:
+            issues.append(ConfigIssue(path, where, "mqtt.client_id", f"{cid!r} is the name of a user, whose "
+                                      "session would take the hub's (the broker binds each user's client id to "
+                                      "the user name); leave client_id unset for a random id"))
+        elif not top.users and top.mqtt.server == "embedded":
+            issues.append(ConfigIssue(path, where, "mqtt.client_id", "a fixed client id on the embedded broker "
+                                      "without users: any local program could connect with it and knock the hub "
+                                      "off; leave client_id unset (a random id), or define users: so the broker "
+                                      "binds the hub's session to its login"))
+        elif top.users and top.mqtt.server != "embedded":
+            warnings.append(f"{path}: mqtt.client_id {cid!r} is fixed: unless the broker binds client ids to "
+                            "logins (`anninh acl --bind-client-ids`), any user can connect with it and knock "
+                            "the hub off; leave it unset for a random id")
+
     # rules: options validated by the rule's own model
     rule_specs = plugins.rules() if plugins is not None else {}
     rules: dict[str, BaseModel | None] = {}

@@ -17,6 +17,7 @@ import json
 import logging
 import secrets
 import signal
+import sys
 import tempfile
 import textwrap
 from collections import deque
@@ -32,7 +33,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from hub.api import HubEvent
 from hub.app import RunningHub, start_hub
-from hub.broker import free_port, port_is_free
+from hub.broker import BrokerError, free_port, port_is_free
 from hub.clock import ScaledClock
 from hub.config import load_config
 from hub.core import Backoff, Listener
@@ -437,4 +438,7 @@ def run_demo(args: argparse.Namespace) -> int:
             asyncio.run(demo.run(args.duration, view=not args.no_view))
         except KeyboardInterrupt:
             pass
+        except BrokerError as exc:
+            print(f"error: embedded broker: {exc}", file=sys.stderr)
+            return 1
     return 0
