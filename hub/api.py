@@ -280,6 +280,8 @@ class RuleContext(Protocol):
     sun: Sun | None
     log: logging.Logger
     config: Any  # hub.config.Config
+    tz: tzinfo
+    """The hub's timezone (``hub.timezone``): times a person reads are shown in it."""
 
     def state(self, device_id: str) -> Mapping[str, Any]: ...
 
@@ -334,6 +336,9 @@ class AvailabilityChange:
     available: bool
     error: str | None
     time: datetime
+    error_kind: str | None = None
+    """``"auth"`` when the device answered and refused the credentials (:class:`AuthError`): it is
+    reachable and powered, so its going offline says nothing about its site's network or power."""
 
 
 @dataclass(frozen=True, slots=True)

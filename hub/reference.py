@@ -18,9 +18,10 @@ import asyncio
 import json
 import logging
 import sys
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from hub.api import DeviceConfig, DeviceError
 from hub.cli import command, load_or_exit
@@ -134,8 +135,9 @@ def cmd_reference(args: argparse.Namespace) -> int:
             print(f"error: {device.id}: the picture is {', '.join(problems)}; use --force to store it anyway",
                   file=sys.stderr)
             return 1
-        meta = store.save(device.id, stats.picture, source="cli", time=datetime.now(UTC), width=stats.width,
-                          height=stats.height, brightness=stats.brightness, sharpness=stats.sharpness)
+        meta = store.save(device.id, stats.picture, source="cli", time=datetime.now(ZoneInfo(config.hub.timezone)),
+                          width=stats.width, height=stats.height, brightness=stats.brightness,
+                          sharpness=stats.sharpness)
         print(f"{device.id}: reference stored in {store.picture_path(device.id)}")
         print(json.dumps(meta))
         return 0

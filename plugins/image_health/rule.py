@@ -154,7 +154,7 @@ class ImageHealthRule(Rule):
         cfg = self.configs[device_id]
         o = self.opts
         latest = str(self.store.latest_path(device_id)) if keep_latest else None
-        when = self.ctx.clock.now().isoformat()
+        when = self.ctx.clock.now().astimezone(self.ctx.tz).isoformat()
         url = self.ctx.stream_url(device_id) if getattr(cfg, "health_source", "snapshot") == "stream" else None
         if url:
             return await self.pool.run(check_stream, url, previous, reference, latest, want_picture,
@@ -201,8 +201,8 @@ class ImageHealthRule(Rule):
     async def _save_reference(self, device_id: str, stats: FrameStats, source: str) -> dict[str, Any]:
         assert stats.picture is not None
         meta = await self.pool.run(self.store.save, device_id, stats.picture, source=source,
-                                   time=self.ctx.clock.now(), width=stats.width, height=stats.height,
-                                   brightness=stats.brightness, sharpness=stats.sharpness)
+                                   time=self.ctx.clock.now().astimezone(self.ctx.tz), width=stats.width,
+                                   height=stats.height, brightness=stats.brightness, sharpness=stats.sharpness)
         self._refs.pop(device_id, None)
         self.ctx.event("reference_set", device=device_id, source=source, time=meta["time"])
         return meta
