@@ -507,13 +507,19 @@ def load_config(path: str | Path, plugins: Any | None = None) -> Config:
             issues.append(ConfigIssue(path, _line_of(raw, (*loc, "platform")), f"devices[{i}].platform",
                                       f"unknown platform {platform!r} (available: {known})"))
             continue
+        try:
+            model = spec.config_model  # a LazyPlatformSpec imports its driver module here
+        except Exception as exc:
+            issues.append(ConfigIssue(path, _line_of(raw, (*loc, "platform")), f"devices[{i}].platform",
+                                      f"platform {platform!r} could not be loaded: {type(exc).__name__}: {exc}"))
+            continue
         bad_host = host_problem(entry.get("host"))
         if bad_host is not None:
             issues.append(ConfigIssue(path, _line_of(raw, (*loc, "host")), f"devices[{i}].host", bad_host))
         try:
-            dev = spec.config_model.model_validate(entry)
+            dev = model.model_validate(entry)
         except ValidationError as exc:
-            _add_validation_issues(issues, path, raw, exc, spec.config_model, prefix=loc,
+            _add_validation_issues(issues, path, raw, exc, model, prefix=loc,
                                    skip=(("host",),) if bad_host else ())
             continue
         if bad_host is not None:

@@ -148,6 +148,9 @@ class MqttConnection:
     ack_deadline = 1.0
     """Seconds after which a message whose handler's task is still running is acknowledged anyway."""
 
+    max_backoff = 30.0
+    """Longest wait between two (re)connect attempts."""
+
     probe_interval = 2.0
     """While waiting out the backoff after a refused/unreachable TCP connect: seconds between bare
     TCP connects that end the wait as soon as the broker listens again."""
@@ -291,7 +294,7 @@ class MqttConnection:
             if self.client.socket() is None:
                 if self._attempts and not self.connected:
                     await self._wait_before_retry(delay)
-                    delay = min(delay * 2, 30.0)
+                    delay = min(delay * 2, self.max_backoff)
                 if self._stopping:
                     break
                 self._attempts += 1
