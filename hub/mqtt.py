@@ -110,9 +110,14 @@ def _describe_io_error(text: str, address: BrokerAddress) -> str:
     match = re.search(r"\[SSL: ([A-Z0-9_]+)\]", text)
     if match:
         return describe_tls_failure(match.group(1), where)
-    if "SSL" in text:
-        return describe_tls_failure(text.split(":", 1)[-1].strip(), where)
-    return f"connection to {where} dropped before the broker answered ({text})"
+    detail = text.removeprefix("failed to receive on socket: ")
+    if address.tls:
+        # the broker ended the TLS session before its CONNACK (often without sending its alert
+        # first): what Mosquitto does to a client without the certificate it requires
+        return (f"TLS error from {where}: the broker closed the TLS connection before answering "
+                f"({detail}) (does it want a client certificate? set mqtt.cert_file and mqtt.key_file, "
+                f"signed by the CA it trusts)")
+    return f"connection to {where} dropped before the broker answered ({detail})"
 
 
 def _refusal_hint(reason: str) -> str:
@@ -334,7 +339,7 @@ class MqttConnection:
         """Log a connection problem once (again only when it changes)."""
         self.problem = problem
         if self._last_error != problem:
-            log.warning("MQTT broker %s:%d: %s; retrying", self.address.host, self.address.port, problem)
+            log.warning("MQTT: %s; retrying", problem)
             self._last_error = problem
 
     # ---------------------------------------------------------------- paho callbacks
@@ -533,4 +538,3 @@ class MqttConnection:
             await asyncio.wait({self._supervisor}, timeout=5)
         self._unwatch(self._fd)
         self.connected = False
-

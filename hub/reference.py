@@ -18,7 +18,7 @@ import asyncio
 import json
 import logging
 import sys
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -140,11 +140,13 @@ def cmd_reference(args: argparse.Namespace) -> int:
             print(f"error: {device.id}: the picture is {', '.join(problems)}; use --force to store it anyway",
                   file=sys.stderr)
             return 1
-        meta = store.save(device.id, stats.picture, source="cli", time=datetime.now(ZoneInfo(config.hub.timezone)),
-                          width=stats.width, height=stats.height, brightness=stats.brightness,
-                          sharpness=stats.sharpness)
+        meta = store.save(device.id, stats.picture, source="cli", time=datetime.now(UTC), width=stats.width,
+                          height=stats.height, brightness=stats.brightness, sharpness=stats.sharpness)
         print(f"{device.id}: reference stored in {store.picture_path(device.id)}")
-        print(json.dumps(meta))
+        # the file keeps UTC; the person reading this gets the hub's timezone
+        shown = {**meta, "time": datetime.fromisoformat(meta["time"]).astimezone(ZoneInfo(config.hub.timezone))
+                 .isoformat(timespec="seconds")} if isinstance(meta.get("time"), str) else meta
+        print(json.dumps(shown))
         return 0
     try:
         summary = store.compose(device.id, args.output, latest=stats.picture if stats is not None else None)

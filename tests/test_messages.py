@@ -6,6 +6,7 @@ the UPS and Hikvision simulators over real sockets, the ``anninh`` command line 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import subprocess
 from datetime import datetime
@@ -226,6 +227,40 @@ devices:
             assert took < 2.5, f"seen {took:.1f} s after the device came back"
     finally:
         await sim.stop()
+
+
+async def test_open_port_with_a_silent_device_keeps_the_whole_backoff(mosquitto: Any, tmp_path: Path) -> None:
+    """A gateway that accepts TCP but whose device never answers: the probe finds the port open,
+    so it must not cut the backoff short (that would retry a dead device every probe interval)."""
+    requests: list[float] = []  # when each connection sent its first Modbus request
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            if await reader.read(1):
+                requests.append(asyncio.get_running_loop().time())
+                await reader.read()  # never answer; wait for the hub to give up and close
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    yaml_text = f"""
+hub: {{data_dir: ./data}}
+mqtt: {{server: "mqtt://127.0.0.1:{mosquitto.port}", discovery: false}}
+devices:
+  - {{id: ups-kp3, platform: ups_modbus, host: 127.0.0.1, port: {port}, unit: 1, model: apc_smt,
+      poll_interval: 0.5, timeout: 0.3}}
+"""
+    backoff = Backoff(initial=0.25, maximum=2.0, auth_minimum=1.0, probe_interval=0.25)
+    try:
+        async with hub_from_yaml(yaml_text, tmp_path, backoff=backoff):
+            await asyncio.sleep(7.0)
+    finally:
+        server.close()
+    gaps = [b - a for a, b in itertools.pairwise(requests)]
+    # waits 0.25, 0.5, 1, 2, 2 (+ the 0.3 s timeout each): the last gaps are the 2 s cap
+    assert len(requests) >= 4 and max(gaps) >= 1.9, gaps
+    assert len(requests) <= 8, gaps
 
 
 async def test_camera_refusing_the_password_is_not_a_site_cause(mosquitto: Any, tmp_path: Path) -> None:

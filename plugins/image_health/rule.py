@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from hub.api import AvailabilityChange, DeviceError, Rule, RuleContext, StrictModel
@@ -73,6 +74,13 @@ class ImageHealthRule(Rule):
         if site is not None and site.blackspot and self.opts.blackspot_interval > 0:
             interval = min(interval, self.opts.blackspot_interval)
         return interval
+
+    def _local(self, iso: str) -> str:
+        """A stored (UTC) time in the hub's timezone, for logs and events."""
+        try:
+            return datetime.fromisoformat(iso).astimezone(self.ctx.tz).isoformat(timespec="seconds")
+        except (TypeError, ValueError):
+            return iso
 
     @property
     def store(self) -> ReferenceStore:
@@ -168,7 +176,7 @@ class ImageHealthRule(Rule):
         from hub.health.sources import check_snapshot, check_stream
 
         latest = str(self.store.latest_path(device_id)) if keep_latest else None
-        when = self.ctx.clock.now().astimezone(self.ctx.tz).isoformat()
+        when = self.ctx.clock.now().isoformat()
         url = self.ctx.stream_url(device_id) if getattr(cfg, "health_source", "snapshot") == "stream" else None
         if url:
             return await self.pool.run(check_stream, url, previous, reference, latest, want_picture,
@@ -209,16 +217,17 @@ class ImageHealthRule(Rule):
                     and stats.picture is not None):
                 meta = await self._save_reference(device_id, stats, "auto")
                 self.ctx.log.info("%s: first healthy daylight picture stored as the reference (%s)", device_id,
-                                  meta["time"])
+                                  self._local(meta["time"]))
             return outcome
 
     async def _save_reference(self, device_id: str, stats: FrameStats, source: str) -> dict[str, Any]:
         assert stats.picture is not None
         meta = await self.pool.run(self.store.save, device_id, stats.picture, source=source,
-                                   time=self.ctx.clock.now().astimezone(self.ctx.tz), width=stats.width,
-                                   height=stats.height, brightness=stats.brightness, sharpness=stats.sharpness)
+                                   time=self.ctx.clock.now(), width=stats.width, height=stats.height,
+                                   brightness=stats.brightness, sharpness=stats.sharpness)
         self._refs.pop(device_id, None)
-        self.ctx.event("reference_set", device=device_id, source=source, time=meta["time"])
+        # the files keep UTC (their contract); what a person reads is in the hub's timezone
+        self.ctx.event("reference_set", device=device_id, source=source, time=self._local(meta["time"]))
         return meta
 
     # ---------------------------------------------------------------- hub callbacks
