@@ -54,10 +54,12 @@ class HubTimeFormatter(logging.Formatter):
 
 
 def use_log_timezone(timezone: str) -> None:
-    """From now on the log's handlers print times in ``timezone``."""
+    """From now on the log lines :func:`setup_logging` set up print times in ``timezone``
+    (handlers someone else installed, a test runner's say, keep their own format)."""
     tz = ZoneInfo(timezone)
     for handler in logging.getLogger().handlers:
-        handler.setFormatter(HubTimeFormatter(tz))
+        if handler.formatter is not None and handler.formatter._fmt == LOG_FORMAT:
+            handler.setFormatter(HubTimeFormatter(tz))
 
 
 def setup_logging(verbosity: int, quiet: bool = False) -> None:
