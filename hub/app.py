@@ -117,7 +117,8 @@ async def _start_hub(config: Config, plugins: PluginManager, server: str, userna
     await hub.start()
     await bridge.start()
     if not await conn.wait_connected(connect_timeout):
-        log.warning("MQTT broker %s not reachable yet; running on and retrying", server)
+        log.warning("MQTT not connected yet (%s); running on and retrying",
+                    conn.problem or f"no answer yet from {server}")
     # start-up objects (configs, plugins, imported modules) never die: keep them out of later full
     # collections, which otherwise paused the loop 44-99 ms while image checks allocated frames
     gc.collect()

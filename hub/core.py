@@ -36,6 +36,7 @@ from hub.api import (
 )
 from hub.clock import Clock, SystemClock
 from hub.config import Config
+from hub.netprobe import tcp_probe
 from hub.plugins import PluginManager
 from hub.redact import redact
 from hub.storage import History, Registry
@@ -54,6 +55,10 @@ class Backoff:
     maximum: float = 120.0
     auth_minimum: float = 30.0
     """A refused password is retried no faster than this: never hammer a device's login."""
+    probe_interval: float = 3.0
+    """While a device whose TCP port was closed (or silent) waits out a longer backoff: seconds
+    between bare TCP connects to its ``host``/``port``; the wait ends when one succeeds, so a
+    device back from a long outage is seen within seconds, not at the next (up to 120 s) attempt."""
 
 
 async def cancel_and_wait(tasks: list[asyncio.Task[Any]], what: str, limit: float = 10.0) -> None:
@@ -198,11 +203,40 @@ class DeviceRunner:
                 raise
             except Exception as exc:
                 self.error = describe_error(exc, cfg.timeout)
-                hub.set_available(cfg.id, False, self.error)
+                hub.set_available(cfg.id, False, self.error,
+                                  error_kind="auth" if isinstance(exc, AuthError) else None)
                 await self._disconnect()
                 wait = max(backoff, hub.backoff.auth_minimum) if isinstance(exc, AuthError) else backoff
                 backoff = min(max(backoff * 2, hub.backoff.initial), hub.backoff.maximum)
-                await asyncio.sleep(wait)
+                await self._wait_before_retry(wait, exc)
+
+    def probe_target(self) -> tuple[str, int] | None:
+        """The device's TCP ``host``/``port`` from its config, if it has them (a serial UPS has not)."""
+        host, port = getattr(self.config, "host", None), getattr(self.config, "port", None)
+        if isinstance(host, str) and host and isinstance(port, int) and not isinstance(port, bool) and port > 0:
+            return host, port
+        return None
+
+    async def _wait_before_retry(self, wait: float, exc: Exception) -> None:
+        """Sleep the backoff; but when the device's TCP port does not accept connections now,
+        probe it every :attr:`Backoff.probe_interval` seconds and end the wait once it does. A
+        port that is open (the trouble is above TCP: a login refused, a gateway whose device is
+        silent) keeps the whole backoff: probing would not tell when that is fixed."""
+        interval = self.hub.backoff.probe_interval
+        target = self.probe_target()
+        if target is None or isinstance(exc, AuthError) or interval <= 0 or wait <= interval:
+            await asyncio.sleep(wait)
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+        timeout = min(1.0, self.config.timeout)
+        if await tcp_probe(*target, timeout=timeout):
+            await asyncio.sleep(max(0.0, deadline - loop.time()))
+            return
+        while (left := deadline - loop.time()) > 0:
+            await asyncio.sleep(min(interval, left))
+            if deadline - loop.time() > 0 and await tcp_probe(*target, timeout=timeout):
+                return
 
     def _start_listen(self) -> None:
         assert self.driver is not None
@@ -259,6 +293,7 @@ class RuleContextImpl:
         self.clock = hub.clock
         self.sun = hub.sun
         self.config = hub.config
+        self.tz = hub.tz
         self.log = logging.getLogger(f"hub.rule.{name}")
 
     def state(self, device_id: str) -> Mapping[str, Any]:
@@ -324,6 +359,7 @@ class Hub:
         self.states: dict[str, dict[str, Any]] = {}
         self.availability: dict[str, bool] = {}
         self.errors: dict[str, str | None] = {}
+        self.error_kinds: dict[str, str | None] = {}
         self.site_states: dict[str, dict[str, Any]] = {s.id: {"power": "unknown"} for s in config.sites}
         self.runners: dict[str, DeviceRunner] = {}
         self.listeners: list[Listener] = []
@@ -468,11 +504,13 @@ class Hub:
                 log.error("rule %s failed on a state change of %s: %s", rule.name, device_id,
                           describe_error(exc))
 
-    def set_available(self, device_id: str, available: bool, error: str | None = None) -> None:
+    def set_available(self, device_id: str, available: bool, error: str | None = None, *,
+                      error_kind: str | None = None) -> None:
         previous = self.availability.get(device_id)
         self.errors[device_id] = None if available else error
         if previous is available:
             return
+        self.error_kinds[device_id] = None if available else error_kind
         self.availability[device_id] = available
         runner = self.runners.get(device_id)
         site = runner.config.site if runner else None
@@ -487,7 +525,7 @@ class Hub:
             if stale:
                 self.update(device_id, dict.fromkeys(stale))
         change = AvailabilityChange(device_id=device_id, site=site, available=available,
-                                    error=error, time=self.clock.now())
+                                    error=error, time=self.clock.now(), error_kind=self.error_kinds[device_id])
         for lst in self.listeners:
             if lst.on_availability:
                 lst.on_availability(change)

@@ -8,7 +8,10 @@ written at once (a light's new state does not wait behind the audit and events t
 what paho still holds is written on the way out of the turn (``call_soon``), with an epoll writer
 only while the socket is full. A supervisor task sends keep-alives and reconnects with a 1 s to
 30 s backoff; the blocking part of a (re)connect (TCP connect, TLS handshake) runs in a worker
-thread.
+thread. While a broker that refused TCP connections is waited for, a bare TCP connect every
+:attr:`MqttConnection.probe_interval` seconds cuts the wait short as soon as it listens again.
+A failure is logged once, saying what happened (:attr:`MqttConnection.problem`): nothing
+listening, a TLS error and its reason, or a refused login.
 
 While the broker is unreachable, non-retained messages (events) wait in a bounded queue and
 are sent oldest first after the reconnect; retained messages (states, availability, discovery)
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import socket
 import ssl
 import threading
@@ -31,6 +35,8 @@ from urllib.parse import urlsplit
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
+
+from hub.netprobe import tcp_probe
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +67,81 @@ def _no_delay(client: paho.Client, userdata: Any, sock: Any) -> None:
         pass
 
 
+def describe_connect_error(exc: BaseException, address: BrokerAddress) -> str:
+    """What a failed (re)connect means for the person reading the log, with what to check."""
+    where = f"{address.host}:{address.port}"
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        why = exc.verify_message or exc.reason or str(exc)
+        hint = ("the certificate does not name this host: use the name or address it was issued for"
+                if "mismatch" in str(why).lower() else
+                "check mqtt.ca_file: it must be the CA that signed the broker's certificate")
+        return f"TLS error from {where}: certificate verify failed: {why} ({hint})"
+    if isinstance(exc, ssl.SSLError):
+        return describe_tls_failure(exc.reason or str(exc), where)
+    if isinstance(exc, ConnectionRefusedError):
+        return f"connection refused by {where}: no MQTT broker listens there (is it running? is the port right?)"
+    if isinstance(exc, TimeoutError | socket.timeout):
+        return f"no answer from {where} (timed out): check the address and the network"
+    if isinstance(exc, socket.gaierror):
+        return f"cannot resolve {address.host!r}: {exc.strerror or exc}"
+    if isinstance(exc, OSError):
+        return f"cannot reach {where}: {exc.strerror or exc}"
+    return f"cannot connect to {where}: {type(exc).__name__}: {exc}"
+
+
+def describe_tls_failure(reason: str, where: str) -> str:
+    """A TLS failure's OpenSSL reason (``WRONG_VERSION_NUMBER``, ``TLSV13_ALERT_CERTIFICATE_REQUIRED``
+    ...) with what it usually means."""
+    text = reason.upper()
+    if "WRONG_VERSION" in text or "RECORD_LAYER" in text or "UNKNOWN_PROTOCOL" in text:
+        hint = "the port does not speak TLS: use mqtt:// for it, or the broker's TLS port"
+    elif "CERTIFICATE_REQUIRED" in text:
+        hint = "the broker wants a client certificate: set mqtt.cert_file and mqtt.key_file"
+    elif "BAD_CERTIFICATE" in text or "UNKNOWN_CA" in text or "CERTIFICATE_UNKNOWN" in text:
+        hint = "the broker refused our client certificate (mqtt.cert_file): is it signed by the broker's CA?"
+    else:
+        hint = "check mqtt.ca_file, mqtt.cert_file and the broker's TLS listener"
+    return f"TLS error from {where}: {reason} ({hint})"
+
+
+def _describe_io_error(text: str, address: BrokerAddress) -> str:
+    """paho's logged socket error (``failed to receive on socket: [SSL: X] x (_ssl.c:1)``)."""
+    where = f"{address.host}:{address.port}"
+    match = re.search(r"\[SSL: ([A-Z0-9_]+)\]", text)
+    if match:
+        return describe_tls_failure(match.group(1), where)
+    detail = text.removeprefix("failed to receive on socket: ")
+    if address.tls:
+        # the broker ended the TLS session before its CONNACK (often without sending its alert
+        # first): what Mosquitto does to a client without the certificate it requires
+        return (f"TLS error from {where}: the broker closed the TLS connection before answering "
+                f"({detail}) (does it want a client certificate? set mqtt.cert_file and mqtt.key_file, "
+                f"signed by the CA it trusts)")
+    return f"connection to {where} dropped before the broker answered ({detail})"
+
+
+def _refusal_hint(reason: str) -> str:
+    low = reason.lower()
+    if "not authori" in low or "user name or password" in low or "bad username" in low:
+        return "not authorised: check mqtt.username/password (and the broker's password file)"
+    if "identifier" in low:
+        return f"{reason}: check mqtt.client_id"
+    return reason
+
+
+class _ErrorSink:
+    """Takes paho's log calls while not connected and keeps its last error: a TLS alert received
+    after the handshake (client certificate missing or refused) shows up only there, paho then
+    reports a generic lost connection."""
+
+    def __init__(self, conn: MqttConnection) -> None:
+        self.conn = conn
+
+    def log(self, level: int, fmt: str, *args: Any) -> None:
+        if level >= logging.ERROR:
+            self.conn._io_error = fmt % args
+
+
 class MqttConnection:
     """One MQTT client session for the hub.
 
@@ -71,6 +152,13 @@ class MqttConnection:
 
     ack_deadline = 1.0
     """Seconds after which a message whose handler's task is still running is acknowledged anyway."""
+
+    max_backoff = 30.0
+    """Longest wait between two (re)connect attempts."""
+
+    probe_interval = 2.0
+    """While waiting out the backoff after a refused/unreachable TCP connect: seconds between bare
+    TCP connects that end the wait as soon as the broker listens again."""
 
     def __init__(self, address: BrokerAddress, *, client_id: str | None = None,
                  username: str | None = None, password: str | None = None,
@@ -88,6 +176,10 @@ class MqttConnection:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._connected_event = asyncio.Event()
         self._last_error: str | None = None
+        self.problem: str | None = None
+        """Why the hub is not connected, as logged (None while connected or before a first try)."""
+        self._io_error: str | None = None  # the last socket error paho logged (TLS alerts on read)
+        self._network_down = False  # the last attempt found nothing listening: probe while waiting
         self._stopping = False
         self.client = paho.Client(CallbackAPIVersion.VERSION2,
                                   client_id=client_id or f"anninh-{uuid.uuid4().hex[:8]}",
@@ -116,6 +208,7 @@ class MqttConnection:
         self.client.on_connect = self._paho_connect
         self.client.on_disconnect = self._paho_disconnect
         self.client.on_message = self._paho_message
+        self.client.enable_logger(_ErrorSink(self))  # type: ignore[arg-type]  # until connected
 
     # ---------------------------------------------------------------- paho's socket in the loop
     def _in_loop(self, fn: Callable[..., Any], *args: Any) -> None:
@@ -134,6 +227,9 @@ class MqttConnection:
 
     def _watch(self, fd: int) -> None:
         assert self._loop is not None
+        sock = self.client.socket()
+        if sock is None or sock.fileno() != fd:
+            return  # closed again before the loop got here (a refused or failed handshake)
         self._fd = fd
         self._loop.add_reader(fd, self._readable)
 
@@ -163,7 +259,9 @@ class MqttConnection:
         if self._fd is None or not self.client.want_write():
             return
         self.client.loop_write()
-        if self.client.want_write() and not self._writer_added and self._loop is not None:
+        # the write may have found the connection gone (paho closed the socket, ``_unwatch``
+        # cleared the descriptor): nothing to wait for then
+        if self._fd is not None and self.client.want_write() and not self._writer_added and self._loop is not None:
             # the socket is full: wait until the kernel takes more
             self._loop.add_writer(self._fd, self._writable)
             self._writer_added = True
@@ -200,25 +298,49 @@ class MqttConnection:
         while not self._stopping:
             if self.client.socket() is None:
                 if self._attempts and not self.connected:
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, 30.0)
+                    await self._wait_before_retry(delay)
+                    delay = min(delay * 2, self.max_backoff)
                 if self._stopping:
                     break
                 self._attempts += 1
+                self._io_error = None
                 try:
                     await self._loop.run_in_executor(None, self.client.reconnect)
                 except (OSError, ssl.SSLError, ValueError) as exc:
-                    reason = f"{type(exc).__name__}: {exc}"
-                    if self._last_error != reason:
-                        log.warning("MQTT broker %s:%d unreachable (%s); retrying", self.address.host,
-                                    self.address.port, reason)
-                        self._last_error = reason
+                    self._network_down = not isinstance(exc, ssl.SSLError) and isinstance(exc, OSError)
+                    self._report(describe_connect_error(exc, self.address))
                     continue
+                self._network_down = False
             else:
                 if self.connected:
                     delay = 1.0
                 self.client.loop_misc()
             await asyncio.sleep(1.0 if self.connected else 0.2)
+
+    async def _wait_before_retry(self, delay: float) -> None:
+        """Sleep ``delay``; but when the broker was not listening, look every :attr:`probe_interval`
+        seconds with a bare TCP connect (cheap for both sides) and stop waiting once it accepts.
+        TLS and login failures are not probed: the port is open then, and retrying faster would
+        only hammer the broker with the same refused attempt."""
+        assert self._loop is not None
+        if not self._network_down:
+            await asyncio.sleep(delay)
+            return
+        deadline = self._loop.time() + delay
+        while not self._stopping:
+            left = deadline - self._loop.time()
+            if left <= 0:
+                return
+            await asyncio.sleep(min(self.probe_interval, left))
+            if await tcp_probe(self.address.host, self.address.port, timeout=1.0):
+                return
+
+    def _report(self, problem: str) -> None:
+        """Log a connection problem once (again only when it changes)."""
+        self.problem = problem
+        if self._last_error != problem:
+            log.warning("MQTT: %s; retrying", problem)
+            self._last_error = problem
 
     # ---------------------------------------------------------------- paho callbacks
     def _soon(self, fn: Callable[..., Any], *args: Any) -> None:
@@ -250,15 +372,18 @@ class MqttConnection:
 
     # ---------------------------------------------------------------- loop side
     def _refused(self, reason: str) -> None:
-        if self._last_error != reason:
-            log.error("MQTT broker %s:%d refused the connection: %s", self.address.host,
-                      self.address.port, reason)
-            self._last_error = reason
+        problem = f"refused the connection: {_refusal_hint(reason)}"
+        self.problem = problem
+        if self._last_error != problem:
+            log.error("MQTT broker %s:%d %s", self.address.host, self.address.port, problem)
+            self._last_error = problem
 
     def _connected(self) -> None:
         self.connected = True
         self.connects += 1
         self._last_error = None
+        self.problem = None
+        self.client.disable_logger()  # nothing to catch while connected: no cost per packet
         log.info("MQTT connected to %s:%d", self.address.host, self.address.port)
         for topic, qos, _ in self._handlers:
             self.client.subscribe(topic, qos)
@@ -281,6 +406,13 @@ class MqttConnection:
         if self.connected and not self._stopping:
             log.warning("MQTT connection to %s:%d lost (%s); reconnecting", self.address.host,
                         self.address.port, reason)
+        elif not self._stopping and self._io_error:
+            # dropped before the CONNACK; with TLS, the broker refused the handshake (a client
+            # certificate missing or not trusted shows up only as an alert on the first read)
+            self._report(_describe_io_error(self._io_error, self.address))
+        self._io_error = None
+        if self.connected:
+            self.client.enable_logger(_ErrorSink(self))  # type: ignore[arg-type]
         self.connected = False
         self._connected_event.clear()
 
