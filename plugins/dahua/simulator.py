@@ -448,7 +448,8 @@ class DahuaSimulator(SimHttpServer):
         if not span:
             return []
         end = self.now().replace(tzinfo=None)
-        t = end - timedelta(seconds=span)
+        # recorders overwrite whole files: the oldest footage starts on a file boundary (the hour)
+        t = (end - timedelta(seconds=span)).replace(minute=0, second=0, microsecond=0)
         out = []
         while t < end:
             nxt = min(t + timedelta(hours=1), end)

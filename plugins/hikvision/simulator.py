@@ -597,7 +597,9 @@ class HikvisionSimulator(SimHttpServer):
         if not span:
             return []
         end = self.now()
-        start = end - timedelta(seconds=span)
+        # recorders overwrite whole files: the oldest footage starts on a file boundary (the hour),
+        # so "kept N days" is N days and part of an hour, never a hair under N
+        start = (end - timedelta(seconds=span)).replace(minute=0, second=0, microsecond=0)
         segs = []
         t = start
         while t < end:
