@@ -60,7 +60,8 @@ async def start_hub(config: Config, plugins: PluginManager, *, clock: Clock | No
         BrokerAddress.parse(server), client_id=m.client_id, username=m.username,
         password=m.password.get_secret_value() if m.password else None,
         will=(f"{m.base_topic}/bridge/state", '{"state":"offline"}'), keepalive=m.keepalive,
-        ca_file=m.ca_file, cert_file=m.cert_file, key_file=m.key_file, queue_size=m.queue_size)
+        ca_file=m.ca_file, cert_file=m.cert_file, key_file=m.key_file, queue_size=m.queue_size,
+        outbox=config.data_dir / "outbox.db")
     bridge = MqttBridge(hub, conn)
     await hub.start()
     await bridge.start()
