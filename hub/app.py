@@ -9,7 +9,7 @@ import signal
 from dataclasses import dataclass, field
 from typing import Any
 
-from hub.bridge import MqttBridge
+from hub.bridge import MqttBridge, session_id
 from hub.broker import EmbeddedBroker, free_port, port_is_free
 from hub.clock import Clock
 from hub.config import Config
@@ -57,11 +57,11 @@ async def start_hub(config: Config, plugins: PluginManager, *, clock: Clock | No
     hub = Hub(config, plugins, clock=clock, backoff=backoff)
     m = config.mqtt
     conn = MqttConnection(
-        BrokerAddress.parse(server), client_id=m.client_id, username=m.username,
+        BrokerAddress.parse(server), client_id=m.client_id or session_id(config), username=m.username,
         password=m.password.get_secret_value() if m.password else None,
         will=(f"{m.base_topic}/bridge/state", '{"state":"offline"}'), keepalive=m.keepalive,
         ca_file=m.ca_file, cert_file=m.cert_file, key_file=m.key_file, queue_size=m.queue_size,
-        outbox=config.data_dir / "outbox.db")
+        outbox=config.data_dir / "outbox.db", clean_session=False)
     bridge = MqttBridge(hub, conn)
     await hub.start()
     await bridge.start()

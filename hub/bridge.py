@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
@@ -22,6 +23,7 @@ from typing import Any
 
 from hub import __version__
 from hub.api import AvailabilityChange, Entity, HubEvent, StateChange
+from hub.config import Config
 from hub.core import Hub, Listener, describe_error
 from hub.mqtt import BrokerAddress, MqttConnection
 from hub.redact import redact, redact_cut
@@ -87,6 +89,15 @@ def _no_constant(name: str) -> Any:
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str)
 
 
+def session_id(config: Config) -> str:
+    """The hub's MQTT client id when the config names none: stable for one data dir and base
+    topic, so that the broker keeps the hub's session (persistent, ``clean_session`` false) across
+    a hub restart and delivers again the commands it acknowledged to their sender but the hub
+    had not yet acknowledged (a hub killed in between)."""
+    digest = hashlib.sha256(f"{config.data_dir}\0{config.mqtt.base_topic}".encode()).hexdigest()
+    return f"anninh-{digest[:12]}"
+
+
 def _dumps(data: Mapping[str, Any]) -> str:
     # one encoder for all messages: json.dumps with options builds a new encoder per call
     return _ENCODER.encode(data)
@@ -106,11 +117,11 @@ class MqttBridge:
         if connection is None:
             address = BrokerAddress.parse(cfg.server)
             connection = MqttConnection(
-                address, client_id=cfg.client_id, username=cfg.username,
+                address, client_id=cfg.client_id or session_id(hub.config), username=cfg.username,
                 password=cfg.password.get_secret_value() if cfg.password else None,
                 will=(f"{self.base}/bridge/state", OFFLINE), keepalive=cfg.keepalive,
                 ca_file=cfg.ca_file, cert_file=cfg.cert_file, key_file=cfg.key_file,
-                queue_size=cfg.queue_size, outbox=hub.config.data_dir / "outbox.db")
+                queue_size=cfg.queue_size, outbox=hub.config.data_dir / "outbox.db", clean_session=False)
         self.conn = connection
         self.conn.on_connect_cb = self._on_connect
         hub.mqtt_access = self

@@ -82,7 +82,7 @@ class MqttConnection:
                  will: tuple[str, str] | None = None, keepalive: int = 30,
                  ca_file: str | None = None, cert_file: str | None = None, key_file: str | None = None,
                  queue_size: int = 10000, on_connect: Callable[[], None] | None = None,
-                 outbox: Path | None = None) -> None:
+                 outbox: Path | None = None, clean_session: bool = True) -> None:
         self.address = address
         self.keepalive = keepalive
         self.on_connect_cb = on_connect
@@ -104,7 +104,7 @@ class MqttConnection:
         self._stopping = False
         self.client = paho.Client(CallbackAPIVersion.VERSION2,
                                   client_id=client_id or f"anninh-{uuid.uuid4().hex[:8]}",
-                                  protocol=paho.MQTTv311, clean_session=True, manual_ack=True)
+                                  protocol=paho.MQTTv311, clean_session=clean_session, manual_ack=True)
         self.client.max_inflight_messages_set(200)
         self._fd: int | None = None
         self._loop_thread: int | None = None
@@ -397,7 +397,8 @@ class MqttConnection:
                 return
             running = -1
             timer.cancel()
-            # not after stop, nor on a new (clean) session: the broker forgot the message
+            # not after stop, nor on a new connection: a clean session forgot the message, a
+            # persistent one sends it again (with a new delivery to acknowledge)
             if not self._stopping and self.connected and self.connects == connects:
                 self.client.ack(mid, qos)
 
