@@ -453,6 +453,8 @@ class Hub:
                 log.warning("rule %s failed to stop: %s", rule.name, describe_error(exc))
         await asyncio.gather(*(r.stop() for r in self.runners.values()), return_exceptions=True)
         await cancel_and_wait(list(self._tasks), "hub")
+        for key in list(self._rejections):  # the summaries not yet due
+            self._end_rejections(key)
         if self.history is not None:
             self.history.close()
         if self.registry is not None:
@@ -722,7 +724,7 @@ class Hub:
 
     def _end_rejections(self, key: tuple[str, str]) -> None:
         window = self._rejections.pop(key, None)
-        if window is None or not window.count or self._stopping:
+        if window is None or not window.count:
             return
         user, kind = key
         self._report_rejection(window.device, window.error, user=user, payload=None, source=window.source,
