@@ -224,3 +224,16 @@ users: [{name: an, role: officer, password: an-pass-1}, {name: bo, role: officer
     assert [e.type for e in events].count("command") == 1
     assert len([a for a in audit if a["result"] == "rejected"]) == 5
     assert sum("499 more" in (a["error"] or "") for a in audit) == 2
+
+
+def test_command_flood_scaled_down(tmp_path: Path) -> None:
+    """bench/bench_command_flood.py at a tenth of its rate and 2 s: no valid officer command
+    lost, the flood summarised in a few events, the history hardly grows."""
+    from hub.testing.flood import flood
+
+    r = flood(tmp_path, rate=2000, seconds=2.0, valid=5)
+    assert r["flood_sent"] >= 3000, r
+    assert r["valid_audited"] == r["valid_sent"] == 5, r
+    assert r["rejected_counted"] == r["flood_sent"], r  # every one received and counted
+    assert 1 <= r["rejected_events"] <= 6, r
+    assert r["history_rows"] < 60 and r["history_growth"] < 100_000, r
