@@ -303,3 +303,26 @@ def test_outbox_is_bounded_in_order_and_counts_what_it_drops(tmp_path: Path) -> 
     box.commit()
     assert len(box) == 90 and int(box.rows()[0][2]) == 160
     box.close()
+
+
+def test_history_size_budget_keeps_the_audit(tmp_path: Path) -> None:
+    import datetime as dt
+
+    hist = History(tmp_path / "history.db", max_bytes=200_000)
+    t0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    for i in range(3000):
+        when = t0 + dt.timedelta(seconds=i)
+        hist.add_event(when, "tick", "d", None, {"n": i, "pad": "x" * 100})
+        if i % 100 == 0:
+            hist.add_audit(when, "an", "d", {"state": "ON"}, "ok")
+        hist.add_state(when, f"d{i % 7}", {"n": i})
+        if i % 500 == 0:
+            hist.flush()
+    hist.flush()
+    assert hist.size() > 200_000
+    assert hist.enforce_budget() > 0
+    assert hist.size() <= 200_000
+    events = hist.events()
+    assert events and events[-1]["n"] == 2999 and events[0]["n"] > 0  # the oldest went
+    assert len(hist.audit()) == 30
+    hist.close()
