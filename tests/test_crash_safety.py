@@ -221,16 +221,27 @@ async def test_kill_9_after_acknowledged_commands(tmp_path: Path, mosquitto: Mos
             while not set(holds) <= {c.get("hold") for u, c, r in _audit(data) if u == "an"}:
                 assert asyncio.get_running_loop().time() < deadline, _audit(data)
                 await asyncio.sleep(0.2)
-            # and with one second between the acknowledgement and the kill: none redelivered,
-            # every one audited as carried out
+            # 3. commands carried out (their new state seen), kill -9 0.1 s later, well within the
+            # history's 1 s flush: the audit rows are in the file already, before any restart
             before = len(_audit(data))
             for h in range(200, 205):
-                await asyncio.to_thread(rec.publish, "anninh/light-1/set/an", json.dumps({"state": "ON", "hold": h}))
-            await asyncio.sleep(1.0)
+                mark = rec.count()
+                want = "ON" if h % 2 else "OFF"
+                await asyncio.to_thread(rec.publish, "anninh/light-1/set/an", json.dumps({"state": want, "hold": h}))
+                await asyncio.to_thread(rec.wait_topic, "anninh/light-1", lambda j, w=want: j.get("state") == w,
+                                        10, mark)
+            await asyncio.sleep(0.1)
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait(10)
             rows = _audit(data)[before:]
             assert [(c["hold"], r) for u, c, r in rows] == [(h, "ok") for h in range(200, 205)]
+            # and the hold of the last one is what a restarted hub restores
+            mark = rec.count()
+            proc = _start_hub(cfg)
+            await up(mark)
+            st = await asyncio.to_thread(rec.wait_topic, "anninh/light-1", lambda j: j.get("mode") is not None,
+                                         30, mark)
+            assert st["mode"] == "manual" and "kept across a hub restart" in st["reason"], st
         finally:
             if proc.poll() is None:
                 proc.terminate()
