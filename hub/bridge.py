@@ -60,7 +60,7 @@ def parse_command(payload: bytes) -> dict[str, Any]:
     if text.upper() in ("ON", "OFF", "TOGGLE"):
         return {"state": text.upper()}
     try:
-        value = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
+        value = _DECODER.decode(text)
     except CommandParseError:
         raise
     except RecursionError:
@@ -86,6 +86,7 @@ def _no_constant(name: str) -> Any:
     raise CommandParseError(f"{name} is not a JSON number")
 
 
+_DECODER = json.JSONDecoder(object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str)
 
 
