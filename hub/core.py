@@ -477,6 +477,7 @@ class Hub:
         last_registry = 0.0
         last_purge = 0.0
         last_budget = 0.0
+        last_checkpoint = 0.0
         while True:
             await asyncio.sleep(1.0)
             try:
@@ -485,6 +486,9 @@ class Hub:
                     # competing with a busy loop crawls (measured: no flush at all in 4 s under load)
                     self.history.flush()
                 now = self.clock.monotonic()
+                if self.history is not None and now - last_checkpoint >= 2:
+                    last_checkpoint = now
+                    await asyncio.to_thread(self.history.checkpoint)
                 if self.history is not None and now - last_budget >= 30:
                     last_budget = now
                     await asyncio.to_thread(self.history.enforce_budget)
