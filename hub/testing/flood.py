@@ -117,15 +117,16 @@ def flood(tmp: Path, *, rate: float = 20000, seconds: float = 5.0, valid: int = 
 
         def start_hub() -> subprocess.Popen[bytes]:
             mark = rec.count()
-            proc = subprocess.Popen([sys.executable, "-m", "hub.cli", "-q", "run", "-c", str(cfg)],
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            with open(tmp / "hub.log", "ab") as log:  # a file, not a pipe nobody reads while the hub runs
+                proc = subprocess.Popen([sys.executable, "-m", "hub.cli", "-q", "run", "-c", str(cfg)],
+                                        stdout=subprocess.DEVNULL, stderr=log)
             rec.wait_topic("anninh/light-1/availability", lambda j: j["state"] == "online", 30, mark)
             return proc
 
         def stop_hub(proc: subprocess.Popen[bytes]) -> str:
             proc.terminate()
-            _, err = proc.communicate(timeout=30)
-            return err.decode(errors="replace")
+            proc.wait(30)
+            return (tmp / "hub.log").read_text(errors="replace")
 
         stop_hub(start_hub())  # creates the files; the size before is that of a settled history
         before, rows_before = _history_bytes(data), _history_rows(data)
