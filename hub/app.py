@@ -9,7 +9,7 @@ import signal
 from dataclasses import dataclass, field
 from typing import Any
 
-from hub.bridge import MqttBridge
+from hub.bridge import MqttBridge, session_id
 from hub.broker import (
     INSTALL_HINT,
     LOOPBACK,
@@ -110,9 +110,11 @@ async def _start_hub(config: Config, plugins: PluginManager, server: str, userna
     m = config.mqtt
     hub = Hub(config, plugins, clock=clock, backoff=backoff)
     conn = MqttConnection(
-        BrokerAddress.parse(server), client_id=m.client_id, username=username, password=password,
+        BrokerAddress.parse(server), client_id=m.client_id or session_id(config), username=username,
+        password=password,
         will=(f"{m.base_topic}/bridge/state", '{"state":"offline"}'), keepalive=m.keepalive,
-        ca_file=m.ca_file, cert_file=m.cert_file, key_file=m.key_file, queue_size=m.queue_size)
+        ca_file=m.ca_file, cert_file=m.cert_file, key_file=m.key_file, queue_size=m.queue_size,
+        outbox=config.data_dir / "outbox.db", clean_session=False)
     bridge = MqttBridge(hub, conn)
     await hub.start()
     await bridge.start()

@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import re
@@ -24,9 +25,10 @@ from typing import Any
 
 from hub import __version__
 from hub.api import AvailabilityChange, Entity, HubEvent, StateChange
+from hub.config import Config
 from hub.core import Hub, Listener, describe_error
 from hub.mqtt import BrokerAddress, MqttConnection
-from hub.redact import redact
+from hub.redact import redact, redact_cut
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +47,9 @@ def parse_command(payload: bytes) -> dict[str, Any]:
     """Turn a ``/set`` payload into a dict, or raise :class:`CommandParseError` saying why.
 
     Accepts a JSON object, or the plain words ``ON`` / ``OFF`` / ``TOGGLE`` (any case), which
-    mean ``{"state": "ON"}`` etc.
+    mean ``{"state": "ON"}`` etc. Strict JSON: a key given twice, ``NaN`` or ``Infinity`` is an
+    error (Python's parser would take the last key and the non-standard constants silently);
+    the values' types are checked by the device's model, strictly (no ``"3600"`` for 3600).
     """
     if len(payload) > MAX_COMMAND_BYTES:
         raise CommandParseError(f"payload too large ({len(payload)} bytes; limit {MAX_COMMAND_BYTES})")
@@ -58,7 +62,9 @@ def parse_command(payload: bytes) -> dict[str, Any]:
     if text.upper() in ("ON", "OFF", "TOGGLE"):
         return {"state": text.upper()}
     try:
-        value = json.loads(text)
+        value = _DECODER.decode(text)
+    except CommandParseError:
+        raise
     except RecursionError:
         raise CommandParseError("payload nested too deeply") from None
     except ValueError as exc:
@@ -69,7 +75,30 @@ def parse_command(payload: bytes) -> dict[str, Any]:
     return value
 
 
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        seen: set[str] = set()
+        dup = next(k for k, _ in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
+        raise CommandParseError(f"key {redact_cut(dup, 32)!r} given more than once")
+    return out
+
+
+def _no_constant(name: str) -> Any:
+    raise CommandParseError(f"{name} is not a JSON number")
+
+
+_DECODER = json.JSONDecoder(object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+def session_id(config: Config) -> str:
+    """The hub's MQTT client id when the config names none: stable for one data dir and base
+    topic, so that the broker keeps the hub's session (persistent, ``clean_session`` false) across
+    a hub restart and delivers again the commands it acknowledged to their sender but the hub
+    had not yet acknowledged (a hub killed in between)."""
+    digest = hashlib.sha256(f"{config.data_dir}\0{config.mqtt.base_topic}".encode()).hexdigest()
+    return f"anninh-{digest[:12]}"
 
 
 def _dumps(data: Mapping[str, Any]) -> str:
@@ -95,11 +124,11 @@ class MqttBridge:
         if connection is None:
             address = BrokerAddress.parse(cfg.server)
             connection = MqttConnection(
-                address, client_id=cfg.client_id, username=cfg.username,
+                address, client_id=cfg.client_id or session_id(hub.config), username=cfg.username,
                 password=cfg.password.get_secret_value() if cfg.password else None,
                 will=(f"{self.base}/bridge/state", OFFLINE), keepalive=cfg.keepalive,
                 ca_file=cfg.ca_file, cert_file=cfg.cert_file, key_file=cfg.key_file,
-                queue_size=cfg.queue_size)
+                queue_size=cfg.queue_size, outbox=hub.config.data_dir / "outbox.db", clean_session=False)
         self.conn = connection
         self.conn.on_connect_cb = self._on_connect
         hub.mqtt_access = self
@@ -112,8 +141,10 @@ class MqttBridge:
     # ---------------------------------------------------------------- lifecycle
     async def start(self) -> None:
         b = self.base
-        self.conn.subscribe(f"{b}/+/set", self._on_set, qos=1)
-        self.conn.subscribe(f"{b}/+/set/+", self._on_set, qos=1)
+        # a command left retained on a /set topic (an app's "retain" switch) would otherwise be
+        # carried out again at every reconnect: commands come from live publishes only
+        self.conn.subscribe(f"{b}/+/set", self._on_set, qos=1, retained=False)
+        self.conn.subscribe(f"{b}/+/set/+", self._on_set, qos=1, retained=False)
         self.conn.subscribe(f"{b}/bridge/request/#", self._on_request, qos=1)
         if self.discovery:
             self.conn.subscribe(f"{self.prefix}/status", self._on_ha_status, qos=1)
@@ -194,7 +225,8 @@ class MqttBridge:
         try:
             command = parse_command(payload)
         except CommandParseError as exc:
-            self.hub.reject_command(device_id, str(exc), user=user, payload={"bytes": len(payload)}, source="mqtt")
+            self.hub.reject_command(device_id, str(exc), user=user, payload={"bytes": len(payload)}, source="mqtt",
+                                    kind="malformed")
             return None
         return self.hub.create_task(self.hub.command(device_id, command, source="mqtt", user=user),
                                     name=f"command-{device_id[:32]}")

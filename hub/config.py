@@ -181,6 +181,9 @@ class HubSection(StrictModel):
     timezone: str = "Asia/Ho_Chi_Minh"
     data_dir: str = "./data"
     history_days: int = Field(400, ge=1, le=3650, description="days of history kept")
+    history_max_mb: float = Field(2000, ge=1, le=1_000_000,
+                                  description="size budget of history.db in MB: past it the oldest states "
+                                              "and events are deleted (the command audit is kept)")
 
     @field_validator("timezone")
     @classmethod

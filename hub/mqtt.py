@@ -13,9 +13,11 @@ thread. While a broker that refused TCP connections is waited for, a bare TCP co
 A failure is logged once, saying what happened (:attr:`MqttConnection.problem`): nothing
 listening, a TLS error and its reason, or a refused login.
 
-While the broker is unreachable, non-retained messages (events) wait in a bounded queue and
+While the broker is unreachable, non-retained messages (events) wait in a bounded outbox and
 are sent oldest first after the reconnect; retained messages (states, availability, discovery)
 are not queued but republished whole from the hub's state store by the ``on_connect`` callback.
+Given a file, the outbox is SQLite (:class:`hub.storage.Outbox`): it survives a hub restart, and a
+message leaves it only when the broker has acknowledged it.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -37,6 +40,7 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
 from hub.netprobe import tcp_probe
+from hub.storage import Outbox
 
 log = logging.getLogger(__name__)
 
@@ -164,15 +168,23 @@ class MqttConnection:
                  username: str | None = None, password: str | None = None,
                  will: tuple[str, str] | None = None, keepalive: int = 30,
                  ca_file: str | None = None, cert_file: str | None = None, key_file: str | None = None,
-                 queue_size: int = 10000, on_connect: Callable[[], None] | None = None) -> None:
+                 queue_size: int = 10000, on_connect: Callable[[], None] | None = None,
+                 outbox: Path | None = None, clean_session: bool = True) -> None:
         self.address = address
         self.keepalive = keepalive
         self.on_connect_cb = on_connect
         self.connected = False
-        self.queue: deque[tuple[str, bytes, int, bool]] = deque(maxlen=queue_size)
         self.dropped = 0
+        self.outbox = Outbox(outbox, queue_size) if outbox is not None else None
+        self.queue: deque[tuple[str, bytes, int, bool]] | Outbox = (
+            self.outbox if self.outbox is not None else deque(maxlen=queue_size))
+        """What waits for the broker: the outbox, or without a file an in-memory queue."""
+        self._outbox_sent: dict[int, int] = {}  # paho message id -> outbox row, until the PUBACK
+        self._outbox_commit_pending = False
         self.connects = 0
         self._handlers: list[tuple[str, int, MessageHandler]] = []
+        self._no_retained: set[MessageHandler] = set()  # handlers never given retained messages
+        self._retained_seen: set[str] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._connected_event = asyncio.Event()
         self._last_error: str | None = None
@@ -183,7 +195,7 @@ class MqttConnection:
         self._stopping = False
         self.client = paho.Client(CallbackAPIVersion.VERSION2,
                                   client_id=client_id or f"anninh-{uuid.uuid4().hex[:8]}",
-                                  protocol=paho.MQTTv311, clean_session=True, manual_ack=True)
+                                  protocol=paho.MQTTv311, clean_session=clean_session, manual_ack=True)
         self.client.max_inflight_messages_set(200)
         self._fd: int | None = None
         self._loop_thread: int | None = None
@@ -209,6 +221,7 @@ class MqttConnection:
         self.client.on_disconnect = self._paho_disconnect
         self.client.on_message = self._paho_message
         self.client.enable_logger(_ErrorSink(self))  # type: ignore[arg-type]  # until connected
+        self.client.on_publish = self._paho_published
 
     # ---------------------------------------------------------------- paho's socket in the loop
     def _in_loop(self, fn: Callable[..., Any], *args: Any) -> None:
@@ -366,9 +379,35 @@ class MqttConnection:
 
     def _paho_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
         if threading.get_ident() == self._loop_thread:
-            self._dispatch(msg.topic, msg.payload, msg.mid, msg.qos)  # in paho's read: writes wait for the flush
+            # in paho's read: writes wait for the flush
+            self._dispatch(msg.topic, msg.payload, msg.mid, msg.qos, bool(msg.retain))
         else:
-            self._soon(self._dispatch, msg.topic, msg.payload, msg.mid, msg.qos)
+            self._soon(self._dispatch, msg.topic, msg.payload, msg.mid, msg.qos, bool(msg.retain))
+
+    def _paho_published(self, client: paho.Client, userdata: Any, mid: int, reason_code: Any,
+                        properties: Any) -> None:
+        row = self._outbox_sent.pop(mid, None)
+        if row is not None and self.outbox is not None:
+            self.outbox.done(row)
+            self._in_loop(self._schedule_outbox_commit)
+
+    def _schedule_outbox_commit(self) -> None:
+        """One outbox transaction per loop turn, however many messages it took or gave."""
+        if self._outbox_commit_pending:
+            return
+        if self._loop is None or self._loop.is_closed():
+            self._commit_outbox()
+            return
+        self._outbox_commit_pending = True
+        self._loop.call_soon(self._commit_outbox)
+
+    def _commit_outbox(self) -> None:
+        self._outbox_commit_pending = False
+        if self.outbox is not None:
+            try:
+                self.outbox.commit()
+            except Exception as exc:  # a full disk must not stop the loop
+                log.error("MQTT outbox write failed: %s: %s", type(exc).__name__, exc)
 
     # ---------------------------------------------------------------- loop side
     def _refused(self, reason: str) -> None:
@@ -392,15 +431,43 @@ class MqttConnection:
                 self.on_connect_cb()
             except Exception:
                 log.exception("MQTT on_connect callback failed")
-        queued = len(self.queue)
-        while self.queue and self.connected:
-            topic, payload, qos, retain = self.queue.popleft()
-            self.client.publish(topic, payload, qos, retain)
+        if self.outbox is not None:
+            queued = self._send_outbox()
+        else:
+            assert isinstance(self.queue, deque)
+            queued = len(self.queue)
+            while self.queue and self.connected:
+                topic, payload, qos, retain = self.queue.popleft()
+                self.client.publish(topic, payload, qos, retain)
         if queued:
             log.info("MQTT sent %d queued message(s)%s", queued,
                      f"; {self.dropped} older ones were dropped (queue full)" if self.dropped else "")
             self.dropped = 0
         self._connected_event.set()
+
+    def _send_outbox(self) -> int:
+        """Publish the outbox, oldest first; rows leave it at their PUBACK. Rows that paho already
+        holds from before a reconnect are resent by paho itself (same message id)."""
+        assert self.outbox is not None
+        try:
+            rows = self.outbox.rows()
+        except Exception as exc:
+            log.error("MQTT outbox unreadable: %s: %s", type(exc).__name__, exc)
+            return 0
+        sending = set(self._outbox_sent.values())
+        sent = 0
+        for row, topic, payload, qos, retain in rows:
+            if row in sending:
+                continue
+            info = self.client.publish(topic, payload, qos, retain)
+            sent += 1
+            if qos:
+                self._outbox_sent[info.mid] = row
+            else:
+                self.outbox.done(row)
+        self.dropped += self.outbox.take_dropped()
+        self._schedule_outbox_commit()
+        return sent
 
     def _disconnected(self, reason: str) -> None:
         if self.connected and not self._stopping:
@@ -416,7 +483,7 @@ class MqttConnection:
         self.connected = False
         self._connected_event.clear()
 
-    def _dispatch(self, topic: str, payload: bytes, mid: int = 0, qos: int = 0) -> None:
+    def _dispatch(self, topic: str, payload: bytes, mid: int = 0, qos: int = 0, retain: bool = False) -> None:
         """Hand a message to its handlers, then acknowledge it (QoS 1/2): when the tasks the
         handlers returned have ended, or at once if they returned none (paho's ``manual_ack``).
         So a light's ``/set`` is acknowledged once it was carried out, and its PUBACK does not
@@ -428,6 +495,13 @@ class MqttConnection:
         try:
             for pattern, _qos, handler in self._handlers:
                 if paho.topic_matches_sub(pattern, topic):
+                    if retain and handler in self._no_retained:
+                        if topic not in self._retained_seen and len(self._retained_seen) < 10000:
+                            self._retained_seen.add(topic)
+                            log.warning("ignoring the retained message on %s: commands are never taken "
+                                        "from retained messages (the sender's retain flag was set); "
+                                        "it stays on the broker until its sender clears it", topic)
+                        continue
                     try:
                         task = handler(topic, payload)
                     except Exception:
@@ -454,7 +528,8 @@ class MqttConnection:
                 return
             running = -1
             timer.cancel()
-            # not after stop, nor on a new (clean) session: the broker forgot the message
+            # not after stop, nor on a new connection: a clean session forgot the message, a
+            # persistent one sends it again (with a new delivery to acknowledge)
             if not self._stopping and self.connected and self.connects == connects:
                 self.client.ack(mid, qos)
 
@@ -498,13 +573,23 @@ class MqttConnection:
             # the socket went away before the loop heard of it: keep the message
         if retain:
             return  # republished from the state store on reconnect
+        if self.outbox is not None:
+            self.outbox.put(topic, data, qos, retain)
+            self._schedule_outbox_commit()
+            return
+        assert isinstance(self.queue, deque)
         if len(self.queue) == self.queue.maxlen:
             self.dropped += 1
         self.queue.append((topic, data, qos, retain))
 
-    def subscribe(self, topic: str, handler: MessageHandler, qos: int = 1) -> Callable[[], None]:
+    def subscribe(self, topic: str, handler: MessageHandler, qos: int = 1,
+                  retained: bool = True) -> Callable[[], None]:
+        """``retained=False``: the handler never gets retained messages (they are acknowledged
+        and logged once per topic), e.g. commands, which must come from a live publish only."""
         entry = (topic, qos, handler)
         self._handlers.append(entry)
+        if not retained:
+            self._no_retained.add(handler)
         if self.connected:
             self.client.subscribe(topic, qos)
 
@@ -538,3 +623,5 @@ class MqttConnection:
             await asyncio.wait({self._supervisor}, timeout=5)
         self._unwatch(self._fd)
         self.connected = False
+        if self.outbox is not None:
+            self.outbox.close()

@@ -7,6 +7,8 @@ export DEBIAN_FRONTEND=noninteractive
 SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
 need=""
 [ -x /usr/sbin/mosquitto ] || command -v mosquitto >/dev/null 2>&1 || need="$need mosquitto mosquitto-clients"
+# mosquitto_pub paces the command-flood test (tests/test_fuzz_command.py, bench/bench_command_flood.py)
+command -v mosquitto_pub >/dev/null 2>&1 || need="$need mosquitto-clients"
 command -v openssl >/dev/null 2>&1 || need="$need openssl"
 command -v ffmpeg >/dev/null 2>&1 || need="$need ffmpeg"
 # GStreamer's RTSP server, driven by the system python3, serves the image-health tests' clips
