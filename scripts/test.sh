@@ -10,9 +10,22 @@ need=""
 command -v openssl >/dev/null 2>&1 || need="$need openssl"
 command -v ffmpeg >/dev/null 2>&1 || need="$need ffmpeg"
 # GStreamer's RTSP server, driven by the system python3, serves the image-health tests' clips
-[ -n "$(ls /usr/lib/*/girepository-1.0/GstRtspServer-1.0.typelib 2>/dev/null)" ] || \
-  need="$need python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good \
-gstreamer1.0-plugins-ugly gstreamer1.0-plugins-bad gstreamer1.0-libav"
+# (tests/rtsp_server.py): present only if the bindings load and every element of its pipeline exists
+# (clockoverlay is in gstreamer1.0-x, x264enc in -ugly, h264parse in -bad, rtph264pay in -good)
+gst_ok() {
+  /usr/bin/python3 - <<'PY' 2>/dev/null
+import gi
+gi.require_version("Gst", "1.0")
+gi.require_version("GstRtspServer", "1.0")
+from gi.repository import Gst, GstRtspServer  # noqa: F401
+Gst.init(None)
+missing = [e for e in ("appsrc", "videoconvert", "clockoverlay", "x264enc", "h264parse", "rtph264pay")
+           if Gst.ElementFactory.find(e) is None]
+raise SystemExit(1 if missing else 0)
+PY
+}
+gst_ok || need="$need python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good \
+gstreamer1.0-plugins-ugly gstreamer1.0-plugins-bad gstreamer1.0-libav gstreamer1.0-x"
 if [ -n "$need" ]; then
   $SUDO apt-get update -qq
   # shellcheck disable=SC2086
