@@ -307,6 +307,8 @@ class Demo:
 
     async def run(self, duration: float, view: bool) -> None:
         self.plain = not view
+        if view:
+            print("AnNinh Hub demo: starting the simulated devices and the hub…", flush=True)
         await self.start_simulators()
         cfg_path = self.dir / "config.yaml"
         cfg_path.write_text(self.config_text())
@@ -345,7 +347,8 @@ class Demo:
             with contextlib.suppress(BaseException):
                 await player
             if self.plain:
-                self._print_summary()
+                with contextlib.suppress(OSError):  # stdout closed (`| head`): still stop everything below
+                    self._print_summary()
             self.officer.loop_stop()
             self.officer.disconnect()
             await self.running.stop()
@@ -447,17 +450,16 @@ class Demo:
         body_h = height - 1 - cmd_h
         root = Layout()
         parts = [Layout(self._head(), size=1)]
-        if width >= 140 and body_h >= 24:  # two columns: the commune on the left, the story on the right
-            left_w = width * 11 // 20
+        if width >= 140 and body_h >= 8 + 1 + devices_h + 1 + 4:
+            # two columns: the commune and the story on the left, the events the whole height on the right
+            left_w = width // 2
+            story_h = body_h - (8 + 1 + devices_h + 1)
             left = Layout()
-            left.split_column(Layout(self._sites(), size=8), Layout(Text(""), size=1),
-                              Layout(self._devices(), size=min(devices_h, body_h - 9)), Layout(Text("")))
-            story_h = max(3, body_h * 2 // 5)
-            right = Layout()
-            right.split_column(Layout(self._story(story_h, width - left_w, lines), size=story_h),
-                               Layout(self._events(body_h - story_h), size=body_h - story_h))
+            left.split_column(Layout(self._sites(), size=8), Layout(Text(" "), size=1),
+                              Layout(self._devices(), size=devices_h), Layout(Text(" "), size=1),
+                              Layout(self._story(story_h, left_w, lines), size=story_h))
             body = Layout(size=body_h)
-            body.split_row(Layout(left, size=left_w), Layout(right))
+            body.split_row(Layout(left, size=left_w), Layout(self._events(body_h)))
             parts.append(body)
         else:  # one column, the most urgent kept
             rest = body_h
@@ -482,10 +484,11 @@ class Demo:
         hub = self.running.hub
         now = self.clock.now().astimezone(TZ)
         sun = hub.sun.elevation(now) if hub.sun else 0.0
-        night = "night" if sun < -1 else "day"
+        night = "night" if hub.sun and sun < hub.sun.on_below else (
+            "day" if not hub.sun or sun > hub.sun.off_above else "twilight")
         return Text.assemble((" AnNinh Hub demo ", "bold white on blue"), " ",
                              (f"{now:%a %H:%M}", "bold"), f"  sun {sun:+.1f}° ({night})  ",
-                             f"clock ×{self.speed:g}  broker 127.0.0.1:{self.port}",
+                             f"×{self.speed:g}  MQTT 127.0.0.1:{self.port}",
                              no_wrap=True, overflow="ellipsis")
 
     def _sites(self) -> Any:
@@ -554,12 +557,14 @@ class Demo:
 
         rows: list[Text] = []
         for ev in list(self.events)[-(height - 1):] if height > 1 else []:
-            data = {k: v for k, v in ev.as_json().items() if k not in ("type", "time", "site")}
+            data = {k: v for k, v in ev.as_json().items() if k not in ("type", "time")}
+            who = data.pop("device", None) or data.get("site", "")
+            data.pop("site", None)
             style = "bold red" if ev.type in ("power_lost", "low_battery", "device_offline", "retention_low",
                                              "power_suspected_lost", "camera_offline") else ""
+            rest = json.dumps(data, ensure_ascii=False, separators=(",", ":")) if data else ""
             rows.append(Text.assemble((ev.time.astimezone(TZ).strftime("%H:%M "), "dim"),
-                                      (f"{ev.type} {json.dumps(data, ensure_ascii=False)}", style),
-                                      no_wrap=True, overflow="ellipsis"))
+                                      (f"{ev.type} {who} ", style), rest, no_wrap=True, overflow="ellipsis"))
         if not rows and height > 1:
             rows.append(Text("(none yet)", style="dim"))
         return Group(Text("Events on anninh/bridge/event (newest last)", style="bold magenta", no_wrap=True,
