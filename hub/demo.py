@@ -457,9 +457,9 @@ class Demo:
             left = Layout()
             left.split_column(Layout(self._sites(), size=8), Layout(Text(" "), size=1),
                               Layout(self._devices(), size=devices_h), Layout(Text(" "), size=1),
-                              Layout(self._story(story_h, left_w, lines), size=story_h))
+                              Layout(self._story(story_h, left_w - 2, lines), size=story_h))
             body = Layout(size=body_h)
-            body.split_row(Layout(left, size=left_w), Layout(self._events(body_h)))
+            body.split_row(Layout(left, size=left_w - 2), Layout(Text(" "), size=2), Layout(self._events(body_h)))
             parts.append(body)
         else:  # one column, the most urgent kept
             rest = body_h
@@ -498,8 +498,9 @@ class Demo:
         assert self.running is not None
         hub = self.running.hub
         table = Table(box=None, expand=True, padding=(0, 1), pad_edge=False, header_style="bold magenta")
-        for col, ratio in (("Site (★ black spot)", 5), ("Power", 2), ("Devices", 2), ("Lights", 2)):
-            table.add_column(col, ratio=ratio, no_wrap=True, overflow="ellipsis")
+        table.add_column("Site (★ black spot)", ratio=1, no_wrap=True, overflow="ellipsis")  # what is left
+        for col, least in (("Power", 13), ("Devices", 10), ("Lights", 10)):  # "suspected cut", "OFF manual"
+            table.add_column(col, no_wrap=True, overflow="ellipsis", min_width=least)
         for site_id, name, blackspot in SITES:
             st = hub.site_states.get(site_id, {})
             power = st.get("power", "unknown")
@@ -522,8 +523,11 @@ class Demo:
         assert self.running is not None
         hub = self.running.hub
         table = Table(box=None, expand=True, padding=(0, 1), pad_edge=False, header_style="bold magenta")
-        for col in ("Device", "Kind", "", "State"):
-            table.add_column(col, no_wrap=True, overflow="ellipsis")
+        ids = max((len(d) for d in hub.runners), default=6)
+        table.add_column("Device", no_wrap=True, min_width=ids)
+        table.add_column("Kind", no_wrap=True, min_width=8)
+        table.add_column("", no_wrap=True, min_width=1)
+        table.add_column("State", ratio=1, no_wrap=True, overflow="ellipsis")  # what is left
         for dev_id, runner in hub.runners.items():
             st = hub.states.get(dev_id, {})
             ok = hub.availability.get(dev_id)
