@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Everything the tests need on a fresh Debian/Ubuntu machine, then the whole suite.
 #   bash scripts/test.sh            (as root, or with sudo available)
+#   bash scripts/test.sh tests/test_demo.py -x     (arguments go to pytest)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
@@ -26,11 +27,21 @@ PY
 }
 gst_ok || need="$need python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good \
 gstreamer1.0-plugins-ugly gstreamer1.0-plugins-bad gstreamer1.0-libav gstreamer1.0-x"
+# Debian's and Ubuntu's own python3 refuses pip installs (PEP 668, "externally managed"): then
+# the packages go into a venv beside the checkout, .venv
+py=python3
+if python3 -c 'import os, sys, sysconfig
+sys.exit(sys.prefix != sys.base_prefix
+         or not os.path.exists(os.path.join(sysconfig.get_path("stdlib"), "EXTERNALLY-MANAGED")))'; then
+  py=.venv/bin/python
+  [ -x "$py" ] || python3 -c 'import ensurepip, venv' 2>/dev/null || need="$need python3-venv"
+fi
 if [ -n "$need" ]; then
   $SUDO apt-get update -qq
   # shellcheck disable=SC2086
   $SUDO apt-get install -y -qq --no-install-recommends $need >/dev/null
 fi
-python3 -m pip install -q --disable-pip-version-check -e ".[test,dev]"
-python3 -m ruff check hub plugins tests bench
-python3 -m pytest -q
+[ "$py" = python3 ] || [ -x "$py" ] || python3 -m venv .venv
+"$py" -m pip install -q --disable-pip-version-check -e ".[test,dev]"
+"$py" -m ruff check hub plugins tests bench
+"$py" -m pytest -q "$@"
