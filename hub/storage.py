@@ -115,6 +115,7 @@ class Registry:
         raw = self.db.storage.read() or {}
         self._data: dict[str, dict[str, Any]] = dict(raw.get("device_data", {}).get("1", {}))
         self._dirty = False
+        self._flush_lock = threading.Lock()
 
     def seen(self, device_id: str, platform: str, when: datetime, info: DeviceInfo | None = None) -> None:
         rec = self._cache.get(device_id)
@@ -151,13 +152,15 @@ class Registry:
         return [dict(r) for r in self._cache.values()]
 
     def flush(self) -> None:
-        if not self._dirty:
-            return
-        self._dirty = False
-        # one atomic write of the whole table
-        self.db.storage.write({"devices": {str(i + 1): rec for i, rec in enumerate(self._cache.values())},
-                               "device_data": {"1": self._data}})
-        self.table.clear_cache()
+        # a worker thread's flush may still run when the hub's stop flushes: one at a time
+        with self._flush_lock:
+            if not self._dirty:
+                return
+            self._dirty = False
+            # one atomic write of the whole table
+            self.db.storage.write({"devices": {str(i + 1): rec for i, rec in enumerate(self._cache.values())},
+                                   "device_data": {"1": self._data}})
+            self.table.clear_cache()
 
     def close(self) -> None:
         self.flush()
@@ -212,6 +215,11 @@ class History:
         self._db.execute("PRAGMA journal_size_limit=8388608")  # the WAL file shrinks back to 8 MB
         self._db.executescript(_SCHEMA)
         self._lock = threading.Lock()
+        # the checkpointer runs in a worker thread that a hub stop does not wait for (a cancelled
+        # asyncio.to_thread leaves its thread running): closing it under that thread crashed the
+        # process (SIGSEGV in sqlite3), so both hold this lock and a closed History checkpoints nothing
+        self._ckpt_lock = threading.Lock()
+        self._closed = False
         self._checkpointer: sqlite3.Connection | None = None
         self._states: dict[str, tuple[float, dict[str, Any]]] = {}
         self._events: list[tuple[float, str, str | None, str | None, str]] = []
@@ -289,6 +297,11 @@ class History:
     def checkpoint(self) -> None:
         """Copy the WAL into the database (SQLite's PASSIVE checkpoint: it never blocks writers),
         from its own connection, so that a worker thread can do it while the loop commits."""
+        with self._ckpt_lock:
+            if not self._closed:
+                self._checkpoint()
+
+    def _checkpoint(self) -> None:
         if self._checkpointer is None:
             self._checkpointer = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()  # fetched: no read lock left
@@ -372,8 +385,10 @@ class History:
 
     def close(self) -> None:
         self.flush()
-        if self._checkpointer is not None:
-            self._checkpointer.close()
+        with self._ckpt_lock:
+            self._closed = True
+            if self._checkpointer is not None:
+                self._checkpointer.close()
         with self._lock:
             self._db.close()
 
