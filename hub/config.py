@@ -435,13 +435,204 @@ def host_problem(value: Any) -> str | None:
     return None
 
 
+# ------------------------------------------------------------------ one checker per section
+@dataclass
+class _Check:
+    """What every section checker shares: the file, its raw YAML (for line numbers), and the
+    issues and warnings found so far (in file order of the sections, as before the split)."""
+
+    path: Path
+    raw: Any
+    issues: list[ConfigIssue] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def add(self, loc: tuple[Any, ...], where: str, message: str) -> None:
+        self.issues.append(ConfigIssue(self.path, _line_of(self.raw, loc), where, message))
+
+
+def _check_permissions(path: Path) -> list[str]:
+    """A config or secrets file other users can read leaks the passwords: warn, do not refuse."""
+    warnings: list[str] = []
+    for p in (path, path.parent / SECRETS_FILE):
+        try:
+            if p.is_file() and os.stat(p).st_mode & stat.S_IROTH:
+                warnings.append(f"{p} is readable by every user on this machine; "
+                                f"run: chmod o-r {p}")
+        except OSError:
+            pass
+    return warnings
+
+
+def _check_sections(ck: _Check) -> _TopModel:
+    """Unknown top-level keys (with a did-you-mean), then each section's model on its own, so one
+    bad section does not hide the others' errors."""
+    raw = ck.raw
+    values: dict[str, Any] = {}
+    for key in raw:
+        if key not in _TopModel.model_fields:
+            close = difflib.get_close_matches(str(key), list(_TopModel.model_fields), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else \
+                f"; expected one of: {', '.join(_TopModel.model_fields)}"
+            ck.add((key,), str(key), f"unknown key{hint}")
+    for name, info in _TopModel.model_fields.items():
+        if name not in raw or raw[name] is None:
+            continue
+        try:
+            values[name] = TypeAdapter(info.annotation).validate_python(raw[name])
+        except ValidationError as exc:
+            _add_validation_issues(ck.issues, ck.path, raw, exc, _inner_model(info.annotation) or _TopModel,
+                                   prefix=(name,))
+    return _TopModel(**values)
+
+
+def _check_sites(ck: _Check, sites: list[SiteConfig]) -> dict[str, int]:
+    """Unique site ids; returns each id's index."""
+    site_ids: dict[str, int] = {}
+    for i, site in enumerate(sites):
+        if site.id in site_ids:
+            ck.add(("sites", i, "id"), f"sites[{i}].id",
+                   f"duplicate site id {site.id!r} (also sites[{site_ids[site.id]}])")
+        site_ids.setdefault(site.id, i)
+    return site_ids
+
+
+def _check_devices(ck: _Check, entries: list[dict[str, Any]], platforms: dict[str, Any],
+                   site_ids: dict[str, int]) -> list[DeviceConfig]:
+    """Each device through its platform's model; unique ids; existing sites."""
+    devices: list[DeviceConfig] = []
+    device_ids: dict[str, int] = {}
+    for i, entry in enumerate(entries):
+        dev = _check_device(ck, i, entry, platforms)
+        if dev is None:
+            continue
+        loc = ("devices", i)
+        if dev.id in device_ids:
+            ck.add((*loc, "id"), f"devices[{i}].id",
+                   f"duplicate device id {dev.id!r} (also devices[{device_ids[dev.id]}])")
+            continue
+        # a device may share a site's id: they live in different topic trees
+        device_ids[dev.id] = i
+        if dev.site is not None and dev.site not in site_ids:
+            ck.add((*loc, "site"), f"devices[{i}].site",
+                   f"unknown site {dev.site!r} (defined sites: {', '.join(site_ids) or 'none'})")
+            continue
+        devices.append(dev)
+    return devices
+
+
+def _check_device(ck: _Check, i: int, entry: dict[str, Any], platforms: dict[str, Any]) -> DeviceConfig | None:
+    """One device entry: its platform (known, loadable), its host, its platform's model."""
+    loc = ("devices", i)
+    platform = entry.get("platform")
+    if platform is None:
+        typo = next((k for k in entry if isinstance(k, str) and k != "platform"
+                     and difflib.get_close_matches(k, ["platform"], n=1, cutoff=0.75)), None)
+        if typo is not None:
+            ck.add((*loc, typo), f"devices[{i}].{typo}", "unknown key; did you mean 'platform'?")
+        else:
+            ck.add(loc, f"devices[{i}].platform", "required key is missing")
+        return None
+    spec = platforms.get(platform) if isinstance(platform, str) else None
+    if spec is None:
+        known = ", ".join(sorted(platforms)) or "none loaded"
+        ck.add((*loc, "platform"), f"devices[{i}].platform", f"unknown platform {platform!r} (available: {known})")
+        return None
+    try:
+        model = spec.config_model  # a LazyPlatformSpec imports its driver module here
+    except Exception as exc:
+        ck.add((*loc, "platform"), f"devices[{i}].platform",
+               f"platform {platform!r} could not be loaded: {type(exc).__name__}: {exc}")
+        return None
+    bad_host = host_problem(entry.get("host"))
+    if bad_host is not None:
+        ck.add((*loc, "host"), f"devices[{i}].host", bad_host)
+    try:
+        dev = model.model_validate(entry)
+    except ValidationError as exc:
+        _add_validation_issues(ck.issues, ck.path, ck.raw, exc, model, prefix=loc,
+                               skip=(("host",),) if bad_host else ())
+        return None
+    return None if bad_host is not None else dev
+
+
+def _check_users(ck: _Check, users: list[UserConfig], site_ids: dict[str, int]) -> set[str]:
+    """Unique user names, known sites; returns the names."""
+    user_names: set[str] = set()
+    for i, user in enumerate(users):
+        if user.name in user_names:
+            ck.add(("users", i, "name"), f"users[{i}].name", f"duplicate user {user.name!r}")
+        user_names.add(user.name)
+        for j, s in enumerate(user.sites or []):
+            if s not in site_ids:
+                ck.add(("users", i, "sites", j), f"users[{i}].sites[{j}]", f"unknown site {s!r}")
+    return user_names
+
+
+def _check_client_id(ck: _Check, mqtt: MqttSection, user_names: set[str]) -> None:
+    """mqtt.client_id: a fixed id another client could take would knock the hub off (a false
+    "hub offline" last will each time): refuse the ids the broker does not keep for the hub."""
+    cid = mqtt.client_id
+    if cid is None:
+        return
+    loc = ("mqtt", "client_id")
+    if cid in user_names:
+        ck.add(loc, "mqtt.client_id", f"{cid!r} is the name of a user, whose "
+               "session would take the hub's (the broker binds each user's client id to "
+               "the user name); leave client_id unset for a random id")
+    elif not user_names and mqtt.server == "embedded":
+        ck.add(loc, "mqtt.client_id", "a fixed client id on the embedded broker "
+               "without users: any local program could connect with it and knock the hub "
+               "off; leave client_id unset (a random id), or define users: so the broker "
+               "binds the hub's session to its login")
+    elif user_names and mqtt.server != "embedded":
+        ck.warnings.append(f"{ck.path}: mqtt.client_id {cid!r} is fixed: unless the broker binds client ids to "
+                           "logins (`anninh acl --bind-client-ids`), any user can connect with it and knock "
+                           "the hub off; leave it unset for a random id")
+
+
+def _check_rules(ck: _Check, options_by_rule: dict[str, dict[str, Any] | None],
+                 plugins: Any | None) -> tuple[dict[str, BaseModel | None], dict[str, bool]]:
+    """Each rule's options through the rule's own model; returns the options and the enabled flags
+    (every known rule, configured or not)."""
+    rule_specs = plugins.rules() if plugins is not None else {}
+    rules: dict[str, BaseModel | None] = {}
+    enabled: dict[str, bool] = {name: spec.default_enabled for name, spec in rule_specs.items()}
+    for name, options in options_by_rule.items():
+        loc = ("rules", name)
+        spec = rule_specs.get(name)
+        if spec is None:
+            if plugins is not None:
+                ck.add(loc, f"rules.{name}",
+                       f"unknown rule (available: {', '.join(sorted(rule_specs)) or 'none'})")
+            continue
+        opts = dict(options or {})
+        flag = opts.pop("enabled", True)
+        if not isinstance(flag, bool):
+            ck.add((*loc, "enabled"), f"rules.{name}.enabled", f"expected true or false (got {flag!r})")
+            continue
+        enabled[name] = flag
+        if spec.options_model is not None:
+            try:
+                rules[name] = spec.options_model.model_validate(opts)
+            except ValidationError as exc:
+                _add_validation_issues(ck.issues, ck.path, ck.raw, exc, spec.options_model, prefix=loc)
+        elif opts:
+            ck.add(loc, f"rules.{name}", f"this rule takes no options (got {', '.join(map(str, opts))})")
+    for name, spec in rule_specs.items():
+        if name not in rules and spec.options_model is not None:
+            try:
+                rules[name] = spec.options_model.model_validate({})
+            except ValidationError:
+                rules[name] = None
+    return rules, enabled
+
+
 # ------------------------------------------------------------------ entry point
 def load_config(path: str | Path, plugins: Any | None = None) -> Config:
     """Load and validate a config file. ``plugins`` is a :class:`hub.plugins.PluginManager`
     whose platforms and rules validate their own sections. Raises :class:`ConfigError`."""
     path = Path(path)
     issues: list[ConfigIssue] = []
-    warnings: list[str] = []
     secrets = _load_secrets(path, issues)
     resolved: dict[str, str] = {}
     raw = load_yaml(path, issues, secrets, resolved)
@@ -453,160 +644,14 @@ def load_config(path: str | Path, plugins: Any | None = None) -> Config:
     if not isinstance(raw, dict):
         raise ConfigError([ConfigIssue(path, getattr(raw, "line", 1), "",
                                        "the config must be a mapping (hub:, mqtt:, sites:, devices:)")], resolved)
-    for p in (path, path.parent / SECRETS_FILE):
-        try:
-            if p.is_file() and os.stat(p).st_mode & stat.S_IROTH:
-                warnings.append(f"{p} is readable by every user on this machine; "
-                                f"run: chmod o-r {p}")
-        except OSError:
-            pass
-
-    # each top-level section on its own, so one bad section does not hide the others' errors
-    values: dict[str, Any] = {}
-    for key in raw:
-        if key not in _TopModel.model_fields:
-            close = difflib.get_close_matches(str(key), list(_TopModel.model_fields), n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else \
-                f"; expected one of: {', '.join(_TopModel.model_fields)}"
-            issues.append(ConfigIssue(path, _line_of(raw, (key,)), str(key), f"unknown key{hint}"))
-    for name, info in _TopModel.model_fields.items():
-        if name not in raw or raw[name] is None:
-            continue
-        try:
-            values[name] = TypeAdapter(info.annotation).validate_python(raw[name])
-        except ValidationError as exc:
-            _add_validation_issues(issues, path, raw, exc, _inner_model(info.annotation) or _TopModel,
-                                   prefix=(name,))
-    top = _TopModel(**values)
-
-    # sites: unique ids
-    site_ids: dict[str, int] = {}
-    for i, site in enumerate(top.sites):
-        if site.id in site_ids:
-            issues.append(ConfigIssue(path, _line_of(raw, ("sites", i, "id")), f"sites[{i}].id",
-                                      f"duplicate site id {site.id!r} (also sites[{site_ids[site.id]}])"))
-        site_ids.setdefault(site.id, i)
-
-    # devices: platform model, unique ids, existing sites
-    platforms = plugins.platforms() if plugins is not None else {}
-    devices: list[DeviceConfig] = []
-    device_ids: dict[str, int] = {}
-    for i, entry in enumerate(top.devices):
-        loc = ("devices", i)
-        platform = entry.get("platform")
-        if platform is None:
-            typo = next((k for k in entry if isinstance(k, str) and k != "platform"
-                         and difflib.get_close_matches(k, ["platform"], n=1, cutoff=0.75)), None)
-            if typo is not None:
-                issues.append(ConfigIssue(path, _line_of(raw, (*loc, typo)), f"devices[{i}].{typo}",
-                                          "unknown key; did you mean 'platform'?"))
-            else:
-                issues.append(ConfigIssue(path, _line_of(raw, loc), f"devices[{i}].platform",
-                                          "required key is missing"))
-            continue
-        spec = platforms.get(platform) if isinstance(platform, str) else None
-        if spec is None:
-            known = ", ".join(sorted(platforms)) or "none loaded"
-            issues.append(ConfigIssue(path, _line_of(raw, (*loc, "platform")), f"devices[{i}].platform",
-                                      f"unknown platform {platform!r} (available: {known})"))
-            continue
-        try:
-            model = spec.config_model  # a LazyPlatformSpec imports its driver module here
-        except Exception as exc:
-            issues.append(ConfigIssue(path, _line_of(raw, (*loc, "platform")), f"devices[{i}].platform",
-                                      f"platform {platform!r} could not be loaded: {type(exc).__name__}: {exc}"))
-            continue
-        bad_host = host_problem(entry.get("host"))
-        if bad_host is not None:
-            issues.append(ConfigIssue(path, _line_of(raw, (*loc, "host")), f"devices[{i}].host", bad_host))
-        try:
-            dev = model.model_validate(entry)
-        except ValidationError as exc:
-            _add_validation_issues(issues, path, raw, exc, model, prefix=loc,
-                                   skip=(("host",),) if bad_host else ())
-            continue
-        if bad_host is not None:
-            continue
-        if dev.id in device_ids:
-            issues.append(ConfigIssue(path, _line_of(raw, (*loc, "id")), f"devices[{i}].id",
-                                      f"duplicate device id {dev.id!r} (also devices[{device_ids[dev.id]}])"))
-            continue
-        if dev.id in site_ids:
-            pass  # device and site ids live in different topic trees
-        device_ids[dev.id] = i
-        if dev.site is not None and dev.site not in site_ids:
-            issues.append(ConfigIssue(path, _line_of(raw, (*loc, "site")), f"devices[{i}].site",
-                                      f"unknown site {dev.site!r} (defined sites: "
-                                      f"{', '.join(site_ids) or 'none'})"))
-            continue
-        devices.append(dev)
-
-    # users: unique names, known sites
-    user_names: set[str] = set()
-    for i, user in enumerate(top.users):
-        if user.name in user_names:
-            issues.append(ConfigIssue(path, _line_of(raw, ("users", i, "name")), f"users[{i}].name",
-                                      f"duplicate user {user.name!r}"))
-        user_names.add(user.name)
-        for j, s in enumerate(user.sites or []):
-            if s not in site_ids:
-                issues.append(ConfigIssue(path, _line_of(raw, ("users", i, "sites", j)),
-                                          f"users[{i}].sites[{j}]", f"unknown site {s!r}"))
-
-    # mqtt.client_id: a fixed id another client could take would knock the hub off (a false
-    # "hub offline" last will each time): refuse the ids the broker does not keep for the hub
-    cid = top.mqtt.client_id
-    if cid is not None:
-        where = _line_of(raw, ("mqtt", "client_id"))
-        if cid in user_names:
-            issues.append(ConfigIssue(path, where, "mqtt.client_id", f"{cid!r} is the name of a user, whose "
-                                      "session would take the hub's (the broker binds each user's client id to "
-                                      "the user name); leave client_id unset for a random id"))
-        elif not top.users and top.mqtt.server == "embedded":
-            issues.append(ConfigIssue(path, where, "mqtt.client_id", "a fixed client id on the embedded broker "
-                                      "without users: any local program could connect with it and knock the hub "
-                                      "off; leave client_id unset (a random id), or define users: so the broker "
-                                      "binds the hub's session to its login"))
-        elif top.users and top.mqtt.server != "embedded":
-            warnings.append(f"{path}: mqtt.client_id {cid!r} is fixed: unless the broker binds client ids to "
-                            "logins (`anninh acl --bind-client-ids`), any user can connect with it and knock "
-                            "the hub off; leave it unset for a random id")
-
-    # rules: options validated by the rule's own model
-    rule_specs = plugins.rules() if plugins is not None else {}
-    rules: dict[str, BaseModel | None] = {}
-    enabled: dict[str, bool] = {name: spec.default_enabled for name, spec in rule_specs.items()}
-    for name, options in top.rules.items():
-        loc = ("rules", name)
-        spec = rule_specs.get(name)
-        if spec is None:
-            if plugins is not None:
-                issues.append(ConfigIssue(path, _line_of(raw, loc), f"rules.{name}",
-                                          f"unknown rule (available: {', '.join(sorted(rule_specs)) or 'none'})"))
-            continue
-        opts = dict(options or {})
-        flag = opts.pop("enabled", True)
-        if not isinstance(flag, bool):
-            issues.append(ConfigIssue(path, _line_of(raw, (*loc, "enabled")), f"rules.{name}.enabled",
-                                      f"expected true or false (got {flag!r})"))
-            continue
-        enabled[name] = flag
-        if spec.options_model is not None:
-            try:
-                rules[name] = spec.options_model.model_validate(opts)
-            except ValidationError as exc:
-                _add_validation_issues(issues, path, raw, exc, spec.options_model, prefix=loc)
-        elif opts:
-            issues.append(ConfigIssue(path, _line_of(raw, loc), f"rules.{name}",
-                                      f"this rule takes no options (got {', '.join(map(str, opts))})"))
-    for name, spec in rule_specs.items():
-        if name not in rules and spec.options_model is not None:
-            try:
-                rules[name] = spec.options_model.model_validate({})
-            except ValidationError:
-                rules[name] = None
-
-    if issues:
-        raise ConfigError(issues, resolved)
+    ck = _Check(path, raw, issues, _check_permissions(path))
+    top = _check_sections(ck)
+    site_ids = _check_sites(ck, top.sites)
+    devices = _check_devices(ck, top.devices, plugins.platforms() if plugins is not None else {}, site_ids)
+    user_names = _check_users(ck, top.users, site_ids)
+    _check_client_id(ck, top.mqtt, user_names)
+    rules, enabled = _check_rules(ck, top.rules, plugins)
+    if ck.issues:
+        raise ConfigError(ck.issues, resolved)
     return Config(path=path, hub=top.hub, mqtt=top.mqtt, sites=top.sites, devices=devices,
-                  users=top.users, rules=rules, rules_enabled=enabled, warnings=warnings)
+                  users=top.users, rules=rules, rules_enabled=enabled, warnings=ck.warnings)
