@@ -90,6 +90,39 @@ MEDIA_PATH = "/onvif/media_service"
 EVENTS_PATH = "/onvif/event_service"
 SNAPSHOT_PATH = "/onvif/snapshot"
 
+# The routing table: each SOAP service's actions (the body element's local name) and the method
+# answering each. An action missing here (or named in ``unsupported=``) gets ter:ActionNotSupported.
+SOAP_ROUTES: dict[str, dict[str, str]] = {
+    "device": {
+        "GetSystemDateAndTime": "_op_time", "GetCapabilities": "_op_capabilities",
+        "GetServices": "_op_services", "GetServiceCapabilities": "_op_device_service_caps",
+        "GetDeviceInformation": "_op_info", "GetScopes": "_op_scopes",
+        "GetHostname": "_op_hostname", "GetNetworkInterfaces": "_op_network_interfaces",
+    },
+    "media": {
+        "GetProfiles": "_op_profiles", "GetStreamUri": "_op_stream_uri", "GetSnapshotUri": "_op_snapshot_uri",
+        "GetVideoSources": "_op_video_sources", "GetServiceCapabilities": "_op_media_caps",
+    },
+    "events": {
+        "CreatePullPointSubscription": "_op_create_pullpoint", "GetEventProperties": "_op_event_props",
+        "GetServiceCapabilities": "_op_event_caps",
+    },
+    "subscription": {
+        "PullMessages": "_op_pull", "Renew": "_op_renew", "Unsubscribe": "_op_unsubscribe",
+        "SetSynchronizationPoint": "_op_sync",
+    },
+}
+
+# motion_topics= kinds: the topic each publishes, its Source items and the name of its Data flag
+MOTION_TOPICS: dict[str, tuple[str, list[tuple[str, str]], str]] = {
+    "cell": ("tns1:RuleEngine/CellMotionDetector/Motion",
+             [("VideoSourceConfigurationToken", "VideoSourceToken"),
+              ("VideoAnalyticsConfigurationToken", "VideoAnalyticsToken"), ("Rule", "MyMotionDetectorRule")],
+             "IsMotion"),
+    "alarm": ("tns1:VideoSource/MotionAlarm", [("Source", "VideoSource_1")], "State"),
+    "hik": ("tns1:VideoAnalytics/tnshik:MotionAlarm", [("Source", "VideoSource_1")], "State"),
+}
+
 
 def envelope(body: str, header: str = "") -> bytes:
     head = f"<env:Header>{header}</env:Header>" if header else ""
@@ -232,6 +265,9 @@ class OnvifSimulator:
         self._discovery: asyncio.DatagramTransport | None = None
         self.endpoint_uuid = str(uuid.uuid5(uuid.NAMESPACE_URL, f"anninh-sim-{serial}"))
         self.online = False
+        self._routes: dict[str, dict[str, Callable[..., Any]]] = {
+            service: {action: getattr(self, method) for action, method in actions.items()}
+            for service, actions in SOAP_ROUTES.items()}
 
     # ------------------------------------------------------------------ lifecycle
     def now(self) -> datetime:
@@ -334,16 +370,9 @@ class OnvifSimulator:
     def trigger_motion(self, active: bool = True) -> None:
         self.state["motion"] = active
         for kind in self.motion_topics:
-            if kind == "cell":
-                self._publish("tns1:RuleEngine/CellMotionDetector/Motion",
-                              [("VideoSourceConfigurationToken", "VideoSourceToken"),
-                               ("VideoAnalyticsConfigurationToken", "VideoAnalyticsToken"),
-                               ("Rule", "MyMotionDetectorRule")], [("IsMotion", active)])
-            elif kind == "alarm":
-                self._publish("tns1:VideoSource/MotionAlarm", [("Source", "VideoSource_1")], [("State", active)])
-            elif kind == "hik":
-                self._publish("tns1:VideoAnalytics/tnshik:MotionAlarm", [("Source", "VideoSource_1")],
-                              [("State", active)])
+            if kind in MOTION_TOPICS:
+                topic, source, flag = MOTION_TOPICS[kind]
+                self._publish(topic, source, [(flag, active)])
 
     def trigger_tamper(self, active: bool = True) -> None:
         self.state["tamper"] = active
@@ -388,15 +417,10 @@ class OnvifSimulator:
 
     def _initial_messages(self) -> list[str]:
         msgs = []
-        if "cell" in self.motion_topics:
-            msgs.append(self._message("tns1:RuleEngine/CellMotionDetector/Motion",
-                                      [("VideoSourceConfigurationToken", "VideoSourceToken"),
-                                       ("VideoAnalyticsConfigurationToken", "VideoAnalyticsToken"),
-                                       ("Rule", "MyMotionDetectorRule")],
-                                      [("IsMotion", self.state["motion"])], "Initialized"))
-        if "alarm" in self.motion_topics:
-            msgs.append(self._message("tns1:VideoSource/MotionAlarm", [("Source", "VideoSource_1")],
-                                      [("State", self.state["motion"])], "Initialized"))
+        for kind in ("cell", "alarm"):  # the Hikvision-specific topic has no Initialized message
+            if kind in self.motion_topics:
+                topic, source, flag = MOTION_TOPICS[kind]
+                msgs.append(self._message(topic, source, [(flag, self.state["motion"])], "Initialized"))
         msgs.append(self._message("tns1:VideoSource/GlobalSceneChange/ImagingService",
                                   [("Source", "VideoSource_1")], [("State", self.state["tamper"])], "Initialized"))
         return msgs
@@ -475,8 +499,7 @@ class OnvifSimulator:
             self._nonce_set.add(nonce)
         return None
 
-    async def _dispatch(self, request: web.Request, service: str,
-                        handlers: dict[str, Callable[..., Any]], authless: frozenset[str] = frozenset(),
+    async def _dispatch(self, request: web.Request, service: str, authless: frozenset[str] = frozenset(),
                         **extra: Any) -> web.Response:
         parsed = await self._parse(request)
         if isinstance(parsed, web.Response):
@@ -492,7 +515,7 @@ class OnvifSimulator:
                 if ov.times <= 0:
                     del self._overrides[name]
             return web.Response(body=ov.body, status=ov.status, headers={"Content-Type": ov.content_type})
-        handler = None if name in self.unsupported else handlers.get(name)
+        handler = None if name in self.unsupported else self._routes[service].get(name)
         if handler is None:
             self.stats["not_supported"] += 1
             return self._soap(fault_envelope("ter:ActionNotSupported", "Optional Action Not Implemented",
@@ -518,11 +541,7 @@ class OnvifSimulator:
     # ------------------------------------------------------------------ device service
     async def _handle_device(self, request: web.Request) -> web.Response:
         authless = AUTHLESS_DEVICE_OPS if self.authless_time else AUTHLESS_DEVICE_OPS - {"GetSystemDateAndTime"}
-        return await self._dispatch(request, "device", {
-            "GetSystemDateAndTime": self._op_time, "GetCapabilities": self._op_capabilities,
-            "GetServices": self._op_services, "GetServiceCapabilities": self._op_device_service_caps,
-            "GetDeviceInformation": self._op_info, "GetScopes": self._op_scopes,
-            "GetHostname": self._op_hostname, "GetNetworkInterfaces": self._op_network_interfaces}, authless)
+        return await self._dispatch(request, "device", authless)
 
     def _op_time(self, op: Any) -> str:
         now = self.now()
@@ -617,10 +636,7 @@ class OnvifSimulator:
 
     # ------------------------------------------------------------------ media service
     async def _handle_media(self, request: web.Request) -> web.Response:
-        return await self._dispatch(request, "media", {
-            "GetProfiles": self._op_profiles, "GetStreamUri": self._op_stream_uri,
-            "GetSnapshotUri": self._op_snapshot_uri, "GetVideoSources": self._op_video_sources,
-            "GetServiceCapabilities": self._op_media_caps})
+        return await self._dispatch(request, "media")
 
     def _op_video_sources(self, op: Any) -> str:
         main = self.profiles[0]
@@ -738,9 +754,7 @@ class OnvifSimulator:
 
     # ------------------------------------------------------------------ events
     async def _handle_events(self, request: web.Request) -> web.Response:
-        return await self._dispatch(request, "events", {
-            "CreatePullPointSubscription": self._op_create_pullpoint, "GetEventProperties": self._op_event_props,
-            "GetServiceCapabilities": self._op_event_caps})
+        return await self._dispatch(request, "events")
 
     def _op_event_caps(self, op: Any) -> str:
         return ('<tev:GetServiceCapabilitiesResponse><tev:Capabilities WSSubscriptionPolicySupport="true" '
@@ -786,9 +800,7 @@ class OnvifSimulator:
 
     async def _handle_subscription(self, request: web.Request) -> web.Response:
         sid = request.match_info["sid"]
-        return await self._dispatch(request, "subscription", {
-            "PullMessages": self._op_pull, "Renew": self._op_renew, "Unsubscribe": self._op_unsubscribe,
-            "SetSynchronizationPoint": self._op_sync}, sid=sid)
+        return await self._dispatch(request, "subscription", sid=sid)
 
     def _get_sub(self, sid: str) -> Subscription | web.Response:
         self._expire()
