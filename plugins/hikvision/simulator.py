@@ -39,7 +39,7 @@ import hashlib
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 
@@ -368,6 +368,27 @@ class HikvisionSimulator(SimHttpServer):
             self._streams.discard(q)
 
     # ------------------------------------------------------------------ request handling
+    # The ISAPI routing table, on the path after /ISAPI in lower case: documents answered as they are,
+    # then routes that read the request, then (prefix, suffix) patterns for paths with an id inside.
+    XML_ROUTES: ClassVar[dict[str, str]] = {
+        "/system/deviceinfo": "_device_info", "/system/status": "_device_status", "/system/time": "_time",
+        "/system/capabilities": "_capabilities", "/contentmgmt/storage": "_storage",
+        "/contentmgmt/inputproxy/channels": "_proxy_channels",
+        "/contentmgmt/inputproxy/channels/status": "_proxy_status", "/event/triggers": "_triggers",
+        "/security/adminaccesses": "_admin_accesses",
+    }
+    ROUTES: ClassVar[dict[str, str]] = {
+        "/system/video/inputs/channels": "_route_video_inputs",
+        "/event/notification/alertstream": "_route_alert_stream",
+        "/contentmgmt/search": "_route_search",
+    }
+    PATTERNS: ClassVar[list[tuple[str, str, str]]] = [
+        ("/streaming/channels/", "/picture", "_route_picture"),
+        ("/contentmgmt/streamingproxy/channels/", "/picture", "_route_proxy_picture"),
+        ("/system/io/outputs/", "", "_io"),
+        ("/system/video/inputs/channels/", "/motiondetection", "_route_motion_detection"),
+    ]
+
     async def handle(self, req: Request) -> Response:
         path = req.path
         if self.psia:
@@ -378,44 +399,38 @@ class HikvisionSimulator(SimHttpServer):
             return Response(404, b"Document Error: Not Found", "text/html")
         p = path[len("/ISAPI"):]
         pl = p.lower()
-        if pl == "/system/deviceinfo":
-            return self._xml(self._device_info())
-        if pl == "/system/status":
-            return self._xml(self._device_status())
-        if pl == "/system/time":
-            return self._xml(self._time())
-        if pl == "/system/capabilities":
-            return self._xml(self._capabilities())
-        if pl == "/contentmgmt/storage":
-            return self._xml(self._storage())
-        if pl == "/system/video/inputs/channels":
-            if self.kind == "nvr":
-                return Response(403, b"", "text/html")  # as on DS-7608NXI-I2
-            return self._xml(self._video_inputs())
-        if pl == "/contentmgmt/inputproxy/channels":
-            return self._xml(self._proxy_channels())
-        if pl == "/contentmgmt/inputproxy/channels/status":
-            return self._xml(self._proxy_status())
-        if pl.startswith("/streaming/channels/") and pl.endswith("/picture"):
-            return self._picture(p.split("/")[3], proxy=False, url=path)
-        if pl.startswith("/contentmgmt/streamingproxy/channels/") and pl.endswith("/picture"):
-            return self._picture(p.split("/")[4], proxy=True, url=path)
-        if pl == "/event/notification/alertstream":
-            return Response(200, content_type=self._stream_content_type(), stream=self._alert_stream,
-                            version="HTTP/1.0" if self.http10 else "HTTP/1.1", headers={"MIME-Version": "1.0"})
-        if pl.startswith("/system/io/outputs/"):
-            return self._io(req, p, path)
-        if pl == "/contentmgmt/search":
-            if req.method not in ("POST", "GET"):
-                return Response(405, b"")
-            return self._search(req.body)
-        if pl == "/event/triggers":
-            return self._xml(self._triggers())
-        if pl.startswith("/system/video/inputs/channels/") and pl.endswith("/motiondetection"):
-            return self._motion_detection(req, p.split("/")[5], path)
-        if pl == "/security/adminaccesses":
-            return self._xml(self._admin_accesses())
-        return Response(404, b"Document Error: Not Found", "text/html")
+        document = self.XML_ROUTES.get(pl)
+        if document is not None:
+            return self._xml(getattr(self, document)())
+        route = self.ROUTES.get(pl) or next(
+            (name for prefix, suffix, name in self.PATTERNS if pl.startswith(prefix) and pl.endswith(suffix)), None)
+        if route is None:
+            return Response(404, b"Document Error: Not Found", "text/html")
+        return getattr(self, route)(req, p, path)
+
+    # each route gets the request, the path after /ISAPI (as sent) and the whole path
+    def _route_video_inputs(self, req: Request, p: str, url: str) -> Response:
+        if self.kind == "nvr":
+            return Response(403, b"", "text/html")  # as on DS-7608NXI-I2
+        return self._xml(self._video_inputs())
+
+    def _route_alert_stream(self, req: Request, p: str, url: str) -> Response:
+        return Response(200, content_type=self._stream_content_type(), stream=self._alert_stream,
+                        version="HTTP/1.0" if self.http10 else "HTTP/1.1", headers={"MIME-Version": "1.0"})
+
+    def _route_search(self, req: Request, p: str, url: str) -> Response:
+        if req.method not in ("POST", "GET"):
+            return Response(405, b"")
+        return self._search(req.body)
+
+    def _route_picture(self, req: Request, p: str, url: str) -> Response:
+        return self._picture(p.split("/")[3], proxy=False, url=url)
+
+    def _route_proxy_picture(self, req: Request, p: str, url: str) -> Response:
+        return self._picture(p.split("/")[4], proxy=True, url=url)
+
+    def _route_motion_detection(self, req: Request, p: str, url: str) -> Response:
+        return self._motion_detection(req, p.split("/")[5], url)
 
     def _stream_content_type(self) -> str:
         if self.stream_mode == "legacy-nvr":
