@@ -33,7 +33,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Literal
+from typing import ClassVar, Literal
 
 import numpy as np
 
@@ -280,59 +280,89 @@ class DahuaSimulator(SimHttpServer):
         return stream
 
     # ------------------------------------------------------------------ dispatch
+    # The CGI routing table: (path, action) -> route; (path, None) answers the path's other actions.
+    # A path with no entry for the action and no (path, None) entry is a 404.
+    ROUTES: ClassVar[dict[tuple[str, str | None], str]] = {
+        ("/cgi-bin/magicBox.cgi", None): "_route_magicbox",
+        ("/cgi-bin/global.cgi", "getCurrentTime"): "_route_current_time",
+        ("/cgi-bin/storageDevice.cgi", "getDeviceAllInfo"): "_route_storage",
+        ("/cgi-bin/snapshot.cgi", None): "_route_snapshot",
+        ("/cgi-bin/eventManager.cgi", "attach"): "_route_attach",
+        ("/cgi-bin/eventManager.cgi", "getEventIndexes"): "_route_event_indexes",
+        ("/cgi-bin/eventManager.cgi", None): "_route_error",
+        ("/cgi-bin/mediaFileFind.cgi", None): "_route_media",
+        ("/cgi-bin/configManager.cgi", None): "_route_config",
+        ("/cgi-bin/alarm.cgi", "getOutState"): "_route_out_state",
+        ("/cgi-bin/alarm.cgi", "getOutSlots"): "_route_out_slots",
+        ("/cgi-bin/alarm.cgi", None): "_route_error",
+    }
+
     async def handle(self, req: Request) -> Response:
+        action = req.query.get("action", "")
+        route = self.ROUTES.get((req.path, action)) or self.ROUTES.get((req.path, None))
+        if route is None:
+            return Response(404, b"Error\r\nNot Found!\r\n", "text/plain")
+        return getattr(self, route)(req, action)
+
+    # each route gets the request and its action= parameter
+    def _route_magicbox(self, req: Request, action: str) -> Response:
+        return self._magicbox(action, req.query)
+
+    def _route_current_time(self, req: Request, action: str) -> Response:
+        return self._kv(f"result={self.now().strftime('%Y-%m-%d %H:%M:%S')}")
+
+    def _route_storage(self, req: Request, action: str) -> Response:
+        return self._storage()
+
+    def _route_snapshot(self, req: Request, action: str) -> Response:
         q = req.query
-        action = q.get("action", "")
-        path = req.path
-        if path == "/cgi-bin/magicBox.cgi":
-            return self._magicbox(action, q)
-        if path == "/cgi-bin/global.cgi" and action == "getCurrentTime":
-            return self._kv(f"result={self.now().strftime('%Y-%m-%d %H:%M:%S')}")
-        if path == "/cgi-bin/storageDevice.cgi" and action == "getDeviceAllInfo":
-            return self._storage()
-        if path == "/cgi-bin/snapshot.cgi":
-            ch = int(q.get("channel", "1")) if q.get("channel", "1").isdigit() else 0
-            if ch < 1 or ch > self.nchannels:
-                return self._error()
-            if not self.online.get(ch, True):
-                return Response(500, b"Error\r\nInternal Server Error!\r\n")
-            if ch not in self.pictures:
-                self.pictures[ch] = picture_bytes(scene(ch))
-            return Response(200, self.pictures[ch], "image/jpeg")
-        if path == "/cgi-bin/eventManager.cgi":
-            if action == "attach":
-                if self.attach_closes:
-                    self.streams_opened += 1
-                    return Response(200, b"", "multipart/x-mixed-replace; boundary=myboundary", version="HTTP/1.0")
-                hb = q.get("heartbeat", "")
-                return Response(200, content_type="multipart/x-mixed-replace; boundary=myboundary",
-                                headers={"Cache-Control": "no-cache", "Pragma": "no-cache",
-                                         "Expires": "Thu, 01 Dec 2099 16:00:00 GMT"},
-                                stream=self._stream_fn(float(hb) if hb.isdigit() else None,  # type: ignore[arg-type]
-                                                       q.get("codes", "[All]")))
-            if action == "getEventIndexes":
-                code = q.get("code", "")
-                name = next((k for k, v in CODES.items() if v == code), None)
-                if name == "video_loss":
-                    chans = [ch for ch, on in sorted(self.online.items()) if not on]
-                else:
-                    chans = sorted(ch for (ev, ch) in self.active if ev == name)
-                if not chans:
-                    return self._kv("Error")
-                return self._kv(*(f"channels[{i}]={ch - 1}" for i, ch in enumerate(chans)))
+        ch = int(q.get("channel", "1")) if q.get("channel", "1").isdigit() else 0
+        if ch < 1 or ch > self.nchannels:
             return self._error()
-        if path == "/cgi-bin/mediaFileFind.cgi":
-            return self._media(action, req.query_list)
-        if path == "/cgi-bin/configManager.cgi":
-            return self._config(action, req.query_list, q)
-        if path == "/cgi-bin/alarm.cgi":
-            if action == "getOutState":
-                mask = sum(1 << i for i, m in self.out_mode.items() if m == self.alarm_modes["on"])
-                return self._kv(f"result={mask}")
-            if action == "getOutSlots":
-                return self._kv(*(f"slots[{i}]={i}" for i in range(self.outputs)))
-            return self._error()
-        return Response(404, b"Error\r\nNot Found!\r\n", "text/plain")
+        if not self.online.get(ch, True):
+            return Response(500, b"Error\r\nInternal Server Error!\r\n")
+        if ch not in self.pictures:
+            self.pictures[ch] = picture_bytes(scene(ch))
+        return Response(200, self.pictures[ch], "image/jpeg")
+
+    def _route_attach(self, req: Request, action: str) -> Response:
+        q = req.query
+        if self.attach_closes:
+            self.streams_opened += 1
+            return Response(200, b"", "multipart/x-mixed-replace; boundary=myboundary", version="HTTP/1.0")
+        hb = q.get("heartbeat", "")
+        return Response(200, content_type="multipart/x-mixed-replace; boundary=myboundary",
+                        headers={"Cache-Control": "no-cache", "Pragma": "no-cache",
+                                 "Expires": "Thu, 01 Dec 2099 16:00:00 GMT"},
+                        stream=self._stream_fn(float(hb) if hb.isdigit() else None,  # type: ignore[arg-type]
+                                               q.get("codes", "[All]")))
+
+    def _route_event_indexes(self, req: Request, action: str) -> Response:
+        code = req.query.get("code", "")
+        name = next((k for k, v in CODES.items() if v == code), None)
+        if name == "video_loss":
+            chans = [ch for ch, on in sorted(self.online.items()) if not on]
+        else:
+            chans = sorted(ch for (ev, ch) in self.active if ev == name)
+        if not chans:
+            return self._kv("Error")
+        return self._kv(*(f"channels[{i}]={ch - 1}" for i, ch in enumerate(chans)))
+
+    def _route_media(self, req: Request, action: str) -> Response:
+        return self._media(action, req.query_list)
+
+    def _route_config(self, req: Request, action: str) -> Response:
+        return self._config(action, req.query_list, req.query)
+
+    def _route_out_state(self, req: Request, action: str) -> Response:
+        mask = sum(1 << i for i, m in self.out_mode.items() if m == self.alarm_modes["on"])
+        return self._kv(f"result={mask}")
+
+    def _route_out_slots(self, req: Request, action: str) -> Response:
+        return self._kv(*(f"slots[{i}]={i}" for i in range(self.outputs)))
+
+    def _route_error(self, req: Request, action: str) -> Response:
+        return self._error()
 
     def _magicbox(self, action: str, q: dict[str, str]) -> Response:
         answers = {
