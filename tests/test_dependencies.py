@@ -17,6 +17,7 @@ import tomllib
 from collections.abc import Iterable
 from importlib.metadata import packages_distributions
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 PRODUCT = ("hub", "plugins")
@@ -42,7 +43,7 @@ def _requirement_names(requirements: Iterable[str]) -> set[str]:
     return out
 
 
-def _pyproject() -> dict:
+def _pyproject() -> dict[str, Any]:
     return tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
 
 
