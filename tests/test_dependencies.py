@@ -15,7 +15,8 @@ import re
 import sys
 import tomllib
 from collections.abc import Iterable
-from importlib.metadata import packages_distributions
+from functools import cache
+from importlib.metadata import packages_distributions as _packages_distributions
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,11 @@ SYSTEM_PACKAGES = {"gi": "python3-gi, for the GStreamer RTSP test server (tests/
 
 # declared for the product but imported by none of its modules, each with the reason
 DECLARED_NOT_IMPORTED: dict[str, str] = {}
+
+
+@cache
+def packages_distributions() -> dict[str, list[str]]:
+    return dict(_packages_distributions())  # scans every installed distribution: once per run
 
 
 def _norm(name: str) -> str:
@@ -67,7 +73,8 @@ def _first_party(name: str, file: Path) -> bool:
         folder = folder.parent
 
 
-def third_party_imports(roots: Iterable[str]) -> dict[str, set[str]]:
+@cache
+def third_party_imports(roots: tuple[str, ...]) -> dict[str, set[str]]:
     """Top-level third-party module name -> the files (relative) importing it."""
     found: dict[str, set[str]] = {}
     for file in _python_files(roots):
