@@ -423,6 +423,10 @@ class OnvifSimulator:
                 msgs.append(self._message(topic, source, [(flag, self.state["motion"])], "Initialized"))
         msgs.append(self._message("tns1:VideoSource/GlobalSceneChange/ImagingService",
                                   [("Source", "VideoSource_1")], [("State", self.state["tamper"])], "Initialized"))
+        # SignalLoss is a property too: a new subscription learns its current value (ONVIF Core 9.1,
+        # "Initialized" for every property), so a change queued on a dropped subscription is not lost
+        msgs.append(self._message("tns1:VideoSource/SignalLoss", [("Source", "VideoSource_1")],
+                                  [("State", self.state["video_loss"])], "Initialized"))
         return msgs
 
     def _expire(self) -> None:
