@@ -1,0 +1,200 @@
+"""From the recorder's files to a playable MP4, without re-encoding (PyAV; FFmpeg's ``mpeg``
+demuxer reads Hikvision PS, its ``dhav`` demuxer Dahua DAV).
+
+Each video packet gets a wall time on the recorder's clock: the file's start (from the
+recorder's search answer) plus the packet's PTS since the file's first one (33-bit PTS
+wrap-around undone). The MP4 starts at the last keyframe at or before the requested start (a
+copy cannot start between keyframes: the first frame may be up to one GOP early) and ends with
+the last frame before the requested end. Packets are copied one at a time; only a GOP waiting
+for the start is held in memory. Runs in a worker thread (CPU, blocking file I/O).
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import av
+
+from hub.api import Segment
+
+IMKH_SIZE = 40
+OUT_TIME_BASE = Fraction(1, 90_000)
+PTS_WRAP = 1 << 33
+FORMATS = {"ps": "mpeg", "dav": "dhav"}
+
+
+@dataclass
+class Original:
+    """A downloaded file and the segment it came from."""
+
+    path: Path
+    segment: Segment
+
+
+@dataclass
+class VideoResult:
+    path: Path
+    first: datetime  # recorder wall clock of the first frame
+    last: datetime  # ... of the last frame's start
+    frame_duration: float
+    frames: int
+    codec: str
+    width: int
+    height: int
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def duration_s(self) -> float:
+        return round((self.last - self.first).total_seconds() + self.frame_duration, 3)
+
+
+def open_input(path: Path, container: str) -> tuple[av.container.InputContainer, io.BufferedReader]:
+    """Open a recorder file; a Hikvision file's 40-byte ``IMKH`` header is skipped."""
+    f = path.open("rb")
+    if f.read(4) == b"IMKH":
+        f.seek(IMKH_SIZE)
+    else:
+        f.seek(0)
+    try:
+        return av.open(f, format=FORMATS.get(container)), f
+    except Exception:
+        f.close()
+        raise
+
+
+def probe(path: Path, container: str) -> dict[str, Any]:
+    """Codec, width and height of a recorder file's video (from its stream headers)."""
+    c, f = open_input(path, container)
+    try:
+        if not c.streams.video:
+            return {"codec": None, "width": None, "height": None}
+        cc = c.streams.video[0].codec_context
+        return {"codec": cc.name, "width": cc.width or None, "height": cc.height or None}
+    finally:
+        c.close()
+        f.close()
+
+
+def remux(originals: list[Original], start: datetime, end: datetime, out_path: Path) -> VideoResult | None:
+    """Copy the video of ``originals`` (consecutive files, oldest first) between ``start`` and
+    ``end`` (recorder wall clock) into ``out_path`` (MP4). ``None`` when no frame falls inside."""
+    out: av.container.OutputContainer | None = None
+    ostream: Any = None
+    origin: datetime | None = None
+    result: VideoResult | None = None
+    pending: list[tuple[av.Packet, datetime, datetime]] = []
+    notes: list[str] = []
+    started = False
+    done = False
+    last_wall: datetime | None = None
+    durations: list[float] = []
+
+    def emit(packet: av.Packet, wall: datetime, dwall: datetime, template: Any) -> None:
+        nonlocal out, ostream, origin, result, last_wall
+        if out is None:
+            out = av.open(str(out_path), "w", format="mp4", options={"movflags": "+faststart"})
+            ostream = out.add_stream_from_template(template)
+            ostream.time_base = OUT_TIME_BASE
+            origin = dwall
+            cc = template.codec_context
+            result = VideoResult(out_path, wall, wall, 0.0, 0, cc.name, cc.width, cc.height, notes)
+        assert origin is not None and result is not None
+        packet.stream = ostream
+        packet.time_base = OUT_TIME_BASE
+        packet.pts = round((wall - origin).total_seconds() * 90_000)
+        packet.dts = round((dwall - origin).total_seconds() * 90_000)
+        out.mux(packet)
+        result.frames += 1
+        if wall > result.last:
+            result.last = wall
+        if wall < result.first:
+            result.first = wall
+        if last_wall is not None and wall > last_wall:
+            durations.append((wall - last_wall).total_seconds())
+        last_wall = wall
+
+    try:
+        for original in originals:
+            if done:
+                break
+            container, f = open_input(original.path, original.segment.container)
+            try:
+                if not container.streams.video:
+                    notes.append(f"{original.path.name}: no video stream")
+                    continue
+                vs = container.streams.video[0]
+                for a in container.streams.audio:
+                    note = (f"audio ({a.codec_context.name}) is not in the MP4 (a copy cannot carry it); "
+                            "it is kept in original/")
+                    if note not in notes:
+                        notes.append(note)
+                tb = vs.time_base
+                first_pts: int | None = None
+                prev = 0
+                unwrap = 0
+                for packet in container.demux(vs):
+                    if packet.size == 0 or packet.pts is None:
+                        continue
+                    raw = packet.pts
+                    if first_pts is None:
+                        first_pts = prev = raw
+                    if raw - prev < -PTS_WRAP // 2:
+                        unwrap += PTS_WRAP
+                    prev = raw
+                    rel = raw + unwrap - first_pts
+                    wall = original.segment.start + timedelta(seconds=float(rel * tb))
+                    draw = packet.dts if packet.dts is not None else raw
+                    dwall = wall - timedelta(seconds=float((raw - draw) * tb))
+                    if wall >= end:
+                        done = True
+                        break
+                    if not started:
+                        if wall <= start:
+                            if packet.is_keyframe:
+                                pending = [(packet, wall, dwall)]
+                            elif pending:
+                                pending.append((packet, wall, dwall))
+                            continue
+                        if pending:
+                            for p, w, d in pending:
+                                emit(p, w, d, vs)
+                            pending = []
+                            started = True
+                        elif packet.is_keyframe:
+                            started = True
+                        else:
+                            continue
+                    emit(packet, wall, dwall, vs)
+            finally:
+                container.close()
+                f.close()
+        if not started and pending:  # the window ends inside the GOP that holds its start
+            vs_template = None
+            for original in originals[:1]:
+                container, f = open_input(original.path, original.segment.container)
+                vs_template = container.streams.video[0]
+                for p, w, d in pending:
+                    emit(p, w, d, vs_template)
+                container.close()
+                f.close()
+    finally:
+        if out is not None:
+            out.close()
+    if result is not None:
+        durations.sort()
+        result.frame_duration = durations[len(durations) // 2] if durations else 0.0
+    return result
+
+
+def video_info(path: Path) -> dict[str, Any]:
+    """Duration, codec and size of an MP4 as a player sees it."""
+    with av.open(str(path)) as c:
+        vs = c.streams.video[0]
+        duration = float(c.duration / 1_000_000) if c.duration else None
+        return {"duration_s": round(duration, 3) if duration is not None else None,
+                "codec": vs.codec_context.name, "width": vs.codec_context.width, "height": vs.codec_context.height}
