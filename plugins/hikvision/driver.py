@@ -352,7 +352,16 @@ class HikvisionDriver(CameraBase):
     MAX_PAGES = 500
 
     async def recorder_clock_skew(self) -> float | None:
-        return await self._clock_skew()
+        """Like the polled ``clock_skew``, but against the middle of the request, and with the
+        half second the device's whole-second clock hides on average (it truncates)."""
+        before = datetime.now(UTC)
+        root = await self._xml("/System/status", "status")
+        after = datetime.now(UTC)
+        dev = X.parse_datetime(X.text(root, "currentDeviceTime"))
+        if dev is None or dev.tzinfo is None:
+            return None
+        middle = before + (after - before) / 2
+        return round((dev - middle).total_seconds() + (0.5 if dev.microsecond == 0 else 0.0), 1)
 
     async def search_recordings(self, channel: int, start: datetime, end: datetime) -> list[Segment]:
         """``CMSearchDescription`` pages (``searchResultPostion`` advanced by ``numOfMatches``

@@ -25,6 +25,7 @@ import hashlib
 import json
 import os
 import struct
+import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -182,6 +183,7 @@ class FootageStore:
         self.fmt = fmt or VideoFormat()
         self.spans: dict[int, list[tuple[datetime, datetime]]] = {}
         self._files: dict[str, FootageFile] = {}
+        self._lock = threading.Lock()
 
     def add(self, channel: int, start: datetime, end: datetime) -> None:
         self.spans.setdefault(channel, []).append((start.replace(tzinfo=None), end.replace(tzinfo=None)))
@@ -202,6 +204,16 @@ class FootageStore:
 
     def get(self, channel: int, index: int, start: datetime, end: datetime) -> FootageFile:
         """The file, generated if not cached yet (blocking: call it in a thread)."""
+        with self._lock:
+            return self._get(channel, index, start, end)
+
+    def prepare(self) -> None:
+        """Generate every file not cached yet (blocking)."""
+        for channel in list(self.spans):
+            for n, s, e in self.files(channel):
+                self.get(channel, n, s, e)
+
+    def _get(self, channel: int, index: int, start: datetime, end: datetime) -> FootageFile:
         f = self.fmt
         key = f"ch{channel:02d}_{start:%Y%m%dT%H%M%S}_{(end - start).total_seconds():g}s_{f.width}x{f.height}_" \
               f"{f.fps}fps_{f.gop_seconds:g}g_{'a' if f.audio else 'n'}_{f.bitrate or 0}"

@@ -155,6 +155,13 @@ class HikvisionSimulator(SimHttpServer):
         self.download_drops: list[int] = []  # byte counts after which the next downloads break
         self.downloads = 0
 
+    async def start(self) -> HikvisionSimulator:
+        """Listen; footage added before is generated first (as a recorder has its files before
+        anyone searches them)."""
+        await asyncio.to_thread(self.footage.prepare)
+        await super().start()
+        return self
+
     # ------------------------------------------------------------------ scenario API
     @property
     def is_recorder(self) -> bool:
