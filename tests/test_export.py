@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import stat
 import sys
 from datetime import datetime
@@ -316,17 +317,19 @@ def test_the_signature_is_plain_ed25519_over_the_manifest_bytes(packages: tuple[
 
 
 # ---------------------------------------------------------------------- the command line
-async def test_cli_export_exit_codes_and_key(tmp_path: Path, footage_dir: Path) -> None:
+async def test_cli_export_exit_codes_and_key(tmp_path: Path, footage_dir: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
     sim = nvr(footage_dir, ("19:01:00", "19:03:00"), ("19:05:00", "19:06:00"))
     await sim.start()
     cfg = config_for(tmp_path, sim)
 
     async def anninh(*args: str) -> tuple[int, str, str]:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "hub.cli", *args, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)})
-        out, err = await proc.communicate()
-        return proc.returncode or 0, out.decode(), err.decode()
+        """The real command line, in a thread (it runs its own event loop; the simulator keeps
+        serving on this one)."""
+        capsys.readouterr()
+        code = await asyncio.to_thread(cli_main, list(args))
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
 
     try:
         code, out, err = await anninh("export", "-c", str(cfg), "--device", "nvr1", "--start", "2026-11-30 19:01:20",
@@ -341,6 +344,8 @@ async def test_cli_export_exit_codes_and_key(tmp_path: Path, footage_dir: Path) 
         code, out, err = await anninh("export", "-c", str(cfg), "--device", "nvr1", "--start", "2026-11-30 21:00",
                                       "--end", "2026-11-30 21:01", "-o", str(tmp_path / "out"))
         assert code == 1 and err.strip().splitlines()[-1].startswith("error: no footage on nvr1")
+        code, out, err = await anninh("export", "-c", str(cfg), "--device", "nvr1", "-o", str(tmp_path / "out"))
+        assert code == 1 and "missing --start, --end" in err
         code, out, err = await anninh("export", "key", "-c", str(cfg))
         assert code == 0
         assert out.startswith("-----BEGIN PUBLIC KEY-----")
@@ -351,3 +356,31 @@ async def test_cli_export_exit_codes_and_key(tmp_path: Path, footage_dir: Path) 
         assert code == 0 and out.startswith("OK")
     finally:
         await sim.stop()
+
+
+async def test_kill_9_mid_export_leaves_no_complete_looking_package(tmp_path: Path, footage_dir: Path) -> None:
+    sim = nvr(footage_dir, ("19:01:00", "19:03:00"))
+    await sim.start()
+    cfg = config_for(tmp_path, sim)
+    out = tmp_path / "out"
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "hub.cli", "export", "-c", str(cfg), "--device", "nvr1", "--start",
+            "2026-11-30 19:01:00", "--end", "2026-11-30 19:03:00", "-o", str(out),
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+            env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)})
+        for _ in range(1500):
+            if sim.downloads:
+                break
+            await asyncio.sleep(0.01)
+        assert sim.downloads, "the export never started downloading"
+        sim.freeze()  # the recorder hangs mid-download; the hub is killed meanwhile
+        await asyncio.sleep(0.3)
+        proc.send_signal(signal.SIGKILL)
+        await proc.wait()
+        sim.unfreeze()
+    finally:
+        await sim.stop()
+    entries = list(out.iterdir())
+    assert entries and all(e.name.endswith(".part") for e in entries)
+    assert not any((e / "manifest.json").exists() for e in entries)

@@ -672,6 +672,8 @@ class HikvisionSimulator(SimHttpServer):
                         writer.transport.abort()
                         return
                     sent += len(chunk)
+                    if self.frozen:
+                        await self.wait_unfrozen()
                     writer.write(chunk)
                     await writer.drain()
         with contextlib.suppress(ConnectionError):
