@@ -14,10 +14,13 @@ time, so a container writer (Hikvision PS, Dahua DAV) can wrap each frame as the
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator
+import json
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from fractions import Fraction
+from pathlib import Path
 
 import av
 import cv2
@@ -114,3 +117,101 @@ def encode_h264(start: datetime, seconds: float, channel: int, *, fps: int = 5, 
         frame.pts = i
         yield from units(codec.encode(frame))
     yield from units(codec.encode(None))
+
+
+@dataclass(frozen=True)
+class FootageFile:
+    channel: int
+    index: int
+    start: datetime  # recorder wall clock, naive
+    end: datetime
+    path: Path
+    size: int
+    keyframes: tuple[tuple[float, int], ...]  # (seconds from start, byte offset of its pack header)
+
+    @property
+    def name(self) -> str:
+        return f"ch{self.channel:02d}_{self.index:017d}"
+
+
+@dataclass(frozen=True)
+class VideoFormat:
+    width: int = 320
+    height: int = 180
+    fps: int = 5
+    gop_seconds: float = 1.0
+    audio: bool = True
+    bitrate: int | None = None
+
+
+Writer = Callable[[Path, int, datetime, float, VideoFormat], list[tuple[float, int]]]
+"""Writes one recording file ``(path, channel, start, seconds, format)`` in a vendor's container;
+returns the keyframe index ``[(seconds from start, byte offset)]``."""
+
+
+class FootageStore:
+    """Footage per channel: spans of recording (recorder wall clock, naive), cut into files of
+    ``segment_seconds``, generated into ``cache_dir`` on first use."""
+
+    def __init__(self, cache_dir: Path, segment_seconds: float = 60.0, fmt: VideoFormat | None = None, *,
+                 writer: Writer, suffix: str) -> None:
+        self.writer = writer
+        self.suffix = suffix
+        self.cache_dir = Path(cache_dir)
+        self.segment_seconds = segment_seconds
+        self.fmt = fmt or VideoFormat()
+        self.spans: dict[int, list[tuple[datetime, datetime]]] = {}
+        self._files: dict[str, FootageFile] = {}
+        self._lock = threading.Lock()
+
+    def add(self, channel: int, start: datetime, end: datetime) -> None:
+        self.spans.setdefault(channel, []).append((start.replace(tzinfo=None), end.replace(tzinfo=None)))
+        self.spans[channel].sort()
+
+    def files(self, channel: int) -> list[tuple[int, datetime, datetime]]:
+        """``(index, start, end)`` of every file of ``channel``, oldest first (nothing generated)."""
+        out = []
+        n = 0
+        step = timedelta(seconds=self.segment_seconds)
+        for start, end in self.spans.get(channel, []):
+            t = start
+            while t < end:
+                out.append((n, t, min(t + step, end)))
+                n += 1
+                t += step
+        return out
+
+    def get(self, channel: int, index: int, start: datetime, end: datetime) -> FootageFile:
+        """The file, generated if not cached yet (blocking: call it in a thread)."""
+        with self._lock:
+            return self._get(channel, index, start, end)
+
+    def prepare(self) -> None:
+        """Generate every file not cached yet (blocking)."""
+        for channel in list(self.spans):
+            for n, s, e in self.files(channel):
+                self.get(channel, n, s, e)
+
+    def _get(self, channel: int, index: int, start: datetime, end: datetime) -> FootageFile:
+        f = self.fmt
+        key = f"ch{channel:02d}_{start:%Y%m%dT%H%M%S}_{(end - start).total_seconds():g}s_{f.width}x{f.height}_" \
+              f"{f.fps}fps_{f.gop_seconds:g}g_{'a' if f.audio else 'n'}_{f.bitrate or 0}"
+        cached = self._files.get(key)
+        if cached is not None:
+            return cached
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        path = self.cache_dir / f"{key}.{self.suffix}"
+        meta = self.cache_dir / f"{key}.json"
+        if path.exists() and meta.exists():
+            keyframes = [tuple(k) for k in json.loads(meta.read_text())]
+        else:
+            keyframes = self.writer(path, channel, start, (end - start).total_seconds(), f)
+            meta.write_text(json.dumps(keyframes))
+        ff = FootageFile(channel, index, start, end, path, path.stat().st_size,
+                         tuple((float(t), int(o)) for t, o in keyframes))
+        self._files[key] = ff
+        self._files[ff.name] = ff
+        return ff
+
+    def by_name(self, name: str) -> FootageFile | None:
+        return self._files.get(name)

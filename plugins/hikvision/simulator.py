@@ -54,8 +54,9 @@ import numpy as np
 from hub.camera import xml as X
 from hub.camera.images import picture_bytes, scene
 from hub.camera.simserver import Request, Response, SimHttpServer
+from hub.testing.footage import FootageFile, VideoFormat
 
-from .simfootage import IMKH_SIZE, FootageFile, FootageStore, VideoFormat
+from .simfootage import IMKH_SIZE, ps_store
 
 NAMESPACES = {
     "ver20": "http://www.hikvision.com/ver20/XMLSchema",
@@ -150,7 +151,7 @@ class HikvisionSimulator(SimHttpServer):
         if footage_dir is None:
             self._footage_tmp = tempfile.TemporaryDirectory(prefix="hik-footage-")
             footage_dir = self._footage_tmp.name
-        self.footage = FootageStore(Path(footage_dir), segment_seconds, video)
+        self.footage = ps_store(Path(footage_dir), segment_seconds, video)
         self.range_support = range_support
         self.download_drops: list[int] = []  # byte counts after which the next downloads break
         self.downloads = 0
