@@ -28,6 +28,7 @@ from hub.export.package import verify
 from hub.export.run import ExportError, ExportRequest, export, export_from_driver, find_gaps
 from hub.testing.footage import read_stamp, seconds_of_day
 from hub.testing.hubrun import make_plugins, write_config
+from plugins.dahua.simulator import DahuaSimulator
 from plugins.hikvision.simulator import HikvisionSimulator
 
 PW = "Ev1dence:pw/2026"
@@ -160,6 +161,47 @@ async def test_gaps_are_listed_and_each_stretch_gets_its_mp4(tmp_path: Path, foo
     assert (first[0], first[-1]) == (seconds_of_day(at("19:02:00")), seconds_of_day(at("19:02:59")))
     assert (second[0], second[-1]) == (seconds_of_day(at("19:05:00")), seconds_of_day(at("19:06:59")))
     assert m["recorded"] == {"start": "2026-11-30T19:02:00+07:00", "end": "2026-11-30T19:07:00+07:00"}
+
+
+async def test_five_minutes_from_a_dahua_nvr_in_dav(tmp_path: Path, footage_dir: Path) -> None:
+    sim = DahuaSimulator("nvr", channels=4, password=PW, footage_dir=footage_dir / "dahua")
+    sim.add_footage(2, at("19:01:00"), at("19:04:00"))
+    sim.add_footage(2, at("19:05:00"), at("19:07:00"))
+    sim.drop_download_after(150_000)
+    await sim.start()
+    try:
+        cfg = write_config(tmp_path, f"""
+            hub:
+              data_dir: {tmp_path / 'data'}
+            devices:
+              - id: xvr
+                platform: dahua
+                host: 127.0.0.1
+                port: {sim.port}
+                password: {PW!r}
+                timeout: 3
+            """)
+        plugins = make_plugins()
+        request = ExportRequest(device="xvr", channel=2, start=at("19:01:30"), end=at("19:06:30"),
+                                out_dir=tmp_path / "out", requested_by="an")
+        result = await export(load_config(cfg, plugins), plugins, request)
+    finally:
+        await sim.stop()
+    m = result.manifest
+    assert m["device"]["model"] == sim.model and m["device"]["serial"] == sim.serial and m["channel"] == 2
+    assert abs(m["clock_skew_s"]) <= 1
+    assert m["gaps"] == [{"start": "2026-11-30T19:04:00+07:00", "end": "2026-11-30T19:05:00+07:00"}]
+    originals = [f for f in m["files"] if f["kind"] == "original"]
+    assert len(originals) == 5 and all(f["container"] == "dav" for f in originals)
+    for f in originals:
+        data = (result.path / f["path"]).read_bytes()
+        assert data[:4] == b"DHAV" and data[-8:-4] == b"dhav"
+        assert hashlib.sha256(data).hexdigest() == f["sha256"]
+        assert (f["codec"], f["width"], f["height"]) == ("h264", 320, 180)
+    first, second = (stamps(result.path / f["path"]) for f in m["files"] if f["kind"] == "mp4")
+    assert (first[0], first[-1]) == (seconds_of_day(at("19:01:30")), seconds_of_day(at("19:03:59")))
+    assert (second[0], second[-1]) == (seconds_of_day(at("19:05:00")), seconds_of_day(at("19:06:29")))
+    assert verify(result.path)[0] == []
 
 
 def test_find_gaps_tolerates_file_boundaries() -> None:
