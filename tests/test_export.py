@@ -426,3 +426,31 @@ async def test_kill_9_mid_export_leaves_no_complete_looking_package(tmp_path: Pa
     entries = list(out.iterdir())
     assert entries and all(e.name.endswith(".part") for e in entries)
     assert not any((e / "manifest.json").exists() for e in entries)
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None or shutil.which("sha256sum") is None,
+                    reason="needs the openssl and sha256sum commands (docs/export.md's investigator check)")
+def test_investigator_check_without_the_hub(packages: tuple[Path, Path], tmp_path: Path) -> None:
+    """The commands docs/export.md gives an investigator: sha256sum and openssl, no Python."""
+    import subprocess
+
+    a, _ = packages
+    sig = tmp_path / "manifest.sig.bin"
+    sig.write_bytes(base64.b64decode((a / "manifest.sig").read_bytes()))
+    ok = subprocess.run(["openssl", "pkeyutl", "-verify", "-pubin", "-inkey", "hub_public_key.pem", "-rawin",
+                         "-in", "manifest.json", "-sigfile", str(sig)], cwd=a, capture_output=True, text=True)
+    assert ok.returncode == 0 and "Signature Verified Successfully" in ok.stdout
+    sums = tmp_path / "SHA256SUMS"
+    sums.write_text("".join(f"{f['sha256']}  {f['path']}\n"
+                            for f in json.loads((a / "manifest.json").read_bytes())["files"]))
+    assert subprocess.run(["sha256sum", "--quiet", "-c", str(sums)], cwd=a).returncode == 0
+    der = subprocess.run(["openssl", "pkey", "-pubin", "-in", "hub_public_key.pem", "-outform", "DER"], cwd=a,
+                         capture_output=True).stdout
+    from hub.export.keys import fingerprint, load_public_pem
+    assert "SHA256:" + hashlib.sha256(der).hexdigest() == fingerprint(
+        load_public_pem((a / "hub_public_key.pem").read_bytes()))
+    edited = copy(a, tmp_path / "edited")
+    (edited / "manifest.json").write_bytes((edited / "manifest.json").read_bytes().replace(b"an", b"am", 1))
+    bad = subprocess.run(["openssl", "pkeyutl", "-verify", "-pubin", "-inkey", "hub_public_key.pem", "-rawin",
+                          "-in", "manifest.json", "-sigfile", str(sig)], cwd=edited, capture_output=True, text=True)
+    assert bad.returncode != 0
