@@ -14,6 +14,7 @@ from hub.broker import EmbeddedBroker, free_port, port_is_free
 from hub.clock import Clock
 from hub.config import Config
 from hub.core import Backoff, Hub
+from hub.export.service import install as install_export
 from hub.mqtt import BrokerAddress, MqttConnection
 from hub.plugins import PluginManager
 from hub.redact import register_secrets
@@ -62,6 +63,7 @@ async def start_hub(config: Config, plugins: PluginManager, *, clock: Clock | No
         will=(f"{m.base_topic}/bridge/state", '{"state":"offline"}'), keepalive=m.keepalive,
         ca_file=m.ca_file, cert_file=m.cert_file, key_file=m.key_file, queue_size=m.queue_size)
     bridge = MqttBridge(hub, conn)
+    install_export(hub)
     await hub.start()
     await bridge.start()
     if not await conn.wait_connected(connect_timeout):
