@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import os
 import re
@@ -189,18 +190,22 @@ def runs(segments: list[Segment]) -> list[list[Segment]]:
     return out
 
 
-async def _download(driver: Driver, seg: Segment, path: Path, on_bytes: Callable[[int], None]) -> None:
+async def _download(driver: Driver, seg: Segment, path: Path, on_bytes: Callable[[int], None]) -> tuple[str, int]:
+    """Download to ``path``, resuming after a break; returns (SHA-256, bytes) of what was written,
+    hashed on the way (the file is only ever appended to, so the hash covers it exactly)."""
     failures = 0
+    digest = hashlib.sha256()
     with path.open("wb") as f:
         async def sink(chunk: bytes) -> None:
             f.write(chunk)
+            digest.update(chunk)
             on_bytes(len(chunk))
 
         while True:
             offset = f.tell()
             try:
                 await driver.download(seg, sink, offset)
-                return
+                return digest.hexdigest(), f.tell()
             except (ExportUnsupportedError, AuthError):
                 raise
             except DeviceError as exc:
@@ -267,6 +272,7 @@ async def export_from_driver(driver: Driver, device: DeviceConfig, info: DeviceI
     (part / "video").mkdir()
     try:
         originals: list[Original] = []
+        hashes: dict[Path, tuple[str, int]] = {}
         received = 0
         names: set[str] = set()
 
@@ -284,7 +290,7 @@ async def export_from_driver(driver: Driver, device: DeviceConfig, info: DeviceI
             path = part / "original" / name
             report(f"downloading {name}", 0.9 * i / len(segments) if not total else 0.9 * received / total)
             try:
-                await _download(driver, seg, path, on_bytes)
+                hashes[path] = await _download(driver, seg, path, on_bytes)
             except AuthError as exc:
                 raise ExportError(f"{device.id}: wrong username or password ({exc})") from None
             except DeviceError as exc:
@@ -323,7 +329,7 @@ async def export_from_driver(driver: Driver, device: DeviceConfig, info: DeviceI
                     notes.append(note)
         files: list[dict[str, Any]] = []
         for o in originals:
-            digest, size = await asyncio.to_thread(sha256_file, o.path)
+            digest, size = hashes[o.path]
             meta = await asyncio.to_thread(probe, o.path, o.segment.container)
             files.append({"path": f"original/{o.path.name}", "bytes": size, "sha256": digest, "kind": "original",
                           "duration_s": round((o.segment.end - o.segment.start).total_seconds(), 3), **meta,

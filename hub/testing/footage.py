@@ -79,6 +79,11 @@ def seconds_of_day(when: datetime) -> int:
     return when.hour * 3600 + when.minute * 60 + when.second
 
 
+@functools.lru_cache(maxsize=8)
+def _grain(shape: tuple[int, ...], n: int) -> np.ndarray:
+    return np.random.default_rng(n).integers(0, 24, size=shape, dtype=np.uint8)
+
+
 @dataclass(frozen=True, slots=True)
 class AccessUnit:
     index: int
@@ -89,7 +94,8 @@ class AccessUnit:
 
 
 def encode_h264(start: datetime, seconds: float, channel: int, *, fps: int = 5, gop_seconds: float = 1.0,
-                width: int = 320, height: int = 180, bitrate: int | None = None) -> Iterator[AccessUnit]:
+                width: int = 320, height: int = 180, bitrate: int | None = None,
+                noise: bool = False) -> Iterator[AccessUnit]:
     """Encode ``seconds`` of frames from ``start`` on, one :class:`AccessUnit` per frame."""
     codec = av.CodecContext.create("libx264", "w")
     codec.width, codec.height, codec.pix_fmt = width, height, "yuv420p"
@@ -113,6 +119,10 @@ def encode_h264(start: datetime, seconds: float, channel: int, *, fps: int = 5, 
     for i in range(total):
         when = start + timedelta(seconds=i / fps)
         yuv = cv2.cvtColor(render_frame(when, channel, width, height), cv2.COLOR_BGR2YUV_I420)
+        if noise:
+            grain = _grain(yuv.shape, i % 7)
+            yuv[: height - _blocks(width) - 2] = cv2.add(yuv[: height - _blocks(width) - 2],
+                                                         grain[: height - _blocks(width) - 2])
         frame = av.VideoFrame.from_ndarray(yuv, format="yuv420p")
         frame.pts = i
         yield from units(codec.encode(frame))
@@ -142,6 +152,8 @@ class VideoFormat:
     gop_seconds: float = 1.0
     audio: bool = True
     bitrate: int | None = None
+    noise: bool = False
+    """Grain over the picture, so the encoder needs the bit rate asked for (benchmarks)."""
 
 
 Writer = Callable[[Path, int, datetime, float, VideoFormat], list[tuple[float, int]]]
@@ -195,7 +207,7 @@ class FootageStore:
     def _get(self, channel: int, index: int, start: datetime, end: datetime) -> FootageFile:
         f = self.fmt
         key = f"ch{channel:02d}_{start:%Y%m%dT%H%M%S}_{(end - start).total_seconds():g}s_{f.width}x{f.height}_" \
-              f"{f.fps}fps_{f.gop_seconds:g}g_{'a' if f.audio else 'n'}_{f.bitrate or 0}"
+              f"{f.fps}fps_{f.gop_seconds:g}g_{'a' if f.audio else 'n'}_{f.bitrate or 0}{'_grain' if f.noise else ''}"
         cached = self._files.get(key)
         if cached is not None:
             return cached

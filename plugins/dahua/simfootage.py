@@ -68,7 +68,7 @@ def write_dav_file(path: Path, channel: int, start: datetime, seconds: float, fm
     tmp = path.with_suffix(".tmp")
     with tmp.open("wb") as f:
         for au in encode_h264(start, seconds, channel, fps=fmt.fps, gop_seconds=fmt.gop_seconds, width=fmt.width,
-                              height=fmt.height, bitrate=fmt.bitrate):
+                              height=fmt.height, bitrate=fmt.bitrate, noise=fmt.noise):
             when = start + timedelta(seconds=au.index / fmt.fps)
             ms = (when.hour * 3600 + when.minute * 60 + when.second) * 1000 + when.microsecond // 1000
             if au.keyframe:

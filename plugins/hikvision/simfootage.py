@@ -130,7 +130,7 @@ def write_ps_file(path: Path, channel: int, start: datetime, seconds: float, fmt
     with tmp.open("wb") as f:
         f.write(imkh_header(fmt.audio))
         for au in encode_h264(start, seconds, channel, fps=fmt.fps, gop_seconds=fmt.gop_seconds, width=fmt.width,
-                              height=fmt.height, bitrate=fmt.bitrate):
+                              height=fmt.height, bitrate=fmt.bitrate, noise=fmt.noise):
             pts = (pts0 + au.index * PS_CLOCK // fmt.fps) & ((1 << 33) - 1)
             if au.keyframe:
                 index.append((au.index / fmt.fps, f.tell()))
