@@ -198,3 +198,63 @@ def video_info(path: Path) -> dict[str, Any]:
         duration = float(c.duration / 1_000_000) if c.duration else None
         return {"duration_s": round(duration, 3) if duration is not None else None,
                 "codec": vs.codec_context.name, "width": vs.codec_context.width, "height": vs.codec_context.height}
+
+
+# ---------------------------------------------------------------------- in a child process
+def _to_json(originals: list[Original], start: datetime, end: datetime, out_path: Path) -> str:
+    import json
+
+    return json.dumps({"start": start.isoformat(), "end": end.isoformat(), "out": str(out_path), "originals": [
+        {"path": str(o.path), "channel": o.segment.channel, "start": o.segment.start.isoformat(),
+         "end": o.segment.end.isoformat(), "ref": o.segment.ref, "name": o.segment.name,
+         "container": o.segment.container, "size": o.segment.size} for o in originals]})
+
+
+def _main() -> None:
+    """``python -m hub.export.remux`` reads a job (JSON) on stdin and writes the result on stdout."""
+    import json
+    import sys
+
+    job = json.loads(sys.stdin.read())
+    originals = [Original(Path(o["path"]), Segment(o["channel"], datetime.fromisoformat(o["start"]),
+                                                   datetime.fromisoformat(o["end"]), o["ref"], o["name"],
+                                                   o["container"], o["size"])) for o in job["originals"]]
+    r = remux(originals, datetime.fromisoformat(job["start"]), datetime.fromisoformat(job["end"]), Path(job["out"]))
+    sys.stdout.write(json.dumps(None if r is None else {
+        "path": str(r.path), "first": r.first.isoformat(), "last": r.last.isoformat(),
+        "frame_duration": r.frame_duration, "frames": r.frames, "codec": r.codec, "width": r.width,
+        "height": r.height, "notes": r.notes}))
+
+
+async def remux_in_process(originals: list[Original], start: datetime, end: datetime,
+                           out_path: Path) -> VideoResult | None:
+    """:func:`remux` in a child process: a hub's event loop then never waits for the GIL behind the
+    per-packet Python work (a thread held it for up to the 5 ms switch interval at a time). The
+    child is killed if the export is cancelled."""
+    import asyncio
+    import json
+    import sys
+
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "hub.export.remux", stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE)
+    try:
+        out, err = await proc.communicate(_to_json(originals, start, end, out_path).encode())
+    except BaseException:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        raise
+    if proc.returncode != 0:
+        last = (err.decode(errors="replace").strip().splitlines() or ["no message"])[-1]
+        raise RuntimeError(f"remux failed: {last}")
+    data = json.loads(out)
+    if data is None:
+        return None
+    return VideoResult(Path(data["path"]), datetime.fromisoformat(data["first"]), datetime.fromisoformat(data["last"]),
+                       data["frame_duration"], data["frames"], data["codec"], data["width"], data["height"],
+                       data["notes"])
+
+
+if __name__ == "__main__":
+    _main()

@@ -31,7 +31,7 @@ from hub.api import AuthError, DeviceConfig, DeviceError, DeviceInfo, Driver, Ex
 from hub.clock import SystemClock
 from hub.export import keys as hubkeys
 from hub.export.package import seal, sha256_file
-from hub.export.remux import Original, VideoResult, probe, remux, video_info
+from hub.export.remux import Original, VideoResult, probe, remux, remux_in_process, video_info
 
 log = logging.getLogger("hub.export")
 
@@ -131,7 +131,8 @@ def resolve_device(config: Any, device_id: str, channel: int | None) -> tuple[De
     return dev, channel or 1, None
 
 
-async def export(config: Any, plugins: Any, request: ExportRequest, progress: Progress | None = None) -> ExportResult:
+async def export(config: Any, plugins: Any, request: ExportRequest, progress: Progress | None = None,
+                 remux_process: bool = False) -> ExportResult:
     """Export from a device of ``config`` (the driver is started for the export and closed after)."""
     device, channel, camera = resolve_device(config, request.device, request.channel)
     spec = plugins.platforms().get(device.platform)
@@ -153,7 +154,8 @@ async def export(config: Any, plugins: Any, request: ExportRequest, progress: Pr
             site = getattr(cam, "site", None) or site
         return await export_from_driver(
             driver, device, info, channel, request, tz=tz, hub_name=config.hub.name, data_dir=config.data_dir,
-            max_hours=config.export.max_hours, progress=progress, site=site, camera=camera)
+            max_hours=config.export.max_hours, progress=progress, site=site, camera=camera,
+            remux_process=remux_process)
     finally:
         await ctx.cancel_tasks()
         with contextlib.suppress(Exception):
@@ -224,8 +226,10 @@ def _safe_name(name: str) -> str:
 async def export_from_driver(driver: Driver, device: DeviceConfig, info: DeviceInfo | None, channel: int,
                              request: ExportRequest, *, tz: tzinfo, hub_name: str, data_dir: Path,
                              max_hours: float = 12, progress: Progress | None = None, site: str | None = None,
-                             camera: str | None = None) -> ExportResult:
-    """The export itself, from a connected driver (the hub's own, or one started by :func:`export`)."""
+                             camera: str | None = None, remux_process: bool = False) -> ExportResult:
+    """The export itself, from a connected driver (the hub's own, or one started by :func:`export`).
+    ``remux_process``: remux in a child process (a running hub, whose loop must stay responsive)
+    rather than a worker thread (the command line)."""
     report = progress or (lambda message, fraction: None)
     start, end = request.start.replace(tzinfo=None), request.end.replace(tzinfo=None)
     if end <= start:
@@ -304,7 +308,9 @@ async def export_from_driver(driver: Driver, device: DeviceConfig, info: DeviceI
         for n, group in enumerate(groups):
             out = part / "video" / (f"{package_id}.mp4" if len(groups) == 1 else f"{package_id}_{n + 1}.mp4")
             try:
-                result = await asyncio.to_thread(remux, [by_seg[id(s)] for s in group], rec_start, rec_end, out)
+                files = [by_seg[id(s)] for s in group]
+                result = (await remux_in_process(files, rec_start, rec_end, out) if remux_process
+                          else await asyncio.to_thread(remux, files, rec_start, rec_end, out))
             except Exception as exc:
                 raise ExportError(f"the recorder's files could not be read as video ({type(exc).__name__}: "
                                   f"{exc})") from None
