@@ -454,3 +454,23 @@ def test_investigator_check_without_the_hub(packages: tuple[Path, Path], tmp_pat
     bad = subprocess.run(["openssl", "pkeyutl", "-verify", "-pubin", "-inkey", "hub_public_key.pem", "-rawin",
                           "-in", "manifest.json", "-sigfile", str(sig)], cwd=edited, capture_output=True, text=True)
     assert bad.returncode != 0
+
+
+def test_overlapping_files_are_copied_once(footage_dir: Path, tmp_path: Path) -> None:
+    """A recorder that lists one moment in two files: the MP4 keeps time moving forward."""
+    from hub.api import Segment
+    from hub.export.remux import Original, remux
+    from plugins.hikvision.simfootage import ps_store
+
+    store = ps_store(footage_dir)  # the module's cache: the files the simulators serve
+    a = store.get(1, 0, at("19:01:00"), at("19:02:00"))
+    b = store.get(1, 1, at("19:02:00"), at("19:03:00"))
+    originals = [Original(a.path, Segment(1, a.start, a.end, "a", "a", "ps")),
+                 Original(b.path, Segment(1, at("19:01:30"), at("19:02:30"), "b", "b", "ps"))]  # 30 s overlap
+    result = remux(originals, at("19:01:00"), at("19:03:00"), tmp_path / "o.mp4")
+    assert result is not None and result.frames == 300 + 150
+    seen = stamps(tmp_path / "o.mp4")
+    assert len(seen) == 450 and seen[0] == seconds_of_day(at("19:01:00"))
+    with av.open(str(tmp_path / "o.mp4")) as c:
+        pts = [p.pts for p in c.demux(video=0) if p.pts is not None]
+    assert pts == sorted(pts) and len(set(pts)) == len(pts)

@@ -92,10 +92,14 @@ def remux(originals: list[Original], start: datetime, end: datetime, out_path: P
     started = False
     done = False
     last_wall: datetime | None = None
+    last_dts: datetime | None = None
     durations: list[float] = []
 
     def emit(packet: av.Packet, wall: datetime, dwall: datetime, template: Any) -> None:
-        nonlocal out, ostream, origin, result, last_wall
+        nonlocal out, ostream, origin, result, last_wall, last_dts
+        if last_dts is not None and dwall <= last_dts:
+            return  # files that overlap (a recorder listing one moment twice): keep the first copy
+        last_dts = dwall
         if out is None:
             out = av.open(str(out_path), "w", format="mp4", options={"movflags": "+faststart"})
             ostream = out.add_stream_from_template(template)
