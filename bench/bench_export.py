@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import multiprocessing as mp
 import shutil
 import statistics
@@ -196,8 +197,15 @@ async def run(args: argparse.Namespace) -> None:
             probe.start()
             t = time.perf_counter()
             # skew 0 on the simulator: the window is the footage (the clock offset is measured anyway)
-            result = await export(config, plugins, request, remux_process=not args.thread)
+            phases: dict[str, float] = {}
+
+            def progress(message: str, fraction: float, phases: dict[str, float] = phases) -> None:
+                phases.setdefault(message.split(" ")[0], time.perf_counter())
+
+            result = await export(config, plugins, request, progress, remux_process=not args.thread)
             exp = time.perf_counter() - t
+            marks = [("connect", t), *sorted(phases.items(), key=lambda kv: kv[1])]
+            print("  phases: " + ", ".join(f"{a} {b[1] - a_t:.2f} s" for (a, a_t), b in itertools.pairwise(marks)))
             busy = await probe.stop()
             stop.set()
             sampler.join()

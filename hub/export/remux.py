@@ -11,7 +11,13 @@ for the start is held in memory. Runs in a worker thread (CPU, blocking file I/O
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import hashlib
 import io
+import queue
+import sys
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from fractions import Fraction
@@ -47,6 +53,10 @@ class VideoResult:
     width: int
     height: int
     notes: list[str] = field(default_factory=list)
+    originals: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Codec, width and height of each original read (by path), so they need no second opening."""
+    mp4: dict[str, Any] = field(default_factory=dict)
+    """``sha256``, ``bytes``, ``duration_s``, ``codec``, ``width``, ``height`` of the MP4 written."""
 
     @property
     def duration_s(self) -> float:
@@ -80,9 +90,10 @@ def probe(path: Path, container: str) -> dict[str, Any]:
         f.close()
 
 
-def remux(originals: list[Original], start: datetime, end: datetime, out_path: Path) -> VideoResult | None:
+def remux(originals: Iterable[Original], start: datetime, end: datetime, out_path: Path) -> VideoResult | None:
     """Copy the video of ``originals`` (consecutive files, oldest first) between ``start`` and
-    ``end`` (recorder wall clock) into ``out_path`` (MP4). ``None`` when no frame falls inside."""
+    ``end`` (recorder wall clock) into ``out_path`` (MP4). ``None`` when no frame falls inside.
+    ``originals`` may be a lazy iterator that yields each file once it is downloaded."""
     out: av.container.OutputContainer | None = None
     ostream: Any = None
     origin: datetime | None = None
@@ -94,6 +105,7 @@ def remux(originals: list[Original], start: datetime, end: datetime, out_path: P
     last_wall: datetime | None = None
     last_dts: datetime | None = None
     durations: list[float] = []
+    seen: dict[str, dict[str, Any]] = {}
 
     def emit(packet: av.Packet, wall: datetime, dwall: datetime, template: Any) -> None:
         nonlocal out, ostream, origin, result, last_wall, last_dts
@@ -130,8 +142,11 @@ def remux(originals: list[Original], start: datetime, end: datetime, out_path: P
             try:
                 if not container.streams.video:
                     notes.append(f"{original.path.name}: no video stream")
+                    seen[str(original.path)] = {"codec": None, "width": None, "height": None}
                     continue
                 vs = container.streams.video[0]
+                seen[str(original.path)] = {"codec": vs.codec_context.name, "width": vs.codec_context.width or None,
+                                            "height": vs.codec_context.height or None}
                 for a in container.streams.audio:
                     note = (f"audio ({a.codec_context.name}) is not in the MP4 (a copy cannot carry it); "
                             "it is kept in original/")
@@ -156,6 +171,9 @@ def remux(originals: list[Original], start: datetime, end: datetime, out_path: P
                     dwall = wall - timedelta(seconds=float((raw - draw) * tb))
                     if wall >= end:
                         done = True
+                        if not started and pending:  # the window ends inside the GOP that holds its start
+                            for p, w, d in pending:
+                                emit(p, w, d, vs)
                         break
                     if not started:
                         if wall <= start:
@@ -177,21 +195,20 @@ def remux(originals: list[Original], start: datetime, end: datetime, out_path: P
             finally:
                 container.close()
                 f.close()
-        if not started and pending:  # the window ends inside the GOP that holds its start
-            vs_template = None
-            for original in originals[:1]:
-                container, f = open_input(original.path, original.segment.container)
-                vs_template = container.streams.video[0]
-                for p, w, d in pending:
-                    emit(p, w, d, vs_template)
-                container.close()
-                f.close()
     finally:
         if out is not None:
             out.close()
     if result is not None:
         durations.sort()
         result.frame_duration = durations[len(durations) // 2] if durations else 0.0
+        result.originals = seen
+        h = hashlib.sha256()
+        size = 0
+        with out_path.open("rb") as f:
+            while block := f.read(1 << 20):
+                h.update(block)
+                size += len(block)
+        result.mp4 = {"sha256": h.hexdigest(), "bytes": size, **video_info(out_path)}
     return result
 
 
@@ -204,60 +221,104 @@ def video_info(path: Path) -> dict[str, Any]:
                 "codec": vs.codec_context.name, "width": vs.codec_context.width, "height": vs.codec_context.height}
 
 
-# ---------------------------------------------------------------------- in a child process
-def _to_json(originals: list[Original], start: datetime, end: datetime, out_path: Path) -> str:
+# ---------------------------------------------------------------------- fed while downloading
+def _original_json(o: Original) -> str:
     import json
 
-    return json.dumps({"start": start.isoformat(), "end": end.isoformat(), "out": str(out_path), "originals": [
-        {"path": str(o.path), "channel": o.segment.channel, "start": o.segment.start.isoformat(),
-         "end": o.segment.end.isoformat(), "ref": o.segment.ref, "name": o.segment.name,
-         "container": o.segment.container, "size": o.segment.size} for o in originals]})
+    return json.dumps({"path": str(o.path), "channel": o.segment.channel, "start": o.segment.start.isoformat(),
+                       "end": o.segment.end.isoformat(), "ref": o.segment.ref, "name": o.segment.name,
+                       "container": o.segment.container, "size": o.segment.size})
+
+
+def _original_from(o: dict[str, Any]) -> Original:
+    return Original(Path(o["path"]), Segment(o["channel"], datetime.fromisoformat(o["start"]),
+                                             datetime.fromisoformat(o["end"]), o["ref"], o["name"], o["container"],
+                                             o["size"]))
 
 
 def _main() -> None:
-    """``python -m hub.export.remux`` reads a job (JSON) on stdin and writes the result on stdout."""
+    """``python -m hub.export.remux``: the first stdin line is the job (window, output), each
+    further line a downloaded file as it completes; the result goes to stdout when stdin closes."""
     import json
     import sys
 
-    job = json.loads(sys.stdin.read())
-    originals = [Original(Path(o["path"]), Segment(o["channel"], datetime.fromisoformat(o["start"]),
-                                                   datetime.fromisoformat(o["end"]), o["ref"], o["name"],
-                                                   o["container"], o["size"])) for o in job["originals"]]
+    job = json.loads(sys.stdin.readline())
+    originals = (_original_from(json.loads(line)) for line in sys.stdin if line.strip())
     r = remux(originals, datetime.fromisoformat(job["start"]), datetime.fromisoformat(job["end"]), Path(job["out"]))
+    for _ in sys.stdin:  # the files after the window's end: read, not needed
+        pass
     sys.stdout.write(json.dumps(None if r is None else {
         "path": str(r.path), "first": r.first.isoformat(), "last": r.last.isoformat(),
         "frame_duration": r.frame_duration, "frames": r.frames, "codec": r.codec, "width": r.width,
-        "height": r.height, "notes": r.notes}))
+        "height": r.height, "notes": r.notes, "originals": r.originals, "mp4": r.mp4}))
 
 
-async def remux_in_process(originals: list[Original], start: datetime, end: datetime,
-                           out_path: Path) -> VideoResult | None:
-    """:func:`remux` in a child process: a hub's event loop then never waits for the GIL behind the
-    per-packet Python work (a thread held it for up to the 5 ms switch interval at a time). The
-    child is killed if the export is cancelled."""
-    import asyncio
-    import json
-    import sys
+class RemuxJob:
+    """A remux that starts with the first downloaded file and takes the next ones as they
+    complete, so remuxing overlaps downloading. ``process=True`` runs it in a child process
+    (``python -m hub.export.remux``): a running hub's event loop then never waits for the GIL behind
+    the per-packet Python work, which a thread holds for up to the 5 ms switch interval at a time.
+    ``process=False`` runs it in a worker thread (the command line)."""
 
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "hub.export.remux", stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE)
-    try:
-        out, err = await proc.communicate(_to_json(originals, start, end, out_path).encode())
-    except BaseException:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-        raise
-    if proc.returncode != 0:
-        last = (err.decode(errors="replace").strip().splitlines() or ["no message"])[-1]
-        raise RuntimeError(f"remux failed: {last}")
-    data = json.loads(out)
-    if data is None:
-        return None
-    return VideoResult(Path(data["path"]), datetime.fromisoformat(data["first"]), datetime.fromisoformat(data["last"]),
-                       data["frame_duration"], data["frames"], data["codec"], data["width"], data["height"],
-                       data["notes"])
+    def __init__(self, start: datetime, end: datetime, out_path: Path, *, process: bool) -> None:
+        self.start, self.end, self.out_path, self.process = start, end, out_path, process
+        self._queue: queue.Queue[Original | None] = queue.Queue()
+        self._task: asyncio.Task[Any] | None = None
+        self._proc: asyncio.subprocess.Process | None = None
+
+    async def begin(self) -> None:
+        if self.process:
+            import json
+
+            self._proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "hub.export.remux", stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+            assert self._proc.stdin is not None
+            self._proc.stdin.write((json.dumps({"start": self.start.isoformat(), "end": self.end.isoformat(),
+                                                "out": str(self.out_path)}) + "\n").encode())
+            self._task = asyncio.get_running_loop().create_task(self._proc.communicate())
+        else:
+            self._task = asyncio.get_running_loop().create_task(
+                asyncio.to_thread(remux, iter(self._queue.get, None), self.start, self.end, self.out_path))
+
+    async def add(self, original: Original) -> None:
+        if self._proc is not None:
+            assert self._proc.stdin is not None
+            self._proc.stdin.write((_original_json(original) + "\n").encode())
+            await self._proc.stdin.drain()
+        else:
+            self._queue.put(original)
+
+    async def finish(self) -> VideoResult | None:
+        assert self._task is not None
+        if self._proc is None:
+            self._queue.put(None)
+            return await self._task  # type: ignore[no-any-return]
+        import json
+
+        assert self._proc.stdin is not None
+        self._proc.stdin.close()
+        out, err = await self._task
+        if self._proc.returncode != 0:
+            last = (err.decode(errors="replace").strip().splitlines() or ["no message"])[-1]
+            raise RuntimeError(f"remux failed: {last}")
+        data = json.loads(out)
+        if data is None:
+            return None
+        return VideoResult(Path(data["path"]), datetime.fromisoformat(data["first"]),
+                           datetime.fromisoformat(data["last"]), data["frame_duration"], data["frames"],
+                           data["codec"], data["width"], data["height"], data["notes"], data["originals"],
+                           data["mp4"])
+
+    async def abort(self) -> None:
+        """Stop it (the export failed or was cancelled); the partial MP4 goes with the .part directory."""
+        if self._proc is not None and self._proc.returncode is None:
+            self._proc.kill()
+        if self._proc is None:
+            self._queue.put(None)
+        if self._task is not None:
+            with contextlib.suppress(BaseException):
+                await self._task
 
 
 if __name__ == "__main__":

@@ -26,12 +26,14 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import av
+
 from hub import __version__
 from hub.api import AuthError, DeviceConfig, DeviceError, DeviceInfo, Driver, ExportUnsupportedError, Segment
 from hub.clock import SystemClock
 from hub.export import keys as hubkeys
-from hub.export.package import seal, sha256_file
-from hub.export.remux import Original, VideoResult, probe, remux, remux_in_process, video_info
+from hub.export.package import seal
+from hub.export.remux import Original, RemuxJob, VideoResult, probe
 
 log = logging.getLogger("hub.export")
 
@@ -255,7 +257,7 @@ async def export_from_driver(driver: Driver, device: DeviceConfig, info: DeviceI
         raise ExportError(f"{device.id}: wrong username or password ({exc})") from None
     except DeviceError as exc:
         raise ExportError(f"{device.id}: recording search failed ({exc})") from None
-    segments = [s for s in segments if s.end > rec_start and s.start < rec_end]
+    segments = sorted((s for s in segments if s.end > rec_start and s.start < rec_end), key=lambda s: s.start)
     if not segments:
         raise ExportError(f"no footage on {device.id} channel {channel} between {start:%Y-%m-%d %H:%M:%S} "
                           f"and {end:%Y-%m-%d %H:%M:%S}")
@@ -286,36 +288,56 @@ async def export_from_driver(driver: Driver, device: DeviceConfig, info: DeviceI
             if total:
                 report("downloading", min(0.9, 0.9 * received / total))
 
-        for i, seg in enumerate(segments):
-            name = _safe_name(seg.name)
-            if name in names:
-                name = f"{i:03d}_{name}"
-            names.add(name)
-            path = part / "original" / name
-            report(f"downloading {name}", 0.9 * i / len(segments) if not total else 0.9 * received / total)
-            try:
-                hashes[path] = await _download(driver, seg, path, on_bytes)
-            except AuthError as exc:
-                raise ExportError(f"{device.id}: wrong username or password ({exc})") from None
-            except DeviceError as exc:
-                raise ExportError(f"{device.id}: download failed ({exc})") from None
-            originals.append(Original(path, seg))
-
-        report("making the MP4", 0.9)
-        by_seg = {id(o.segment): o for o in originals}
-        videos: list[VideoResult] = []
+        # one MP4 per stretch without gaps; each remux starts with its first file and takes the next
+        # ones as their downloads complete (remuxing overlaps downloading)
         groups = runs(segments)
+        jobs: dict[int, tuple[RemuxJob, Segment]] = {}
         for n, group in enumerate(groups):
             out = part / "video" / (f"{package_id}.mp4" if len(groups) == 1 else f"{package_id}_{n + 1}.mp4")
-            try:
-                files = [by_seg[id(s)] for s in group]
-                result = (await remux_in_process(files, rec_start, rec_end, out) if remux_process
-                          else await asyncio.to_thread(remux, files, rec_start, rec_end, out))
-            except Exception as exc:
-                raise ExportError(f"the recorder's files could not be read as video ({type(exc).__name__}: "
-                                  f"{exc})") from None
-            if result is not None:
-                videos.append(result)
+            job = RemuxJob(rec_start, rec_end, out, process=remux_process)
+            for seg in group:
+                jobs[id(seg)] = (job, group[-1])
+        started_jobs: list[RemuxJob] = []
+        finishing: list[asyncio.Task[VideoResult | None]] = []
+        videos: list[VideoResult] = []
+        try:
+            for i, seg in enumerate(segments):
+                name = _safe_name(seg.name)
+                if name in names:
+                    name = f"{i:03d}_{name}"
+                names.add(name)
+                path = part / "original" / name
+                report(f"downloading {name}", 0.9 * i / len(segments) if not total else 0.9 * received / total)
+                try:
+                    hashes[path] = await _download(driver, seg, path, on_bytes)
+                except AuthError as exc:
+                    raise ExportError(f"{device.id}: wrong username or password ({exc})") from None
+                except DeviceError as exc:
+                    raise ExportError(f"{device.id}: download failed ({exc})") from None
+                original = Original(path, seg)
+                originals.append(original)
+                job, last_of_group = jobs[id(seg)]
+                if job not in started_jobs:
+                    await job.begin()
+                    started_jobs.append(job)
+                await job.add(original)
+                if seg is last_of_group:
+                    finishing.append(asyncio.get_running_loop().create_task(job.finish()))
+            report("making the MP4", 0.9)
+            for task in finishing:
+                try:
+                    result = await task
+                except (OSError, RuntimeError, ValueError, av.FFmpegError) as exc:
+                    raise ExportError(f"the recorder's files could not be read as video ({type(exc).__name__}: "
+                                      f"{exc})") from None
+                if result is not None:
+                    videos.append(result)
+        except BaseException:
+            for task in finishing:
+                task.cancel()
+            for job in started_jobs:
+                await job.abort()
+            raise
         if not videos:
             raise ExportError(f"no video frames on {device.id} channel {channel} in that window")
 
@@ -334,17 +356,17 @@ async def export_from_driver(driver: Driver, device: DeviceConfig, info: DeviceI
                 if note not in notes:
                     notes.append(note)
         files: list[dict[str, Any]] = []
+        read = {k: v for video in videos for k, v in video.originals.items()}
         for o in originals:
             digest, size = hashes[o.path]
-            meta = await asyncio.to_thread(probe, o.path, o.segment.container)
+            meta = read.get(str(o.path)) or await asyncio.to_thread(probe, o.path, o.segment.container)
             files.append({"path": f"original/{o.path.name}", "bytes": size, "sha256": digest, "kind": "original",
                           "duration_s": round((o.segment.end - o.segment.start).total_seconds(), 3), **meta,
                           "recorder_start": o.segment.start.isoformat(), "recorder_end": o.segment.end.isoformat(),
                           "container": o.segment.container})
-        for v in videos:
-            digest, size = await asyncio.to_thread(sha256_file, v.path)
-            meta = await asyncio.to_thread(video_info, v.path)
-            files.append({"path": f"video/{v.path.name}", "bytes": size, "sha256": digest, "kind": "mp4", **meta,
+        for v in videos:  # hashed and measured by the remux, right after writing
+            files.append({"path": f"video/{v.path.name}", "bytes": v.mp4["bytes"], "sha256": v.mp4["sha256"],
+                          "kind": "mp4", **{k: v.mp4[k] for k in ("duration_s", "codec", "width", "height")},
                           "start": _iso(v.first - shift, tz),
                           "end": _iso(v.last - shift + timedelta(seconds=v.frame_duration), tz)})
         info = info or DeviceInfo()
