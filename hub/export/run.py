@@ -196,13 +196,20 @@ def runs(segments: list[Segment]) -> list[list[Segment]]:
 
 async def _download(driver: Driver, seg: Segment, path: Path, on_bytes: Callable[[int], None]) -> tuple[str, int]:
     """Download to ``path``, resuming after a break; returns (SHA-256, bytes) of what was written,
-    hashed on the way (the file is only ever appended to, so the hash covers it exactly)."""
+    hashed on the way (the file is only ever appended to, so the hash covers it exactly). Writing
+    and hashing run in a worker thread (both release the GIL), off the event loop."""
     failures = 0
     digest = hashlib.sha256()
     with path.open("wb") as f:
-        async def sink(chunk: bytes) -> None:
+        def write(chunk: bytes) -> None:
             f.write(chunk)
             digest.update(chunk)
+
+        async def sink(chunk: bytes) -> None:
+            if len(chunk) >= 65536:
+                await asyncio.to_thread(write, chunk)
+            else:
+                write(chunk)
             on_bytes(len(chunk))
 
         while True:
