@@ -16,7 +16,7 @@ from hub.config import load_config
 from hub.export.package import verify
 from hub.export.service import ExportRefused
 from hub.testing.hubrun import hub_from_yaml, make_plugins, write_config
-from hub.testing.mosquitto import _free_port
+from hub.testing.mosquitto import Mosquitto, _free_port
 from hub.testing.mqtt import Recorder
 from plugins.hikvision.simulator import HikvisionSimulator
 from tests.certs import Client, GeneratedBroker
@@ -121,5 +121,46 @@ async def test_officer_exports_over_mqtt_and_a_contractor_cannot(tmp_path: Path)
                 assert done_row["command"]["export"]["manifest_sha256"] == done["manifest_sha256"]
             ian.close()
             alice.close()
+    finally:
+        await sim.stop()
+
+
+async def test_one_export_per_recorder_and_a_clean_cancel(mosquitto: Mosquitto, tmp_path: Path) -> None:
+    """Two requests for one recorder run one after the other; stopping the hub mid-export leaves
+    no package, only an export_failed event and an audit row."""
+    from hub.core import Listener
+
+    sim = HikvisionSimulator("nvr", channels=2, password=SECRETS["nvr"])
+    sim.add_footage(1, datetime(2026, 11, 30, 19, 1), datetime(2026, 11, 30, 19, 3))
+    await sim.start()
+    text = f"""
+hub: {{data_dir: ./data}}
+mqtt: {{server: "{mosquitto.url}"}}
+devices:
+  - {{id: nvr1, platform: hikvision, host: 127.0.0.1, port: {sim.port}, password: {json.dumps(SECRETS['nvr'])},
+      kind: nvr, timeout: 3, event_stream: false}}
+"""
+    events: list[tuple[str, str | None]] = []
+    try:
+        async with hub_from_yaml(text, tmp_path) as running:
+            hub = running.hub
+            hub.add_listener(Listener(on_event=lambda e: events.append((e.type, e.data.get("user")))
+                                      if e.type.startswith("export_") and e.type != "export_progress" else None))
+            await _wait(lambda: hub.runners["nvr1"].connected)
+            export = hub.requests["export"]  # no users in this config: any caller, no name
+            window = {"device": "nvr1", "start": "2026-11-30 19:01:10", "end": "2026-11-30 19:02:50"}
+            first, second = await asyncio.gather(export(dict(window)), export(dict(window)))
+            assert first["package_id"] != second["package_id"]
+            assert [t for t, _ in events] == ["export_started", "export_done", "export_started", "export_done"]
+
+            sim.freeze()  # the recorder hangs in the middle of the next export; then the hub stops
+            task = asyncio.get_running_loop().create_task(export(dict(window)))
+            await _wait(lambda: events[-1][0] == "export_started")
+            await asyncio.sleep(0.3)
+        assert task.cancelled() or isinstance(task.exception(), BaseException)
+        sim.unfreeze()
+        assert events[-1][0] == "export_failed"
+        out = tmp_path / "data" / "exports"
+        assert sorted(p.name for p in out.iterdir()) == sorted([first["package_id"], second["package_id"]])
     finally:
         await sim.stop()
