@@ -289,6 +289,25 @@ def test_verify_ok_and_with_the_pinned_key(packages: tuple[Path, Path], capsys: 
     assert code == 0 and out.startswith("OK")
 
 
+def test_verifications_go_into_the_audit_table(packages: tuple[Path, Path], tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    from hub.storage import History
+
+    a, _ = packages
+    cfg = a.parent.parent / "config.yaml"
+    tampered = copy(a, tmp_path)
+    (tampered / "video" / "extra.txt").write_text("x")
+    assert verify_cli(a, capsys, "-c", str(cfg), "--by", "investigator")[0] == 0
+    assert verify_cli(tampered, capsys, "-c", str(cfg), "--by", "investigator")[0] == 1
+    history = History(a.parent.parent / "data" / "history.db")
+    rows = [r for r in history.audit() if "export_verify" in r["command"]]
+    history.close()
+    assert [(r["user"], r["device"], r["result"]) for r in rows][-2:] == [
+        ("investigator", "nvr1", "verified"), ("investigator", "nvr1", "failed")]
+    assert rows[-1]["command"]["export_verify"]["package_id"] == a.name
+    assert "video/extra.txt: added" in rows[-1]["error"]
+
+
 def test_verify_names_every_changed_added_and_removed_file(packages: tuple[Path, Path], tmp_path: Path,
                                                           capsys: pytest.CaptureFixture[str]) -> None:
     pkg = copy(packages[0], tmp_path)

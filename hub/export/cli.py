@@ -2,7 +2,7 @@
 
     anninh export -c FILE --device ID [--channel N] --start "YYYY-MM-DD HH:MM[:SS]" --end "…"
                   [--case T] [--reason T] [--by USER] -o DIR
-    anninh export verify PACKAGE_DIR [--key PEM]
+    anninh export verify PACKAGE_DIR [--key PEM] [-c FILE [--by USER]]   (-c: recorded in the audit table)
     anninh export key -c FILE
 
 Exit codes: 0 complete (verify: intact), 2 complete with gaps (listed), 1 failed (one line).
@@ -35,14 +35,15 @@ def _arguments(p: argparse.ArgumentParser) -> None:
                      "package, `export key -c FILE` prints the hub's public key.")
     p.add_argument("action", nargs="?", choices=["verify", "key"], help="verify a package, or print the key")
     p.add_argument("package", nargs="?", type=Path, help="the package directory (verify)")
-    p.add_argument("-c", "--config", type=Path, metavar="FILE", help="the hub's YAML config")
+    p.add_argument("-c", "--config", type=Path, metavar="FILE",
+                   help="the hub's YAML config (verify: also record the check in the hub's audit table)")
     p.add_argument("--device", help="recorder id (or a camera that records on one)")
     p.add_argument("--channel", type=int, default=None, help="recorder channel (default 1, or the camera's)")
     p.add_argument("--start", type=parse_time, help='"YYYY-MM-DD HH:MM[:SS]", the hub\'s local time')
     p.add_argument("--end", type=parse_time, help='"YYYY-MM-DD HH:MM[:SS]"')
     p.add_argument("--case", default=None, help="case number")
     p.add_argument("--reason", default=None, help="why the footage is taken")
-    p.add_argument("--by", default=None, help="who asked for it")
+    p.add_argument("--by", default=None, help="who asked for it (verify with -c: who checked it)")
     p.add_argument("-o", "--out", type=Path, help="directory the package is written in")
     p.add_argument("--key", type=Path, metavar="PEM", help="verify against this public key (pinned)")
 
@@ -101,12 +102,40 @@ def cmd_verify(args: argparse.Namespace) -> int:
         except (OSError, ValueError) as exc:
             return _fail(f"{args.key}: cannot read an Ed25519 public key ({exc})")
     problems, used = verify(args.package, key)
+    if args.config is not None:
+        _audit_verification(args, problems)
     if problems:
         for problem in problems:
             print(f"FAILED: {problem}")
         return 1
     print(f"OK ({used}{', the key given' if key is not None else ', the key inside the package'})")
     return 0
+
+
+def _audit_verification(args: argparse.Namespace, problems: list[str]) -> None:
+    """With ``-c``: the verification goes into the hub's audit table (chain of custody)."""
+    import hashlib
+    import json
+    from datetime import UTC, datetime
+
+    from hub.storage import History
+
+    config, _plugins = load_or_exit(args.config)
+    package = Path(args.package)
+    try:
+        data = (package / "manifest.json").read_bytes()
+        manifest = json.loads(data)
+        device = str(manifest.get("device", {}).get("id") or "-")
+        what = {"package_id": manifest.get("package_id"), "manifest_sha256": hashlib.sha256(data).hexdigest()}
+    except (OSError, ValueError, AttributeError):
+        device, what = "-", {"package_id": package.name}
+    history = History(config.data_dir / "history.db")
+    try:
+        history.add_audit(datetime.now(UTC), args.by, device[:64], {"export_verify": what},
+                          "failed" if problems else "verified", "; ".join(problems)[:1000] or None)
+        history.flush()
+    finally:
+        history.close()
 
 
 def cmd_key(args: argparse.Namespace) -> int:
