@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 from hub.export.package import MANIFEST
@@ -173,6 +173,3 @@ def install(hub: Any) -> ExportService:
     service = ExportService(hub)
     service.install()
     return service
-
-
-RequestHandler = Callable[[dict[str, Any], str | None], Awaitable[Any]]
