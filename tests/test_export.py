@@ -239,6 +239,22 @@ async def test_refusals(tmp_path: Path, footage_dir: Path) -> None:
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
+async def test_an_onvif_camera_without_profile_g_says_it_cannot_export(tmp_path: Path) -> None:
+    from plugins.generic_onvif.simulator import OnvifSimulator
+
+    async with OnvifSimulator(password=PW) as sim:
+        cfg = write_config(tmp_path, f"""
+            hub: {{data_dir: {tmp_path / 'data'}}}
+            devices:
+              - {{id: cam1, platform: generic_onvif, host: 127.0.0.1, port: {sim.port}, username: admin,
+                  password: {json.dumps(PW)}, timeout: 3}}
+            """)
+        plugins = make_plugins()
+        request = ExportRequest(device="cam1", start=at("10:00:00"), end=at("10:05:00"), out_dir=tmp_path / "out")
+        with pytest.raises(ExportError, match=r"^cam1: this device cannot export recordings"):
+            await export(load_config(cfg, plugins), plugins, request)
+
+
 async def test_a_driver_without_recording_search_cannot_export(tmp_path: Path) -> None:
     from hub.api import DeviceConfig
     from hub.export.run import _Context
