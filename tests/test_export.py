@@ -139,7 +139,12 @@ async def test_five_minutes_with_a_recorder_90_s_fast_and_a_dropped_download(tmp
     assert seconds_of_day(at("19:07:59")) <= seen[-1] <= seconds_of_day(at("19:08:00"))
     assert m["recorded"]["start"] == "2026-11-30T19:01:30+07:00"
     assert m["recorded"]["end"] == "2026-11-30T19:06:30+07:00"
-    assert any("audio (pcm_alaw)" in n for n in m["notes"])
+    assert any("audio (pcm_alaw) transcoded to AAC" in n for n in m["notes"])
+    with av.open(str(pkg / mp4["path"])) as c:  # the recorder's G.711 is in the MP4 as AAC, over the whole clip
+        (audio,) = c.streams.audio
+        assert audio.codec_context.name == "aac" and audio.codec_context.sample_rate == 8000
+        samples = sum(f.samples for f in c.decode(audio=0))
+    assert abs(samples / 8000 - mp4["duration_s"]) < 0.5
     problems, _ = verify(pkg)
     assert problems == []
 

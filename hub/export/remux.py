@@ -1,5 +1,6 @@
-"""From the recorder's files to a playable MP4, without re-encoding (PyAV; FFmpeg's ``mpeg``
-demuxer reads Hikvision PS, its ``dhav`` demuxer Dahua DAV).
+"""From the recorder's files to a playable MP4: the video copied without re-encoding, the audio
+(G.711, which MP4 cannot carry) transcoded to AAC (PyAV; FFmpeg's ``mpeg`` demuxer reads
+Hikvision PS, its ``dhav`` demuxer Dahua DAV).
 
 Each video packet gets a wall time on the recorder's clock: the file's start (from the
 recorder's search answer) plus the packet's PTS since the file's first one (33-bit PTS
@@ -90,15 +91,60 @@ def probe(path: Path, container: str) -> dict[str, Any]:
         f.close()
 
 
-def remux(originals: Iterable[Original], start: datetime, end: datetime, out_path: Path) -> VideoResult | None:
+class _AacTrack:
+    """The recorder's audio (G.711 on most DVRs, which MP4 cannot carry) decoded and encoded to
+    AAC-LC at its own sample rate, laid on the MP4's time line from its first sample on."""
+
+    def __init__(self, out: av.container.OutputContainer, rate: int) -> None:
+        self.rate = rate
+        self.stream: Any = out.add_stream("aac", rate=rate, layout="mono")
+        self.resampler = av.AudioResampler(format="fltp", layout="mono", rate=rate)
+        self.fifo = av.AudioFifo()
+        self.next_sample: int | None = None
+
+    def add(self, out: av.container.OutputContainer, packet: av.Packet, at: float) -> None:
+        """``at``: the packet's time in seconds on the MP4's time line."""
+        for frame in packet.decode():
+            if self.next_sample is None:
+                self.next_sample = max(0, round(at * self.rate))
+            for resampled in self.resampler.resample(frame):
+                resampled.pts = None
+                self.fifo.write(resampled)
+        self._drain(out, final=False)
+
+    def _drain(self, out: av.container.OutputContainer, final: bool) -> None:
+        size = self.stream.codec_context.frame_size or 1024
+        while self.fifo.samples >= size or (final and self.fifo.samples):
+            frame = self.fifo.read(min(size, self.fifo.samples))
+            if frame is None:
+                break
+            frame.pts = self.next_sample
+            frame.time_base = Fraction(1, self.rate)
+            self.next_sample = (self.next_sample or 0) + frame.samples
+            for p in self.stream.encode(frame):
+                out.mux(p)
+
+    def close(self, out: av.container.OutputContainer) -> None:
+        self._drain(out, final=True)
+        for p in self.stream.encode(None):
+            out.mux(p)
+
+
+def remux(originals: Iterable[Original], start: datetime, end: datetime, out_path: Path,
+          audio: bool = True) -> VideoResult | None:
     """Copy the video of ``originals`` (consecutive files, oldest first) between ``start`` and
     ``end`` (recorder wall clock) into ``out_path`` (MP4). ``None`` when no frame falls inside.
-    ``originals`` may be a lazy iterator that yields each file once it is downloaded."""
+    ``originals`` may be a lazy iterator that yields each file once it is downloaded. With
+    ``audio``, the first audio stream is transcoded to AAC (the one thing re-encoded: G.711 has no
+    place in MP4); without it, or when it cannot be decoded, it is left out with a note."""
     out: av.container.OutputContainer | None = None
+    aac: _AacTrack | None = None
+    audio_in: Any = None
     ostream: Any = None
     origin: datetime | None = None
     result: VideoResult | None = None
     pending: list[tuple[av.Packet, datetime, datetime]] = []
+    pending_audio: list[tuple[av.Packet, datetime]] = []
     notes: list[str] = []
     started = False
     done = False
@@ -108,7 +154,7 @@ def remux(originals: Iterable[Original], start: datetime, end: datetime, out_pat
     seen: dict[str, dict[str, Any]] = {}
 
     def emit(packet: av.Packet, wall: datetime, dwall: datetime, template: Any) -> None:
-        nonlocal out, ostream, origin, result, last_wall, last_dts
+        nonlocal out, ostream, origin, result, last_wall, last_dts, aac
         if last_dts is not None and dwall <= last_dts:
             return  # files that overlap (a recorder listing one moment twice): keep the first copy
         last_dts = dwall
@@ -117,6 +163,12 @@ def remux(originals: Iterable[Original], start: datetime, end: datetime, out_pat
             ostream = out.add_stream_from_template(template)
             ostream.time_base = OUT_TIME_BASE
             origin = dwall
+            if audio_in is not None:
+                try:
+                    aac = _AacTrack(out, audio_in.codec_context.sample_rate or 8000)
+                except (av.FFmpegError, ValueError) as exc:
+                    notes.append(f"audio ({audio_in.codec_context.name}) could not be encoded to AAC ({exc}); "
+                                 "it is kept in original/")
             cc = template.codec_context
             result = VideoResult(out_path, wall, wall, 0.0, 0, cc.name, cc.width, cc.height, notes)
         assert origin is not None and result is not None
@@ -134,6 +186,16 @@ def remux(originals: Iterable[Original], start: datetime, end: datetime, out_pat
             durations.append((wall - last_wall).total_seconds())
         last_wall = wall
 
+    def on_audio(packet: av.Packet, first_video_pts: int, video_tb: Fraction, file_start: datetime) -> None:
+        """An audio packet: into the AAC track, or held with the GOP that will open the MP4."""
+        rel_s = float(packet.pts * packet.time_base - first_video_pts * video_tb)
+        if started and aac is not None and origin is not None and out is not None:
+            at = (file_start - origin).total_seconds() + rel_s
+            if 0 <= at < (end - origin).total_seconds():
+                aac.add(out, packet, at)
+        elif not started and pending:
+            pending_audio.append((packet, file_start + timedelta(seconds=rel_s)))
+
     try:
         for original in originals:
             if done:
@@ -147,21 +209,34 @@ def remux(originals: Iterable[Original], start: datetime, end: datetime, out_pat
                 vs = container.streams.video[0]
                 seen[str(original.path)] = {"codec": vs.codec_context.name, "width": vs.codec_context.width or None,
                                             "height": vs.codec_context.height or None}
+                audio_in = container.streams.audio[0] if audio and container.streams.audio else None
                 for a in container.streams.audio:
-                    note = (f"audio ({a.codec_context.name}) is not in the MP4 (a copy cannot carry it); "
+                    note = (f"audio ({a.codec_context.name}) transcoded to AAC in the MP4 (a copy cannot carry "
+                            "it); the original audio is in original/" if audio_in is not None else
+                            f"audio ({a.codec_context.name}) is not in the MP4 (a copy cannot carry it); "
                             "it is kept in original/")
                     if note not in notes:
                         notes.append(note)
                 tb = vs.time_base
+                early_audio: list[av.Packet] = []
                 first_pts: int | None = None
                 prev = 0
                 unwrap = 0
-                for packet in container.demux(vs):
+                for packet in container.demux(vs, *([audio_in] if audio_in is not None else [])):
                     if packet.size == 0 or packet.pts is None:
+                        continue
+                    if packet.stream.type == "audio":
+                        if first_pts is None:  # the video parser holds its first frame back a packet
+                            early_audio.append(packet)
+                        else:
+                            on_audio(packet, first_pts, tb, original.segment.start)
                         continue
                     raw = packet.pts
                     if first_pts is None:
                         first_pts = prev = raw
+                        for ap in early_audio:
+                            on_audio(ap, first_pts, tb, original.segment.start)
+                        early_audio = []
                     if raw - prev < -PTS_WRAP // 2:
                         unwrap += PTS_WRAP
                     prev = raw
@@ -179,6 +254,7 @@ def remux(originals: Iterable[Original], start: datetime, end: datetime, out_pat
                         if wall <= start:
                             if packet.is_keyframe:
                                 pending = [(packet, wall, dwall)]
+                                pending_audio = []
                             elif pending:
                                 pending.append((packet, wall, dwall))
                             continue
@@ -187,6 +263,10 @@ def remux(originals: Iterable[Original], start: datetime, end: datetime, out_pat
                                 emit(p, w, d, vs)
                             pending = []
                             started = True
+                            for ap, awall in pending_audio:
+                                if aac is not None and origin is not None and awall >= origin:
+                                    aac.add(out, ap, (awall - origin).total_seconds())  # type: ignore[arg-type]
+                            pending_audio = []
                         elif packet.is_keyframe:
                             started = True
                         else:
@@ -197,6 +277,9 @@ def remux(originals: Iterable[Original], start: datetime, end: datetime, out_pat
                 f.close()
     finally:
         if out is not None:
+            if aac is not None:
+                with contextlib.suppress(av.FFmpegError):
+                    aac.close(out)
             out.close()
     if result is not None:
         durations.sort()
