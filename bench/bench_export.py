@@ -13,7 +13,8 @@ takes a while). Measured:
    mux every video packet, nothing else).
 2. **Export**: ``hub.export.run.export`` (search, download, remux, hashing, signing), with the
    remux in a child process as the running hub does it (``--thread``: in a worker thread, as
-   ``anninh export`` does). Ratio = export / floor; target <= 1.3.
+   ``anninh export`` does). Ratio = export / floor; target <= 1.3. The floor copies video only;
+   ``--audio drop`` compares like with like, the default also transcodes the G.711 audio to AAC.
 3. **Memory**: this process's RSS before the export and its peak during it (sampled every 20 ms),
    for the clip length given; run two lengths to see that it does not grow with the length
    (target: growth < 100 MB whatever the length).
@@ -175,6 +176,7 @@ async def run(args: argparse.Namespace) -> None:
             cfg_dir.mkdir()
             cfg = write_config(cfg_dir, f"""
                 hub: {{data_dir: {cfg_dir / 'data'}}}
+                export: {{audio: {args.audio}}}
                 devices:
                   - {{id: nvr, platform: hikvision, host: 127.0.0.1, port: {port}, password: {PW}, kind: nvr,
                       timeout: 10}}
@@ -235,6 +237,8 @@ def main() -> None:
     ap.add_argument("--height", type=int, default=1080)
     ap.add_argument("--bitrate", type=int, default=4_000_000)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--audio", choices=["aac", "drop"], default="aac",
+                    help="export.audio: G.711 to AAC in the MP4 (default), or left out (the floor has no audio)")
     ap.add_argument("--thread", action="store_true",
                     help="remux in a worker thread (as `anninh export` does) instead of a child process (the hub)")
     ap.add_argument("--cache", default=str(Path(tempfile.gettempdir()) / "anninh-bench-footage"))

@@ -252,6 +252,8 @@ class UserConfig(StrictModel):
 
 class ExportSection(StrictModel):
     max_hours: float = Field(12, gt=0, le=168, description="longest window one export may ask for (hours)")
+    audio: Literal["aac", "drop"] = Field("aac", description="recorder audio (G.711) in the MP4: as AAC, or left "
+                                          "out (faster; it stays in original/)")
 
 
 class _TopModel(StrictModel):

@@ -53,11 +53,13 @@ def nvr(footage_dir: Path, *spans: tuple[str, str], **kw: Any) -> HikvisionSimul
     return sim
 
 
-def config_for(tmp: Path, sim: HikvisionSimulator, password: str = PW) -> Path:
+def config_for(tmp: Path, sim: HikvisionSimulator, password: str = PW, audio: str = "aac") -> Path:
     return write_config(tmp, f"""
         hub:
           name: Cong an xa Test
           data_dir: {tmp / 'data'}
+        export:
+          audio: {audio}
         mqtt:
           server: mqtt://127.0.0.1:1
         devices:
@@ -94,7 +96,7 @@ def served_bytes(sim: HikvisionSimulator, name: str) -> bytes:
 
 async def run_export(tmp: Path, sim: HikvisionSimulator, start: str, end: str, **kw: Any) -> Any:
     plugins = make_plugins()
-    config = load_config(config_for(tmp, sim, kw.pop("password", PW)), plugins)
+    config = load_config(config_for(tmp, sim, kw.pop("password", PW), kw.pop("audio", "aac")), plugins)
     request = ExportRequest(device=kw.pop("device", "nvr1"), start=at(start), end=at(end), out_dir=tmp / "out",
                             case="VV-2026-117", reason="va cham giao thong", requested_by="an", **kw)
     return await export(config, plugins, request)
@@ -153,7 +155,7 @@ async def test_gaps_are_listed_and_each_stretch_gets_its_mp4(tmp_path: Path, foo
     sim = nvr(footage_dir, ("19:01:00", "19:03:00"), ("19:05:00", "19:07:00"))
     await sim.start()
     try:
-        result = await run_export(tmp_path, sim, "19:02:00", "19:07:30", device="cam-cho")
+        result = await run_export(tmp_path, sim, "19:02:00", "19:07:30", device="cam-cho", audio="drop")
     finally:
         await sim.stop()
     m = result.manifest
@@ -166,6 +168,9 @@ async def test_gaps_are_listed_and_each_stretch_gets_its_mp4(tmp_path: Path, foo
     assert (first[0], first[-1]) == (seconds_of_day(at("19:02:00")), seconds_of_day(at("19:02:59")))
     assert (second[0], second[-1]) == (seconds_of_day(at("19:05:00")), seconds_of_day(at("19:06:59")))
     assert m["recorded"] == {"start": "2026-11-30T19:02:00+07:00", "end": "2026-11-30T19:07:00+07:00"}
+    assert any("audio (pcm_alaw) is not in the MP4" in n for n in m["notes"])  # export.audio: drop
+    with av.open(str(result.path / mp4s[0]["path"])) as c:
+        assert not c.streams.audio
 
 
 async def test_five_minutes_from_a_dahua_nvr_in_dav(tmp_path: Path, footage_dir: Path) -> None:

@@ -98,6 +98,7 @@ class _AacTrack:
     def __init__(self, out: av.container.OutputContainer, rate: int) -> None:
         self.rate = rate
         self.stream: Any = out.add_stream("aac", rate=rate, layout="mono")
+        self.stream.codec_context.options = {"aac_coder": "fast"}  # 2.5x faster than twoloop
         self.resampler = av.AudioResampler(format="fltp", layout="mono", rate=rate)
         self.fifo = av.AudioFifo()
         self.next_sample: int | None = None
@@ -327,7 +328,8 @@ def _main() -> None:
 
     job = json.loads(sys.stdin.readline())
     originals = (_original_from(json.loads(line)) for line in sys.stdin if line.strip())
-    r = remux(originals, datetime.fromisoformat(job["start"]), datetime.fromisoformat(job["end"]), Path(job["out"]))
+    r = remux(originals, datetime.fromisoformat(job["start"]), datetime.fromisoformat(job["end"]), Path(job["out"]),
+              job.get("audio", True))
     for _ in sys.stdin:  # the files after the window's end: read, not needed
         pass
     sys.stdout.write(json.dumps(None if r is None else {
@@ -343,8 +345,8 @@ class RemuxJob:
     the per-packet Python work, which a thread holds for up to the 5 ms switch interval at a time.
     ``process=False`` runs it in a worker thread (the command line)."""
 
-    def __init__(self, start: datetime, end: datetime, out_path: Path, *, process: bool) -> None:
-        self.start, self.end, self.out_path, self.process = start, end, out_path, process
+    def __init__(self, start: datetime, end: datetime, out_path: Path, *, process: bool, audio: bool = True) -> None:
+        self.start, self.end, self.out_path, self.process, self.audio = start, end, out_path, process, audio
         self._queue: queue.Queue[Original | None] = queue.Queue()
         self._task: asyncio.Task[Any] | None = None
         self._proc: asyncio.subprocess.Process | None = None
@@ -358,11 +360,12 @@ class RemuxJob:
                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
             assert self._proc.stdin is not None
             self._proc.stdin.write((json.dumps({"start": self.start.isoformat(), "end": self.end.isoformat(),
-                                                "out": str(self.out_path)}) + "\n").encode())
+                                                "out": str(self.out_path), "audio": self.audio}) + "\n").encode())
             self._task = asyncio.get_running_loop().create_task(self._proc.communicate())
         else:
             self._task = asyncio.get_running_loop().create_task(
-                asyncio.to_thread(remux, iter(self._queue.get, None), self.start, self.end, self.out_path))
+                asyncio.to_thread(remux, iter(self._queue.get, None), self.start, self.end, self.out_path,
+                                  self.audio))
 
     async def add(self, original: Original) -> None:
         if self._proc is not None:

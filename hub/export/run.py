@@ -157,7 +157,7 @@ async def export(config: Any, plugins: Any, request: ExportRequest, progress: Pr
         return await export_from_driver(
             driver, device, info, channel, request, tz=tz, hub_name=config.hub.name, data_dir=config.data_dir,
             max_hours=config.export.max_hours, progress=progress, site=site, camera=camera,
-            remux_process=remux_process)
+            remux_process=remux_process, audio=config.export.audio)
     finally:
         await ctx.cancel_tasks()
         with contextlib.suppress(Exception):
@@ -235,7 +235,8 @@ def _safe_name(name: str) -> str:
 async def export_from_driver(driver: Driver, device: DeviceConfig, info: DeviceInfo | None, channel: int,
                              request: ExportRequest, *, tz: tzinfo, hub_name: str, data_dir: Path,
                              max_hours: float = 12, progress: Progress | None = None, site: str | None = None,
-                             camera: str | None = None, remux_process: bool = False) -> ExportResult:
+                             camera: str | None = None, remux_process: bool = False,
+                             audio: str = "aac") -> ExportResult:
     """The export itself, from a connected driver (the hub's own, or one started by :func:`export`).
     ``remux_process``: remux in a child process (a running hub, whose loop must stay responsive)
     rather than a worker thread (the command line)."""
@@ -301,7 +302,7 @@ async def export_from_driver(driver: Driver, device: DeviceConfig, info: DeviceI
         jobs: dict[int, tuple[RemuxJob, Segment]] = {}
         for n, group in enumerate(groups):
             out = part / "video" / (f"{package_id}.mp4" if len(groups) == 1 else f"{package_id}_{n + 1}.mp4")
-            job = RemuxJob(rec_start, rec_end, out, process=remux_process)
+            job = RemuxJob(rec_start, rec_end, out, process=remux_process, audio=audio == "aac")
             for seg in group:
                 jobs[id(seg)] = (job, group[-1])
         started_jobs: list[RemuxJob] = []

@@ -140,7 +140,8 @@ class ExportService:
             result = await export_from_driver(
                 runner.driver, recorder, _info_from_state(hub.states.get(recorder.id, {})), channel,
                 request, tz=hub.tz, hub_name=config.hub.name, data_dir=config.data_dir,
-                max_hours=config.export.max_hours, progress=progress, site=site, camera=camera, remux_process=True)
+                max_hours=config.export.max_hours, progress=progress, site=site, camera=camera, remux_process=True,
+                audio=config.export.audio)
         except ExportError as exc:
             emit("export_failed", device=recorder.id, user=user, error=str(exc))
             self._audit(user, recorder.id, what, "failed", str(exc))
