@@ -24,8 +24,8 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from hub.export.package import MANIFEST
-from hub.export.run import ExportError, ExportRequest, export_from_driver, resolve_device
+# PyAV, cryptography and the export code load on the first export, not when the hub starts (a hub
+# without recorders never loads the video stack)
 
 log = logging.getLogger("hub.export")
 
@@ -74,6 +74,7 @@ class ExportService:
 
     async def request(self, body: dict[str, Any], user: str | None) -> dict[str, Any]:
         from hub.export.cli import parse_time
+        from hub.export.run import ExportError, resolve_device
 
         config = self.hub.config
         device_id = str(body.get("device") or "")[:64]
@@ -117,6 +118,9 @@ class ExportService:
     async def _run(self, runner: Any, recorder: Any, channel: int, camera: str | None, site: str | None,
                    start: Any, end: Any, body: dict[str, Any], user: str | None,
                    what: dict[str, Any]) -> dict[str, Any]:
+        from hub.export.package import MANIFEST
+        from hub.export.run import ExportError, ExportRequest, export_from_driver
+
         hub = self.hub
         config = hub.config
         emit: Callable[..., None] = hub.emit
