@@ -7,8 +7,12 @@ Measures, against one Mosquitto started here on a free loopback port:
     QoS and retain flag as the hub's state messages;
   * hub: state updates pushed by the drivers of a trivial in-process plugin -> Hub.update (change
     detection, history buffer, rules fan-out) -> MQTT bridge -> the same subscriber process;
-  * the hub's RSS with N devices running (idle poll) and storage on.
-Prints the ratio hub/floor (target >= 0.70) and RSS (target < 200 MB with 5,000 devices).
+  * the hub's RSS with N devices running (idle poll) and storage on;
+  * the RSS of an idle ``anninh run`` (its own process) with three Modbus devices: a UPS, a meter
+    and a relay board (their plugins' simulators, in other processes), against the floor of a bare
+    Python process with asyncio, paho-mqtt, pymodbus, pydantic and PyYAML imported.
+Prints the ratio hub/floor (target >= 0.70), RSS (target < 200 MB with 5,000 devices) and the
+idle hub's RSS (target <= 50 MB). ``--idle-only`` runs the last part alone.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
+from hub.testing.idle import bare_python_rss_mb, run_idle_hub
 from hub.testing.mosquitto import Mosquitto
 
 PAYLOAD_FIELDS = {"model": "Bench-1", "firmware": "1.0.0", "serial": "SN000000", "status": "OL"}
@@ -154,7 +159,11 @@ def main() -> int:
     ap.add_argument("--messages", type=int, default=100_000)
     ap.add_argument("--devices", type=int, default=5000)
     ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--idle-only", action="store_true", help="only the idle hub's RSS")
     args = ap.parse_args()
+    if args.idle_only:
+        idle_rss()
+        return 0
     bare: list[float] = []
     hubr: list[float] = []
     rss: list[float] = []
@@ -175,7 +184,30 @@ def main() -> int:
     print(f"  ratio hub/bare                {h / b:>10.2f}   (target >= 0.70)")
     # first rep only: later reps run in the same process, on memory the earlier ones left behind
     print(f"  hub RSS with {args.devices:,} devices   {rss[0]:>7.1f} MB   (target < 200 MB)")
+    idle_rss()
     return 0
+
+
+def idle_rss(reps: int = 3) -> None:
+    """``anninh run`` with a UPS, a meter and a relay board, idle: its VmRSS (median of ``reps``
+    fresh processes) against a bare Python with the libraries the hub cannot do without."""
+    hub: list[float] = []
+    video: list[str] = []
+    with Mosquitto() as broker:
+        for _ in range(reps):
+            with tempfile.TemporaryDirectory() as tmp:
+                result = run_idle_hub(Path(tmp), broker.port, idle=3.0)
+            hub.append(result.rss_mb)
+            video = result.video_modules()
+    floor = statistics.median(bare_python_rss_mb() for _ in range(reps))
+    h = statistics.median(hub)
+    print(f"\nidle hub, `anninh run` in its own process, 3 Modbus devices (UPS, meter, relay board), "
+          f"median of {reps}:")
+    print(f"  hub RSS                       {h:>7.1f} MB   (target <= 50 MB)   runs: "
+          f"{', '.join(f'{x:.1f}' for x in hub)}")
+    print(f"  floor: bare Python + asyncio, paho, pymodbus, pydantic, PyYAML {floor:>6.1f} MB")
+    print(f"  ratio hub/floor               {h / floor:>7.2f}   hub above floor {h - floor:.1f} MB")
+    print(f"  video stack imported          {', '.join(video) or 'none (numpy, cv2, av not loaded)'}")
 
 
 if __name__ == "__main__":

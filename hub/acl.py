@@ -38,6 +38,9 @@ def _arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--keyfile", default=None, help="the broker's private key (PEM)")
     p.add_argument("--require-certificate", action="store_true",
                    help="TLS clients must also present a certificate signed by the CA")
+    p.add_argument("--bind-client-ids", action="store_true",
+                   help="make each client's id its user name (use_username_as_clientid), so no login can take "
+                        "the hub's session; each login then holds one connection at a time")
     p.add_argument("--no-mosquitto-passwd", action="store_true",
                    help="hash passwords here instead of with mosquitto_passwd (same $7$ format)")
 
@@ -48,7 +51,8 @@ def cmd_acl(args: argparse.Namespace) -> int:
     config, plugins = load_or_exit(args.config)
     opts = ListenerOptions(listen=None if args.listen in ("none", "") else args.listen,
                            tls_listen=args.tls_listen, cafile=args.cafile, certfile=args.certfile,
-                           keyfile=args.keyfile, require_certificate=args.require_certificate)
+                           keyfile=args.keyfile, require_certificate=args.require_certificate,
+                           bind_client_ids=args.bind_client_ids)
     try:
         result = generate(config, plugins, args.output, opts,
                           tool=None if args.no_mosquitto_passwd else "auto")

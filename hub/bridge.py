@@ -16,16 +16,20 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import hashlib
 import json
 import logging
+import re
+import unicodedata
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from hub import __version__
 from hub.api import AvailabilityChange, Entity, HubEvent, StateChange
+from hub.config import Config
 from hub.core import Hub, Listener, describe_error
 from hub.mqtt import BrokerAddress, MqttConnection
-from hub.redact import redact
+from hub.redact import redact, redact_cut
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +48,9 @@ def parse_command(payload: bytes) -> dict[str, Any]:
     """Turn a ``/set`` payload into a dict, or raise :class:`CommandParseError` saying why.
 
     Accepts a JSON object, or the plain words ``ON`` / ``OFF`` / ``TOGGLE`` (any case), which
-    mean ``{"state": "ON"}`` etc.
+    mean ``{"state": "ON"}`` etc. Strict JSON: a key given twice, ``NaN`` or ``Infinity`` is an
+    error (Python's parser would take the last key and the non-standard constants silently);
+    the values' types are checked by the device's model, strictly (no ``"3600"`` for 3600).
     """
     if len(payload) > MAX_COMMAND_BYTES:
         raise CommandParseError(f"payload too large ({len(payload)} bytes; limit {MAX_COMMAND_BYTES})")
@@ -57,7 +63,9 @@ def parse_command(payload: bytes) -> dict[str, Any]:
     if text.upper() in ("ON", "OFF", "TOGGLE"):
         return {"state": text.upper()}
     try:
-        value = json.loads(text)
+        value = _DECODER.decode(text)
+    except CommandParseError:
+        raise
     except RecursionError:
         raise CommandParseError("payload nested too deeply") from None
     except ValueError as exc:
@@ -68,7 +76,30 @@ def parse_command(payload: bytes) -> dict[str, Any]:
     return value
 
 
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        seen: set[str] = set()
+        dup = next(k for k, _ in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
+        raise CommandParseError(f"key {redact_cut(dup, 32)!r} given more than once")
+    return out
+
+
+def _no_constant(name: str) -> Any:
+    raise CommandParseError(f"{name} is not a JSON number")
+
+
+_DECODER = json.JSONDecoder(object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+def session_id(config: Config) -> str:
+    """The hub's MQTT client id when the config names none: stable for one data dir and base
+    topic, so that the broker keeps the hub's session (persistent, ``clean_session`` false) across
+    a hub restart and delivers again the commands it acknowledged to their sender but the hub
+    had not yet acknowledged (a hub killed in between)."""
+    digest = hashlib.sha256(f"{config.data_dir}\0{config.mqtt.base_topic}".encode()).hexdigest()
+    return f"anninh-{digest[:12]}"
 
 
 def _dumps(data: Mapping[str, Any]) -> str:
@@ -87,14 +118,18 @@ class MqttBridge:
         self.prefix = cfg.discovery_prefix
         self._requests: dict[str, RequestHandler] = hub.requests
         self._discovered: dict[str, set[str]] = {}
+        # devices whose state is published: from their first successful poll on. Before it the state
+        # holds only what connect() found (model, manufacturer...), and a retained partial state would
+        # replace the last complete one that Home Assistant (and every other subscriber) reads
+        self._complete: set[str] = set()
         if connection is None:
             address = BrokerAddress.parse(cfg.server)
             connection = MqttConnection(
-                address, client_id=cfg.client_id, username=cfg.username,
+                address, client_id=cfg.client_id or session_id(hub.config), username=cfg.username,
                 password=cfg.password.get_secret_value() if cfg.password else None,
                 will=(f"{self.base}/bridge/state", OFFLINE), keepalive=cfg.keepalive,
                 ca_file=cfg.ca_file, cert_file=cfg.cert_file, key_file=cfg.key_file,
-                queue_size=cfg.queue_size)
+                queue_size=cfg.queue_size, outbox=hub.config.data_dir / "outbox.db", clean_session=False)
         self.conn = connection
         self.conn.on_connect_cb = self._on_connect
         hub.mqtt_access = self
@@ -107,8 +142,10 @@ class MqttBridge:
     # ---------------------------------------------------------------- lifecycle
     async def start(self) -> None:
         b = self.base
-        self.conn.subscribe(f"{b}/+/set", self._on_set, qos=1)
-        self.conn.subscribe(f"{b}/+/set/+", self._on_set, qos=1)
+        # a command left retained on a /set topic (an app's "retain" switch) would otherwise be
+        # carried out again at every reconnect: commands come from live publishes only
+        self.conn.subscribe(f"{b}/+/set", self._on_set, qos=1, retained=False)
+        self.conn.subscribe(f"{b}/+/set/+", self._on_set, qos=1, retained=False)
         self.conn.subscribe(f"{b}/bridge/request/#", self._on_request, qos=1)
         if self.discovery:
             self.conn.subscribe(f"{self.prefix}/status", self._on_ha_status, qos=1)
@@ -141,10 +178,11 @@ class MqttBridge:
         pub(f"{self.base}/bridge/info", _dumps({"version": __version__, "name": self.hub.config.hub.name,
                                                 "devices": len(self.hub.runners)}), 1, True)
         if discovery and self.discovery:
+            self._publish_bridge_discovery()
             for device_id in self.hub.runners:
                 self._publish_discovery(device_id)
         for device_id, state in self.hub.states.items():
-            if state:
+            if state and device_id in self._complete:
                 pub(f"{self.base}/{device_id}", redact(_dumps(state)), 1, True)
         for device_id, available in self.hub.availability.items():
             pub(f"{self.base}/{device_id}/availability", ONLINE if available else OFFLINE, 1, True)
@@ -153,9 +191,16 @@ class MqttBridge:
 
     # ---------------------------------------------------------------- hub listeners
     def _on_state(self, change: StateChange) -> None:
-        self.conn.publish(f"{self.base}/{change.device_id}", redact(_dumps(change.state)), 0, True)
+        if change.device_id in self._complete:
+            self.conn.publish(f"{self.base}/{change.device_id}", redact(_dumps(change.state)), 0, True)
 
     def _on_availability(self, change: AvailabilityChange) -> None:
+        if change.available and change.device_id not in self._complete:
+            # the first successful poll: the state is complete now, and goes out before "online"
+            self._complete.add(change.device_id)
+            state = self.hub.states.get(change.device_id)
+            if state:
+                self.conn.publish(f"{self.base}/{change.device_id}", redact(_dumps(state)), 1, True)
         self.conn.publish(f"{self.base}/{change.device_id}/availability",
                           ONLINE if change.available else OFFLINE, 1, True)
 
@@ -181,7 +226,8 @@ class MqttBridge:
         try:
             command = parse_command(payload)
         except CommandParseError as exc:
-            self.hub.reject_command(device_id, str(exc), user=user, payload={"bytes": len(payload)}, source="mqtt")
+            self.hub.reject_command(device_id, str(exc), user=user, payload={"bytes": len(payload)}, source="mqtt",
+                                    kind="malformed")
             return None
         return self.hub.create_task(self.hub.command(device_id, command, source="mqtt", user=user),
                                     name=f"command-{device_id[:32]}")
@@ -230,6 +276,32 @@ class MqttBridge:
         return out
 
     # ---------------------------------------------------------------- Home Assistant discovery
+    # docs/home-assistant.md says what a user gets; tests/test_ha_discovery.py checks every config and
+    # every state the hub publishes against Home Assistant's rules (templates, device classes, units)
+    def _bridge_device(self) -> dict[str, Any]:
+        return {"identifiers": [BRIDGE_IDENTIFIER], "name": self.hub.config.hub.name,
+                "manufacturer": "AnNinh", "model": "AnNinh Hub", "sw_version": __version__}
+
+    def _publish_bridge_discovery(self) -> None:
+        """The bridge's own device, which every device names as ``via_device``."""
+        b = self.base
+        origin = {"name": "AnNinh Hub", "sw_version": __version__}
+        configs = [
+            ("binary_sensor", "connection_state", {
+                "name": "Connection state", "state_topic": f"{b}/bridge/state",
+                "value_template": "{{ value_json.state }}", "payload_on": "online", "payload_off": "offline",
+                "device_class": "connectivity", "entity_category": "diagnostic"}),
+            ("sensor", "devices", {
+                "name": "Devices", "state_topic": f"{b}/bridge/info", "value_template": "{{ value_json.devices }}",
+                "state_class": "measurement", "entity_category": "diagnostic", "icon": "mdi:devices",
+                "availability_topic": f"{b}/bridge/state", "availability_template": "{{ value_json.state }}"}),
+        ]
+        for component, key, payload in configs:
+            payload.update(unique_id=f"{BRIDGE_IDENTIFIER}_{key}",
+                           default_entity_id=f"{component}.{BRIDGE_IDENTIFIER}_{key}",
+                           device=self._bridge_device(), origin=origin)
+            self.conn.publish(f"{self.prefix}/{component}/{BRIDGE_IDENTIFIER}/{key}/config", _dumps(payload), 1, True)
+
     def _publish_discovery(self, device_id: str) -> None:
         runner = self.hub.runners[device_id]
         if runner.driver is None:
@@ -242,7 +314,7 @@ class MqttBridge:
         state = self.hub.states.get(device_id, {})
         device = {"identifiers": [f"anninh_{device_id}"],
                   "name": runner.config.name or device_id,
-                  "via_device": "anninh_bridge"}
+                  "via_device": BRIDGE_IDENTIFIER}
         for key, target in (("model", "model"), ("manufacturer", "manufacturer"), ("firmware", "sw_version"),
                             ("serial", "serial_number")):
             if state.get(key):
@@ -259,7 +331,10 @@ class MqttBridge:
         object_id = entity.field.strip("_") or "value"
         uid = f"anninh_{device_id}_{object_id}"
         payload: dict[str, Any] = {
-            "name": entity.name, "unique_id": uid, "object_id": f"{device_id}_{object_id}",
+            "name": entity.name, "unique_id": uid,
+            # the entity id a new install gets: device id and entity name, as Home Assistant names
+            # entities itself (binary_sensor.ups_kp3_mains_power); object_id is deprecated since 2025.10
+            "default_entity_id": f"{entity.component}.{entity_slug(device_id, entity.name)}",
             "device": device, "origin": {"name": "AnNinh Hub", "sw_version": __version__},
         }
         if entity.field == "_availability":
@@ -277,18 +352,34 @@ class MqttBridge:
         f = entity.field
         if entity.component == "binary_sensor":
             on = entity.payload_on if entity.payload_on is not None else True
+            # null (a stale value while the device is offline) is unknown, never "off"
+            # a field the device has not reported yet (an ONVIF camera's first tamper event, say) renders
+            # empty, which Home Assistant ignores: the entity keeps its state instead of a warning
+            v = f"value_json.{f}"
             payload["value_template"] = (
-                "{{ 'ON' if value_json.%s == %s else 'OFF' }}" % (f, json.dumps(on)))  # noqa: UP031
-        elif entity.component in ("switch", "light"):
+                f"{{% if {v} is not defined %}}{{% elif {v} is none %}}None"
+                f"{{% elif {v} == {json.dumps(on)} %}}ON{{% else %}}OFF{{% endif %}}")
+        elif entity.component == "light":
+            # the JSON schema reads {"state": "ON"|"OFF"} from the device's state and sends the same
+            # to /set; the default schema cannot (it compares the templated state with payload_on)
+            if f != "state":
+                log.warning("%s: light entity on field %r: the JSON schema reads only 'state'", device_id, f)
+            payload["schema"] = "json"
+            payload["command_topic"] = f"{b}/{device_id}/set"
+            payload["supported_color_modes"] = ["onoff"]
+        elif entity.component == "switch":
             payload["command_topic"] = f"{b}/{device_id}/set"
             payload["value_template"] = "{{ value_json.%s }}" % f  # noqa: UP031
             payload["payload_on"] = _dumps({f: entity.payload_on or "ON"})
             payload["payload_off"] = _dumps({f: entity.payload_off or "OFF"})
             payload["state_on"] = entity.payload_on or "ON"
             payload["state_off"] = entity.payload_off or "OFF"
-            if entity.component == "light":
-                payload["state_value_template"] = payload.pop("value_template")
+        elif entity.device_class not in (None, "timestamp", "date", "enum") or entity.unit or entity.state_class:
+            # numeric: a field that comes later (an NVR's retention_days, from its slower check) renders
+            # empty until then, which Home Assistant ignores for a numeric sensor
+            payload["value_template"] = "{{ value_json.%s if value_json.%s is defined else '' }}" % (f, f)  # noqa: UP031
         else:
+            # text and timestamps: an empty text would become the state, so these fields are always there
             payload["value_template"] = "{{ value_json.%s }}" % f  # noqa: UP031
         if entity.device_class:
             payload["device_class"] = entity.device_class
@@ -299,3 +390,13 @@ class MqttBridge:
         if entity.icon:
             payload["icon"] = entity.icon
         return f"{self.prefix}/{entity.component}/{device_id}/{object_id}/config", payload
+
+
+BRIDGE_IDENTIFIER = "anninh_bridge"
+
+
+def entity_slug(*parts: str) -> str:
+    """Home Assistant's object id rules: lowercase ASCII letters, digits and single underscores."""
+    text = "_".join(parts).replace("đ", "d").replace("Đ", "D")
+    text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode().lower()
+    return re.sub(r"[^a-z0-9]+", "_", text).strip("_") or "entity"

@@ -10,7 +10,9 @@ Plugin sections (a device's keys, a rule's options) are validated by the plugin'
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import os
+import re
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -179,6 +181,9 @@ class HubSection(StrictModel):
     timezone: str = "Asia/Ho_Chi_Minh"
     data_dir: str = "./data"
     history_days: int = Field(400, ge=1, le=3650, description="days of history kept")
+    history_max_mb: float = Field(2000, ge=1, le=1_000_000,
+                                  description="size budget of history.db in MB: past it the oldest states "
+                                              "and events are deleted (the command audit is kept)")
 
     @field_validator("timezone")
     @classmethod
@@ -385,12 +390,57 @@ def _inner_model(annotation: Any) -> Any:
 
 
 def _add_validation_issues(issues: list[ConfigIssue], path: Path, raw: Any, exc: ValidationError,
-                           model: type[BaseModel], prefix: tuple[Any, ...] = ()) -> None:
+                           model: type[BaseModel], prefix: tuple[Any, ...] = (),
+                           skip: tuple[tuple[Any, ...], ...] = ()) -> None:
     for err in exc.errors():
         loc = tuple(err["loc"])
+        if loc in skip:
+            continue  # already reported, more precisely
         full = prefix + loc
         issues.append(ConfigIssue(path, _line_of(raw, full), _field_name(full) or "(top level)",
                                   _describe(err, model, loc)))
+
+
+_HOST_LABEL = re.compile(r"^[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?$")
+
+
+def host_problem(value: Any) -> str | None:
+    """What is wrong with a device's ``host:`` (an IP address or a host name, nothing else), or
+    None. Applied to every platform's ``host`` key, so a typo fails ``anninh check``, not the
+    first connect."""
+    if not isinstance(value, str) or not value.strip():
+        return None  # the platform's model says what it expects
+    text = value.strip()
+    example = "e.g. host: 192.168.1.64"
+    if "://" in text:
+        return f"{value!r}: give only the address, without a scheme such as http:// ({example})"
+    bracketed = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\]:(\d+)", text)
+    if bracketed:
+        return (f"{value!r}: the port goes in 'port:' (host: {bracketed.group(1)}, "
+                f"port: {bracketed.group(2)})")
+    if text.count(":") == 1:
+        name, _, port = text.partition(":")
+        if port.isdigit():
+            return f"{value!r}: the port goes in 'port:' (host: {name}, port: {port})"
+        return f"{value!r} is not a valid address ({example})"
+    if any(c in text for c in "/@ \t"):
+        return f"{value!r}: give only the address, without a path, user or spaces ({example})"
+    if ":" in text:
+        try:
+            ipaddress.IPv6Address(text.strip("[]"))
+        except ValueError:
+            return f"{value!r} is not a valid IPv6 address"
+        return None
+    if re.fullmatch(r"[0-9.]+", text):
+        try:
+            ipaddress.IPv4Address(text)
+        except ValueError:
+            return f"{value!r} is not a valid IPv4 address (four numbers 0-255 separated by dots)"
+        return None
+    name = text.removesuffix(".")
+    if len(name) > 253 or not all(_HOST_LABEL.match(label) for label in name.split(".")):
+        return f"{value!r} is not a valid host name or IP address ({example})"
+    return None
 
 
 # ------------------------------------------------------------------ entry point
@@ -453,8 +503,14 @@ def load_config(path: str | Path, plugins: Any | None = None) -> Config:
         loc = ("devices", i)
         platform = entry.get("platform")
         if platform is None:
-            issues.append(ConfigIssue(path, _line_of(raw, loc), f"devices[{i}].platform",
-                                      "required key is missing"))
+            typo = next((k for k in entry if isinstance(k, str) and k != "platform"
+                         and difflib.get_close_matches(k, ["platform"], n=1, cutoff=0.75)), None)
+            if typo is not None:
+                issues.append(ConfigIssue(path, _line_of(raw, (*loc, typo)), f"devices[{i}].{typo}",
+                                          "unknown key; did you mean 'platform'?"))
+            else:
+                issues.append(ConfigIssue(path, _line_of(raw, loc), f"devices[{i}].platform",
+                                          "required key is missing"))
             continue
         spec = platforms.get(platform) if isinstance(platform, str) else None
         if spec is None:
@@ -463,9 +519,21 @@ def load_config(path: str | Path, plugins: Any | None = None) -> Config:
                                       f"unknown platform {platform!r} (available: {known})"))
             continue
         try:
-            dev = spec.config_model.model_validate(entry)
+            model = spec.config_model  # a LazyPlatformSpec imports its driver module here
+        except Exception as exc:
+            issues.append(ConfigIssue(path, _line_of(raw, (*loc, "platform")), f"devices[{i}].platform",
+                                      f"platform {platform!r} could not be loaded: {type(exc).__name__}: {exc}"))
+            continue
+        bad_host = host_problem(entry.get("host"))
+        if bad_host is not None:
+            issues.append(ConfigIssue(path, _line_of(raw, (*loc, "host")), f"devices[{i}].host", bad_host))
+        try:
+            dev = model.model_validate(entry)
         except ValidationError as exc:
-            _add_validation_issues(issues, path, raw, exc, spec.config_model, prefix=loc)
+            _add_validation_issues(issues, path, raw, exc, model, prefix=loc,
+                                   skip=(("host",),) if bad_host else ())
+            continue
+        if bad_host is not None:
             continue
         if dev.id in device_ids:
             issues.append(ConfigIssue(path, _line_of(raw, (*loc, "id")), f"devices[{i}].id",
@@ -492,6 +560,25 @@ def load_config(path: str | Path, plugins: Any | None = None) -> Config:
             if s not in site_ids:
                 issues.append(ConfigIssue(path, _line_of(raw, ("users", i, "sites", j)),
                                           f"users[{i}].sites[{j}]", f"unknown site {s!r}"))
+
+    # mqtt.client_id: a fixed id another client could take would knock the hub off (a false
+    # "hub offline" last will each time): refuse the ids the broker does not keep for the hub
+    cid = top.mqtt.client_id
+    if cid is not None:
+        where = _line_of(raw, ("mqtt", "client_id"))
+        if cid in user_names:
+            issues.append(ConfigIssue(path, where, "mqtt.client_id", f"{cid!r} is the name of a user, whose "
+                                      "session would take the hub's (the broker binds each user's client id to "
+                                      "the user name); leave client_id unset for a random id"))
+        elif not top.users and top.mqtt.server == "embedded":
+            issues.append(ConfigIssue(path, where, "mqtt.client_id", "a fixed client id on the embedded broker "
+                                      "without users: any local program could connect with it and knock the hub "
+                                      "off; leave client_id unset (a random id), or define users: so the broker "
+                                      "binds the hub's session to its login"))
+        elif top.users and top.mqtt.server != "embedded":
+            warnings.append(f"{path}: mqtt.client_id {cid!r} is fixed: unless the broker binds client ids to "
+                            "logins (`anninh acl --bind-client-ids`), any user can connect with it and knock "
+                            "the hub off; leave it unset for a random id")
 
     # rules: options validated by the rule's own model
     rule_specs = plugins.rules() if plugins is not None else {}

@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
+import math
+import re
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -36,8 +39,9 @@ from hub.api import (
 )
 from hub.clock import Clock, SystemClock
 from hub.config import Config
+from hub.netprobe import tcp_probe
 from hub.plugins import PluginManager
-from hub.redact import redact
+from hub.redact import redact, redact_cut
 from hub.storage import History, Registry
 from hub.sun import Sun
 
@@ -54,6 +58,10 @@ class Backoff:
     maximum: float = 120.0
     auth_minimum: float = 30.0
     """A refused password is retried no faster than this: never hammer a device's login."""
+    probe_interval: float = 3.0
+    """While a device whose TCP port was closed (or silent) waits out a longer backoff: seconds
+    between bare TCP connects to its ``host``/``port``; the wait ends when one succeeds, so a
+    device back from a long outage is seen within seconds, not at the next (up to 120 s) attempt."""
 
 
 async def cancel_and_wait(tasks: list[asyncio.Task[Any]], what: str, limit: float = 10.0) -> None:
@@ -121,10 +129,17 @@ class DeviceContextImpl:
         return self.hub.states.get(device_id or self.device_id, {})
 
     def remember(self, key: str, value: Any) -> None:
+        """Kept in the history database, written before the acknowledgement of the command that
+        changed it (a light's manual hold); the registry keeps a copy for older hubs."""
+        if self.hub.history is not None:
+            self.hub.history.put_data(self.device_id, key, value)
         if self.hub.registry is not None:
             self.hub.registry.put_data(self.device_id, key, value)
 
     def recall(self, key: str) -> Any:
+        history = self.hub.history
+        if history is not None and history.has_data(self.device_id, key):
+            return history.get_data(self.device_id, key)
         return self.hub.registry.get_data(self.device_id, key) if self.hub.registry is not None else None
 
 
@@ -198,11 +213,40 @@ class DeviceRunner:
                 raise
             except Exception as exc:
                 self.error = describe_error(exc, cfg.timeout)
-                hub.set_available(cfg.id, False, self.error)
+                hub.set_available(cfg.id, False, self.error,
+                                  error_kind="auth" if isinstance(exc, AuthError) else None)
                 await self._disconnect()
                 wait = max(backoff, hub.backoff.auth_minimum) if isinstance(exc, AuthError) else backoff
                 backoff = min(max(backoff * 2, hub.backoff.initial), hub.backoff.maximum)
-                await asyncio.sleep(wait)
+                await self._wait_before_retry(wait, exc)
+
+    def probe_target(self) -> tuple[str, int] | None:
+        """The device's TCP ``host``/``port`` from its config, if it has them (a serial UPS has not)."""
+        host, port = getattr(self.config, "host", None), getattr(self.config, "port", None)
+        if isinstance(host, str) and host and isinstance(port, int) and not isinstance(port, bool) and port > 0:
+            return host, port
+        return None
+
+    async def _wait_before_retry(self, wait: float, exc: Exception) -> None:
+        """Sleep the backoff; but when the device's TCP port does not accept connections now,
+        probe it every :attr:`Backoff.probe_interval` seconds and end the wait once it does. A
+        port that is open (the trouble is above TCP: a login refused, a gateway whose device is
+        silent) keeps the whole backoff: probing would not tell when that is fixed."""
+        interval = self.hub.backoff.probe_interval
+        target = self.probe_target()
+        if target is None or isinstance(exc, AuthError) or interval <= 0 or wait <= interval:
+            await asyncio.sleep(wait)
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+        timeout = min(1.0, self.config.timeout)
+        if await tcp_probe(*target, timeout=timeout):
+            await asyncio.sleep(max(0.0, deadline - loop.time()))
+            return
+        while (left := deadline - loop.time()) > 0:
+            await asyncio.sleep(min(interval, left))
+            if deadline - loop.time() > 0 and await tcp_probe(*target, timeout=timeout):
+                return
 
     def _start_listen(self) -> None:
         assert self.driver is not None
@@ -259,6 +303,7 @@ class RuleContextImpl:
         self.clock = hub.clock
         self.sun = hub.sun
         self.config = hub.config
+        self.tz = hub.tz
         self.log = logging.getLogger(f"hub.rule.{name}")
 
     def state(self, device_id: str) -> Mapping[str, Any]:
@@ -309,8 +354,58 @@ class RuleContextImpl:
         self.hub.requests[name] = handler
 
 
+_WORDS = frozenset({"on", "off", "toggle", "auto", "manual"})
+_FIELD = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,31}")
+
+
+def audit_form(payload: Any) -> dict[str, Any]:
+    """What the audit trail keeps of a command: field names that look like field names, numbers,
+    booleans and the command words; any other text only as its length (a person may type a
+    password anywhere), or masked where it holds a known secret."""
+    if not isinstance(payload, dict):
+        return {"raw": f"<{type(payload).__name__}>"}
+    out: dict[str, Any] = {}
+    for i, (key, value) in enumerate(payload.items()):
+        if i == 8:
+            out["..."] = f"{len(payload) - 8} more field(s)"
+            break
+        k = str(key)
+        name = k if _FIELD.fullmatch(k) else (redact(k) if redact(k) != k else f"<field of {len(k)} chars>")
+        out[name] = _audit_value(value)
+    return out
+
+
+def _audit_value(value: Any) -> Any:
+    if value is None or isinstance(value, bool | int):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, str):
+        if value.lower() in _WORDS:
+            return value
+        masked = redact(value)
+        return masked if masked != value else f"<text of {len(value)} chars>"
+    if isinstance(value, list | tuple | dict):
+        return f"<{type(value).__name__} of {len(value)}>"
+    return f"<{type(value).__name__}>"
+
+
+@dataclass
+class _Rejections:
+    """Rejections of one user and kind within one interval, beyond the first (already reported)."""
+
+    count: int = 0
+    device: str = ""
+    error: str = ""
+    source: str = ""
+
+
 class Hub:
     """Owns the devices, the state store, the event fan-out, storage and rules."""
+
+    rejection_interval = 10.0
+    """A named user's rejected commands of one kind are reported once per this many seconds: the
+    first at once, the others in one ``command_rejected`` with their ``count`` at the end."""
 
     def __init__(self, config: Config, plugins: PluginManager, *, clock: Clock | None = None,
                  backoff: Backoff | None = None, storage: bool = True) -> None:
@@ -324,6 +419,7 @@ class Hub:
         self.states: dict[str, dict[str, Any]] = {}
         self.availability: dict[str, bool] = {}
         self.errors: dict[str, str | None] = {}
+        self.error_kinds: dict[str, str | None] = {}
         self.site_states: dict[str, dict[str, Any]] = {s.id: {"power": "unknown"} for s in config.sites}
         self.runners: dict[str, DeviceRunner] = {}
         self.listeners: list[Listener] = []
@@ -339,6 +435,8 @@ class Hub:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stopping = False
         self.started = asyncio.Event()
+        self._rejections: dict[tuple[str, str], _Rejections] = {}
+        self._durable: list[asyncio.Future[None]] = []
 
     def add_listener(self, listener: Listener) -> None:
         self.listeners.append(listener)
@@ -351,7 +449,8 @@ class Hub:
             data = self.config.data_dir
             data.mkdir(parents=True, exist_ok=True)
             self.registry = Registry(data / "registry.json")
-            self.history = History(data / "history.db")
+            h = self.config.hub
+            self.history = History(data / "history.db", max_bytes=int(h.history_max_mb * 1_000_000))
             self.add_listener(Listener(on_state=self._record_state, on_event=self._record_event))
             self.create_task(self._flush_loop(), name="storage-flush")
         platforms = self.plugins.platforms()
@@ -392,6 +491,8 @@ class Hub:
                 log.warning("rule %s failed to stop: %s", rule.name, describe_error(exc))
         await asyncio.gather(*(r.stop() for r in self.runners.values()), return_exceptions=True)
         await cancel_and_wait(list(self._tasks), "hub")
+        for key in list(self._rejections):  # the summaries not yet due
+            self._end_rejections(key)
         if self.history is not None:
             self.history.close()
         if self.registry is not None:
@@ -413,6 +514,8 @@ class Hub:
     async def _flush_loop(self) -> None:
         last_registry = 0.0
         last_purge = 0.0
+        last_budget = 0.0
+        last_checkpoint = 0.0
         while True:
             await asyncio.sleep(1.0)
             try:
@@ -421,6 +524,12 @@ class Hub:
                     # competing with a busy loop crawls (measured: no flush at all in 4 s under load)
                     self.history.flush()
                 now = self.clock.monotonic()
+                if self.history is not None and now - last_checkpoint >= 2:
+                    last_checkpoint = now
+                    await asyncio.to_thread(self.history.checkpoint)
+                if self.history is not None and now - last_budget >= 30:
+                    last_budget = now
+                    await asyncio.to_thread(self.history.enforce_budget)
                 if self.registry is not None and now - last_registry >= 5:
                     last_registry = now
                     await asyncio.to_thread(self.registry.flush)
@@ -470,11 +579,13 @@ class Hub:
                 log.error("rule %s failed on a state change of %s: %s", rule.name, device_id,
                           describe_error(exc))
 
-    def set_available(self, device_id: str, available: bool, error: str | None = None) -> None:
+    def set_available(self, device_id: str, available: bool, error: str | None = None, *,
+                      error_kind: str | None = None) -> None:
         previous = self.availability.get(device_id)
         self.errors[device_id] = None if available else error
         if previous is available:
             return
+        self.error_kinds[device_id] = None if available else error_kind
         self.availability[device_id] = available
         runner = self.runners.get(device_id)
         site = runner.config.site if runner else None
@@ -489,7 +600,7 @@ class Hub:
             if stale:
                 self.update(device_id, dict.fromkeys(stale))
         change = AvailabilityChange(device_id=device_id, site=site, available=available,
-                                    error=error, time=self.clock.now())
+                                    error=error, time=self.clock.now(), error_kind=self.error_kinds[device_id])
         for lst in self.listeners:
             if lst.on_availability:
                 lst.on_availability(change)
@@ -539,41 +650,82 @@ class Hub:
         runner = self.runners.get(device_id)
         if runner is None or runner.driver is None:
             self.reject_command(device_id, "unknown device" if runner is None else "device has no driver",
-                         user=user, payload=payload, source=source)
+                                user=user, payload=payload, source=source, kind="unknown_device")
             return False
         refusal = self._refuse_user(user, runner.config.site) if user is not None else None
         if refusal is not None:
-            self.reject_command(device_id, refusal, user=user, payload=payload, source=source)
+            self.reject_command(device_id, refusal, user=user, payload=payload, source=source, kind="not_allowed")
             return False
         model = runner.driver.command_model
         if model is None:
-            self.reject_command(device_id, "this device takes no commands", user=user, payload=payload, source=source)
+            self.reject_command(device_id, "this device takes no commands", user=user, payload=payload,
+                                source=source, kind="unknown_device")
             return False
         try:
-            parsed = model.model_validate(payload)
+            # strict: no coercion of "3600" or true into numbers (the documented payloads only)
+            parsed = model.model_validate(payload, strict=True)
         except ValidationError as exc:
-            self.reject_command(device_id, _short_validation(exc), user=user, payload=payload, source=source)
+            self.reject_command(device_id, _short_validation(exc), user=user, payload=payload, source=source,
+                                kind="invalid")
             return False
         cmd = Command(payload=parsed, source=source, user=user, reason=reason)
+        done = parsed.model_dump(exclude_none=True, mode="json")
         try:
             async with runner.lock:
                 async with asyncio.timeout(runner.config.timeout):
                     result = await runner.driver.handle_command(cmd)
         except CommandError as exc:
-            self.reject_command(device_id, redact(str(exc)), user=user, payload=payload, source=source)
+            self.reject_command(device_id, redact(str(exc)), user=user, payload=payload, source=source,
+                                kind="refused")
+            await self.durable()
             return False
         except Exception as exc:
             error = describe_error(exc, runner.config.timeout)
-            self._audit(user, device_id, payload, source, "failed", error)
+            self._audit(user, device_id, done, source, "failed", error)
             self.emit("command_failed", device=device_id, error=error, user=user, source=source)
+            log.warning("command failed: %s", self._describe(user, device_id, done, source, error))
+            await self.durable()
             return False
         if result:
             self.update(device_id, result)
-        self._audit(user, device_id, payload, source, "ok", None)
+        self._audit(user, device_id, done, source, "ok", None)
         if source != "internal" and cmd.by_person:
-            self.emit("command", device=device_id, user=user, source=source,
-                      command=parsed.model_dump(exclude_none=True, mode="json"))
+            self.emit("command", device=device_id, user=user, source=source, command=done)
+            log.info("command: %s", self._describe(user, device_id, done, source, None))
+        await self.durable()
         return True
+
+    @staticmethod
+    def _describe(user: str | None, device: str, command: Any, source: str, error: str | None) -> str:
+        """One log line's worth: who, which device, what; never a secret."""
+        who = f"user {redact_cut(user, 64)}" if user is not None else f"anonymous ({source})"
+        what = json.dumps(audit_form(command), ensure_ascii=False, separators=(",", ":"))
+        return redact(f"{who} -> {redact_cut(device, 64)} {what}" + (f": {error}" if error else ""))
+
+    async def durable(self) -> None:
+        """Return once what is buffered for the history (audit rows, remembered values such as a
+        light's manual hold) is committed: a command is acknowledged after this. The commands
+        finished within one loop turn share one commit (WAL, synchronous=NORMAL: a write to the
+        journal, no fsync; it survives a kill -9 of the hub)."""
+        if self.history is None:
+            return
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
+        if not self._durable:
+            loop.call_soon(self._commit_durable)
+        self._durable.append(waiter)
+        await waiter
+
+    def _commit_durable(self) -> None:
+        waiters, self._durable = self._durable, []
+        try:
+            if self.history is not None:
+                self.history.flush()
+        except Exception as exc:
+            log.error("history write failed: %s", describe_error(exc))
+        for w in waiters:
+            if not w.done():
+                w.set_result(None)
 
     def _refuse_user(self, user: str, site: str | None) -> str | None:
         """Roles checked in the hub too, not only by the broker's ACL (defence in depth). With no
@@ -582,27 +734,68 @@ class Hub:
             return None
         account = next((u for u in self.config.users if u.name == user), None)
         if account is None:
-            return f"unknown user {user[:32]!r}"
+            return f"unknown user {redact_cut(user, 64)!r}"  # redacted before it is cut
         if account.role not in ("officer", "installer"):
             return f"role {account.role} may not send commands"
         if account.sites is not None and site not in account.sites:
             return f"user {user} may not command devices at this site"
         return None
 
-    def reject_command(self, device_id: str, error: str, *, user: str | None, payload: Any, source: str) -> None:
-        self._audit(user, device_id, payload, source, "rejected", error)
+    def reject_command(self, device_id: str, error: str, *, user: str | None, payload: Any, source: str,
+                       kind: str = "invalid") -> None:
+        """Audit, log and announce a rejected command. A named user's rejections are summarised:
+        per user and ``kind`` (``malformed``, ``unknown_device``, ``not_allowed``, ``invalid``,
+        ``refused``) the first of each :attr:`rejection_interval` is reported at once, the rest in
+        one ``command_rejected`` with a ``count`` when the interval ends, so a flood of bad commands
+        costs a few rows and events, not one each. This applies where the config has ``users``
+        (the broker's ACL then vouches for the name in ``/set/<user>``); anonymous ``/set`` and
+        installs without accounts get every rejection reported, and the history's size budget."""
+        if user is not None and self.config.users:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                loop = None
+            key = (user, kind)
+            if loop is not None:
+                window = self._rejections.get(key)
+                if window is not None:
+                    window.count += 1
+                    window.device, window.error, window.source = device_id, error, source
+                    return
+                self._rejections[key] = _Rejections()
+                loop.call_later(self.rejection_interval, self._end_rejections, key)
+        self._report_rejection(device_id, error, user=user, payload=payload, source=source, kind=kind)
+
+    def _end_rejections(self, key: tuple[str, str]) -> None:
+        window = self._rejections.pop(key, None)
+        if window is None or not window.count:
+            return
+        user, kind = key
+        self._report_rejection(window.device, window.error, user=user, payload=None, source=window.source,
+                               kind=kind, count=window.count)
+
+    def _report_rejection(self, device_id: str, error: str, *, user: str | None, payload: Any, source: str,
+                          kind: str, count: int = 0) -> None:
+        summary = f" ({count} more {kind} command(s) rejected in {self.rejection_interval:g} s; last shown)" \
+            if count else ""
+        self._audit(user, device_id, payload if not count else {"rejected": count}, source, "rejected",
+                    error + summary)
         data: dict[str, Any] = {"error": error, "source": source}
         if user:
-            data["user"] = user
-        self.emit("command_rejected", device=device_id if device_id in self.runners else None, **data,
-                  **({} if device_id in self.runners else {"target": device_id[:64]}))
+            data["user"] = redact_cut(user, 64)
+        if count:
+            data["count"] = count
+        known = device_id in self.runners
+        self.emit("command_rejected", device=device_id if known else None, **data,
+                  **({} if known else {"target": redact_cut(device_id, 64)}))
+        log.info("command rejected: %s%s", self._describe(user, device_id, payload if not count else {},
+                                                          source, error), summary)
 
     def _audit(self, user: str | None, device: str, payload: Any, source: str, result: str,
                error: str | None) -> None:
         if self.history is None or not source or source.startswith("rule:"):
             return
-        cmd = payload if isinstance(payload, dict) else {"raw": str(payload)[:200]}
-        self.history.add_audit(self.clock.now(), user, device[:64], cmd, result, error)
+        self.history.add_audit(self.clock.now(), user, device, audit_form(payload), result, error)
 
     # ---------------------------------------------------------------- storage listeners
     def _record_state(self, change: StateChange) -> None:

@@ -13,16 +13,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import io
 import json
 import logging
 import secrets
 import signal
+import sys
 import tempfile
 import textwrap
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -32,14 +35,16 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from hub.api import HubEvent
 from hub.app import RunningHub, start_hub
-from hub.broker import free_port, port_is_free
+from hub.broker import BrokerError, free_port, port_is_free
 from hub.clock import ScaledClock
 from hub.config import load_config
 from hub.core import Backoff, Listener
 from hub.plugins import load_plugins
+from hub.sun import Sun
 
 log = logging.getLogger("hub.demo")
 TZ = ZoneInfo("Asia/Ho_Chi_Minh")
+LATITUDE, LONGITUDE = 11.03, 106.76  # the demo post (its config's hub.latitude / hub.longitude)
 
 SITES = [
     ("kp1-hung", "Nhà ông Hùng, khu phố 1", False),
@@ -54,25 +59,66 @@ SITES = [
 
 @dataclass
 class Step:
-    at: str  # demo-clock local time "HH:MM" (next day if earlier than the start)
+    at: datetime  # on the demo clock
     text: str
     action: Callable[[], Awaitable[None] | None] | None = None
+    jump_to: datetime | None = None  # after this step the demo clock jumps here (the night passes)
+
+
+def story_times(day: date) -> tuple[datetime, datetime]:
+    """(dusk, dawn) of the evening of ``day`` at the demo post: when the hub's sun thresholds are
+    crossed (night below −3°, day above −1°), so the story's words match what the night rule does."""
+    sun = Sun(LATITUDE, LONGITUDE, TZ.key)
+    dusk = sun.next_transition(datetime(day.year, day.month, day.day, 12, tzinfo=TZ))
+    dawn = sun.next_transition(dusk + timedelta(hours=1))
+    return (dusk.astimezone(TZ).replace(second=0, microsecond=0),
+            dawn.astimezone(TZ).replace(second=0, microsecond=0))
+
+
+def story_seconds(steps: list[Step], speed: float) -> float:
+    """Real seconds from the story's start (its first step) to its last step at ``speed``."""
+    now, total = steps[0].at, 0.0
+    for step in steps:
+        if step.at > now:
+            total += (step.at - now).total_seconds() / speed
+            now = step.at
+        if step.jump_to is not None:
+            now = step.jump_to
+    return total
+
+
+def hand_commands(port: int, host: str = "127.0.0.1") -> list[tuple[bool, str]]:
+    """The commands printed to try the demo by hand, as (in the short list?, command). QoS 1, as the
+    hub's command topics are specified; all in this one place, so a broker that wants a user and
+    password for them changes only this function."""
+    base = f"-h {host} -p {port} -q 1"
+    return [
+        (True, f"mosquitto_sub {base} -t 'anninh/#' -v"),
+        (True, f"mosquitto_pub {base} -t anninh/light-kp3/set -m OFF"),
+        (True, f"mosquitto_pub {base} -t anninh/light-kp3/set -m ON"),
+        (False, f"mosquitto_pub {base} -t anninh/light-kp3/set/an -m '{{\"state\":\"OFF\"}}'"),
+        (False, f"mosquitto_pub {base} -t anninh/light-kp3/set -m '{{\"mode\":\"auto\"}}'"),
+    ]
 
 
 class Demo:
-    def __init__(self, speed: float, port: int, workdir: Path) -> None:
+    def __init__(self, speed: float, port: int, workdir: Path, day: date | None = None) -> None:
         self.speed = speed
         self.port = port
         self.dir = workdir
         self.sims: dict[str, Any] = {}
         self.notes: list[str] = []
         self.running: RunningHub | None = None
-        self.events: deque[HubEvent] = deque(maxlen=14)
-        self.narration: deque[tuple[str, str]] = deque(maxlen=6)
+        self.events: deque[HubEvent] = deque(maxlen=200)
+        self.narration: deque[tuple[str, str]] = deque(maxlen=100)
+        self.warnings: deque[str] = deque(maxlen=100)
         self.officer: paho.Client | None = None
-        start = datetime.now(TZ).replace(hour=17, minute=10, second=0, microsecond=0)
-        self.clock = ScaledClock(start, speed)
+        self.dusk, self.dawn = story_times(day or datetime.now(TZ).date())
+        self.start = self.dusk - timedelta(minutes=15)
+        self.clock = ScaledClock(self.start, speed)
         self.done = asyncio.Event()
+        self.stop = asyncio.Event()
+        self.played_seconds: float | None = None  # real seconds the story took, once played
         self.passwords = {name: secrets.token_urlsafe(9) for name in ("cam", "nvr", "onvif", "dahua")}
 
     # ------------------------------------------------------------------ simulators
@@ -153,8 +199,8 @@ class Demo:
         return textwrap.dedent(f"""\
             hub:
               name: "Demo: Khánh Bình ward police post"
-              latitude: 11.03
-              longitude: 106.76
+              latitude: {LATITUDE}
+              longitude: {LONGITUDE}
               timezone: Asia/Ho_Chi_Minh
               data_dir: ./data
             mqtt:
@@ -170,16 +216,17 @@ class Demo:
 
     # ------------------------------------------------------------------ scenario
     def steps(self) -> list[Step]:
-        ups = self.sims["ups"]
+        """The scripted evening, timed from today's dusk and dawn at the post (about 57 real seconds
+        at the default 240×; ``story_seconds``)."""
 
         def power_cut() -> None:
-            ups.set_state(2, mains=False, battery_charge=96, battery_runtime=2400)
+            self.sims["ups"].set_state(2, mains=False, battery_charge=96, battery_runtime=2400)
 
         def battery_low() -> None:
-            ups.set_state(2, battery_charge=18, battery_runtime=300, low_battery=True)
+            self.sims["ups"].set_state(2, battery_charge=18, battery_runtime=300, low_battery=True)
 
         def power_back() -> None:
-            ups.set_state(2, mains=True, low_battery=False, battery_charge=40, battery_runtime=1500)
+            self.sims["ups"].set_state(2, mains=True, low_battery=False, battery_charge=40, battery_runtime=1500)
 
         def officer(payload: dict[str, Any], device: str = "light-cho") -> Callable[[], None]:
             def send() -> None:
@@ -201,38 +248,36 @@ class Demo:
             if sim is not None:
                 await sim.start()
 
-        def morning() -> None:
-            self.clock.jump(self.clock.now().replace(hour=5, minute=20) + timedelta(days=1))
+        def m(minutes: int) -> timedelta:
+            return timedelta(minutes=minutes)
 
+        dusk, dawn = self.dusk, self.dawn
+        # the gaps after a camera drops or returns leave the hub's real-time settle (3 s) and
+        # reconnect backoff (up to 5 s) room to act at 240× before the next step
         return [
-            Step("17:10", "Afternoon. Every host house is on mains; the black-spot lights are off."),
-            Step("17:25", "The sun is setting: at −3° the night-light rule switches the black-spot lights on."),
-            Step("18:20", "Power cut at Nhà ông Tâm (kp3-tam): its UPS goes on battery.", power_cut),
-            Step("18:50", "Motion in front of Nhà ông Hùng (camera cam-kp1).", motion),
-            Step("19:05", "Officer An switches the market light OFF from the phone app "
-                          "(MQTT anninh/light-cho/set/an).", officer({"state": "OFF"})),
-            Step("19:30", "The UPS at kp3-tam is running low.", battery_low),
-            Step("19:40", "Mains returns at kp3-tam.", power_back),
-            Step("20:00", "Officer An hands the market light back to automatic ({\"mode\":\"auto\"}).",
+            Step(self.start, "Late afternoon. Every host house is on mains; the black-spot lights are off."),
+            Step(dusk - m(3), f"The sun is setting: below −3° (at about {dusk:%H:%M} today) the night-light "
+                              "rule switches the black-spot lights on."),
+            Step(dusk + m(20), "Power cut at Nhà ông Tâm (kp3-tam): its UPS goes on battery.", power_cut),
+            Step(dusk + m(35), "Motion in front of Nhà ông Hùng (camera cam-kp1).", motion),
+            Step(dusk + m(50), "Officer An switches the market light OFF from the phone app "
+                               "(MQTT anninh/light-cho/set/an).", officer({"state": "OFF"})),
+            Step(dusk + m(70), "The UPS at kp3-tam is running low.", battery_low),
+            Step(dusk + m(80), "Mains returns at kp3-tam.", power_back),
+            Step(dusk + m(95), "Officer An hands the market light back to automatic ({\"mode\":\"auto\"}).",
                  officer({"mode": "auto"})),
-            Step("20:20", "Nhà chị Hoa (kp5-hoa, no UPS) goes dark: its only camera drops.", house_dark),
-            Step("21:10", "Power is back at kp5-hoa.", house_back),
-            Step("21:40", "The night passes…", morning),
-            Step("05:45", "Morning: above −1° the rule switches the black-spot lights off."),
-            Step("06:30", "Scenario complete. The demo keeps running: try the MQTT commands below."),
+            Step(dusk + m(110), "Nhà chị Hoa (kp5-hoa, no UPS) goes dark: its only camera drops.", house_dark),
+            Step(dusk + m(160), "Power is back at kp5-hoa.", house_back),
+            Step(dusk + m(185), "The night passes…", jump_to=dawn - m(15)),
+            Step(dawn - m(3), f"Dawn: above −1° (at about {dawn:%H:%M}) the rule switches the black-spot "
+                              "lights off."),
+            Step(dawn + m(12), "Scenario complete. The demo keeps running: try the MQTT commands."),
         ]
 
     async def play(self) -> None:
-        steps = self.steps()
-        day = self.clock.now().astimezone(TZ).date()
-        previous = (0, 0)
-        for step in steps:
-            hh, mm = map(int, step.at.split(":"))
-            if (hh, mm) < previous:  # a step earlier in the day than the one before: the next morning
-                day += timedelta(days=1)
-            previous = (hh, mm)
-            when = datetime(day.year, day.month, day.day, hh, mm, tzinfo=TZ)
-            while self.clock.now() < when:
+        began = time.monotonic()
+        for step in self.steps():
+            while self.clock.now() < step.at:
                 await asyncio.sleep(0.05)
             self.say(step.text)
             if step.action is not None:
@@ -242,6 +287,9 @@ class Demo:
                         await result
                 except Exception as exc:
                     self.say(f"(step failed: {exc!r})")
+            if step.jump_to is not None:
+                self.clock.jump(step.jump_to)
+        self.played_seconds = time.monotonic() - began
         self.done.set()
 
     def say(self, text: str) -> None:
@@ -259,6 +307,8 @@ class Demo:
 
     async def run(self, duration: float, view: bool) -> None:
         self.plain = not view
+        if view:
+            print("AnNinh Hub demo: starting the simulated devices and the hub…", flush=True)
         await self.start_simulators()
         cfg_path = self.dir / "config.yaml"
         cfg_path.write_text(self.config_text())
@@ -277,9 +327,9 @@ class Demo:
         self.officer.loop_start()
         for note in self.notes:
             self.say(note)
-        self.clock.jump(self.clock.start.replace(hour=17, minute=10))  # the story starts now, set-up done
+        self.clock.jump(self.start)  # the story starts now, set-up done
         player = asyncio.get_running_loop().create_task(self.play())
-        stop = asyncio.Event()
+        stop = self.stop
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError):
@@ -297,7 +347,8 @@ class Demo:
             with contextlib.suppress(BaseException):
                 await player
             if self.plain:
-                self._print_summary()
+                with contextlib.suppress(OSError):  # stdout closed (`| head`): still stop everything below
+                    self._print_summary()
             self.officer.loop_stop()
             self.officer.disconnect()
             await self.running.stop()
@@ -312,14 +363,8 @@ class Demo:
             stamp = event.time.astimezone(TZ).strftime("%H:%M")
             print(f"[{stamp}]   event {event.type} {json.dumps(data, ensure_ascii=False)}", flush=True)
 
-    def commands(self) -> list[str]:
-        p = self.port
-        return [
-            f"mosquitto_sub -h 127.0.0.1 -p {p} -t 'anninh/#' -v",
-            f"mosquitto_pub -h 127.0.0.1 -p {p} -t anninh/light-kp3/set/an -m '{{\"state\":\"OFF\"}}'",
-            f"mosquitto_pub -h 127.0.0.1 -p {p} -t anninh/light-kp3/set/an -m '{{\"mode\":\"auto\"}}'",
-            f"mosquitto_pub -h 127.0.0.1 -p {p} -t anninh/light-cho/set -m ON",
-        ]
+    def commands(self, short: bool = False) -> list[str]:
+        return [c for in_short, c in hand_commands(self.port) if in_short or not short]
 
     def _print_commands(self) -> None:
         print(f"Embedded MQTT broker on 127.0.0.1:{self.port}. Try, in another terminal "
@@ -344,30 +389,118 @@ class Demo:
         from rich.live import Live
 
         console = Console()
-        with Live(self._render(), console=console, refresh_per_second=4, screen=True,
-                  vertical_overflow="crop") as live:
-            while not stop.is_set():
-                await asyncio.sleep(0.25)
-                live.update(self._render())
+        # log lines written to the terminal would tear the full-screen view: keep them for the end
+        root = logging.getLogger()
+        saved = root.handlers[:]
+        root.handlers = [_KeepRecords(self.warnings)]
+        try:
+            with Live(console=console, screen=True, auto_refresh=False, transient=True) as live:
+                while not stop.is_set():
+                    # rendered here, in the loop's thread, so the hub's dicts never change mid-render;
+                    # the terminal's size is read again every time (a resized window re-lays out)
+                    live.update(self.render(console.size.width, console.size.height), refresh=True)
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), 0.25)
+        finally:
+            root.handlers = saved
+        if self.warnings:
+            print(f"{len(self.warnings)} warning(s) logged during the demo (kept off the live view), the last ones:",
+                  file=sys.stderr)
+            for line in list(self.warnings)[-20:]:
+                print(f"  {line}", file=sys.stderr)
 
-    def _render(self) -> Any:
-        from rich import box
-        from rich.console import Group
+    def render(self, width: int, height: int) -> Any:
+        """The live view for a ``width`` × ``height`` terminal, never taller than that.
+
+        Newest last, always shown: the story's narration and the hub's events are cut from the top
+        to the lines they are given. When room is short the full command list gives way to a short
+        one (then to one line), the device list goes, then the site table.
+        """
+        from rich.console import Console, Group
+        from rich.layout import Layout
         from rich.panel import Panel
-        from rich.table import Table
+        from rich.rule import Rule
+        from rich.text import Text
+
+        width, height = max(width, 20), max(height, 6)
+        measure = Console(width=width, height=height, file=io.StringIO(), color_system=None)
+
+        def lines(text: Text, w: int) -> int:
+            return len(text.wrap(measure, w))
+
+        # the "try it by hand" box: all commands in a panel, else the short ones, else one line
+        title = "Try it by hand (Ctrl-C stops the demo)"
+        full, short = self.commands(), self.commands(short=True)
+        cmd_box: Any
+        if height >= 40 and max(len(c) for c in full) + 4 <= width:
+            cmd_box = Panel(Text("\n".join(full), style="cyan", no_wrap=True), title=title, title_align="left",
+                            border_style="cyan")
+            cmd_h = len(full) + 2
+        elif height >= 16:
+            text = Text("\n".join(short), style="cyan", overflow="fold")
+            cmd_box, cmd_h = Group(Rule(title, style="cyan", align="left"), text), 1 + lines(text, width)
+        else:
+            text = Text(f"Try: {short[1]}", style="cyan", overflow="fold")
+            cmd_h = min(2, lines(text, width))
+            cmd_box = text
+        cmd_h = min(cmd_h, height // 3)  # whatever the commands become, the events keep room
+
+        assert self.running is not None
+        devices_h = 1 + len(self.running.hub.runners)  # a header and one line each
+        body_h = height - 1 - cmd_h
+        root = Layout()
+        parts = [Layout(self._head(), size=1)]
+        if width >= 140 and body_h >= 8 + 1 + devices_h + 1 + 4:
+            # two columns: the commune and the story on the left, the events the whole height on the right
+            left_w = width // 2
+            story_h = body_h - (8 + 1 + devices_h + 1)
+            left = Layout()
+            left.split_column(Layout(self._sites(), size=8), Layout(Text(" "), size=1),
+                              Layout(self._devices(), size=devices_h), Layout(Text(" "), size=1),
+                              Layout(self._story(story_h, left_w - 2, lines), size=story_h))
+            body = Layout(size=body_h)
+            body.split_row(Layout(left, size=left_w - 2), Layout(Text(" "), size=2), Layout(self._events(body_h)))
+            parts.append(body)
+        else:  # one column, the most urgent kept
+            rest = body_h
+            if rest >= 8 + 3 + 4:
+                parts.append(Layout(self._sites(), size=8))
+                rest -= 8
+            if rest >= devices_h + 3 + 6:
+                parts.append(Layout(self._devices(), size=devices_h))
+                rest -= devices_h
+            story_h = min(max(2, rest * 2 // 5), rest - 2) if rest >= 4 else 0
+            if story_h:
+                parts.append(Layout(self._story(story_h, width, lines), size=story_h))
+            parts.append(Layout(self._events(rest - story_h), size=rest - story_h))
+        parts.append(Layout(cmd_box, size=cmd_h))
+        root.split_column(*parts)
+        return root
+
+    def _head(self) -> Any:
         from rich.text import Text
 
         assert self.running is not None
         hub = self.running.hub
         now = self.clock.now().astimezone(TZ)
         sun = hub.sun.elevation(now) if hub.sun else 0.0
-        night = "night" if sun < -1 else "day"
-        head = Text.assemble((" AnNinh Hub demo ", "bold white on blue"), "  ",
-                             (f"{now:%a %H:%M}", "bold"), f"  sun {sun:+.1f}° ({night})   ",
-                             f"clock ×{self.speed:g}   broker 127.0.0.1:{self.port}")
-        sites = Table(box=box.SIMPLE_HEAD, expand=True, title="Sites", title_justify="left")
-        for col in ("site", "power", "devices", "lights"):
-            sites.add_column(col)
+        night = "night" if hub.sun and sun < hub.sun.on_below else (
+            "day" if not hub.sun or sun > hub.sun.off_above else "twilight")
+        return Text.assemble((" AnNinh Hub demo ", "bold white on blue"), " ",
+                             (f"{now:%a %H:%M}", "bold"), f"  sun {sun:+.1f}° ({night})  ",
+                             f"×{self.speed:g}  MQTT 127.0.0.1:{self.port}",
+                             no_wrap=True, overflow="ellipsis")
+
+    def _sites(self) -> Any:
+        from rich.table import Table
+        from rich.text import Text
+
+        assert self.running is not None
+        hub = self.running.hub
+        table = Table(box=None, expand=True, padding=(0, 1), pad_edge=False, header_style="bold magenta")
+        table.add_column("Site (★ black spot)", ratio=1, no_wrap=True, overflow="ellipsis")  # what is left
+        for col, least in (("Power", 13), ("Devices", 10), ("Lights", 10)):  # "suspected cut", "OFF manual"
+            table.add_column(col, no_wrap=True, overflow="ellipsis", min_width=least)
         for site_id, name, blackspot in SITES:
             st = hub.site_states.get(site_id, {})
             power = st.get("power", "unknown")
@@ -376,35 +509,70 @@ class Demo:
             style = {"ok": "green", "lost": "bold red", "unknown": "yellow"}.get(power, "bold red")
             devs = [d for d, r in hub.runners.items() if r.config.site == site_id]
             online = sum(1 for d in devs if hub.availability.get(d))
-            lights = " ".join(
-                f"{'💡' if hub.states[d].get('state') == 'ON' else '·'}{hub.states[d].get('mode', '')[:1]}"
-                for d in devs if hub.runners[d].kind == "light")
-            sites.add_row(Text(name + (" ★" if blackspot else ""), style="bold" if blackspot else ""),
-                          Text(power, style=style), f"{online}/{len(devs)} online", lights)
-        devices = Table(box=box.SIMPLE_HEAD, expand=True, title="Devices", title_justify="left")
-        for col in ("device", "kind", "", "state"):
-            devices.add_column(col, overflow="fold")
+            lights = ", ".join(f"{hub.states[d].get('state', '?')} {hub.states[d].get('mode', '')}".strip()
+                               for d in devs if hub.runners[d].kind == "light" and d in hub.states)
+            table.add_row(Text(name + (" ★" if blackspot else ""), style="bold" if blackspot else ""),
+                          Text(power, style=style), f"{online}/{len(devs)} online",
+                          Text(lights, style="bold yellow" if "ON" in lights else ""))
+        return table
+
+    def _devices(self) -> Any:
+        from rich.table import Table
+        from rich.text import Text
+
+        assert self.running is not None
+        hub = self.running.hub
+        table = Table(box=None, expand=True, padding=(0, 1), pad_edge=False, header_style="bold magenta")
+        ids = max((len(d) for d in hub.runners), default=6)
+        table.add_column("Device", no_wrap=True, min_width=ids)
+        table.add_column("Kind", no_wrap=True, min_width=8)
+        table.add_column("", no_wrap=True, min_width=1)
+        table.add_column("State", ratio=1, no_wrap=True, overflow="ellipsis")  # what is left
         for dev_id, runner in hub.runners.items():
             st = hub.states.get(dev_id, {})
             ok = hub.availability.get(dev_id)
             mark = Text("●", style="green") if ok else Text("●", style="red" if ok is False else "yellow")
-            devices.add_row(dev_id, runner.kind, mark, self._summary(runner.kind, st, hub.errors.get(dev_id)))
-        events = Table(box=box.SIMPLE_HEAD, expand=True, title="Events (anninh/bridge/event)", title_justify="left")
-        events.add_column("time", width=5)
-        events.add_column("event")
-        for ev in list(self.events)[-10:]:
-            data = {k: v for k, v in ev.as_json().items() if k not in ("type", "time", "site")}
+            table.add_row(dev_id, runner.kind, mark, self._summary(runner.kind, st, hub.errors.get(dev_id)))
+        return table
+
+    def _story(self, height: int, width: int, lines: Callable[[Any, int], int]) -> Any:
+        """The title and as many of the newest narration lines as fit in ``height`` lines."""
+        from rich.console import Group
+        from rich.text import Text
+
+        shown: list[Text] = []
+        room = height - 1
+        for stamp, said in reversed(self.narration):
+            text = Text.assemble((f"{stamp} ", "dim"), said)
+            need = lines(text, width)
+            if need > room:
+                if not shown:  # the newest alone is too long: its first lines
+                    shown.append(Text.assemble((f"{stamp} ", "dim"), said, no_wrap=True, overflow="ellipsis"))
+                break
+            shown.append(text)
+            room -= need
+        title = Text("Scenario (newest last)", style="bold magenta", no_wrap=True, overflow="ellipsis")
+        return Group(title, *reversed(shown))
+
+    def _events(self, height: int) -> Any:
+        """The title and the newest ``height - 1`` hub events, one line each."""
+        from rich.console import Group
+        from rich.text import Text
+
+        rows: list[Text] = []
+        for ev in list(self.events)[-(height - 1):] if height > 1 else []:
+            data = {k: v for k, v in ev.as_json().items() if k not in ("type", "time")}
+            who = data.pop("device", None) or data.get("site", "")
+            data.pop("site", None)
             style = "bold red" if ev.type in ("power_lost", "low_battery", "device_offline", "retention_low",
                                              "power_suspected_lost", "camera_offline") else ""
-            events.add_row(ev.time.astimezone(TZ).strftime("%H:%M"),
-                           Text(f"{ev.type} {json.dumps(data, ensure_ascii=False)[:110]}", style=style))
-        story = Text()
-        for stamp, text in self.narration:
-            story.append(f"{stamp} ", style="dim")
-            story.append(text + "\n")
-        cmds = Text("\n".join(self.commands()), style="cyan")
-        return Group(Panel(head), Panel(story, title="Scenario", border_style="magenta"), sites, devices, events,
-                     Panel(cmds, title="Try it by hand (Ctrl-C to stop)", border_style="cyan"))
+            rest = json.dumps(data, ensure_ascii=False, separators=(",", ":")) if data else ""
+            rows.append(Text.assemble((ev.time.astimezone(TZ).strftime("%H:%M "), "dim"),
+                                      (f"{ev.type} {who} ", style), rest, no_wrap=True, overflow="ellipsis"))
+        if not rows and height > 1:
+            rows.append(Text("(none yet)", style="dim"))
+        return Group(Text("Events on anninh/bridge/event (newest last)", style="bold magenta", no_wrap=True,
+                          overflow="ellipsis"), *rows)
 
     @staticmethod
     def _summary(kind: str, st: dict[str, Any], error: str | None) -> str:
@@ -427,6 +595,19 @@ class Demo:
         return "  ".join(bits)
 
 
+class _KeepRecords(logging.Handler):
+    """Keeps warning lines in a deque while the full-screen view owns the terminal."""
+
+    def __init__(self, into: deque[str]) -> None:
+        super().__init__(logging.WARNING)
+        self.into = into
+        self.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+                                            datefmt="%H:%M:%S"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.into.append(self.format(record))
+
+
 def run_demo(args: argparse.Namespace) -> int:
     port = args.port if port_is_free("127.0.0.1", args.port) else free_port()
     with tempfile.TemporaryDirectory(prefix="anninh-demo-") as tmp:
@@ -437,4 +618,7 @@ def run_demo(args: argparse.Namespace) -> int:
             asyncio.run(demo.run(args.duration, view=not args.no_view))
         except KeyboardInterrupt:
             pass
+        except BrokerError as exc:
+            print(f"error: embedded broker: {exc}", file=sys.stderr)
+            return 1
     return 0

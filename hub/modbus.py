@@ -14,10 +14,12 @@ from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOEx
 
 from hub.api import DeviceConfig, DeviceError
 
-# pymodbus logs every timeout at ERROR with a frame dump; the hub already logs "offline" once per
-# outage. Quieten it unless the user configured the "pymodbus" logger themselves.
+# pymodbus logs every timeout or bad frame at ERROR (CRITICAL for some) with the last raw frames
+# of any connection attached; the hub already logs "<device> offline: <cause>" once per outage.
+# Silence it when nobody configured the "pymodbus" logger (library use); the CLI's logging setup
+# does the same at its default verbosity (hub.cli.setup_logging).
 if logging.getLogger("pymodbus").level == logging.NOTSET:
-    logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
+    logging.getLogger("pymodbus").setLevel(logging.CRITICAL + 1)
 
 Transport = Literal["tcp", "rtu_over_tcp", "serial"]
 

@@ -8,6 +8,7 @@ net under the rope.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from urllib.parse import quote
@@ -17,12 +18,20 @@ _secrets: set[str] = set()
 _pattern: re.Pattern[str] | None = None
 
 
+def stored_forms(value: str) -> set[str]:
+    """Every form in which the hub may write ``value``: as is, URL-encoded, JSON-escaped (a
+    password with ``"`` or ``\\`` in a JSON payload or history row), ASCII-escaped JSON, and
+    Python's ``repr`` (error messages quote values with ``!r``)."""
+    forms = {value, quote(value, safe=""), json.dumps(value, ensure_ascii=False)[1:-1],
+             json.dumps(value)[1:-1], repr(value)[1:-1]}
+    return {f for f in forms if f}
+
+
 def register_secrets(values: list[str]) -> None:
     global _pattern
     for v in values:
         if v and len(v) >= 3:
-            _secrets.add(v)
-            _secrets.add(quote(v, safe=""))
+            _secrets.update(stored_forms(v))
     if _secrets:  # one alternation, longest first: one scan per text on the hot path
         _pattern = re.compile("|".join(re.escape(s) for s in sorted(_secrets, key=len, reverse=True)))
 
@@ -37,6 +46,13 @@ def redact(text: str) -> str:
     if _pattern is None or not text:
         return text
     return _pattern.sub(MASK, text)
+
+
+def redact_cut(text: str, limit: int) -> str:
+    """Redact, then shorten to ``limit`` characters: cutting first would leave a prefix of a
+    secret that exact-match redaction no longer recognises."""
+    cleaned = redact(text)
+    return cleaned if len(cleaned) <= limit else cleaned[:limit - 1] + "…"
 
 
 class RedactingFilter(logging.Filter):

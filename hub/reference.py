@@ -21,14 +21,16 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from hub.api import DeviceConfig, DeviceError
 from hub.cli import command, load_or_exit
 from hub.clock import SystemClock
 from hub.core import describe_error
 from hub.health.monitor import HealthOptions
-from hub.health.reference import ReferenceStore
-from hub.health.sources import check_snapshot, check_stream
+
+# hub.health.reference and hub.health.sources (OpenCV, numpy, PyAV) are imported by the command
+# itself: the CLI imports this module for every command, `anninh run` included
 
 
 class _CliContext:
@@ -57,6 +59,8 @@ class _CliContext:
 
 async def take_picture(device: DeviceConfig, plugins: Any, source: str | None = None) -> Any:
     """Connect to one camera with its driver and take one measured picture (with its JPEG)."""
+    from hub.health.sources import check_snapshot, check_stream
+
     spec = plugins.platforms()[device.platform]
     driver = spec.driver(device, _CliContext(device))
     source = source or getattr(device, "health_source", "snapshot")
@@ -104,6 +108,8 @@ def _args(p: argparse.ArgumentParser) -> None:
 @command("reference", help="store, show or clear a camera's reference picture (image health checks)",
          arguments=_args)
 def cmd_reference(args: argparse.Namespace) -> int:
+    from hub.health.reference import ReferenceStore
+
     config, plugins = load_or_exit(args.config)
     device = _camera(config, args.camera)
     store = ReferenceStore(config.data_dir)
@@ -137,7 +143,10 @@ def cmd_reference(args: argparse.Namespace) -> int:
         meta = store.save(device.id, stats.picture, source="cli", time=datetime.now(UTC), width=stats.width,
                           height=stats.height, brightness=stats.brightness, sharpness=stats.sharpness)
         print(f"{device.id}: reference stored in {store.picture_path(device.id)}")
-        print(json.dumps(meta))
+        # the file keeps UTC; the person reading this gets the hub's timezone
+        shown = {**meta, "time": datetime.fromisoformat(meta["time"]).astimezone(ZoneInfo(config.hub.timezone))
+                 .isoformat(timespec="seconds")} if isinstance(meta.get("time"), str) else meta
+        print(json.dumps(shown))
         return 0
     try:
         summary = store.compose(device.id, args.output, latest=stats.picture if stats is not None else None)

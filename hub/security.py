@@ -312,6 +312,7 @@ class ListenerOptions:
     certfile: str | None = None
     keyfile: str | None = None
     require_certificate: bool = False
+    bind_client_ids: bool = False
 
 
 def _host_port(value: str, what: str) -> tuple[str, int]:
@@ -333,15 +334,17 @@ def render_mosquitto_conf(out_dir: Path, opts: ListenerOptions) -> str:
              "# officers' commands must not wait 40 ms for Nagle's algorithm at each hop",
              "set_tcp_nodelay true",
              ""]
+    # a client's id becomes its user name: no login can take the hub's session (or another's)
+    bind_ids = ["use_username_as_clientid true"] if opts.bind_client_ids else []
     if opts.listen:
         host, port = _host_port(opts.listen, "--listen")
-        lines += [f"listener {port} {host}", ""]
+        lines += [f"listener {port} {host}", *bind_ids, ""]
     if opts.tls_listen:
         host, port = _host_port(opts.tls_listen, "--tls-listen")
         if not (opts.cafile and opts.certfile and opts.keyfile):
             raise AclError("--tls-listen needs --cafile, --certfile and --keyfile (the broker's certificate "
                            "and key, and the CA that signed it)")
-        lines += [f"listener {port} {host}",
+        lines += [f"listener {port} {host}", *bind_ids,
                   f"cafile {Path(opts.cafile).resolve()}",
                   f"certfile {Path(opts.certfile).resolve()}",
                   f"keyfile {Path(opts.keyfile).resolve()}",

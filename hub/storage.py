@@ -21,9 +21,28 @@ from tinydb import TinyDB
 from tinydb.storages import Storage
 
 from hub.api import DeviceInfo
-from hub.redact import redact
+from hub.redact import redact, redact_cut
 
 log = logging.getLogger(__name__)
+
+
+def private_file(path: Path) -> None:
+    """Create ``path`` readable by its owner only (0600), or take group and others' access away
+    from an existing one: the history holds who commanded what, the outbox the events."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        if os.fstat(fd).st_mode & 0o077:
+            os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+    # SQLite creates the -wal and -shm files with the database file's mode; fix older ones
+    for extra in (path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        try:
+            if extra.stat().st_mode & 0o077:
+                extra.chmod(0o600)
+        except OSError:
+            pass
 
 
 def atomic_write(path: Path, data: bytes) -> None:
@@ -96,6 +115,7 @@ class Registry:
         raw = self.db.storage.read() or {}
         self._data: dict[str, dict[str, Any]] = dict(raw.get("device_data", {}).get("1", {}))
         self._dirty = False
+        self._flush_lock = threading.Lock()
 
     def seen(self, device_id: str, platform: str, when: datetime, info: DeviceInfo | None = None) -> None:
         rec = self._cache.get(device_id)
@@ -132,13 +152,15 @@ class Registry:
         return [dict(r) for r in self._cache.values()]
 
     def flush(self) -> None:
-        if not self._dirty:
-            return
-        self._dirty = False
-        # one atomic write of the whole table
-        self.db.storage.write({"devices": {str(i + 1): rec for i, rec in enumerate(self._cache.values())},
-                               "device_data": {"1": self._data}})
-        self.table.clear_cache()
+        # a worker thread's flush may still run when the hub's stop flushes: one at a time
+        with self._flush_lock:
+            if not self._dirty:
+                return
+            self._dirty = False
+            # one atomic write of the whole table
+            self.db.storage.write({"devices": {str(i + 1): rec for i, rec in enumerate(self._cache.values())},
+                                   "device_data": {"1": self._data}})
+            self.table.clear_cache()
 
     def close(self) -> None:
         self.flush()
@@ -159,27 +181,55 @@ CREATE TABLE IF NOT EXISTS audit (
     ts REAL NOT NULL, user TEXT, device TEXT NOT NULL, command TEXT NOT NULL, result TEXT NOT NULL,
     error TEXT);
 CREATE INDEX IF NOT EXISTS audit_ts ON audit (ts);
+CREATE TABLE IF NOT EXISTS device_data (
+    device TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (device, key));
 """
+
+_ABSENT = object()
 
 
 class History:
-    """State changes, events and the command audit trail in SQLite (WAL).
+    """State changes, events, the command audit trail and drivers' small remembered values
+    (a light's manual hold) in SQLite (WAL, ``synchronous=NORMAL``: a committed transaction
+    survives a kill -9 of the hub; an operating-system crash may lose the last ones).
 
-    Rows are buffered in memory and written in one transaction per :meth:`flush` (the hub
-    flushes every second in a worker thread), so a burst of state changes never blocks the loop.
+    Rows are buffered in memory and written in one transaction per :meth:`flush`. The hub flushes
+    every second, and at once (one commit for the commands finished in the same loop turn) before
+    a command is acknowledged, so what an acknowledgement promises is on disk when it goes out.
+
+    ``max_bytes`` bounds the file: past it the oldest states and events are deleted (the audit
+    trail is kept) and their pages reused, so the file stops growing.
     """
 
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+    def __init__(self, path: Path, max_bytes: int | None = None) -> None:
+        private_file(path)
         self.path = path
+        self.max_bytes = max_bytes
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
+        # no checkpoint inside a commit: the commits run in the event loop (one per acknowledged
+        # command), and a checkpoint, with its fsyncs, cost up to 20 ms there; :meth:`checkpoint`
+        # runs them in a worker thread instead
+        self._db.execute("PRAGMA wal_autocheckpoint=0")
+        self._db.execute("PRAGMA journal_size_limit=8388608")  # the WAL file shrinks back to 8 MB
         self._db.executescript(_SCHEMA)
         self._lock = threading.Lock()
+        # the checkpointer runs in a worker thread that a hub stop does not wait for (a cancelled
+        # asyncio.to_thread leaves its thread running): closing it under that thread crashed the
+        # process (SIGSEGV in sqlite3), so both hold this lock and a closed History checkpoints nothing
+        self._ckpt_lock = threading.Lock()
+        self._closed = False
+        self._checkpointer: sqlite3.Connection | None = None
         self._states: dict[str, tuple[float, dict[str, Any]]] = {}
         self._events: list[tuple[float, str, str | None, str | None, str]] = []
         self._audit: list[tuple[float, str | None, str, str, str, str | None]] = []
+        self._data: dict[tuple[str, str], Any] = {
+            (dev, key): json.loads(value)
+            for dev, key, value in self._db.execute("SELECT device, key, value FROM device_data")}
+        self._data_dirty: set[tuple[str, str]] = set()
+        self.trimmed = 0
+        """Rows deleted to keep the file within ``max_bytes``."""
 
     def add_state(self, when: datetime, device: str, changed: dict[str, Any]) -> None:
         """Buffer a state change. Changes of one device within one flush interval (a second) are
@@ -197,19 +247,35 @@ class History:
 
     def add_audit(self, when: datetime, user: str | None, device: str, command: dict[str, Any],
                   result: str, error: str | None = None) -> None:
-        self._audit.append((when.timestamp(), user, device, redact(_ENCODER.encode(command)), result,
+        # every column redacted: the user and device come from the topic, typed by a person
+        self._audit.append((when.timestamp(), redact_cut(user, 64) if user is not None else None,
+                            redact_cut(device, 64), redact(_ENCODER.encode(command)), result,
                             redact(error) if error else None))
+
+    def put_data(self, device: str, key: str, value: Any) -> None:
+        """A small JSON-able value a driver keeps across restarts (None forgets it); written with
+        the next :meth:`flush`."""
+        self._data[(device, key)] = value
+        self._data_dirty.add((device, key))
+
+    def get_data(self, device: str, key: str, default: Any = None) -> Any:
+        """The value, ``None`` if it was forgotten, ``default`` if it was never stored here."""
+        return self._data.get((device, key), default)
+
+    def has_data(self, device: str, key: str) -> bool:
+        return (device, key) in self._data
 
     @property
     def pending(self) -> int:
-        return len(self._states) + len(self._events) + len(self._audit)
+        return len(self._states) + len(self._events) + len(self._audit) + len(self._data_dirty)
 
     def flush(self) -> int:
         with self._lock:
             states, self._states = self._states, {}
             events, self._events = self._events, []
             audit, self._audit = self._audit, []
-            n = len(states) + len(events) + len(audit)
+            dirty, self._data_dirty = self._data_dirty, set()
+            n = len(states) + len(events) + len(audit) + len(dirty)
             if not n:
                 return 0
             with self._db:
@@ -222,7 +288,70 @@ class History:
                     self._db.executemany("INSERT INTO events VALUES (?,?,?,?,?)", events)
                 if audit:
                     self._db.executemany("INSERT INTO audit VALUES (?,?,?,?,?,?)", audit)
+                if dirty:
+                    self._db.executemany(
+                        "INSERT OR REPLACE INTO device_data VALUES (?,?,?)",
+                        [(dev, key, redact(_ENCODER.encode(self._data[(dev, key)]))) for dev, key in dirty])
             return n
+
+    def checkpoint(self) -> None:
+        """Copy the WAL into the database (SQLite's PASSIVE checkpoint: it never blocks writers),
+        from its own connection, so that a worker thread can do it while the loop commits."""
+        with self._ckpt_lock:
+            if not self._closed:
+                self._checkpoint()
+
+    def _checkpoint(self) -> None:
+        if self._checkpointer is None:
+            self._checkpointer = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()  # fetched: no read lock left
+        # writes that never pause keep the WAL from starting over; past 32 MB, one checkpoint
+        # that waits for the writer and truncates the file
+        wal = self.path.with_name(self.path.name + "-wal")
+        try:
+            big = wal.stat().st_size > 32 * 1024 * 1024
+        except OSError:
+            big = False
+        if big:
+            self._checkpointer.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+
+    def size(self) -> int:
+        """Bytes in use in the database (pages not on the free list)."""
+        with self._lock:
+            pages, free, page = (self._db.execute(f"PRAGMA {p}").fetchone()[0]
+                                 for p in ("page_count", "freelist_count", "page_size"))
+        return int((pages - free) * page)
+
+    def enforce_budget(self) -> int:
+        """Delete the oldest states and events until the data fit ``max_bytes`` (to 90% of it, so
+        that this does not run at every flush). Returns the rows deleted."""
+        if not self.max_bytes:
+            return 0
+        deleted = 0
+        target = self.max_bytes * 0.9
+        used = self.size()
+        if used <= self.max_bytes:
+            return 0
+        while used > target:
+            with self._lock, self._db:
+                self._db.execute("BEGIN")
+                counts = {t: self._db.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
+                          for t in ("states", "events")}
+                total = sum(counts.values())
+                if not total:
+                    break
+                share = max(1.0 - target / used, 0.05)
+                for table, count in counts.items():
+                    k = int(count * share) + 1
+                    cur = self._db.execute(f"DELETE FROM {table} WHERE rowid IN "
+                                           f"(SELECT rowid FROM {table} ORDER BY ts LIMIT ?)", (k,))
+                    deleted += cur.rowcount
+            used = self.size()
+        if deleted:
+            self.trimmed += deleted
+            log.warning("history over its size budget (%.1f MB): deleted the %d oldest state and event "
+                        "rows", self.max_bytes / 1e6, deleted)
+        return deleted
 
     def purge(self, older_than: datetime) -> None:
         cutoff = older_than.timestamp()
@@ -256,9 +385,98 @@ class History:
 
     def close(self) -> None:
         self.flush()
+        with self._ckpt_lock:
+            self._closed = True
+            if self._checkpointer is not None:
+                self._checkpointer.close()
         with self._lock:
             self._db.close()
 
 
 def retention_cutoff(now: datetime, days: int) -> datetime:
     return now - timedelta(days=days)
+
+
+_OUTBOX_SCHEMA = """
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL, payload BLOB NOT NULL,
+    qos INTEGER NOT NULL, retain INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS outbox_meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+"""
+
+
+class Outbox:
+    """Messages waiting for the broker, in SQLite (WAL), so a hub restart during a broker outage
+    loses none: kept in order, deleted only once the broker has acknowledged them (at least once),
+    bounded to ``max_rows`` with the oldest dropped and counted (the count survives restarts).
+
+    :meth:`put` buffers; :meth:`commit` writes what was put in one transaction (the MQTT
+    connection commits at the end of each loop turn).
+    """
+
+    def __init__(self, path: Path, max_rows: int) -> None:
+        private_file(path)
+        self.path = path
+        self.max_rows = max_rows
+        self._db = sqlite3.connect(path, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(_OUTBOX_SCHEMA)
+        self._new: list[tuple[str, bytes, int, int]] = []
+        self._done: list[int] = []
+        self.count = int(self._db.execute("SELECT count(*) FROM outbox").fetchone()[0])
+        row = self._db.execute("SELECT value FROM outbox_meta WHERE key='dropped'").fetchone()
+        self.dropped = int(row[0]) if row else 0
+
+    def __len__(self) -> int:
+        return self.count + len(self._new) - len(self._done)
+
+    @property
+    def dirty(self) -> bool:
+        return bool(self._new or self._done)
+
+    def put(self, topic: str, payload: bytes, qos: int, retain: bool) -> None:
+        self._new.append((topic, payload, qos, int(retain)))
+
+    def done(self, row_id: int) -> None:
+        """The broker has the message of ``row_id``: delete it with the next commit."""
+        self._done.append(row_id)
+
+    def commit(self) -> None:
+        new, self._new = self._new, []
+        done, self._done = self._done, []
+        if not new and not done:
+            return
+        with self._db:
+            self._db.execute("BEGIN")
+            if done:
+                self._db.executemany("DELETE FROM outbox WHERE id=?", [(i,) for i in done])
+            if new:
+                self._db.executemany("INSERT INTO outbox (topic, payload, qos, retain) VALUES (?,?,?,?)", new)
+            self.count = int(self._db.execute("SELECT count(*) FROM outbox").fetchone()[0])
+            over = self.count - self.max_rows
+            if over > 0:
+                self._db.execute("DELETE FROM outbox WHERE id IN (SELECT id FROM outbox ORDER BY id LIMIT ?)",
+                                 (over,))
+                self.count -= over
+                self.dropped += over
+                self._db.execute("INSERT OR REPLACE INTO outbox_meta VALUES ('dropped', ?)", (self.dropped,))
+
+    def rows(self) -> list[tuple[int, str, bytes, int, bool]]:
+        """Every waiting message, oldest first (commits first)."""
+        self.commit()
+        return [(r[0], r[1], bytes(r[2]), r[3], bool(r[4]))
+                for r in self._db.execute("SELECT id, topic, payload, qos, retain FROM outbox ORDER BY id")]
+
+    def take_dropped(self) -> int:
+        """Messages dropped (outbox full) since the last call; the count is reset."""
+        n, self.dropped = self.dropped, 0
+        if n:
+            self._db.execute("INSERT OR REPLACE INTO outbox_meta VALUES ('dropped', 0)")
+        return n
+
+    def close(self) -> None:
+        try:
+            self.commit()
+        finally:
+            self._db.close()

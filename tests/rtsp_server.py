@@ -4,16 +4,21 @@ Run it with the *system* Python, which has the GObject bindings (Debian packages
 ``gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-{base,good,ugly,bad} gstreamer1.0-libav python3-gi``)::
 
     /usr/bin/python3 tests/rtsp_server.py --port 8554 --clips DIR [--auth user:pass] [--lifetime 120]
+                                          [--mount /Streaming/Channels/101=NAME ...]
 
 ``DIR`` holds clips written by the test: ``NAME.raw`` (frames of packed BGR24, one after another) and
 ``NAME.json`` (``{"width": W, "height": H, "fps": F, "frames": N, "osd": true}``; ``osd`` adds
 a wall-clock overlay, as cameras have). Each clip is served, looping, on
 ``rtsp://127.0.0.1:PORT/NAME`` as H.264 (x264, one keyframe per second). The frame shown depends on
 the wall time since the server started, as with a live camera: two clients a second apart see
-different frames of a moving clip, and the same frame of a still ("frozen") clip.
+different frames of a moving clip, and the same frame of a still ("frozen") clip. ``--mount
+PATH=NAME`` (repeatable) also serves clip ``NAME`` on ``PATH``, e.g. a camera's own stream paths
+for the device simulators; a query string in the client's URL (``?channel=1&subtype=0``) is not
+part of the path GStreamer matches.
 
 It binds 127.0.0.1 only, prints ``READY <port>`` on stdout once it listens, and exits after
-``--lifetime`` seconds or on SIGTERM. No numpy here: the system Python may not have it.
+``--lifetime`` seconds, on SIGTERM, or when its parent process is gone. No numpy here: the system
+Python may not have it.
 """
 
 from __future__ import annotations
@@ -89,6 +94,8 @@ def main() -> int:
     ap.add_argument("--clips", required=True, help="folder of NAME.raw + NAME.json clips")
     ap.add_argument("--auth", default=None, help="user:pass for basic authentication")
     ap.add_argument("--lifetime", type=float, default=300.0, help="exit after this many seconds")
+    ap.add_argument("--mount", action="append", default=[], metavar="PATH=NAME",
+                    help="also serve clip NAME on PATH (repeatable)")
     args = ap.parse_args()
 
     Gst.init(None)
@@ -97,14 +104,22 @@ def main() -> int:
     server.set_service(str(args.port))
     mounts = server.get_mount_points()
     names = sorted(f[:-5] for f in os.listdir(args.clips) if f.endswith(".json"))
-    for name in names:
-        factory = ClipFactory(Clip(args.clips, name))
+    clips = {name: Clip(args.clips, name) for name in names}
+    paths = [("/" + name, name) for name in names]
+    for item in args.mount:
+        path, _, name = item.partition("=")
+        if name not in clips or not path.startswith("/"):
+            print(f"bad --mount {item!r}: want /PATH=NAME with a clip NAME", file=sys.stderr)
+            return 2
+        paths.append((path, name))
+    for path, name in paths:
+        factory = ClipFactory(clips[name])
         if args.auth:
             permissions = GstRtspServer.RTSPPermissions()
             permissions.add_permission_for_role("user", "media.factory.access", True)
             permissions.add_permission_for_role("user", "media.factory.construct", True)
             factory.set_permissions(permissions)
-        mounts.add_factory("/" + name, factory)
+        mounts.add_factory(path, factory)
     if args.auth:
         user, _, password = args.auth.partition(":")
         auth = GstRtspServer.RTSPAuth()
@@ -117,6 +132,9 @@ def main() -> int:
         return 1
     loop = GLib.MainLoop()
     GLib.timeout_add(int(args.lifetime * 1000), loop.quit)
+    parent = os.getppid()
+    # a parent killed without cleaning up (SIGKILL, SIGTERM to a CLI) must not leave this server behind
+    GLib.timeout_add(500, lambda: (loop.quit() or False) if os.getppid() != parent else True)
     GLib.unix_signal_add(GLib.PRIORITY_DEFAULT, signal.SIGTERM, lambda *a: loop.quit() or False)
     print(f"READY {args.port} {' '.join(names)}", flush=True)
     loop.run()

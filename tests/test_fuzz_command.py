@@ -122,3 +122,118 @@ def test_hub_commands(tmp_path: Path) -> None:
     asyncio.run(main())
     plugin_echo.BEHAVIOUR.clear()
     assert any(ok for _, ok in results) and any(not ok for _, ok in results)
+
+
+# ---------------------------------------------------------------- strict parsing (issue 15)
+def test_strict_json() -> None:
+    for bad in (b'{"state":"ON","state":"OFF"}', b'{"state":"ON","hold":NaN}', b'{"hold":Infinity}',
+                b'{"hold":-Infinity}'):
+        try:
+            parse_command(bad)
+        except CommandParseError as exc:
+            assert "more than once" in str(exc) or "not a JSON number" in str(exc)
+        else:
+            raise AssertionError(bad)
+
+
+def test_light_commands_are_parsed_strictly(tmp_path: Path) -> None:
+    """What the README promises stays accepted; anything looser is a command_rejected with a
+    clear error and changes nothing (checked through Hub.command, as MQTT commands go)."""
+    from plugins.lighting.driver import LightCommand
+
+    accepted = [b'{"state":"ON"}', b'{"state":"OFF"}', b"ON", b"off", b'{"mode":"auto"}',
+                b'{"state":"ON","hold":3600}', b'{"state":"OFF","hold":1}', b'{"state":"ON","hold":86400}',
+                b'{"state":"TOGGLE"}', b'{"mode":"manual","hold":60}']
+    rejected = {b'{"state":"ON","hold":true}': "hold", b'{"state":"ON","hold":"1e3"}': "hold",
+                b'{"state":"ON","hold":"3600"}': "hold", b'{"state":"ON","hold":" 60 "}': "hold",
+                b'{"state":"ON","hold":"1_000"}': "hold", b'{"state":"ON","hold":3600.5}': "hold",
+                b'{"state":"ON","hold":0}': "hold", b'{"state":"ON","hold":86401}': "hold",
+                b'{"state":"on"}': "state", b'{"state":true}': "state", b'{"mode":"AUTO"}': "mode",
+                b'{"state":"ON","brightness":5}': "brightness", b"{}": "at least one"}
+    for raw in accepted:
+        LightCommand.model_validate(parse_command(raw), strict=True)
+    for raw, word in rejected.items():
+        try:
+            LightCommand.model_validate(parse_command(raw), strict=True)
+        except ValueError as exc:
+            assert word in str(exc), (raw, str(exc))
+        else:
+            raise AssertionError(raw)
+    # and the hub validates strictly whatever the driver's model says (echo: value is an int)
+    path = write_config(tmp_path, "hub: {data_dir: ./data}\ndevices: [{id: e1, platform: echo}]\n")
+    pm = make_plugins(("echo", plugin_echo), builtin=False)
+    config = load_config(path, pm)
+    events: list[HubEvent] = []
+
+    async def main() -> None:
+        hub = Hub(config, pm, storage=False)
+        hub.listeners.append(Listener(on_event=events.append))
+        await hub.start()
+        try:
+            assert not await hub.command("e1", {"value": "7"})
+            assert not await hub.command("e1", {"value": True})
+            assert await hub.command("e1", {"value": 7})
+        finally:
+            await hub.stop()
+
+    asyncio.run(main())
+    plugin_echo.BEHAVIOUR.clear()
+    commands = [e for e in events if e.type.startswith("command")]
+    assert [e.type for e in commands] == ["command_rejected", "command_rejected", "command"]
+    assert "valid integer" in commands[0].data["error"]
+
+
+def test_rejections_are_summarised_per_user_and_kind(tmp_path: Path) -> None:
+    """A named user's flood of bad commands: one command_rejected at once, then one with the count
+    at the end of the interval; two audit rows; other users and kinds unaffected."""
+    path = write_config(tmp_path, """
+hub: {data_dir: ./data}
+devices: [{id: e1, platform: echo}]
+users: [{name: an, role: officer, password: an-pass-1}, {name: bo, role: officer, password: bo-pass-1}]
+""")
+    pm = make_plugins(("echo", plugin_echo), builtin=False)
+    config = load_config(path, pm)
+    events: list[HubEvent] = []
+    audit: list[dict[str, Any]] = []
+
+    async def main() -> None:
+        hub = Hub(config, pm)
+        hub.rejection_interval = 0.5
+        hub.listeners.append(Listener(on_event=events.append))
+        await hub.start()
+        try:
+            for _ in range(500):
+                hub.reject_command("e1", "not JSON", user="an", payload={"bytes": 3}, source="mqtt", kind="malformed")
+                assert not await hub.command("e1", {"state": "PURPLE"}, user="an")
+            assert not await hub.command("e1", {"state": "PURPLE"}, user="bo")
+            assert await hub.command("e1", {"state": "ON"}, user="an")  # a valid command is not held back
+            assert len([e for e in events if e.type == "command_rejected"]) == 3
+            await asyncio.sleep(0.7)
+            assert hub.history is not None
+            hub.history.flush()
+            audit.extend(hub.history.audit())
+        finally:
+            await hub.stop()
+
+    asyncio.run(main())
+    plugin_echo.BEHAVIOUR.clear()
+    rejected = [e for e in events if e.type == "command_rejected"]
+    counts = sorted((e.data["user"], e.data.get("count", 1), e.data["error"][:9]) for e in rejected)
+    assert counts == [("an", 1, "not JSON"), ("an", 1, "state: In"), ("an", 499, "not JSON"),
+                      ("an", 499, "state: In"), ("bo", 1, "state: In")], counts
+    assert [e.type for e in events].count("command") == 1
+    assert len([a for a in audit if a["result"] == "rejected"]) == 5
+    assert sum("499 more" in (a["error"] or "") for a in audit) == 2
+
+
+def test_command_flood_scaled_down(tmp_path: Path) -> None:
+    """bench/bench_command_flood.py at a tenth of its rate and 2 s: no valid officer command
+    lost, the flood summarised in a few events, the history hardly grows."""
+    from hub.testing.flood import flood
+
+    r = flood(tmp_path, rate=2000, seconds=2.0, valid=5)
+    assert r["flood_sent"] >= 3000, r
+    assert r["valid_audited"] == r["valid_sent"] == 5, r
+    assert r["rejected_counted"] == r["flood_sent"], r  # every one received and counted
+    assert 1 <= r["rejected_events"] <= 6, r
+    assert r["history_rows"] < 60 and r["history_growth"] < 100_000, r

@@ -512,3 +512,135 @@ async def test_not_activated_camera_says_so() -> None:
         await drv.close()
     finally:
         await sim.stop()
+
+
+# ---------------------------------------------------------------------- a real third-party client: pyHik
+# pyHik (what Home Assistant's hikvision integration uses) is blocking (requests) and runs its event
+# stream in its own thread: every call goes through asyncio.to_thread, and the stream thread is
+# stopped (kill event + dropped connection) and joined with a bound in `pyhik_stream`.
+def _pyhik(sim: HikvisionSimulator) -> Any:
+    from pyhik.hikvision import HikCamera
+
+    cam = HikCamera("127.0.0.1", sim.port, sim.username, sim.password)
+    cam.thrd.daemon = True  # belt and braces: a stream thread that outlived its test must not hold pytest
+    return cam
+
+
+@contextlib.asynccontextmanager
+async def pyhik_stream(sim: HikvisionSimulator, cam: Any) -> AsyncIterator[list[tuple[str, bool]]]:
+    """Start pyHik's alert stream; yields the (sensor, state) changes its callbacks report."""
+    changes: list[tuple[str, bool]] = []
+
+    def changed(sensor: str) -> None:  # called in pyHik's thread
+        _cam_id, etype, channel = sensor.split(".")
+        state = cam.fetch_attributes(etype, int(channel))
+        changes.append((f"{etype}.{channel}", bool(state and state[0])))
+
+    for etype, sensors in cam.current_event_states.items():
+        for entry in sensors:
+            cam.add_update_callback(changed, f"{cam.get_id}.{etype}.{entry[1]}")
+    opened = sim.streams_opened
+    cam.start_stream()
+    try:
+        await _until(lambda: sim.streams_opened > opened, 10, "pyHik armed the alert stream")
+        yield changes
+    finally:
+        cam.kill_thrd.set()
+        sim.drop_connections()  # the thread checks the kill event between lines: wake it now
+        await asyncio.to_thread(cam.thrd.join, 10)
+        cam.watchdog.stop()
+        assert not cam.thrd.is_alive(), "pyHik's stream thread did not stop"
+
+
+async def _until(cond: Any, timeout: float = 5.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+async def test_pyhik_camera_identity_snapshot_motion_config_and_events() -> None:
+    sim = await HikvisionSimulator("camera", password=PW, heartbeat=1).start()
+    try:
+        cam = await asyncio.to_thread(_pyhik, sim)
+        assert (cam.get_id, cam.get_name, cam.get_type) == ("6aff4000-1f90-00b0-0000-000c00000000", "yard", "CAM")
+        assert list(cam.current_event_states) == ["Motion"]
+        assert cam.current_motion_detection_state is True  # motionDetection config read
+        await asyncio.to_thread(cam.disable_motion_detection)
+        assert sim.motion_enabled[1] is False
+        assert await asyncio.to_thread(cam.get_motion_detection) is False
+        jpeg = await asyncio.to_thread(cam.get_snapshot)  # GET /ISAPI/Streaming/channels/1/picture
+        assert "/ISAPI/Streaming/channels/1/picture" in sim.paths
+        img = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+        assert img is not None and img.shape == (360, 640, 3)
+        async with pyhik_stream(sim, cam) as changes:
+            sim.trigger("motion", 1)
+            await _until(lambda: ("Motion.1", True) in changes, 5, "pyHik saw motion")
+            started = time.monotonic()
+            sim.trigger("motion", 1, active=False)  # a camera sends "inactive": no 5 s staleness wait
+            await _until(lambda: changes[-1] == ("Motion.1", False), 5, "pyHik saw motion end")
+            assert time.monotonic() - started < 2
+    finally:
+        await sim.stop()
+
+
+async def test_pyhik_nvr_channels_snapshots_and_heartbeat_clears_motion() -> None:
+    # an NVR whose Streaming/channels/<n>01/picture answers directly (pyHik has no XML-with-200 fallback)
+    sim = await HikvisionSimulator("nvr", 4, password=PW, heartbeat=1, nvr_picture_fallback=False).start()
+    try:
+        cam = await asyncio.to_thread(_pyhik, sim)
+        assert cam.get_type == "NVR" and cam.get_name == "Network Video Recorder"
+        assert sorted(e[1] for e in cam.current_event_states["Motion"]) == [1, 2, 3, 4]
+        assert cam.current_motion_detection_state is None  # 403 on an NVR: "not supported", not an error
+        from pyhik.hikvision import get_video_channels
+
+        channels = await asyncio.to_thread(get_video_channels, "127.0.0.1", sim.port, sim.username, PW)
+        assert [(c.id, c.name, c.enabled) for c in channels] == [(n, f"IPCamera 0{n}", True) for n in range(1, 5)]
+        assert cam.get_stream_url(2).endswith("@127.0.0.1:554/Streaming/Channels/201")
+        for ch in (1, 3):
+            jpeg = await asyncio.to_thread(cam.get_snapshot, ch)
+            assert jpeg[:3] == b"\xff\xd8\xff" and f"/ISAPI/Streaming/channels/{ch}01/picture" in sim.paths
+        async with pyhik_stream(sim, cam) as changes:
+            sim.trigger("motion", 2)
+            await _until(lambda: ("Motion.2", True) in changes, 5, "pyHik saw motion on channel 2")
+            sim.trigger("motion", 2, active=False)  # NVR: no "inactive", the repeats just stop
+            # pyHik ends an event 5 s after its last repeat, but only when a part arrives: the
+            # heartbeats (videoloss/inactive, channel 0) make it happen
+            await _until(lambda: changes[-1] == ("Motion.2", False), 9, "motion cleared by a heartbeat")
+            assert ("Motion.1", True) not in changes
+    finally:
+        await sim.stop()
+
+
+async def test_stream_uris_play_with_ffprobe() -> None:
+    from hub.camera.simrtsp import probe_stream, probe_unavailable
+
+    if why := probe_unavailable():
+        pytest.skip(f"no RTSP stream test here: {why} (scripts/test.sh installs it)")
+    sim = await HikvisionSimulator("camera", password=PW, rtsp=True).start()
+    try:
+        cam = await asyncio.to_thread(_pyhik, sim)
+        # pyHik builds rtsp://user:pass@host:554/Streaming/Channels/1; the port is in adminAccesses
+        r = await asyncio.to_thread(cam.hik_request.get, f"http://127.0.0.1:{sim.port}/ISAPI/Security/adminAccesses")
+        port = int(r.text.split("<protocol>RTSP</protocol>\n<portNo>")[1].split("<")[0])
+        assert port == sim.rtsp_port != 554
+        url = cam.get_stream_url().replace(":554/", f":{port}/")
+        info = await asyncio.to_thread(probe_stream, url)
+        assert (info["codec_name"], info["width"], info["height"]) == ("h264", 640, 360)
+    finally:
+        await sim.stop()
+    # an NVR's channel 2, through our own driver (the RTSP port comes from its config)
+    nvr = await HikvisionSimulator("nvr", 2, password=PW, rtsp=True).start()
+    drv = HikvisionDriver(HikvisionConfig(id="nvr", platform="hikvision", host="127.0.0.1", port=nvr.port,
+                                          username=nvr.username, password=PW, rtsp_port=nvr.rtsp_port, timeout=3),
+                          RecordingContext("nvr"))
+    try:
+        await drv.connect()
+        info = await asyncio.to_thread(probe_stream, drv.stream_url(2))
+        assert info["codec_name"] == "h264" and int(str(info["nb_read_frames"])) >= 1
+        with pytest.raises(RuntimeError, match="401"):  # the stream asks for the device's password
+            await asyncio.to_thread(probe_stream, nvr.stream_uri(2))
+    finally:
+        await drv.close()
+        await nvr.stop()

@@ -241,3 +241,67 @@ async def test_tasmota_relay(mosquitto: Any, tmp_path: Path) -> None:
     finally:
         rec.close()
         await asyncio.to_thread(dual.stop)
+
+
+async def test_retained_set_is_never_carried_out(tmp_path: Path) -> None:
+    """An officer's app leaves ``{"state":"OFF","hold":3600}`` retained on the /set topic. It is
+    carried out once (the live delivery); not again after broker restarts nor after a hub restart,
+    and the hub does not clear the retained message (it is not the hub's)."""
+    from hub.storage import History
+    from hub.testing.mosquitto import Mosquitto
+
+    workdir = tmp_path / "mosq"
+    workdir.mkdir()
+    broker = Mosquitto(workdir=workdir, persistence=True).start()
+    devices = """
+  - {id: light-kp3, platform: lighting, driver: modbus_coil, host: 127.0.0.1, port: PORT, unit: 1, channel: 2,
+     poll_interval: 0.25, timeout: 1}
+"""
+    try:
+        async with RelayBoardSimulator({1: "waveshare"}, port=0) as sim:
+            text = _yaml(broker.port, devices.replace("PORT", str(sim.port)))
+            rec = await asyncio.to_thread(Recorder, broker.port, (f"{BASE}/light-kp3",))
+            async with hub_from_yaml(text, tmp_path) as running:
+                await _state(rec, "light-kp3", lambda j: j.get("state") == "OFF")
+                sim.press(1, 2, True)
+                await _state(rec, "light-kp3", lambda j: j.get("state") == "ON")
+                await asyncio.to_thread(rec.publish, f"{BASE}/light-kp3/set/an",
+                                        json.dumps({"state": "OFF", "hold": 3600}), 1, True)
+                await _state(rec, "light-kp3", lambda j: j.get("mode") == "manual")
+                # the hub's PUBACK follows the state: let it reach the broker, or the broker
+                # (persistent session) rightly delivers the live command again after its restart
+                await asyncio.sleep(0.5)
+                writes = len(sim.board(1).writes)
+                conn = running.bridge.conn
+                for _ in range(3):  # the broker restarts (its retained messages persist)
+                    connects = conn.connects
+                    broker.stop()
+                    broker.start()
+                    deadline = asyncio.get_running_loop().time() + 20
+                    while conn.connects == connects:
+                        assert asyncio.get_running_loop().time() < deadline
+                        await asyncio.sleep(0.05)
+                    # the officer releases the light meanwhile; the retained OFF must not undo it
+                    sim.press(1, 2, True)
+                    await asyncio.to_thread(rec.publish, f"{BASE}/light-kp3/set/an", '{"mode":"auto"}')
+                    await _state(rec, "light-kp3", lambda j: j.get("mode") == "auto" and j.get("state") == "ON")
+                    await asyncio.sleep(0.5)
+                assert len(sim.board(1).writes) == writes  # the retained OFF never reached the relay
+                assert sim.relay(1, 2) is True
+            mark = rec.count()
+            async with hub_from_yaml(text, tmp_path):  # and a hub restart
+                await _state(rec, "light-kp3", lambda j: j.get("state") == "ON", mark)
+                await asyncio.sleep(1.0)
+                assert sim.relay(1, 2) is True and len(sim.board(1).writes) == writes
+            rec.close()
+        hist = History(tmp_path / "data" / "history.db")
+        commands = [a["command"] for a in hist.audit() if a["user"] == "an"]
+        hist.close()
+        assert commands == [{"state": "OFF", "hold": 3600}] + [{"mode": "auto"}] * 3
+        # the retained message is still there: the hub clears nothing that is not its own
+        fresh = await asyncio.to_thread(Recorder, broker.port, (f"{BASE}/light-kp3/set/an",))
+        msg = await asyncio.to_thread(fresh.wait_for, lambda m: m.retain, 5.0)
+        assert json.loads(msg.payload) == {"state": "OFF", "hold": 3600}
+        fresh.close()
+    finally:
+        broker.stop()

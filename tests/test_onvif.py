@@ -522,3 +522,133 @@ async def test_camera_without_pullpoint_stays_online_without_events(sim: OnvifSi
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         await driver.close()
+
+
+# --------------------------------------------------------------------------- onvif-zeep-async as Home Assistant uses it
+async def test_home_assistant_setup_sequence_with_onvif_zeep_async(sim: OnvifSimulator) -> None:
+    """The calls of homeassistant/components/onvif/device.py ``async_setup`` (and its event manager),
+    in order, with the real client library: each must be answered, not faulted."""
+    from datetime import UTC, datetime, timedelta
+
+    from onvif import ONVIFCamera
+
+    cam = ONVIFCamera("127.0.0.1", sim.port, "admin", PASSWORD, no_cache=True, adjust_time=False)
+    try:
+        await cam.update_xaddrs()
+        caps = await cam.get_capabilities()
+        assert caps is not None and caps["Events"]["WSPullPointSupport"] is True
+        dm = await cam.create_devicemgmt_service()
+        clock = await dm.GetSystemDateAndTime()
+        assert clock.UTCDateTime.Date.Year == datetime.now(UTC).year
+        info = await dm.GetDeviceInformation()
+        assert (info.Manufacturer, info.SerialNumber) == ("HIKVISION", sim.info["SerialNumber"])
+        nics = await dm.GetNetworkInterfaces()  # Home Assistant's MAC; setup fails if this faults
+        assert [n.Info.HwAddress for n in nics if n.Enabled] == [sim.mac]
+        media = await cam.create_media_service()
+        media_caps = await media.GetServiceCapabilities()
+        assert media_caps.SnapshotUri is True
+        profiles = [p for p in await media.GetProfiles() if p.VideoEncoderConfiguration.Encoding == "H264"]
+        assert [(p.token, p.VideoEncoderConfiguration.Resolution.Width) for p in profiles] == [
+            ("Profile_1", 1920), ("Profile_2", 640)]
+        sources = await media.GetVideoSources()
+        assert (sources[0].token, sources[0].Resolution.Width, sources[0].Resolution.Height) == (
+            "VideoSource_1", 1920, 1080)
+        req = media.create_type("GetStreamUri")
+        req.ProfileToken = profiles[0].token
+        req.StreamSetup = {"Stream": "RTP-Unicast", "Transport": {"Protocol": "RTSP"}}
+        uri = (await media.GetStreamUri(req)).Uri
+        assert uri.startswith(f"rtsp://127.0.0.1:{sim.rtsp_port}/Streaming/Channels/101")
+        jpeg = await cam.get_snapshot(profiles[0].token)
+        assert jpeg is not None and jpeg[:3] == b"\xff\xd8\xff"
+        # events, as Home Assistant's PullPointManager use: subscribe, long-poll, unsubscribe
+        manager = await cam.create_pullpoint_manager(timedelta(seconds=60), lambda: None)
+        pull = manager.get_service()
+        first = await pull.PullMessages({"Timeout": timedelta(seconds=2), "MessageLimit": 100})
+        assert len(first.NotificationMessage) >= 2  # the "Initialized" state of each property
+        sim.trigger_motion(True)
+        seen = await pull.PullMessages({"Timeout": timedelta(seconds=5), "MessageLimit": 100})
+        topics = {m.Topic._value_1 for m in seen.NotificationMessage}
+        assert "tns1:RuleEngine/CellMotionDetector/Motion" in topics
+        await manager.shutdown()
+        assert sim.stats["unsubscribes"] == 1 and sim.stats["not_supported"] == 0
+    finally:
+        await cam.close()
+
+
+async def test_unsupported_action_is_a_receiver_fault_with_http_500(sim: OnvifSimulator) -> None:
+    import httpx
+    from onvif import ONVIFCamera
+    from onvif.util import is_auth_error
+    from zeep.exceptions import Fault
+
+    body = ('<?xml version="1.0" encoding="utf-8"?><s:Envelope xmlns:s="http://www.w3.org/2003/05/soap-envelope">'
+            '<s:Body><tds:GetDNS xmlns:tds="http://www.onvif.org/ver10/device/wsdl"/></s:Body></s:Envelope>')
+    async with httpx.AsyncClient() as client:
+        r = await client.post(f"{sim.base_url}/onvif/device_service", content=body,
+                              headers={"Content-Type": "application/soap+xml; charset=utf-8"})
+    assert r.status_code == 500 and r.headers["content-type"].startswith("application/soap+xml")
+    fault = parse_xml(r.content)
+    values = [e.text for e in fault.iter() if e.tag.endswith("}Value")]
+    assert values == ["env:Receiver", "ter:ActionNotSupported"]
+    cam = ONVIFCamera("127.0.0.1", sim.port, "admin", PASSWORD, no_cache=True, adjust_time=False)
+    try:
+        dm = await cam.create_devicemgmt_service()
+        with pytest.raises(Fault) as err:  # zeep turns the 500 into a Fault, as clients expect
+            await dm.GetDNS()
+        assert "Not Implemented" in str(err.value.message) and not is_auth_error(err.value)
+        assert [q.localname for q in err.value.subcodes or []] == ["ActionNotSupported"]
+    finally:
+        await cam.close()
+
+
+async def test_driver_with_a_camera_that_lacks_services_and_pullpoint(monkeypatch: Any) -> None:
+    """Our driver on a device whose unsupported actions answer the real 500 fault: it falls back to
+    GetCapabilities, and stays online without events."""
+    from plugins.generic_onvif import driver as drv_mod
+
+    monkeypatch.setattr(drv_mod, "RETRY_REFUSED", 30)
+    async with OnvifSimulator(password=PASSWORD, unsupported={"GetServices", "CreatePullPointSubscription"}) as sim:
+        driver, ctx = make_driver(sim)
+        await driver.connect()
+        task = asyncio.create_task(driver.listen())
+        try:
+            deadline = time.monotonic() + 5
+            while ctx.fields.get("events") != "unsupported" and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            assert ctx.fields.get("events") == "unsupported" and not task.done()
+            assert sim.stats["GetCapabilities"] >= 1 and sim.stats["not_supported"] >= 2
+            assert (await driver.snapshot())[:2] == b"\xff\xd8"
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            await driver.close()
+
+
+async def test_stream_uri_plays_with_ffprobe() -> None:
+    from onvif import ONVIFCamera
+
+    from hub.camera.simrtsp import probe_stream, probe_unavailable
+
+    if why := probe_unavailable():
+        pytest.skip(f"no RTSP stream test here: {why} (scripts/test.sh installs it)")
+    async with OnvifSimulator(password=PASSWORD, rtsp=True) as sim:
+        cam = ONVIFCamera("127.0.0.1", sim.port, "admin", PASSWORD, no_cache=True, adjust_time=False)
+        try:
+            await cam.update_xaddrs()
+            media = await cam.create_media_service()
+            for token in ("Profile_1", "Profile_2"):
+                uri = (await media.GetStreamUri({"ProfileToken": token, "StreamSetup": {
+                    "Stream": "RTP-Unicast", "Transport": {"Protocol": "RTSP"}}})).Uri
+                assert f":{sim.rtsp_port}/" in uri
+                # like Home Assistant, put the ONVIF user's credentials into the URI the camera gave
+                info = await asyncio.to_thread(probe_stream, with_credentials(uri, "admin", PASSWORD))
+                assert (info["codec_name"], info["width"]) == ("h264", 640)
+        finally:
+            await cam.close()
+        driver, _ctx = make_driver(sim)
+        try:
+            await driver.connect()
+            info = await asyncio.to_thread(probe_stream, driver.stream_url())  # our driver's URL plays too
+            assert info["codec_name"] == "h264"
+        finally:
+            await driver.close()

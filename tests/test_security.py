@@ -186,3 +186,69 @@ def test_check_output_never_shows_a_secret(tmp_path: Path) -> None:
     assert proc.returncode == 1 and "mqtt.keepalive" in proc.stderr
     for secret in SECRETS.values():
         assert secret not in proc.stdout + proc.stderr
+
+
+# ---------------------------------------------------------------- what history.db keeps (issue 15)
+async def test_history_redacts_every_stored_form(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Passwords with ``"`` and ``\\`` (stored JSON-escaped), typed as a command value, as the user
+    of ``/set/<user>``, as a device id, longer than any cut; free text never stored verbatim; the
+    data files are created 0600."""
+    import json
+    import logging
+    import os
+
+    from hub.core import Hub
+    from hub.redact import register_secrets
+    from tests import plugin_echo
+
+    quoted = 'pa"ss\\word-1'
+    long = "L0ng-pass-phrase-of-more-than-thirty-two-characters"
+    path = write_config(tmp_path, """
+hub: {data_dir: ./data}
+devices: [{id: e1, platform: echo}]
+users:
+  - {name: an, role: officer, password: !secret an}
+  - {name: ba, role: officer, password: !secret ba}
+""", {"an": quoted, "ba": long})
+    pm = make_plugins(("echo", plugin_echo), builtin=False)
+    config = load_config(path, pm)
+    register_secrets(config.secrets())
+    old_umask = os.umask(0o022)
+    caplog.set_level(logging.INFO)
+    hub = Hub(config, pm)
+    hub.rejection_interval = 0.0  # every rejection reported (the summaries are tested elsewhere)
+    try:
+        await hub.start()
+        for device, command, user in (("e1", {"state": quoted}, "an"), ("e1", {"state": "ON", "note": long}, "an"),
+                                      ("e1", {"state": "ON"}, quoted), ("e1", {"state": "ON"}, long),
+                                      (long, {"state": "ON"}, "ba"),
+                                      ("e1", {"state": "ON", "colour": "free text, maybe a PIN 4711"}, "ba")):
+            assert not await hub.command(device, command, user=user)
+            await asyncio.sleep(0.01)  # the next rejection in a new (zero-length) interval
+        assert await hub.command("e1", {"state": "ON"}, user="ba")
+        assert hub.history is not None
+        hub.history.flush()
+        audit = hub.history.audit()
+    finally:
+        await hub.stop()
+        os.umask(old_umask)
+        plugin_echo.BEHAVIOUR.clear()
+    data = tmp_path / "data"
+    for name in ("history.db", "history.db-wal", "outbox.db"):
+        if (data / name).exists():
+            assert (data / name).stat().st_mode & 0o777 == 0o600, name
+    assert (data / "history.db").stat().st_mode & 0o777 == 0o600
+    stored = b"".join((data / n).read_bytes() for n in ("history.db", "history.db-wal") if (data / n).exists())
+    forms = {quoted, json.dumps(quoted)[1:-1], long, long[:32], long[:30], "free text", "4711"}
+    for form in forms:
+        assert form.encode() not in stored, form
+        assert form not in caplog.text, form
+    assert len(audit) == 7 and audit[-1]["result"] == "ok"
+    assert audit[0]["command"] == {"state": "***"}          # a known secret: masked
+    assert audit[1]["command"] == {"state": "ON", "note": "***"}
+    assert audit[5]["command"] == {"state": "ON", "colour": "<text of 27 chars>"}  # other text: its length
+    assert {a["user"] for a in audit[2:4]} == {"***"} and audit[4]["device"] == "***"
+    # officer commands and rejections are logged at INFO, one line each, naming user and device
+    lines = [r.getMessage() for r in caplog.records if r.name == "hub" and "command" in r.getMessage()]
+    assert any(m.startswith("command: user ba -> e1") and '"state":"ON"' in m for m in lines), lines
+    assert sum(m.startswith("command rejected: user") for m in lines) == 6, lines

@@ -4,6 +4,9 @@ real Modbus TCP (and RTU over TCP); a whole hub with a real Mosquitto."""
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +26,7 @@ from plugins.ups_modbus.maps import (
     DecodeError,
     dry_contact_map,
 )
-from plugins.ups_modbus.simulator import UpsSimulator, apply_command
+from plugins.ups_modbus.simulator import UnitState, UpsSimulator, apply_command
 
 BASE = "anninh"
 
@@ -49,11 +52,26 @@ def test_apc_smt_on_battery_low_replace_overload() -> None:
                          128: 0x0001, 129: 0x0002, 130: 15 * 512 + 256, 131: (-1 * 32) & 0xFFFF,
                          150: 1 << 6, 151: 14752}}
     v = APC_SMT.decode_image(image)
-    assert APC_SMT.tokens(v) == ["OB", "LB", "RB", "OVER", "TRIM", "CAL"]
+    # in the order NUT apc_modbus sets them (issue 14: ups.status reads as NUT's)
+    assert APC_SMT.tokens(v) == ["OB", "OVER", "LB", "RB", "CAL", "TRIM"]
+    assert APC_SMT.alarms(v) == ["Battery system - Needs replacement"]  # NUT: RB is also an alarm
     assert v["battery_runtime"] == 65538  # 0x0001_0002: most significant register first
     assert v["battery_charge"] == 15.5
     assert v["battery_voltage"] == -1.0  # INT16
     assert v["input_voltage"] == 230.5
+
+
+def test_apc_smt_inventory_strings_as_nut_reads_them() -> None:
+    # two ASCII characters per register, MSB first; leading NUL registers and trailing spaces/NULs
+    # dropped, unprintable characters shown as spaces (NUT _apc_modbus_to_string)
+    def regs(start: int, raw: bytes) -> dict[int, int]:
+        return {start + i // 2: (raw[i] << 8) | raw[i + 1] for i in range(0, len(raw), 2)}
+    image = {"holding": {**regs(516, b"UPS 09.3 (ID18) "), **regs(532, b"\0\0\0Smart-UPS\x07750" + b"\0" * 16),
+                         **regs(564, b"AS1829123456    ")}}
+    inv = APC_SMT.decode_inventory_image(image)
+    assert inv == {"firmware": "UPS 09.3 (ID18)", "model": "Smart-UPS 750", "serial": "AS1829123456"}
+    assert [(b.address, b.count) for b in APC_SMT.inventory_blocks] == [(516, 56)]  # one request
+    assert APC_SMT.decode_inventory_image({})["model"] is None  # all zeros: not reported
 
 
 def test_huawei_ups2000_decodes_known_image() -> None:
@@ -182,7 +200,8 @@ async def test_driver_reads_every_model(framer: str) -> None:
 
 async def test_driver_status_events_and_thresholds() -> None:
     async with UpsSimulator({1: "apc_smt"}, port=0) as sim:
-        drv, ctx = _driver(sim.port)
+        # the hub's own LB thresholds apply only when configured (issue 14)
+        drv, ctx = _driver(sim.port, low_battery_charge=20, low_battery_runtime=180)
         await drv.connect()
         assert (await drv.poll())["status"] == "OL"
         assert ctx.events == []  # no event at start when all is well
@@ -199,10 +218,11 @@ async def test_driver_status_events_and_thresholds() -> None:
         assert ctx.events[-1][0] == "low_battery" and ctx.events[-1][1]["battery_runtime"] == 120
         sim.set_state(1, mains=True, battery_runtime=3000, replace_battery=True)
         st = await drv.poll()
-        assert st["status"] == "OL RB" and st["replace_battery"] is True
+        # NUT apc_modbus: a battery needing replacement is also an alarm (issue 14)
+        assert st["status"] == "ALARM OL RB" and st["replace_battery"] is True
         assert [e for e, _ in ctx.events[-2:]] == ["on_line", "replace_battery"]
         sim.set_state(1, self_test=True)
-        assert (await drv.poll())["status"] == "OB RB TEST"
+        assert (await drv.poll())["status"] == "ALARM OB TEST RB"  # NUT's token order
         await drv.close()
 
 
@@ -306,7 +326,7 @@ async def test_hub_ups_lifecycle(mosquitto: Any, tmp_path: Path) -> None:
             # replace battery → RB + replace_battery
             mark = rec.count()
             sim.set_state(1, mains=True, low_battery=False, replace_battery=True)
-            st = await wait_state(lambda j: j.get("status") == "OL RB", mark)
+            st = await wait_state(lambda j: j.get("status") == "ALARM OL RB", mark)  # RB is an alarm (NUT)
             assert st["replace_battery"] is True
             await wait_event("replace_battery", mark)
 
@@ -324,7 +344,7 @@ async def test_hub_ups_lifecycle(mosquitto: Any, tmp_path: Path) -> None:
             await sim.start()
             await asyncio.to_thread(rec.wait_topic, f"{topic}/availability", lambda j: j["state"] == "online",
                                     5.0, mark)
-            await wait_state(lambda j: j.get("status") == "OL RB", mark)
+            await wait_state(lambda j: j.get("status") == "ALARM OL RB", mark)
 
             # a unit that stops answering (requests ignored) is offline too
             mark = rec.count()
@@ -338,3 +358,280 @@ async def test_hub_ups_lifecycle(mosquitto: Any, tmp_path: Path) -> None:
     finally:
         rec.close()
         await sim.stop()
+
+
+# ====================================================================== logging (issue 15)
+class FlakyProxy:
+    """A Modbus TCP device that misbehaves on demand, in front of a healthy simulator:
+    ``ok`` forwards, ``garbage`` answers junk, ``exception`` answers Modbus exception 4 (device
+    failure), ``cut`` sends half a frame and closes the connection."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.mode = "ok"
+        self.server: asyncio.Server | None = None
+        self.port = 0
+        self.writers: set[asyncio.StreamWriter] = set()
+
+    async def start(self) -> FlakyProxy:
+        self.server = await asyncio.start_server(self._client, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+        return self
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            for w in self.writers:
+                w.close()
+            await self.server.wait_closed()
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.writers.add(writer)
+        up_r, up_w = await asyncio.open_connection("127.0.0.1", self.target_port)
+        try:
+            while True:
+                header = await reader.readexactly(7)  # MBAP: tid, pid, length, unit
+                body = await reader.readexactly(int.from_bytes(header[4:6], "big") - 1)
+                if self.mode == "garbage":
+                    writer.write(b"\x13\x37garbage that is no modbus frame\xff\x00\x01")
+                elif self.mode == "exception":
+                    writer.write(header[:2] + b"\x00\x00\x00\x03" + header[6:7] + bytes([body[0] | 0x80, 4]))
+                elif self.mode == "cut":
+                    writer.write(header[:2] + b"\x00\x00\x00\x09")
+                    await writer.drain()
+                    break
+                else:
+                    up_w.write(header + body)
+                    await up_w.drain()
+                    h = await up_r.readexactly(7)
+                    writer.write(h + await up_r.readexactly(int.from_bytes(h[4:6], "big") - 1))
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            self.writers.discard(writer)
+            writer.close()
+            up_w.close()
+
+
+async def test_misbehaving_device_logs_one_line_per_transition(mosquitto: Any, tmp_path: Path) -> None:
+    """With the hub's own logging setup (not conftest's), a device answering garbage, bad
+    exceptions or half frames yields no pymodbus record (and no raw frames) at the default
+    level, and exactly one line naming it per transition."""
+    import logging
+
+    from hub.cli import setup_logging
+
+    root = logging.getLogger()
+    saved = (root.level, list(root.handlers), logging.getLogger("pymodbus").level)
+    logging.getLogger("pymodbus").setLevel(logging.NOTSET)  # undo conftest's silencing: the hub must do it
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    sim = await UpsSimulator({1: "apc_smt", 2: "apc_smt"}, port=0).start()
+    proxy = await FlakyProxy(sim.port).start()
+    try:
+        setup_logging(0)
+        root.addHandler(Keep())
+        yaml_text = f"""
+hub: {{name: Test post, data_dir: ./data}}
+mqtt: {{server: "mqtt://127.0.0.1:{mosquitto.port}"}}
+devices:
+  - {{id: ups-good, platform: ups_modbus, host: 127.0.0.1, port: {sim.port}, unit: 2, model: apc_smt,
+      poll_interval: 0.1, timeout: 0.5}}
+  - {{id: ups-bad, platform: ups_modbus, host: 127.0.0.1, port: {proxy.port}, unit: 1, model: apc_smt,
+      poll_interval: 0.1, timeout: 0.5}}
+"""
+        async with hub_from_yaml(yaml_text, tmp_path) as running:
+            async def until(pred: Any) -> None:
+                for _ in range(100):
+                    if pred():
+                        return
+                    await asyncio.sleep(0.05)
+                raise AssertionError("timed out")
+
+            avail = running.hub.availability
+            await until(lambda: avail.get("ups-bad") is True and avail.get("ups-good") is True)
+            for mode in ("garbage", "exception", "cut"):
+                proxy.mode = mode
+                await until(lambda: avail.get("ups-bad") is False)
+                await asyncio.sleep(0.7)  # several failed polls / reconnects in this mode
+            proxy.mode = "ok"
+            await until(lambda: avail.get("ups-bad") is True)
+            await asyncio.sleep(0.3)
+            assert avail.get("ups-good") is True
+    finally:
+        await proxy.stop()
+        await sim.stop()
+        root.handlers[:] = saved[1]
+        root.setLevel(saved[0])
+        logging.getLogger("pymodbus").setLevel(saved[2])
+    lines = [r.getMessage() for r in records]
+    assert [r.name for r in records if r.name.startswith("pymodbus")] == []
+    assert not [m for m in lines if "0x" in m or ">>>>>" in m], "raw frames in the log"
+    bad = [m for m in lines if "ups-bad" in m]
+    offline = [m for m in bad if "offline" in m]
+    assert len(offline) == 1, bad   # garbage → offline once; exception and cut modes add no line
+    assert len([m for m in bad if "back online" in m]) == 1, bad
+    assert not [m for m in lines if "ups-good" in m and "offline" in m]
+
+
+# ====================================================================== against NUT apc_modbus (issue 14)
+# NUT's apc_modbus is not in Debian 12 (nut 2.8.0 has no such driver) and building NUT from source
+# is not something the test script does, so these tests REPLAY a recorded NUT session: NUT built
+# from source (commit in states.json) ran apc_modbus + upsd against this simulator on loopback and
+# upsc's listing was saved for each state (fixtures/nut_apc_modbus/README.md). The hub's driver
+# reads the same simulator in the same states and every variable both publish must be equal.
+NUT_DIR = Path(__file__).parent / "fixtures" / "nut_apc_modbus"
+NUT_SESSION = json.loads((NUT_DIR / "states.json").read_text())
+
+# NUT variable -> (where the hub has it, field)
+SHARED = {
+    "ups.status": ("state", "status"),
+    "ups.alarm": ("state", "alarm"),
+    "battery.charge": ("state", "battery_charge"),
+    "battery.runtime": ("state", "battery_runtime"),
+    "battery.voltage": ("state", "battery_voltage"),
+    "input.voltage": ("state", "input_voltage"),
+    "output.voltage": ("state", "output_voltage"),
+    "ups.load": ("state", "load"),
+    "ups.model": ("info", "model"),
+    "ups.serial": ("info", "serial"),
+    "ups.firmware": ("info", "firmware"),
+    "ups.mfr": ("info", "manufacturer"),
+}
+
+
+def parse_upsc(text: str) -> dict[str, str]:
+    out = {}
+    for line in text.splitlines():
+        name, sep, value = line.partition(": ")
+        if sep:
+            out[name] = value
+    return out
+
+
+def nut_differences(nut: dict[str, str], state: dict[str, Any], info: Any) -> list[str]:
+    """Every shared variable where the hub and NUT disagree (NUT's text read as NUT means it)."""
+    diffs = []
+    for var, (where, name) in SHARED.items():
+        hub = state.get(name) if where == "state" else getattr(info, name)
+        text = nut.get(var)
+        if text is None or text == "NA":
+            same = hub is None
+        elif var in ("ups.status", "ups.alarm") or where == "info":
+            same = hub == text
+        else:
+            same = hub is not None and round(float(hub), 2) == float(text)
+        if not same:
+            diffs.append(f"{var}: NUT {text!r}, hub {hub!r}")
+    # the hub's booleans say what NUT's tokens say
+    tokens = nut["ups.status"].split()
+    for field, token in (("on_battery", "OB"), ("low_battery", "LB"), ("replace_battery", "RB")):
+        if state.get(field) is not (token in tokens):
+            diffs.append(f"{field}: {state.get(field)!r} but NUT status {nut['ups.status']!r}")
+    return diffs
+
+
+async def _hub_reads(drv: Any, sim: UpsSimulator, changes: dict[str, Any]) -> dict[str, Any]:
+    sim.units[1].state = UnitState()
+    sim.set_state(1, **changes)
+    return await drv.poll()
+
+
+def test_nut_session_covers_the_states() -> None:
+    assert set(NUT_SESSION["states"]) >= {"on_line", "on_battery", "low_battery", "fault", "self_test"}
+    for name in NUT_SESSION["states"]:
+        nut = parse_upsc((NUT_DIR / f"{name}.upsc").read_text())
+        assert nut["driver.name"] == "apc_modbus" and "ups.status" in nut
+
+
+async def _differences_from_session(session_dir: Path) -> tuple[list[str], Any]:
+    session = json.loads((session_dir / "states.json").read_text())
+    async with UpsSimulator({1: "apc_smt"}, port=0) as sim:
+        drv, _ = _driver(sim.port)
+        info = await drv.connect()
+        diffs = []
+        for name, changes in session["states"].items():
+            nut = parse_upsc((session_dir / f"{name}.upsc").read_text())
+            state = await _hub_reads(drv, sim, changes)
+            diffs += [f"{name}: {d}" for d in nut_differences(nut, state, info)]
+        await drv.close()
+    return diffs, info
+
+
+async def test_hub_equals_recorded_nut_apc_modbus_session() -> None:
+    diffs, info = await _differences_from_session(NUT_DIR)
+    assert diffs == []
+    assert info.model == "Smart-UPS X 1500" and info.serial == "AS1829123456"  # read from the UPS
+
+
+@pytest.mark.skipif(not os.environ.get("ANNINH_NUT_PREFIX"),
+                    reason="runs NUT itself only where NUT with apc_modbus is installed (ANNINH_NUT_PREFIX="
+                           "its install prefix); the recorded session above is replayed everywhere")
+def test_hub_equals_live_nut_apc_modbus(tmp_path: Path) -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("nut_record", NUT_DIR / "record.py")
+    assert spec is not None and spec.loader is not None
+    rec = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(rec)
+    rec.record(Path(os.environ["ANNINH_NUT_PREFIX"]), "live", tmp_path, 1)
+    diffs, _ = asyncio.run(_differences_from_session(tmp_path))
+    assert diffs == []
+
+
+async def test_wrong_map_address_is_caught_against_nut() -> None:
+    """The simulator does not encode with maps.py: a map that reads input voltage one register
+    early (150, InputStatus_BF) or the charge with the wrong binary point disagrees with NUT."""
+    for wrong in (replace(APC_SMT.field("input_voltage"), address=150),
+                  replace(APC_SMT.field("battery_charge"), divisor=256)):
+        fields = tuple(wrong if f.name == wrong.name else f for f in APC_SMT.fields)
+        bad_map = replace(APC_SMT, fields=fields, blocks=())
+        async with UpsSimulator({1: "apc_smt"}, port=0) as sim:
+            drv, _ = _driver(sim.port)
+            info = await drv.connect()
+            drv.map = bad_map
+            diffs = []
+            for name, changes in NUT_SESSION["states"].items():
+                nut = parse_upsc((NUT_DIR / f"{name}.upsc").read_text())
+                diffs += nut_differences(nut, await _hub_reads(drv, sim, changes), info)
+            await drv.close()
+        var = "input.voltage" if wrong.name == "input_voltage" else "battery.charge"
+        assert [d for d in diffs if d.startswith(var)], diffs
+
+
+async def test_latched_test_register_does_not_hide_a_power_cut() -> None:
+    """NUT sets TEST from UPSStatus_BF bit 7 only; a ReplaceBatteryTestStatus (register 23) left
+    at 'in progress' must not turn a real outage into a self-test."""
+    async with UpsSimulator({1: "apc_smt"}, port=0) as sim:
+        drv, _ = _driver(sim.port)
+        await drv.connect()
+        sim.set_state(1, mains=False)
+        sim.set_register(1, "holding", 23, 0b10)  # InProgress, latched
+        st = await drv.poll()
+        assert st["status"] == "OB" and st["on_battery"] is True
+        await drv.close()
+
+
+async def test_low_battery_thresholds_replace_the_ups_flag() -> None:
+    """Unset: LB is the UPS's flag alone (NUT). Set: like NUT ignorelb, the UPS's LB is ignored and
+    LB follows charge/runtime compared as whole numbers."""
+    async with UpsSimulator({1: "apc_smt"}, port=0) as sim:
+        plain, _ = _driver(sim.port, low_battery_charge=0)   # 0 = off, as before
+        own, _ = _driver(sim.port, low_battery_charge=20)
+        await plain.connect()
+        await own.connect()
+        sim.set_state(1, mains=False, battery_charge=12.0, battery_runtime=100)
+        assert (await plain.poll())["status"] == "OB"       # NUT reports OB: the UPS has not said LB
+        assert (await own.poll())["status"] == "OB LB"
+        sim.set_state(1, battery_charge=20.5, low_battery=True)
+        assert (await plain.poll())["status"] == "OB LB"
+        assert (await own.poll())["status"] == "OB"         # the UPS's LB is replaced, not added to
+        sim.set_state(1, battery_charge=19.9, low_battery=False)
+        assert (await own.poll())["low_battery"] is True    # int(19.9) = 19 < 20
+        await plain.close()
+        await own.close()

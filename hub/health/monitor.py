@@ -33,12 +33,14 @@ brightness < ``dark_below``, false again after ``clear_after`` samples with brig
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, model_validator
 
 from hub.api import StrictModel
-from hub.health.checks import FrameStats
+
+if TYPE_CHECKING:  # the checks import OpenCV and numpy: only where pictures are measured
+    from hub.health.checks import FrameStats
 
 PROBLEMS = ("no_signal", "covered", "dark", "blurry", "frozen", "moved")
 EVENTS = {"no_signal": "stream_down", "covered": "image_covered", "dark": "image_dark",

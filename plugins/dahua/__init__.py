@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from hub.api import PlatformSpec
+from hub.api import LazyPlatformSpec, PlatformSpec
 from hub.hookspecs import hookimpl
-
-from .driver import DahuaConfig, DahuaDriver
 
 
 @hookimpl
 def anninh_platforms() -> list[PlatformSpec]:
-    return [PlatformSpec(name="dahua", config_model=DahuaConfig, driver=DahuaDriver,
-                         description="Dahua HTTP CGI cameras, NVRs and XVRs")]
+    # the driver (aiohttp) is imported when a device of this platform is configured, not before
+    return [LazyPlatformSpec(name="dahua", module=f"{__name__}.driver", config_model="DahuaConfig",
+                             driver="DahuaDriver", description="Dahua HTTP CGI cameras, NVRs and XVRs")]
 
 
 @hookimpl

@@ -12,6 +12,8 @@ Python API::
     sim.add_footage(1, start, end)         # real .dav files (simfootage.py), found by mediaFileFind
     sim.drop_download_after(100_000)       # the next RPC_Loadfile breaks after 100 kB
     await sim.reboot(3); sim.freeze(); sim.inject_raw(b"HTTP/1.1 200 OK\\r\\n")
+    sim.config["MotionDetect[0].Enable"]  # configManager tables (RTSP, MotionDetect, Encode, RecordMode, ...)
+    DahuaSimulator(..., rtsp=True)       # serve /cam/realmonitor over RTSP (GStreamer); RTSP.Port tells where
     await sim.stop()
 
 Quirks, each selectable: Digest realm ``Login to <serial>``; ``Content-Length:`` without a space;
@@ -46,6 +48,7 @@ from typing import Literal
 import numpy as np
 
 from hub.camera.images import picture_bytes, scene
+from hub.camera.simrtsp import SimRtsp, rtsp_unavailable
 from hub.camera.simserver import Request, Response, SimHttpServer
 from hub.testing.footage import FootageFile, VideoFormat
 
@@ -74,9 +77,9 @@ class DahuaSimulator(SimHttpServer):
                  serial: str | None = None, firmware: str | None = None, tz_offset_hours: float = 7.0,
                  line_ending: str = "\r\n", no_space_content_length: bool = True, stray_status_line: bool = False,
                  parts_per_write: int = 1, alarm_modes: dict[str, int] | None = None, outputs: int | None = None,
-                 disks: int | None = None, attach_closes: bool = False, footage_dir: str | Path | None = None,
-                 segment_seconds: float = 60.0, video: VideoFormat | None = None,
-                 range_support: bool = True) -> None:
+                 disks: int | None = None, attach_closes: bool = False, rtsp: bool = False,
+                 footage_dir: str | Path | None = None, segment_seconds: float = 60.0,
+                 video: VideoFormat | None = None, range_support: bool = True) -> None:
         super().__init__(username=username, password=password, auth=auth, port=port)
         self.kind = kind
         d = {"camera": ("IPC-HDW5831R-ZE", "4X7C5A1ZAG21L3F", "2.800.0000016.0.R,build:2020-06-05", 1),
@@ -125,12 +128,79 @@ class DahuaSimulator(SimHttpServer):
         self.download_drops: list[int] = []
         self.downloads = 0
         self._dav_paths: dict[str, FootageFile] = {}
+        self.rtsp = rtsp
+        self.rtsp_port = 554  # table.RTSP.Port; the served port with rtsp=True
+        self._rtsp_server: SimRtsp | None = None
+        self.config: dict[str, str] = self._config_table()
+        """configManager values without the ``table.`` prefix; ``setConfig`` changes existing keys."""
 
+    def _config_table(self) -> dict[str, str]:
+        """The configuration tables clients read (python-amcrest, Home Assistant's amcrest camera,
+        rroller/dahua), keyed and valued as the Dahua HTTP API documents them."""
+        t: dict[str, str] = {
+            "General.LocalNo": "8", "General.LockLoginEnable": "true", "General.LockLoginTimes": "5",
+            "General.LoginFailLockTime": "1800",
+            "General.MachineName": "FrontDoorCam" if self.kind == "camera" else "NVR-Post",
+            "RTSP.Enable": "true", "RTSP.Port": "554", "RTSP.RTP.EndPort": "40000", "RTSP.RTP.StartPort": "20000",
+            "NTP.Address": "pool.ntp.org", "NTP.Enable": "true", "NTP.Port": "123", "NTP.UpdatePeriod": "10",
+        }
+        for i in range(self.nchannels):
+            t[f"ChannelTitle[{i}].Name"] = f"CAM {i + 1}"
+            t |= {f"MotionDetect[{i}].DetectVersion": "V3.0", f"MotionDetect[{i}].Enable": "true",
+                  f"MotionDetect[{i}].EventHandler.Dejitter": "5",
+                  f"MotionDetect[{i}].EventHandler.RecordEnable": "true",
+                  f"MotionDetect[{i}].EventHandler.RecordLatch": "10",
+                  f"MotionDetect[{i}].EventHandler.SnapshotEnable": "false", f"MotionDetect[{i}].Level": "3"}
+            t |= {f"RecordMode[{i}].Mode": "0", f"RecordMode[{i}].ModeExtra1": "2", f"RecordMode[{i}].ModeExtra2": "2"}
+            t |= {f"VideoInOptions[{i}].Backlight": "0", f"VideoInOptions[{i}].DayNightColor": "1",
+                  f"VideoInOptions[{i}].InfraRed": "false", f"VideoInOptions[{i}].Mirror": "false",
+                  f"VideoInOptions[{i}].NightOptions.DayNightColor": "2"}
+            formats = [("MainFormat", k, 2560, 1440, 4096, 25) for k in range(4)] + \
+                      [("ExtraFormat", k, 704, 576, 512, 15) for k in range(3)] + \
+                      [("SnapFormat", k, 2560, 1440, 4096, 1) for k in range(3)]
+            for fmt, k, w, h, rate, fps in formats:
+                p = f"Encode[{i}].{fmt}[{k}]"
+                on = "true" if fmt != "ExtraFormat" or k == 0 else "false"
+                t |= {f"{p}.Audio.Compression": "G.711A", f"{p}.AudioEnable": "false" if fmt == "SnapFormat" else on,
+                      f"{p}.Video.BitRate": str(rate), f"{p}.Video.BitRateControl": "VBR",
+                      f"{p}.Video.Compression": "MJPG" if fmt == "SnapFormat" else "H.264",
+                      f"{p}.Video.FPS": str(fps), f"{p}.Video.GOP": str(fps * 2), f"{p}.Video.Height": str(h),
+                      f"{p}.Video.Width": str(w), f"{p}.Video.resolution": f"{w}x{h}", f"{p}.VideoEnable": on}
+        if self.kind == "camera":  # an Amcrest-style camera's privacy mask and status light
+            t |= {"LeLensMask[0].Enable": "false", "LightGlobal[0].Enable": "true"}
+        return t
+
+    # ------------------------------------------------------------------ lifecycle
     async def start(self) -> DahuaSimulator:
         """Listen; footage added before is generated first."""
         await asyncio.to_thread(self.footage.prepare)
         await super().start()
+        if self.rtsp and self._rtsp_server is None:
+            self._rtsp_server = SimRtsp(self.rtsp_paths(), self.username, self.password)
+            try:
+                await self._rtsp_server.start()
+            except BaseException:
+                self._rtsp_server = None
+                await super().stop()
+                raise
+            self.rtsp_port = self._rtsp_server.port
+            self.config["RTSP.Port"] = str(self.rtsp_port)
         return self
+
+    async def stop(self) -> None:
+        await super().stop()
+        if self._rtsp_server is not None:
+            await self._rtsp_server.stop()
+            self._rtsp_server = None
+
+    def rtsp_paths(self) -> dict[str, int]:
+        """RTSP path -> channel. GStreamer matches the path only, so every ``channel=`` of
+        ``/cam/realmonitor`` shows channel 1's scene."""
+        return {"/cam/realmonitor": 1}
+
+    def stream_uri(self, channel: int = 1, subtype: int = 0) -> str:
+        """The live stream URI (no credentials), on the served port with ``rtsp=True``."""
+        return f"rtsp://127.0.0.1:{self.rtsp_port}/cam/realmonitor?channel={channel}&subtype={subtype}"
 
     def add_footage(self, channel: int, start: datetime, end: datetime) -> None:
         """Channel ``channel`` recorded from ``start`` to ``end`` (the recorder's wall clock)."""
@@ -307,6 +377,7 @@ class DahuaSimulator(SimHttpServer):
             "getSoftwareVersion": [f"version={self.firmware}"],
             "getMachineName": [f"name={'FrontDoorCam' if self.kind == 'camera' else 'NVR-Post'}"],
             "getVendor": ["vendor=Dahua"],
+            "getHardwareVersion": ["version=1.00"],
             "getSystemInfo": ["appAutoStart=true", f"deviceType={self.model}", "hardwareVersion=1.00",
                               "processor=S3LM", f"serialNumber={self.serial}", f"updateSerial={self.model}"],
         }
@@ -341,13 +412,27 @@ class DahuaSimulator(SimHttpServer):
             for i in range(self.outputs):
                 out += [f"table.AlarmOut[{i}].Mode={self.out_mode[i]}", f"table.AlarmOut[{i}].Name=Relay{i + 1}"]
             return self._kv(*out)
+        if action == "getConfig":
+            name = q.get("name", "")
+            keys = sorted(k for k in self.config if k == name or k.startswith((name + ".", name + "[")))
+            if not name or not keys:
+                return self._error()  # unknown names answer 400 (rroller/dahua#267)
+            return self._kv(*(f"table.{k}={self.config[k]}" for k in keys))
         if action == "setConfig":
+            updates: dict[str, str] = {}
             for key, value in qlist:
+                if key == "action":
+                    continue
                 if key.startswith("AlarmOut[") and key.endswith("].Mode"):
                     idx = key[9:-6]
                     if not idx.isdigit() or int(idx) >= self.outputs or not value.isdigit():
                         return self._error()
                     self.out_mode[int(idx)] = int(value)
+                elif key in self.config:
+                    updates[key] = value
+                else:
+                    return self._error()
+            self.config.update(updates)
             return self._kv("OK")
         return self._error()
 
@@ -442,7 +527,8 @@ class DahuaSimulator(SimHttpServer):
         if not span:
             return []
         end = self.now().replace(tzinfo=None)
-        t = end - timedelta(seconds=span)
+        # recorders overwrite whole files: the oldest footage starts on a file boundary (the hour)
+        t = (end - timedelta(seconds=span)).replace(minute=0, second=0, microsecond=0)
         out = []
         while t < end:
             nxt = min(t + timedelta(hours=1), end)
@@ -452,12 +538,18 @@ class DahuaSimulator(SimHttpServer):
 
 
 async def _run(args: argparse.Namespace) -> None:
-    sim = DahuaSimulator(args.kind, args.channels, username=args.username, password=args.password, port=args.port)
+    why = None if args.no_rtsp else rtsp_unavailable()
+    sim = DahuaSimulator(args.kind, args.channels, username=args.username, password=args.password, port=args.port,
+                         rtsp=not args.no_rtsp and why is None)
     await sim.start()
     for ch in range(1, sim.nchannels + 1):
         sim.set_recordings(ch, args.recordings_days)
     print(f"Dahua {args.kind} simulator ({sim.model}) on http://127.0.0.1:{sim.port} user {args.username!r}; "
           "Ctrl-C stops it", flush=True)
+    if why:
+        print(f"no RTSP stream: {why}", flush=True)
+    elif sim.rtsp:
+        print(f"RTSP: {sim.stream_uri(1)} (same user and password)", flush=True)
     try:
         n = 0
         while True:
@@ -482,6 +574,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--password", default="admin")
     ap.add_argument("--recordings-days", type=float, default=12.0)
     ap.add_argument("--motion-every", type=float, default=0.0)
+    ap.add_argument("--no-rtsp", action="store_true", help="do not serve the RTSP stream (GStreamer)")
     args = ap.parse_args(argv)
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_run(args))

@@ -3,11 +3,14 @@
 When a camera or recorder goes offline, the rule waits ``settle`` seconds (the other devices of
 the site, the UPS and the recorder need a poll to notice too), then names the most likely cause:
 
+0. ``auth_refused``: it answered and refused the hub's user name or password: it has power and
+   network, so this is never a site cause, whatever its neighbours do;
 1. ``site_power_lost``: its site's power is ``lost`` (a UPS on battery, a meter without mains) or a
    power cut is suspected there;
 2. ``recorder_video_loss``: the recorder it is wired to (``recorder:`` / ``recorder_channel:`` in
    the camera's config) reports video loss or the channel offline;
-3. ``site_unreachable``: every device of its site is offline (host house's network or power);
+3. ``site_unreachable``: every device of its site is offline (host house's network or power), not
+   counting devices that refused their login (those were reached);
 4. ``camera_down``: the camera alone is down.
 
 The camera's state gets ``offline_cause`` (and ``offline_detail``), cleared when it returns, and
@@ -38,8 +41,14 @@ class OfflineCauseRule(Rule):
         super().__init__(ctx, options or OfflineCauseOptions())
         self.opts: OfflineCauseOptions = self.options  # type: ignore[assignment]
         self.pending: dict[str, asyncio.Task[None]] = {}
+        self.auth_refused: set[str] = set()
+        """Devices offline because they refused the credentials (reached, so not a network cause)."""
 
     def on_availability(self, change: AvailabilityChange) -> None:
+        if not change.available and getattr(change, "error_kind", None) == "auth":
+            self.auth_refused.add(change.device_id)
+        else:
+            self.auth_refused.discard(change.device_id)
         if self.ctx.device_kind(change.device_id) not in WATCHED_KINDS:
             return
         task = self.pending.pop(change.device_id, None)
@@ -62,6 +71,9 @@ class OfflineCauseRule(Rule):
         self.ctx.event("camera_offline", device=device_id, site=site, cause=cause, detail=detail)
 
     def cause(self, device_id: str, site: str | None) -> tuple[str, str]:
+        if device_id in self.auth_refused:
+            return "auth_refused", ("the camera answered but refused the user name or password: check "
+                                    "username/password in its config entry (not a network or power cause)")
         if site is not None:
             site_state = self.ctx.site_state(site)
             if site_state.get("power") == "lost":
@@ -77,7 +89,7 @@ class OfflineCauseRule(Rule):
                 return "recorder_video_loss", f"recorder {recorder} reports video loss on channel {channel}"
         if site is not None:
             others = [d.id for d in self.ctx.devices() if d.site == site and d.id != device_id]
-            if others and all(self.ctx.available(d) is False for d in others):
+            if others and all(self.ctx.available(d) is False and d not in self.auth_refused for d in others):
                 return "site_unreachable", f"every device at {site} is offline (host house network or power)"
         return "camera_down", "the camera alone is down; its site and recorder are fine"
 

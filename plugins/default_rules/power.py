@@ -125,7 +125,8 @@ class PowerRule(Rule):
         if power == previous:
             return
         self.power[site] = power
-        fields: dict[str, Any] = {"power": power, "power_changed": now.isoformat(timespec="seconds")}
+        local = now.astimezone(self.ctx.tz)  # the hub's timezone, as in events
+        fields: dict[str, Any] = {"power": power, "power_changed": local.isoformat(timespec="seconds")}
         if power == "lost":
             losing = [d for d, r in readings.items() if r == "lost"]
             cause = "; ".join(self._cause(d) for d in losing)

@@ -8,17 +8,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from hub.api import PlatformSpec
+from hub.api import LazyPlatformSpec, PlatformSpec
 from hub.hookspecs import hookimpl
 
 
 @hookimpl
 def anninh_platforms() -> list[PlatformSpec]:
-    from .driver import OnvifConfig, OnvifDriver
-
-    return [PlatformSpec(name="generic_onvif", config_model=OnvifConfig, driver=OnvifDriver,
-                         description="any ONVIF Profile S/T camera (PullPoint events, snapshots, RTSP URI)",
-                         simulator=_simulator)]
+    # the driver (onvif-zeep-async, zeep, lxml, aiohttp: ~20 MB) is imported when an ONVIF camera
+    # is configured, not before
+    return [LazyPlatformSpec(name="generic_onvif", module=f"{__name__}.driver", config_model="OnvifConfig",
+                             driver="OnvifDriver",
+                             description="any ONVIF Profile S/T camera (PullPoint events, snapshots, RTSP URI)",
+                             simulator=_simulator)]
 
 
 async def _simulator(**kwargs: Any) -> Any:

@@ -6,11 +6,17 @@ PasswordDigest, ``Created`` ending in ``Z`` or ``+00:00``), checks the digest an
 answers like the captures in docs/reference/protocols.md §3:
 
 * device service: GetSystemDateAndTime, GetCapabilities, GetServices, GetServiceCapabilities
-  (all without auth, as Dahua/Reolink do), GetDeviceInformation, GetScopes, GetHostname;
-* media service: GetProfiles, GetStreamUri, GetSnapshotUri;
+  (all without auth, as Dahua/Reolink do), GetDeviceInformation, GetScopes, GetHostname,
+  GetNetworkInterfaces (mandatory in Profile S; Home Assistant reads the MAC from it);
+* media service: GetProfiles, GetStreamUri, GetSnapshotUri, GetVideoSources, GetServiceCapabilities;
+* any other action: a SOAP 1.2 ``env:Receiver`` / ``ter:ActionNotSupported`` fault with HTTP 500
+  (the SOAP 1.2 HTTP binding: Receiver faults are 500, Sender faults such as a bad argument 400);
+  ``unsupported={"GetServices", ...}`` makes the simulated device lack implemented ones too;
 * events service: CreatePullPointSubscription, GetEventProperties; per subscription:
   PullMessages (long poll honoured), Renew, Unsubscribe, SetSynchronizationPoint;
 * ``GET /onvif/snapshot?Profile_1``: a JPEG behind HTTP Digest (or Basic) auth;
+* with ``rtsp=True``, the URI ``GetStreamUri`` hands out is served over RTSP (GStreamer, same user
+  and password), so ``ffprobe`` on it plays H.264;
 * a WS-Discovery responder (UDP, unicast on loopback) answering Probe with ProbeMatches.
 
 Scenario controls: :meth:`OnvifSimulator.trigger_motion`, :meth:`trigger_tamper`,
@@ -52,6 +58,7 @@ import cv2
 import numpy as np
 from aiohttp import web
 
+from hub.camera.simrtsp import SimRtsp, rtsp_unavailable
 from hub.camera.simserver import parse_auth_params
 
 from .soapxml import (
@@ -176,7 +183,8 @@ class OnvifSimulator:
                  max_subscriptions: int = 10, motion_topics: tuple[str, ...] = ("cell", "alarm"),
                  tamper_topic: str = "scene", upper_case_bools: bool = False,
                  authless_time: bool = True, local_time_only: bool = False,
-                 discovery_port: int | None = None, max_pull_wait: float = 60.0) -> None:
+                 discovery_port: int | None = None, max_pull_wait: float = 60.0,
+                 unsupported: frozenset[str] | set[str] = frozenset(), rtsp: bool = False) -> None:
         if host not in ("127.0.0.1", "localhost", "::1"):
             log.warning("simulator bound to %s: it answers anyone who can reach that address", host)
         self.username = username
@@ -205,6 +213,9 @@ class OnvifSimulator:
         self.max_pull_wait = max_pull_wait
         self.profiles = [Profile("Profile_1", "mainStream", 1920, 1080, stream_path="/Streaming/Channels/101"),
                          Profile("Profile_2", "subStream", 640, 360, stream_path="/Streaming/Channels/102")]
+        self.unsupported = frozenset(unsupported)
+        self.rtsp = rtsp
+        self._rtsp_server: SimRtsp | None = None
         self.stats: Counter[str] = Counter()
         self.snapshot_mode = "jpeg"
         """``jpeg`` (normal), ``error_page`` (200 with an HTML page, as some firmware does)."""
@@ -232,9 +243,18 @@ class OnvifSimulator:
         return f"http://{self.host}:{self.port}"
 
     async def start(self) -> OnvifSimulator:
-        await self._start_http()
-        if self.discovery_port is not None:
-            await self._start_discovery()
+        if self.rtsp and self._rtsp_server is None:
+            server = SimRtsp({p.stream_path: 1 for p in self.profiles}, self.username, self.password)
+            await server.start()
+            self._rtsp_server = server
+            self.rtsp_port = server.port
+        try:
+            await self._start_http()
+            if self.discovery_port is not None:
+                await self._start_discovery()
+        except BaseException:
+            await self.stop()
+            raise
         return self
 
     async def stop(self) -> None:
@@ -242,6 +262,9 @@ class OnvifSimulator:
         if self._discovery is not None:
             self._discovery.close()
             self._discovery = None
+        if self._rtsp_server is not None:
+            await self._rtsp_server.stop()
+            self._rtsp_server = None
 
     async def __aenter__(self) -> OnvifSimulator:
         return await self.start()
@@ -469,10 +492,11 @@ class OnvifSimulator:
                 if ov.times <= 0:
                     del self._overrides[name]
             return web.Response(body=ov.body, status=ov.status, headers={"Content-Type": ov.content_type})
-        handler = handlers.get(name)
+        handler = None if name in self.unsupported else handlers.get(name)
         if handler is None:
+            self.stats["not_supported"] += 1
             return self._soap(fault_envelope("ter:ActionNotSupported", "Optional Action Not Implemented",
-                                             code="env:Receiver"), 400)
+                                             code="env:Receiver"), 500)
         if name not in authless:
             why = self.check_auth(root)
             if why is not None:
@@ -498,7 +522,7 @@ class OnvifSimulator:
             "GetSystemDateAndTime": self._op_time, "GetCapabilities": self._op_capabilities,
             "GetServices": self._op_services, "GetServiceCapabilities": self._op_device_service_caps,
             "GetDeviceInformation": self._op_info, "GetScopes": self._op_scopes,
-            "GetHostname": self._op_hostname}, authless)
+            "GetHostname": self._op_hostname, "GetNetworkInterfaces": self._op_network_interfaces}, authless)
 
     def _op_time(self, op: Any) -> str:
         now = self.now()
@@ -570,6 +594,23 @@ class OnvifSimulator:
                         "</tds:Scopes>" for s in self.scopes())
         return f"<tds:GetScopesResponse>{items}</tds:GetScopesResponse>"
 
+    @property
+    def mac(self) -> str:
+        """The simulated NIC's address (stable per serial number, locally administered)."""
+        digest = hashlib.sha1(self.info["SerialNumber"].encode()).digest()
+        return ":".join(f"{b:02x}" for b in (bytes([(digest[0] | 0x02) & 0xFE]) + digest[1:6]))
+
+    def _op_network_interfaces(self, op: Any) -> str:
+        link = ("<tt:AutoNegotiation>true</tt:AutoNegotiation><tt:Speed>100</tt:Speed>"
+                "<tt:Duplex>Full</tt:Duplex>")
+        return ('<tds:GetNetworkInterfacesResponse><tds:NetworkInterfaces token="eth0"><tt:Enabled>true</tt:Enabled>'
+                f"<tt:Info><tt:Name>eth0</tt:Name><tt:HwAddress>{self.mac}</tt:HwAddress><tt:MTU>1500</tt:MTU>"
+                f"</tt:Info><tt:Link><tt:AdminSettings>{link}</tt:AdminSettings><tt:OperSettings>{link}"
+                "</tt:OperSettings><tt:InterfaceType>6</tt:InterfaceType></tt:Link><tt:IPv4><tt:Enabled>true"
+                f"</tt:Enabled><tt:Config><tt:Manual><tt:Address>{escape(self.host)}</tt:Address><tt:PrefixLength>"
+                "24</tt:PrefixLength></tt:Manual><tt:DHCP>false</tt:DHCP></tt:Config></tt:IPv4>"
+                "</tds:NetworkInterfaces></tds:GetNetworkInterfacesResponse>")
+
     def _op_hostname(self, op: Any) -> str:
         return ("<tds:GetHostnameResponse><tds:HostnameInformation><tt:FromDHCP>false</tt:FromDHCP>"
                 "<tt:Name>IPCAM</tt:Name></tds:HostnameInformation></tds:GetHostnameResponse>")
@@ -578,7 +619,21 @@ class OnvifSimulator:
     async def _handle_media(self, request: web.Request) -> web.Response:
         return await self._dispatch(request, "media", {
             "GetProfiles": self._op_profiles, "GetStreamUri": self._op_stream_uri,
-            "GetSnapshotUri": self._op_snapshot_uri})
+            "GetSnapshotUri": self._op_snapshot_uri, "GetVideoSources": self._op_video_sources,
+            "GetServiceCapabilities": self._op_media_caps})
+
+    def _op_video_sources(self, op: Any) -> str:
+        main = self.profiles[0]
+        return ('<trt:GetVideoSourcesResponse><trt:VideoSources token="VideoSource_1"><tt:Framerate>25</tt:Framerate>'
+                f"<tt:Resolution><tt:Width>{main.width}</tt:Width><tt:Height>{main.height}</tt:Height>"
+                "</tt:Resolution></trt:VideoSources></trt:GetVideoSourcesResponse>")
+
+    def _op_media_caps(self, op: Any) -> str:
+        return ('<trt:GetServiceCapabilitiesResponse><trt:Capabilities SnapshotUri="true" Rotation="false" '
+                'VideoSourceMode="false" OSD="false"><trt:ProfileCapabilities MaximumNumberOfProfiles="10"/>'
+                '<trt:StreamingCapabilities RTPMulticast="false" RTP_TCP="true" RTP_RTSP_TCP="true" '
+                'NonAggregateControl="false" NoRTSPStreaming="false"/></trt:Capabilities>'
+                "</trt:GetServiceCapabilitiesResponse>")
 
     def _profile_xml(self, p: Profile) -> str:
         return (f'<trt:Profiles token="{p.token}" fixed="true"><tt:Name>{p.name}</tt:Name>'
@@ -713,7 +768,7 @@ class OnvifSimulator:
         if len(self._subs) >= self.max_subscriptions:
             self.stats["subscription_refused"] += 1
             return self._soap(fault_envelope("ter:Action", "Too many subscriptions",
-                                             code="env:Receiver", inner="ter:TooManySubscriptions"), 400)
+                                             code="env:Receiver", inner="ter:TooManySubscriptions"), 500)
         now = self.now()
         term = self._termination(text(op, "InitialTerminationTime"), now)
         self._seq += 1
@@ -869,6 +924,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--discovery-port", type=int, default=None,
                    help="answer WS-Discovery probes sent to HOST:PORT (unicast; e.g. 3702)")
     p.add_argument("--rtsp-url", default=None, help="stream URI to hand out ({profile} is replaced)")
+    p.add_argument("--no-rtsp", action="store_true",
+                   help="do not serve the stream URI over RTSP (served with GStreamer when bound to loopback)")
     p.add_argument("--motion-every", type=float, default=0.0,
                    help="toggle motion on for 5 s every N seconds (0: never)")
     p.add_argument("--max-termination", type=float, default=None,
@@ -878,14 +935,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 async def _run(args: argparse.Namespace) -> None:
+    serve = not args.no_rtsp and not args.rtsp_url and args.host in ("127.0.0.1", "localhost")
+    why = rtsp_unavailable() if serve else None
     sim = OnvifSimulator(username=args.username, password=args.password, host=args.host, port=args.port,
                          clock_skew=args.skew, time_tolerance=args.tolerance, name=args.name, model=args.model,
                          discovery_port=args.discovery_port, rtsp_url=args.rtsp_url,
-                         max_termination=args.max_termination)
+                         max_termination=args.max_termination, rtsp=serve and why is None)
     await sim.start()
     print(f"ONVIF simulator on {sim.base_url}{DEVICE_PATH} (user {args.username})"
           + (f", WS-Discovery on udp {args.host}:{sim.discovery_port}" if args.discovery_port is not None else ""),
           flush=True)
+    if why:
+        print(f"no RTSP stream: {why}", flush=True)
+    elif sim.rtsp:
+        print(f"RTSP on 127.0.0.1:{sim.rtsp_port} (the URIs GetStreamUri hands out; same user and password)",
+              flush=True)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + args.duration if args.duration > 0 else None
     try:

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from hub.api import PlatformSpec
+from hub.api import LazyPlatformSpec, PlatformSpec
 from hub.hookspecs import hookimpl
-
-from .driver import HikvisionConfig, HikvisionDriver
 
 
 @hookimpl
 def anninh_platforms() -> list[PlatformSpec]:
-    return [PlatformSpec(name="hikvision", config_model=HikvisionConfig, driver=HikvisionDriver,
-                         description="Hikvision ISAPI cameras, NVRs and DVRs")]
+    # the driver (aiohttp) is imported when a device of this platform is configured, not before
+    return [LazyPlatformSpec(name="hikvision", module=f"{__name__}.driver", config_model="HikvisionConfig",
+                             driver="HikvisionDriver", description="Hikvision ISAPI cameras, NVRs and DVRs")]
 
 
 @hookimpl

@@ -13,13 +13,17 @@ Python API::
     sim.add_footage(1, start, end)              # real footage files (PS + IMKH, simfootage.py)
     sim.drop_download_after(100_000)            # the next download breaks after 100 kB
     sim.set_picture(1, bgr_array_or_jpeg); sim.picture_error(2, code=6)
+    sim.motion_enabled[1]                       # motionDetection config (GET/PUT), as pyHik reads it
+    HikvisionSimulator(..., rtsp=True)          # serve /Streaming/Channels/<ch>0<stream> over RTSP (GStreamer)
     await sim.reboot(3); sim.freeze(); sim.inject_raw(b"...")
     await sim.stop()
 
 Wire quirks, each selectable: ``auth`` digest / basic (2014-era cameras) / both; ``namespace``
-(ver20, ver10, isapi, std-cgi, psia, none); event stream ``stream_mode`` camera (CRLF, heartbeat
-every ``heartbeat`` s, sends inactive) / nvr (LF, ``dynChannelID``, active repeated, no inactive,
-one heartbeat) / legacy-nvr (header boundary differs from the body's); ``http10`` (DVR style
+(ver20, ver10, isapi, std-cgi, psia, none); event stream ``stream_mode`` camera (CRLF, sends
+inactive) / nvr (LF, ``dynChannelID``, active repeated, no inactive unless ``send_inactive``) /
+legacy-nvr (header boundary differs from the body's); a ``videoloss``/``inactive`` heartbeat
+every ``heartbeat`` s while no event is active (channel 0 on recorders, as
+node-red-contrib-hikvision-ultimate #59/#105 show; 0 turns it off); ``http10`` (DVR style
 HTTP/1.0 reply read until close); ``duplicate_boundary``; ``parts_per_write``;
 ``picture_after_smart`` (an ``image/jpeg`` part after line crossing / intrusion, as smart cameras
 send); ``psia`` (no ``/ISAPI`` prefix); ``nvr_channel_style`` dyn / plus32 / plain; ``time_mode``
@@ -53,6 +57,7 @@ import numpy as np
 
 from hub.camera import xml as X
 from hub.camera.images import picture_bytes, scene
+from hub.camera.simrtsp import SimRtsp, rtsp_unavailable
 from hub.camera.simserver import Request, Response, SimHttpServer
 from hub.testing.footage import FootageFile, VideoFormat
 
@@ -100,7 +105,8 @@ class HikvisionSimulator(SimHttpServer):
                  firmware: str | None = None, tz_offset_hours: float = 7.0, psia: bool = False,
                  outputs: int | None = None, disks: int | None = None, nvr_channel_style: str = "dyn",
                  nvr_picture_fallback: bool = True, time_mode: str = "local-z", naive_time: bool | None = None,
-                 picture_after_smart: bool = False, footage_dir: str | Path | None = None,
+                 picture_after_smart: bool = False, send_inactive: bool | None = None,
+                 rtsp: bool = False, footage_dir: str | Path | None = None,
                  segment_seconds: float = 60.0, video: VideoFormat | None = None,
                  range_support: bool = True) -> None:
         super().__init__(username=username, password=password, auth=auth, port=port)
@@ -128,6 +134,12 @@ class HikvisionSimulator(SimHttpServer):
         self.nvr_picture_fallback = nvr_picture_fallback
         self.time_mode = time_mode
         self.picture_after_smart = picture_after_smart
+        # cameras end an event with "inactive"; the NVRs captured in HikSink's samples never do
+        self.send_inactive = (self.stream_mode == "camera") if send_inactive is None else send_inactive
+        self.motion_enabled = {ch: True for ch in range(1, max(self.nchannels, 1) + 1)}
+        self.rtsp = rtsp
+        self.rtsp_port = 554  # what /ISAPI/Security/adminAccesses reports; the served port with rtsp=True
+        self._rtsp_server: SimRtsp | None = None
         self.outputs = outputs if outputs is not None else (1 if kind == "camera" else 4)
         self.output_state = {n: False for n in range(1, self.outputs + 1)}
         ndisks = disks if disks is not None else (0 if kind == "camera" else 1)
@@ -156,12 +168,43 @@ class HikvisionSimulator(SimHttpServer):
         self.download_drops: list[int] = []  # byte counts after which the next downloads break
         self.downloads = 0
 
+    # ------------------------------------------------------------------ lifecycle
     async def start(self) -> HikvisionSimulator:
         """Listen; footage added before is generated first (as a recorder has its files before
         anyone searches them)."""
         await asyncio.to_thread(self.footage.prepare)
         await super().start()
+        if self.rtsp and self._rtsp_server is None:
+            self._rtsp_server = SimRtsp(self.rtsp_paths(), self.username, self.password)
+            try:
+                await self._rtsp_server.start()
+            except BaseException:
+                self._rtsp_server = None
+                await super().stop()
+                raise
+            self.rtsp_port = self._rtsp_server.port
         return self
+
+    async def stop(self) -> None:
+        await super().stop()
+        if self._rtsp_server is not None:
+            await self._rtsp_server.stop()
+            self._rtsp_server = None
+
+    def rtsp_paths(self) -> dict[str, int]:
+        """RTSP path -> channel: ``/Streaming/Channels/<ch>0<stream>`` (both casings clients use);
+        a camera also answers the short ids 1 and 2 that pyHik asks for."""
+        out: dict[str, int] = {}
+        for ch in range(1, max(self.nchannels, 1) + 1):
+            ids = [ch * 100 + 1, ch * 100 + 2] + ([1, 2] if self.kind == "camera" else [])
+            for ident in ids:
+                for word in ("Channels", "channels"):
+                    out[f"/Streaming/{word}/{ident}"] = ch
+        return out
+
+    def stream_uri(self, channel: int = 1, stream: int = 1) -> str:
+        """The live stream URI of ``channel`` (no credentials), on the served port with ``rtsp=True``."""
+        return f"rtsp://127.0.0.1:{self.rtsp_port}/Streaming/Channels/{channel * 100 + stream}"
 
     # ------------------------------------------------------------------ scenario API
     @property
@@ -184,7 +227,7 @@ class HikvisionSimulator(SimHttpServer):
                 self._broadcast(self._jpeg_part(ch))  # smart events are followed by a picture part
         elif key in self.active:
             del self.active[key]
-            if self.stream_mode == "camera":
+            if self.send_inactive:
                 self._broadcast(self._alert(event, ch, False, 0))
 
     def set_channel_online(self, channel: int, online: bool) -> None:
@@ -345,8 +388,7 @@ class HikvisionSimulator(SimHttpServer):
                     for (event, ch), count in list(self.active.items()):
                         self.active[(event, ch)] = count + 1
                         pending.append(self._alert(event, ch, True, count + 1))
-                if self.stream_mode == "camera" and self.heartbeat and now - last_hb >= self.heartbeat \
-                        and not self.active:
+                if self.heartbeat and now - last_hb >= self.heartbeat and not self.active:
                     last_hb = now
                     pending.append(self._heartbeat())
                 if not pending:
@@ -410,6 +452,10 @@ class HikvisionSimulator(SimHttpServer):
             return await self._download(req, path)
         if pl == "/event/triggers":
             return self._xml(self._triggers())
+        if pl.startswith("/system/video/inputs/channels/") and pl.endswith("/motiondetection"):
+            return self._motion_detection(req, p.split("/")[5], path)
+        if pl == "/security/adminaccesses":
+            return self._xml(self._admin_accesses())
         return Response(404, b"Document Error: Not Found", "text/html")
 
     def _stream_content_type(self) -> str:
@@ -509,6 +555,8 @@ class HikvisionSimulator(SimHttpServer):
         if not ident.isdigit():
             return Response(404, b"Document Error: Not Found", "text/html")
         ch = int(ident) // 100
+        if self.kind == "camera" and int(ident) in (1, 2):
+            ch = 1  # cameras take the short stream ids too (pyHik asks channels/1/picture)
         if ch < 1 or ch > max(self.nchannels, 1):
             return self._status(4, "Invalid Operation", "invalidOperation", url)
         if ch in self.picture_errors:
@@ -523,6 +571,42 @@ class HikvisionSimulator(SimHttpServer):
         if ch not in self.pictures:
             self.pictures[ch] = picture_bytes(scene(ch))
         return Response(200, self.pictures[ch], "image/jpeg")
+
+    def _motion_detection(self, req: Request, ident: str, url: str) -> Response:
+        if self.kind == "nvr":
+            return Response(403, b"", "text/html")  # like System/Video/inputs/channels on DS-7608NXI-I2
+        if not ident.isdigit() or int(ident) not in self.motion_enabled:
+            return self._status(4, "Invalid Operation", "invalidID", url)
+        ch = int(ident)
+        if req.method == "PUT":
+            try:
+                root = X.parse(req.body)
+            except Exception:
+                return self._status(6, "Invalid XML Content", "badXmlContent", url)
+            enabled = (X.text(root, "enabled") or "").lower()
+            if enabled not in ("true", "false"):
+                return self._status(6, "Invalid XML Content", "badXmlContent", url)
+            self.motion_enabled[ch] = enabled == "true"
+            return self._status(1, "OK", "ok", url)
+        if req.method != "GET":
+            return Response(405, b"")
+        grid = "fffffc" * 18  # 22 x 18 cells, all armed
+        on = "true" if self.motion_enabled[ch] else "false"
+        return self._xml(self._doc("MotionDetection", f"<enabled>{on}</enabled>\n<enableHighlight>false"
+                                   "</enableHighlight>\n<samplingInterval>2</samplingInterval>\n<startTriggerTime>"
+                                   "500</startTriggerTime>\n<endTriggerTime>500</endTriggerTime>\n<regionType>grid"
+                                   "</regionType>\n<Grid>\n<rowGranularity>18</rowGranularity>\n<columnGranularity>"
+                                   "22</columnGranularity>\n</Grid>\n"
+                                   f"<MotionDetectionLayout version=\"2.0\"{self._ns()}>\n"
+                                   "<sensitivityLevel>60</sensitivityLevel>\n<layout>\n"
+                                   f"<gridMap>{grid}</gridMap>\n</layout>\n</MotionDetectionLayout>\n"))
+
+    def _admin_accesses(self) -> bytes:
+        items = "".join(f"<AdminAccessProtocol>\n<id>{i}</id>\n<enabled>true</enabled>\n<protocol>{proto}</protocol>\n"
+                        f"<portNo>{port}</portNo>\n</AdminAccessProtocol>\n"
+                        for i, (proto, port) in enumerate((("HTTP", self.port), ("HTTPS", 443), ("DEV_MANAGE", 8000),
+                                                           ("RTSP", self.rtsp_port)), 1))
+        return self._doc("AdminAccessProtocolList", items)
 
     def _io(self, req: Request, p: str, url: str) -> Response:
         parts = p.strip("/").split("/")  # System IO outputs <n> trigger|status
@@ -554,7 +638,9 @@ class HikvisionSimulator(SimHttpServer):
         if not span:
             return []
         end = self.now()
-        start = end - timedelta(seconds=span)
+        # recorders overwrite whole files: the oldest footage starts on a file boundary (the hour),
+        # so "kept N days" is N days and part of an hour, never a hair under N
+        start = (end - timedelta(seconds=span)).replace(minute=0, second=0, microsecond=0)
         segs = []
         t = start
         while t < end:
@@ -697,14 +783,20 @@ class HikvisionSimulator(SimHttpServer):
 
 
 async def _run(args: argparse.Namespace) -> None:
+    why = None if args.no_rtsp else rtsp_unavailable()
     sim = HikvisionSimulator(args.kind, args.channels, username=args.username, password=args.password,
-                             port=args.port, auth=args.auth, namespace=args.namespace)
+                             port=args.port, auth=args.auth, namespace=args.namespace,
+                             rtsp=not args.no_rtsp and why is None)
     await sim.start()
     for ch in range(1, max(sim.nchannels, 1) + 1):
         if args.recordings_days:
             sim.set_recordings(ch, args.recordings_days)
     print(f"Hikvision {args.kind} simulator ({sim.model}) on http://127.0.0.1:{sim.port} "
           f"user {args.username!r}; Ctrl-C stops it", flush=True)
+    if why:
+        print(f"no RTSP stream: {why}", flush=True)
+    elif sim.rtsp:
+        print(f"RTSP: {sim.stream_uri(1)} (same user and password)", flush=True)
     try:
         n = 0
         while True:
@@ -731,6 +823,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--namespace", choices=list(NAMESPACES), default=None)
     ap.add_argument("--recordings-days", type=float, default=12.0, help="footage kept per channel (days)")
     ap.add_argument("--motion-every", type=float, default=0.0, help="seconds between simulated motion events")
+    ap.add_argument("--no-rtsp", action="store_true", help="do not serve the RTSP stream (GStreamer)")
     args = ap.parse_args(argv)
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_run(args))

@@ -25,16 +25,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Any
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 from hub.api import AvailabilityChange, DeviceError, Rule, RuleContext, StrictModel
 from hub.core import cancel_and_wait, describe_error
-from hub.health.checks import FrameStats
 from hub.health.monitor import CameraMonitor, HealthOptions, Outcome
 from hub.health.pool import HealthPool
-from hub.health.reference import ReferenceStore
 from hub.health.scheduler import Schedule
-from hub.health.sources import check_snapshot, check_stream
+
+if TYPE_CHECKING:
+    # OpenCV, numpy and PyAV come with these: imported on first use, so a hub without cameras
+    # never loads the video stack (tests/test_memory.py)
+    from hub.health.checks import FrameStats
+    from hub.health.reference import ReferenceStore
 
 KINDS = ("camera", "recorder")
 OFFLINE_RETRY = 15.0
@@ -49,7 +53,7 @@ class ImageHealthRule(Rule):
         super().__init__(ctx, options)
         self.opts: HealthOptions = options if isinstance(options, HealthOptions) else HealthOptions()
         self.pool = HealthPool(self.opts.workers, self.opts.pool)
-        self.store = ReferenceStore(ctx.config.data_dir)
+        self._store: ReferenceStore | None = None
         self.monitors: dict[str, CameraMonitor] = {}
         self.configs: dict[str, Any] = {}
         self.schedule: Schedule | None = None
@@ -70,6 +74,22 @@ class ImageHealthRule(Rule):
         if site is not None and site.blackspot and self.opts.blackspot_interval > 0:
             interval = min(interval, self.opts.blackspot_interval)
         return interval
+
+    def _local(self, iso: str) -> str:
+        """A stored (UTC) time in the hub's timezone, for logs and events."""
+        try:
+            return datetime.fromisoformat(iso).astimezone(self.ctx.tz).isoformat(timespec="seconds")
+        except (TypeError, ValueError):
+            return iso
+
+    @property
+    def store(self) -> ReferenceStore:
+        """The reference pictures (created on first use: it imports OpenCV)."""
+        if self._store is None:
+            from hub.health.reference import ReferenceStore
+
+            self._store = ReferenceStore(self.ctx.config.data_dir)
+        return self._store
 
     async def start(self) -> None:
         intervals: dict[str, float] = {}
@@ -153,6 +173,8 @@ class ImageHealthRule(Rule):
         """One measured picture from the device's configured source (raises DeviceError)."""
         cfg = self.configs[device_id]
         o = self.opts
+        from hub.health.sources import check_snapshot, check_stream
+
         latest = str(self.store.latest_path(device_id)) if keep_latest else None
         when = self.ctx.clock.now().isoformat()
         url = self.ctx.stream_url(device_id) if getattr(cfg, "health_source", "snapshot") == "stream" else None
@@ -195,7 +217,7 @@ class ImageHealthRule(Rule):
                     and stats.picture is not None):
                 meta = await self._save_reference(device_id, stats, "auto")
                 self.ctx.log.info("%s: first healthy daylight picture stored as the reference (%s)", device_id,
-                                  meta["time"])
+                                  self._local(meta["time"]))
             return outcome
 
     async def _save_reference(self, device_id: str, stats: FrameStats, source: str) -> dict[str, Any]:
@@ -204,7 +226,8 @@ class ImageHealthRule(Rule):
                                    time=self.ctx.clock.now(), width=stats.width, height=stats.height,
                                    brightness=stats.brightness, sharpness=stats.sharpness)
         self._refs.pop(device_id, None)
-        self.ctx.event("reference_set", device=device_id, source=source, time=meta["time"])
+        # the files keep UTC (their contract); what a person reads is in the hub's timezone
+        self.ctx.event("reference_set", device=device_id, source=source, time=self._local(meta["time"]))
         return meta
 
     # ---------------------------------------------------------------- hub callbacks

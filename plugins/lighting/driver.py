@@ -58,13 +58,15 @@ class LightConfig(ModbusDeviceConfig):
 
 
 class LightCommand(BaseModel):
-    """``{"state": "ON"|"OFF"|"TOGGLE", "mode": "auto"|"manual", "hold": seconds}`` (at least one)."""
+    """``{"state": "ON"|"OFF"|"TOGGLE", "mode": "auto"|"manual", "hold": seconds}`` (at least one;
+    ``hold`` a whole number of seconds, 1 to 86400)."""
 
     model_config = ConfigDict(extra="forbid")
 
     state: Literal["ON", "OFF", "TOGGLE"] | None = None
     mode: Literal["auto", "manual"] | None = None
-    hold: float | None = Field(None, ge=1, le=86400)
+    # strict: a JSON integer of seconds; true, 3600.5, "3600", "1e3", " 60 " are refused, not coerced
+    hold: int | None = Field(None, ge=1, le=86400, strict=True)
 
     @model_validator(mode="after")
     def _something(self) -> LightCommand:

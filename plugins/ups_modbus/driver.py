@@ -28,7 +28,7 @@ from .maps import (
 
 Model = Literal["apc_smt", "huawei_ups2000", "generic_dry_contact", "pzem004t", "sdm120", "inline"]
 
-MANUFACTURERS = {"apc_smt": "APC (Schneider Electric)", "huawei_ups2000": "Huawei", "pzem004t": "Peacefair",
+MANUFACTURERS = {"apc_smt": "American Power Conversion", "huawei_ups2000": "Huawei", "pzem004t": "Peacefair",
                  "sdm120": "Eastron"}
 
 
@@ -66,17 +66,21 @@ class InlineField(StrictModel):
 
 class InlineStatus(StrictModel):
     """A status rule: NUT ``token`` while ``field`` is true (false with ``invert``), or
-    ``values`` mapping an enum field's values to tokens."""
+    ``values`` mapping an enum field's values to tokens; ``alarm`` adds an alarm text (and the
+    ``ALARM`` token) under the same condition."""
 
     field: str
     token: str | None = Field(None, pattern=r"^[A-Z]+( [A-Z]+)*$")
     invert: bool = False
     values: dict[int, str] | None = None
+    alarm: str | None = Field(None, min_length=1, max_length=200)
 
     @model_validator(mode="after")
     def _one(self) -> InlineStatus:
-        if (self.token is None) == (self.values is None):
-            raise ValueError("give either 'token' or 'values'")
+        if self.token is not None and self.values is not None:
+            raise ValueError("give either 'token' or 'values', not both")
+        if self.token is None and self.values is None and self.alarm is None:
+            raise ValueError("give 'token', 'values' or 'alarm'")
         return self
 
 
@@ -95,7 +99,8 @@ class InlineMap(StrictModel):
     def build(self) -> RegisterMap:
         fields = tuple(FieldDef(f.field, f.table, f.address, f.type, scale=f.scale, divisor=f.divisor,
                                 word_order=f.word_order, bit=f.bit, invalid=f.invalid) for f in self.fields)
-        rules = tuple(StatusRule(s.field, s.token, invert=s.invert, values=s.values) for s in self.status)
+        rules = tuple(StatusRule(s.field, s.token, invert=s.invert, values=s.values, alarm=s.alarm)
+                      for s in self.status)
         return RegisterMap(name="inline", kind=self.kind, fields=fields, status=rules)
 
 
@@ -106,9 +111,12 @@ class UpsConfig(ModbusDeviceConfig):
     map: InlineMap | None = Field(None, description="the register map when model is 'inline'")
     contacts: dict[str, ContactConfig] | None = Field(
         None, description="generic_dry_contact: NUT state → contact (default OL on DI 0, LB on DI 1)")
-    low_battery_charge: float = Field(20.0, ge=0, le=100,
-                                      description="on battery, LB when charge is below this (%); 0 = off")
-    low_battery_runtime: float = Field(180.0, ge=0, description="on battery, LB when runtime is below this (s)")
+    low_battery_charge: float | None = Field(
+        None, ge=0, le=100, description="like NUT ignorelb + battery.charge.low: the UPS's own LB flag is "
+                                        "ignored and LB is set while the charge is below this (%); unset or 0 = off")
+    low_battery_runtime: float | None = Field(
+        None, ge=0, description="like NUT ignorelb + battery.runtime.low: the UPS's own LB flag is ignored and "
+                                "LB is set while the runtime is below this (s); unset or 0 = off")
     mains_min_voltage: float = Field(100.0, ge=0, description="meters: mains present at or above this voltage")
     poll_interval: float = Field(5.0, gt=0, le=86400)
     timeout: float = Field(3.0, gt=0, le=300)
@@ -148,7 +156,7 @@ def published(name: str) -> bool:
     return not name.startswith(("_", "flag_", "contact_"))
 
 
-UPS_FIELDS = ("status", "on_battery", "low_battery", "replace_battery")
+UPS_FIELDS = ("status", "on_battery", "low_battery", "replace_battery", "alarm")
 METER_FIELDS = ("mains",)
 
 # upsmon names: ONBATT, ONLINE, LOWBATT, REPLBATT
@@ -186,8 +194,24 @@ class UpsDriver(Driver):
             self.link.close()
             self.link = None
             raise
-        return DeviceInfo(model=self.map.name if c.model != "inline" else None,
-                          manufacturer=MANUFACTURERS.get(c.model))
+        inventory = await self.read_inventory()
+        return DeviceInfo(model=inventory.get("model"), serial=inventory.get("serial"),
+                          firmware=inventory.get("firmware"), manufacturer=MANUFACTURERS.get(c.model))
+
+    async def read_inventory(self) -> dict[str, Any]:
+        """Model, serial and firmware as the device reports them (once per connection, as NUT
+        does); empty when the map has no inventory. A failure here fails the connection."""
+        if not self.map.inventory_blocks:
+            return {}
+        if self.link is None:
+            raise DeviceError("not connected")
+        try:
+            data = {block: await self.link.read(block) for block in self.map.inventory_blocks}
+        except DeviceError:
+            self.link.close()
+            self.link = None
+            raise
+        return {k: v for k, v in self.map.decode_inventory(data).items() if v is not None}
 
     async def close(self) -> None:
         if self.link is not None:
@@ -204,8 +228,10 @@ class UpsDriver(Driver):
         try:
             values = self.map.decode(data)
             tokens = self.map.tokens(values)
+            alarms = self.map.alarms(values)
         except (DecodeError, ValueError, KeyError) as exc:
             raise DeviceError(f"garbage from {self.link.where}: {exc}") from None
+        values["_alarms"] = alarms
         return values, tokens
 
     async def poll(self) -> dict[str, Any]:
@@ -216,21 +242,27 @@ class UpsDriver(Driver):
 
     # ------------------------------------------------------------------ state
     def build_state(self, values: Mapping[str, Any], tokens: list[str]) -> dict[str, Any]:
+        """NUT's ``status_commit``: with ``low_battery_charge`` / ``low_battery_runtime`` set, the
+        UPS's LB is replaced by the hub's thresholds (``ignorelb``: charge and runtime compared as
+        whole numbers, on line too); then ``ALARM`` leads the status while any alarm is present."""
         c = self.config
         tokens = list(tokens)
-        on_battery = True if "OB" in tokens else False if "OL" in tokens else None
-        if on_battery and "LB" not in tokens:
+        charge_low, runtime_low = c.low_battery_charge or None, c.low_battery_runtime or None  # 0 = off
+        if charge_low is not None or runtime_low is not None:
+            tokens = [t for t in tokens if t != "LB"]
             charge, runtime = values.get("battery_charge"), values.get("battery_runtime")
-            # like NUT's ignorelb overrides: battery.charge.low / battery.runtime.low, on battery only
-            if (charge is not None and charge < c.low_battery_charge) or (
-                    runtime is not None and runtime < c.low_battery_runtime):
-                insert = tokens.index("OB") + 1
-                tokens.insert(insert, "LB")
+            if (charge_low is not None and charge is not None and int(charge) < int(charge_low)) \
+                    or (runtime_low is not None and runtime is not None and int(runtime) < int(runtime_low)):
+                tokens.append("LB")
+        alarms: list[str] = list(values.get("_alarms") or [])
+        on_battery = True if "OB" in tokens else False if "OL" in tokens else None
+        status = (["ALARM"] if alarms else []) + tokens
         state: dict[str, Any] = {
-            "status": " ".join(tokens) or None,
+            "status": " ".join(status) or None,
             "on_battery": on_battery,
             "low_battery": "LB" in tokens,
             "replace_battery": ("RB" in tokens) if self._reports_rb else None,
+            "alarm": " ".join(alarms) or None,
         }
         state.update({k: values.get(k) for k in self._values})
         return state
@@ -256,16 +288,20 @@ class UpsDriver(Driver):
         ]
         if self._reports_rb:
             ents.append(Entity("binary_sensor", "replace_battery", "Replace battery", "problem"))
-        sensors = {"battery_charge": ("Battery charge", "battery", "%"),
-                   "battery_runtime": ("Battery runtime", "duration", "s"),
-                   "input_voltage": ("Input voltage", "voltage", "V"),
-                   "output_voltage": ("Output voltage", "voltage", "V"),
-                   "battery_voltage": ("Battery voltage", "voltage", "V"),
-                   "load": ("Load", "power_factor", "%")}
+        if any(r.alarm for r in self.map.status):
+            ents.append(Entity("sensor", "alarm", "UPS alarm", icon="mdi:alert"))
+        # load is % of the UPS's rated power: Home Assistant has no device class for it (power_factor
+        # is cos φ), so none, with its unit
+        sensors = {"battery_charge": ("Battery charge", "battery", "%", None),
+                   "battery_runtime": ("Battery runtime", "duration", "s", None),
+                   "input_voltage": ("Input voltage", "voltage", "V", None),
+                   "output_voltage": ("Output voltage", "voltage", "V", None),
+                   "battery_voltage": ("Battery voltage", "voltage", "V", None),
+                   "load": ("Load", None, "%", "mdi:gauge")}
         for name in self._values:
             if name in sensors:
-                label, dc, unit = sensors[name]
-                ents.append(Entity("sensor", name, label, dc, unit, state_class="measurement"))
+                label, dc, unit, icon = sensors[name]
+                ents.append(Entity("sensor", name, label, dc, unit, state_class="measurement", icon=icon))
         return ents
 
 

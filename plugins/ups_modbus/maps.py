@@ -1,9 +1,14 @@
 """Register maps as data: which Modbus table/address/type/scale holds each value, and which
 status tokens (NUT vocabulary) follow from them.
 
-The same :class:`RegisterMap` objects are used by the driver to *decode* what it reads and by the
-simulator to *encode* what it serves; the tests additionally decode hand-written register images
-taken from the reference's documented examples, so an encoding bug cannot hide a decoding bug.
+The driver *decodes* with these maps. The simulator does not use them: it encodes from its own
+tables written from the vendors' documentation, so a wrong address or scale here is caught by the
+tests; the tests also decode hand-written register images taken from the reference's documented
+examples.
+
+Status follows NUT: each :class:`StatusRule` adds a token and/or an alarm text (NUT's
+``ups.alarm``); a driver publishes ``ALARM`` first in the status while any alarm is present, as
+NUT's ``status_commit`` does.
 
 Conventions (docs/reference/power_lighting.md §1.0):
 
@@ -11,6 +16,8 @@ Conventions (docs/reference/power_lighting.md §1.0):
 * ``value = raw * scale / divisor`` (APC's "binary point" ÷2^n is ``divisor=2**n``).
 * 32-bit values span two registers; ``word_order="big"`` = most significant register first
   (APC, Huawei, SDM float32), ``"little"`` = least significant first (PZEM-004T).
+* ``str`` fields span ``length`` registers of two ASCII characters each, most significant byte
+  first, space padded (APC inventory strings).
 * ``invalid`` is the raw "not available" sentinel (e.g. APC input voltage ``0xFFFF``); such a
   value decodes to ``None`` ("the device does not report it"), never to a made-up number.
 """
@@ -24,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 Table = Literal["holding", "input", "coil", "discrete"]
-RegType = Literal["u16", "s16", "u32", "s32", "f32", "bit"]
+RegType = Literal["u16", "s16", "u32", "s32", "f32", "bit", "str"]
 WordOrder = Literal["big", "little"]
 
 MAX_REGS_PER_READ = 125  # Modbus limit for FC03/FC04
@@ -52,12 +59,16 @@ class FieldDef:
     invalid: int | None = None
     digits: int = 3
     """Decimal places kept after scaling (avoids 230.50000000000003)."""
+    length: int = 1
+    """Registers of a ``str`` field."""
 
     @property
     def width(self) -> int:
         """Registers (or bits) this field occupies."""
         if self.table in ("coil", "discrete"):
             return 1
+        if self.type == "str":
+            return self.length
         if self.type in ("u32", "s32", "f32"):
             return 2
         return 1
@@ -74,6 +85,8 @@ class FieldDef:
         if self.table in ("coil", "discrete"):
             return bool(raw[0])
         regs = [int(r) & 0xFFFF for r in raw[: self.width]]
+        if self.type == "str":
+            return decode_string(regs)
         if self.width == 2:
             hi, lo = (regs[0], regs[1]) if self.word_order == "big" else (regs[1], regs[0])
             word = (hi << 16) | lo
@@ -98,46 +111,17 @@ class FieldDef:
             return round(value, self.digits)
         return int(value)
 
-    # ------------------------------------------------------------------ encode (simulator)
-    def encode(self, value: Any, current: Sequence[int] | None = None) -> list[int] | list[bool]:
-        """Raw registers/bits for ``value`` (``None`` encodes the ``invalid`` sentinel).
 
-        For bit fields in a register, ``current`` is the register's present content (other bits
-        are kept).
-        """
-        if self.table in ("coil", "discrete"):
-            return [bool(value)]
-        if self.bit is not None or self.type == "bit":
-            regs = list(current or [0] * self.width)
-            word = _join(regs, self.word_order) if self.width == 2 else regs[0]
-            mask = 1 << (self.bit or 0)
-            word = (word | mask) if value else (word & ~mask)
-            return _split(word, self.width, self.word_order)
-        if value is None:
-            if self.invalid is None:
-                raise ValueError(f"{self.name} has no 'not available' sentinel")
-            return _split(self.invalid, self.width, self.word_order)
-        if self.type == "f32":
-            word = struct.unpack(">I", struct.pack(">f", float(value) * self.divisor / self.scale))[0]
-            return _split(word, 2, self.word_order)
-        raw = round(float(value) * self.divisor / self.scale)
-        bits = 16 if self.width == 1 else 32
-        lo_lim = -(1 << (bits - 1)) if self.type in ("s16", "s32") else 0
-        hi_lim = (1 << (bits - 1)) - 1 if self.type in ("s16", "s32") else (1 << bits) - 1
-        raw = max(lo_lim, min(hi_lim, raw))
-        return _split(raw & ((1 << bits) - 1), self.width, self.word_order)
-
-
-def _join(regs: Sequence[int], order: WordOrder) -> int:
-    hi, lo = (regs[0], regs[1]) if order == "big" else (regs[1], regs[0])
-    return ((hi & 0xFFFF) << 16) | (lo & 0xFFFF)
-
-
-def _split(word: int, width: int, order: WordOrder) -> list[int]:
-    if width == 1:
-        return [word & 0xFFFF]
-    hi, lo = (word >> 16) & 0xFFFF, word & 0xFFFF
-    return [hi, lo] if order == "big" else [lo, hi]
+def decode_string(regs: Sequence[int]) -> str | None:
+    """Two ASCII characters per register, most significant byte first; leading NUL registers,
+    trailing NULs and spaces dropped, unprintable characters shown as spaces; ``None`` when
+    nothing is left (the device reports no text)."""
+    data = bytearray()
+    for r in regs:
+        data += bytes(((r >> 8) & 0xFF, r & 0xFF))
+    text = data.lstrip(b"\0").rstrip(b"\0 ")
+    out = "".join(chr(c) if 0x20 <= c <= 0x7E else " " for c in text).rstrip()
+    return out or None
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +131,8 @@ class StatusRule:
     * ``token`` set: the token is present while the field is truthy (falsy with ``invert``).
     * ``values`` set: the field is an enum; its value maps to one or more space-separated tokens
       (``""`` = none). With ``strict``, a value not in the table is garbage → :class:`DecodeError`.
+    * ``alarm`` set: while the rule's condition holds, this text is an alarm (NUT ``ups.alarm``;
+      the status then starts with ``ALARM``). A rule may carry an alarm and no token.
     """
 
     field: str
@@ -154,6 +140,7 @@ class StatusRule:
     invert: bool = False
     values: Mapping[int, str] | None = None
     strict: bool = False
+    alarm: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,7 +161,11 @@ class RegisterMap:
     fields: tuple[FieldDef, ...]
     status: tuple[StatusRule, ...] = ()
     description: str = ""
+    inventory: tuple[FieldDef, ...] = ()
+    """Identity read once per connection: ``model``, ``serial``, ``firmware`` (as NUT's
+    ``ups.model`` / ``ups.serial`` / ``ups.firmware``)."""
     blocks: tuple[Block, ...] = field(default=(), compare=False)
+    inventory_blocks: tuple[Block, ...] = field(default=(), compare=False)
 
     def __post_init__(self) -> None:
         names = [f.name for f in self.fields]
@@ -184,10 +175,17 @@ class RegisterMap:
         for rule in self.status:
             if rule.field not in names:
                 raise ValueError(f"map {self.name}: status rule uses unknown field {rule.field!r}")
-            if (rule.token is None) == (rule.values is None):
-                raise ValueError(f"map {self.name}: status rule on {rule.field!r} needs token or values")
+            if rule.token is not None and rule.values is not None:
+                raise ValueError(f"map {self.name}: status rule on {rule.field!r} has both token and values")
+            if rule.token is None and rule.values is None and rule.alarm is None:
+                raise ValueError(f"map {self.name}: status rule on {rule.field!r} needs token, values or alarm")
+        bad = {f.name for f in self.inventory} - {"model", "serial", "firmware"}
+        if bad:
+            raise ValueError(f"map {self.name}: unknown inventory field(s) {', '.join(sorted(bad))}")
         if not self.blocks:
             object.__setattr__(self, "blocks", tuple(plan_blocks(self.fields)))
+        if self.inventory and not self.inventory_blocks:
+            object.__setattr__(self, "inventory_blocks", tuple(plan_blocks(self.inventory)))
 
     def field(self, name: str) -> FieldDef:
         for f in self.fields:
@@ -198,9 +196,18 @@ class RegisterMap:
     # ------------------------------------------------------------------ decode
     def decode(self, data: Mapping[Block, Sequence[int] | Sequence[bool]]) -> dict[str, Any]:
         """Decode every field from the blocks read (``{block: values}``)."""
+        return self._decode(self.fields, self.blocks, data)
+
+    def decode_inventory(self, data: Mapping[Block, Sequence[int] | Sequence[bool]]) -> dict[str, Any]:
+        """Decode the inventory fields from the :attr:`inventory_blocks` read."""
+        return self._decode(self.inventory, self.inventory_blocks, data)
+
+    @staticmethod
+    def _decode(fields: Iterable[FieldDef], blocks: Sequence[Block],
+                data: Mapping[Block, Sequence[int] | Sequence[bool]]) -> dict[str, Any]:
         out: dict[str, Any] = {}
-        for f in self.fields:
-            block = _block_of(self.blocks, f)
+        for f in fields:
+            block = _block_of(blocks, f)
             values = data[block]
             off = f.address - block.address
             out[f.name] = f.decode(values[off: off + f.width])
@@ -234,15 +241,28 @@ class RegisterMap:
             out.extend(t for t in new if t not in out)
         return out
 
-    # ------------------------------------------------------------------ encode (simulator)
-    def encode(self, values: Mapping[str, Any], image: dict[str, dict[int, Any]]) -> None:
-        """Write ``values`` (by field name) into ``image`` ``{table: {address: raw}}`` in place."""
-        for name, value in values.items():
-            f = self.field(name)
-            t = image.setdefault(f.table, {})
-            current = [t.get(f.address + i, 0) for i in range(f.width)]
-            for i, raw in enumerate(f.encode(value, current)):
-                t[f.address + i] = raw
+    def alarms(self, values: Mapping[str, Any]) -> list[str]:
+        """Alarm texts (NUT ``ups.alarm`` parts) of the rules whose condition holds, in rule order."""
+        out: list[str] = []
+        for rule in self.status:
+            v = values.get(rule.field)
+            if rule.alarm is None or v is None:
+                continue
+            if rule.values is not None:
+                hit = int(v) in rule.values
+            else:
+                hit = bool(v) != rule.invert
+            if hit and rule.alarm not in out:
+                out.append(rule.alarm)
+        return out
+
+    def decode_inventory_image(self, image: Mapping[str, Mapping[int, int]]) -> dict[str, Any]:
+        """:meth:`decode_image` for the inventory fields."""
+        data: dict[Block, list[Any]] = {}
+        for b in self.inventory_blocks:
+            t = image.get(b.table, {})
+            data[b] = [t.get(b.address + i, 0) for i in range(b.count)]
+        return self.decode_inventory(data)
 
 
 def _block_of(blocks: Iterable[Block], f: FieldDef) -> Block:
@@ -281,47 +301,70 @@ def _ir(name: str, address: int, type: RegType = "u16", **kw: Any) -> FieldDef:
     return FieldDef(name, "input", address, type, **kw)
 
 
+# NUT apc_modbus alarm texts (``ups.alarm``), in the order NUT sets them
+_APC_POWER_SYSTEM_ALARMS = (
+    (0, "Output overload"), (1, "Output short circuit"), (2, "Output overvoltage"), (4, "Overtemperature"),
+    (5, "Backfeed relay fault"), (6, "AVR relay fault"), (7, "PFC input relay fault"), (8, "Output relay fault"),
+    (9, "Bypass relay fault"), (11, "PFC fault"), (12, "DC bus overvoltage"), (13, "Inverter fault"),
+)
+_APC_BATTERY_SYSTEM_ALARMS = (
+    (0, "Disconnected"), (1, "Over voltage"), (2, "Needs replacement"), (3, "Over temperature"),
+    (4, "Charger fault"), (5, "Temperature sensor fault"), (6, "Bus soft start fault"),
+)
+
 APC_SMT = RegisterMap(
     name="apc_smt",
     kind="ups",
     description="APC Smart-UPS SMT/SMX/SRT (Application Note 176, as read by NUT apc_modbus): FC03 "
-                "status block 0-26 and dynamic block 128-171",
+                "status block 0-26 and dynamic block 128-171; inventory 516-571 once per connection",
     fields=(
         # status block (UPSStatus_BF is a UINT32, MSW first, at 0-1)
         _hr("flag_online", 0, "u32", bit=1),
         _hr("flag_on_battery", 0, "u32", bit=2),
         _hr("flag_bypass", 0, "u32", bit=3),
         _hr("flag_output_off", 0, "u32", bit=4),
+        _hr("flag_fault", 0, "u32", bit=5),
+        _hr("flag_input_bad", 0, "u32", bit=6),
         _hr("flag_test", 0, "u32", bit=7),
         _hr("flag_overload", 0, "u32", bit=21),
         _hr("_transfer_cause", 2),
         _hr("flag_low_battery", 18, bit=1),        # SimpleSignalingStatus_BF ShutdownImminent
-        _hr("flag_replace_battery", 22, bit=2),    # BatterySystemError_BF NeedsReplacement
-        _hr("flag_test_in_progress", 23, bit=1),   # ReplaceBatteryTestStatus_BF InProgress
+        *(_hr(f"flag_power_error_{b}", 20, "u32", bit=b) for b, _ in _APC_POWER_SYSTEM_ALARMS),  # PowerSystemError_BF
+        *(_hr(f"flag_battery_error_{b}", 22, bit=b) for b, _ in _APC_BATTERY_SYSTEM_ALARMS),  # BatterySystemError_BF
+        # 23 ReplaceBatteryTestStatus_BF is a test *result* (NUT ups.test.result), never a token
         _hr("flag_calibration", 24, bit=1),        # RunTimeCalibrationStatus_BF InProgress
-        # dynamic block
+        # dynamic block (two decimals, as NUT prints them)
         _hr("battery_runtime", 128, "u32"),                       # seconds
-        _hr("battery_charge", 130, divisor=512, digits=1),        # % (2^9)
+        _hr("battery_charge", 130, divisor=512, digits=2),        # % (2^9)
         _hr("battery_voltage", 131, "s16", divisor=32, digits=2),  # V (2^5)
-        _hr("load", 136, divisor=256, digits=1),                  # % real power (2^8)
-        _hr("output_voltage", 142, divisor=64, digits=1),         # V (2^6)
+        _hr("load", 136, divisor=256, digits=2),                  # % real power (2^8)
+        _hr("output_voltage", 142, divisor=64, digits=2),         # V (2^6)
         _hr("flag_boost", 150, bit=5),
         _hr("flag_trim", 150, bit=6),
-        _hr("input_voltage", 151, divisor=64, digits=1, invalid=0xFFFF),  # V (2^6), 0xFFFF = NA
+        _hr("input_voltage", 151, divisor=64, digits=2, invalid=0xFFFF),  # V (2^6), 0xFFFF = NA
     ),
+    # in the order NUT apc_modbus sets them, so ups.status reads the same
     status=(
         StatusRule("flag_online", "OL"),
         StatusRule("flag_on_battery", "OB"),
-        StatusRule("flag_low_battery", "LB"),
-        StatusRule("flag_replace_battery", "RB"),
         StatusRule("flag_bypass", "BYPASS"),
         StatusRule("flag_output_off", "OFF"),
+        StatusRule("flag_fault", alarm="General fault"),
+        StatusRule("flag_input_bad", alarm="Input not acceptable"),
+        StatusRule("flag_test", "TEST"),           # UPSStatus_BF Test only: register 23 may stay latched
         StatusRule("flag_overload", "OVER"),
+        *(StatusRule(f"flag_power_error_{b}", alarm=f"Power system - {text}") for b, text in _APC_POWER_SYSTEM_ALARMS),
+        StatusRule("flag_low_battery", "LB"),
+        *(StatusRule(f"flag_battery_error_{b}", "RB" if b == 2 else None, alarm=f"Battery system - {text}")
+          for b, text in _APC_BATTERY_SYSTEM_ALARMS),
+        StatusRule("flag_calibration", "CAL"),
         StatusRule("flag_boost", "BOOST"),
         StatusRule("flag_trim", "TRIM"),
-        StatusRule("flag_test", "TEST"),
-        StatusRule("flag_test_in_progress", "TEST"),
-        StatusRule("flag_calibration", "CAL"),
+    ),
+    inventory=(
+        _hr("firmware", 516, "str", length=8),
+        _hr("model", 532, "str", length=16),
+        _hr("serial", 564, "str", length=8),
     ),
 )
 

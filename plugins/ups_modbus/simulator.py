@@ -12,8 +12,13 @@ Python API::
     await sim.stop(); await sim.start()        # the whole server goes away and comes back
     await sim.stop()
 
-Every value is encoded with the same :class:`~plugins.ups_modbus.maps.RegisterMap` the driver
-decodes with. ``framer="rtu"`` serves RTU frames over TCP, like a serial gateway in transparent
+Every unit is an independent witness: it encodes from its own table written from the device's
+documentation (reference power_lighting.md), never from ``maps.py``, so a wrong address or scale
+in the driver's maps shows up as a wrong value. The APC unit serves the whole documented register space of
+Application Note 176 as NUT's ``apc_modbus`` reads it (status 0–26, dynamic 128–171, inventory
+516–635, settings 1026–1047, commands 1536–1543); like the UPS, a block read that starts on a
+documented register returns zeros for undocumented ones; any other read is an illegal-address
+exception. ``framer="rtu"`` serves RTU frames over TCP, like a serial gateway in transparent
 mode.
 
 Command line (also ``anninh simulate ups_modbus``)::
@@ -22,8 +27,8 @@ Command line (also ``anninh simulate ups_modbus``)::
     python -m plugins.ups_modbus.simulator --unit 1=apc_smt --unit 2=sdm120 --port 5020 --framer rtu
 
 then type commands on stdin (``help`` lists them), e.g. ``mains off``, ``2 mains on``,
-``lowbatt on``, ``rb on``, ``test on``, ``dead on``, ``charge 35``, ``show``; or send SIGUSR1 to
-toggle mains on every unit.
+``lowbatt on``, ``rb on``, ``test on``, ``fault on``, ``inputbad on``, ``dead on``, ``charge 35``,
+``show``; or send SIGUSR1 to toggle mains on every unit.
 """
 
 from __future__ import annotations
@@ -32,9 +37,11 @@ import argparse
 import asyncio
 import contextlib
 import signal
+import struct
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
+from datetime import date
 from typing import Any
 
 from pymodbus import FramerType
@@ -44,7 +51,7 @@ from pymodbus.exceptions import NoSuchIdException
 from pymodbus.server import ModbusTcpServer
 
 from .driver import DEFAULT_CONTACTS
-from .maps import BUILTIN_MAPS, Contact, RegisterMap, dry_contact_map
+from .maps import BUILTIN_MAPS, Contact
 
 FC_TABLE = {1: "coil", 5: "coil", 15: "coil", 2: "discrete", 3: "holding", 6: "holding", 16: "holding",
             23: "holding", 4: "input"}
@@ -67,6 +74,10 @@ class UnitState:
     replace_battery: bool = False
     self_test: bool = False
     calibrating: bool = False
+    fault: bool = False
+    """APC: general fault (UPSStatus_BF bit 5) caused by an inverter fault (PowerSystemError_BF bit 13)."""
+    input_bad: bool = False
+    """APC: input not acceptable (UPSStatus_BF bit 6)."""
     dead: bool = False
     # power meters
     current: float = 0.48
@@ -74,6 +85,110 @@ class UnitState:
     energy: float = 12345.0
     frequency: float = 50.0
     power_factor: float = 0.95
+
+
+# ====================================================================== APC Smart-UPS (AN176)
+# Written from APC Application Note 176 as summarised in reference power_lighting.md §1.1, on its
+# own: nothing here comes from maps.py. Addresses are 0-based protocol addresses (40001 = 0), every
+# read is FC03; 32-bit values are most significant register first; fixed point is raw / 2^n.
+
+APC_BLOCKS = ((0, 27), (128, 44), (516, 120), (1026, 22), (1536, 8))
+"""(start, count) of the documented blocks: status, dynamic, inventory, settings, commands."""
+APC_WRITABLE = ((595, 41), (1026, 22), (1536, 8))
+
+APC_INVENTORY = {
+    516: ("UPS 09.3 (ID18)", 8),       # firmware revision
+    532: ("Smart-UPS X 1500", 16),     # model
+    548: ("SMX1500RMI2U", 16),         # SKU
+    564: ("AS1829123456", 8),          # serial number
+    596: ("KP3 TAM", 8),               # name
+    604: ("Main outlets", 8),          # outlet group names
+    612: ("Switched 1", 8),
+}
+APC_VA, APC_WATTS = 1500, 1200
+APC_MANUFACTURED, APC_BATTERY_INSTALLED = date(2018, 7, 12), date(2023, 3, 1)
+
+# UPSStatus_BF bits (registers 0-1)
+APC_ST_ONLINE, APC_ST_ON_BATTERY, APC_ST_BYPASS, APC_ST_OUTPUT_OFF = 1 << 1, 1 << 2, 1 << 3, 1 << 4
+APC_ST_FAULT, APC_ST_INPUT_BAD, APC_ST_TEST, APC_ST_OVERLOAD = 1 << 5, 1 << 6, 1 << 7, 1 << 21
+APC_POWER_ERR_INVERTER = 1 << 13        # PowerSystemError_BF (registers 20-21)
+APC_BATTERY_ERR_REPLACE = 1 << 2        # BatterySystemError_BF (register 22)
+
+
+def _apc_days(d: date) -> int:
+    return (d - date(2000, 1, 1)).days
+
+
+def _apc_text(regs: dict[int, int], address: int, text: str, count: int) -> None:
+    raw = text.encode("ascii").ljust(2 * count, b" ")[: 2 * count]
+    for i in range(count):
+        regs[address + i] = (raw[2 * i] << 8) | raw[2 * i + 1]
+
+
+def _apc_u32(regs: dict[int, int], address: int, value: int) -> None:
+    value &= 0xFFFFFFFF
+    regs[address], regs[address + 1] = value >> 16, value & 0xFFFF
+
+
+def _apc_fixed(value: float, bits: int) -> int:
+    return round(value * (1 << bits)) & 0xFFFF
+
+
+def apc_registers(s: UnitState) -> dict[int, int]:
+    """The holding registers of a Smart-UPS in state ``s`` (undocumented ones absent = 0)."""
+    regs: dict[int, int] = {}
+    on_battery = not s.mains or s.self_test          # a self-test runs the load on the battery
+    status = APC_ST_ON_BATTERY if on_battery else APC_ST_ONLINE
+    status |= (APC_ST_TEST if s.self_test else 0) | (APC_ST_FAULT if s.fault else 0)
+    status |= APC_ST_INPUT_BAD if s.input_bad else 0
+    _apc_u32(regs, 0, status)
+    regs[2] = 9 if s.self_test else (8 if s.mains else 2)   # change cause: test / acceptable / low input
+    _apc_u32(regs, 3, 1)                                     # main outlet group: on
+    _apc_u32(regs, 6, 1)                                     # switched group 0: on
+    regs[18] = (1 if not s.mains else 0) | (2 if s.low_battery else 0)   # PowerFailure, ShutdownImminent
+    _apc_u32(regs, 20, APC_POWER_ERR_INVERTER if s.fault else 0)
+    regs[22] = APC_BATTERY_ERR_REPLACE if s.replace_battery else 0
+    # ReplaceBatteryTestStatus: in progress (bit 1) from the protocol (bit 6), else passed (bit 2)
+    regs[23] = (1 << 1 | 1 << 6) if s.self_test else (1 << 2 | 1 << 6)
+    regs[24] = 1 << 1 if s.calibrating else 0               # RunTimeCalibrationStatus InProgress
+    regs[25] = 1                                             # battery lifetime OK
+    regs[26] = 1 if s.self_test else 0                       # user interface: test in progress
+    # dynamic
+    _apc_u32(regs, 128, int(s.battery_runtime))
+    regs[130] = _apc_fixed(s.battery_charge, 9)
+    regs[131] = _apc_fixed(s.battery_voltage, 5)
+    regs[133] = _apc_days(APC_BATTERY_INSTALLED)
+    regs[135] = _apc_fixed(28.5, 7)                          # battery temperature °C
+    regs[136] = _apc_fixed(s.load, 8)                        # real power, % of nominal
+    regs[138] = _apc_fixed(min(100.0, s.load * 1.1), 8)      # apparent power, % of nominal
+    watts = s.load / 100 * APC_WATTS
+    regs[140] = _apc_fixed(watts / s.output_voltage if s.output_voltage else 0.0, 5)
+    regs[142] = _apc_fixed(s.output_voltage, 6)
+    regs[144] = _apc_fixed(s.frequency, 7)
+    _apc_u32(regs, 145, int(s.energy))
+    regs[150] = 1 if s.mains and not s.input_bad else 0      # InputStatus: acceptable
+    regs[151] = _apc_fixed(s.input_voltage, 6) if s.mains else 0
+    regs[154] = _apc_fixed(95.0, 7) if s.mains else _apc_fixed(88.0, 7)   # efficiency %
+    for addr in (155, 156, 159, 160, 163, 164, 167, 168):   # countdowns: -1 = not active
+        regs[addr] = 0xFFFF
+    for addr in (157, 161, 165, 169):
+        _apc_u32(regs, addr, -1)
+    # inventory
+    for addr, (text, count) in APC_INVENTORY.items():
+        _apc_text(regs, addr, text, count)
+    regs[588], regs[589] = APC_VA, APC_WATTS
+    regs[590] = 0b11                                         # main + one switched outlet group
+    regs[591] = _apc_days(APC_MANUFACTURED)
+    regs[595] = _apc_days(APC_BATTERY_INSTALLED)
+    # settings
+    regs[1026], regs[1027] = 253, 170                        # transfer high / low (V)
+    regs[1029], regs[1030] = 90, 0                           # main group shutdown / start delay (s)
+    _apc_u32(regs, 1031, 8)                                  # reboot delay
+    return regs
+
+
+def _in(ranges: Sequence[tuple[int, int]], address: int, count: int = 1) -> bool:
+    return any(start <= address and address + count <= start + n for start, n in ranges)
 
 
 class SimUnit:
@@ -85,59 +200,112 @@ class SimUnit:
         self.unit = unit
         self.model = model
         self.contacts = dict(contacts or DEFAULT_CONTACTS)
-        self.map: RegisterMap = dry_contact_map(self.contacts) if model == "generic_dry_contact" \
-            else BUILTIN_MAPS[model]
         self.state = UnitState()
         self.image: dict[str, dict[int, Any]] = {}
+        self.written: dict[int, int] = {}
+        """APC: registers written by a client (settings, commands), kept across state changes."""
         self.reads = 0
         self.encode()
 
-    def values(self) -> dict[str, Any]:
-        """The map field values that describe :attr:`state` (by field name)."""
-        s = self.state
-        on_batt = not s.mains or (s.self_test and self.model == "apc_smt")  # APC self-test runs on battery
-        if self.model == "apc_smt":
-            return {
-                "flag_online": not on_batt, "flag_on_battery": on_batt, "flag_bypass": False,
-                "flag_output_off": False, "flag_test": s.self_test, "flag_overload": False,
-                "_transfer_cause": 9 if s.self_test else (8 if s.mains else 2),
-                "flag_low_battery": s.low_battery, "flag_replace_battery": s.replace_battery,
-                "flag_test_in_progress": s.self_test, "flag_calibration": s.calibrating,
-                "battery_runtime": s.battery_runtime, "battery_charge": s.battery_charge,
-                "battery_voltage": s.battery_voltage, "load": s.load, "output_voltage": s.output_voltage,
-                "flag_boost": False, "flag_trim": False,
-                "input_voltage": s.input_voltage if s.mains else 0.0,
-            }
-        if self.model == "huawei_ups2000":
-            charger = 5 if not s.mains else (3 if s.battery_charge < 100 else 2)
-            return {
-                "input_voltage": s.input_voltage if s.mains else 0.0,
-                "input_frequency": s.frequency if s.mains else 0.0,
-                "output_voltage": s.output_voltage, "load": s.load, "_power_status": 2 if s.mains else 3,
-                "flag_calibration": s.self_test or s.calibrating, "flag_low_battery": s.low_battery,
-                "battery_voltage": s.battery_voltage, "_charger_status": charger,
-                "battery_charge": round(s.battery_charge), "battery_runtime": s.battery_runtime,
-            }
-        if self.model == "generic_dry_contact":
-            truth = {"OL": s.mains, "OB": not s.mains, "LB": s.low_battery, "RB": s.replace_battery,
-                     "CHRG": s.mains and s.battery_charge < 100, "DISCHRG": not s.mains, "HB": False,
-                     "BYPASS": False, "FSD": False}
-            return {f"contact_{t.lower()}": truth[t] != c.invert for t, c in self.contacts.items()}
-        # meters
-        live = s.mains
-        out = {"input_voltage": s.input_voltage if live else 0.0, "current": s.current if live else 0.0,
-               "power": s.power if live else 0.0, "energy": s.energy,
-               "frequency": s.frequency if live else 0.0, "power_factor": s.power_factor if live else 0.0}
-        if self.model == "pzem004t":
-            out["_alarm"] = 0
-        return {k: v for k, v in out.items() if any(f.name == k for f in self.map.fields)}
-
     def encode(self) -> None:
-        self.map.encode(self.values(), self.image)
+        if self.model == "apc_smt":
+            self.image["holding"] = {**apc_registers(self.state), **self.written}
+        elif self.model == "huawei_ups2000":
+            self.image["holding"] = huawei_registers(self.state)
+        elif self.model == "pzem004t":
+            self.image["input"] = pzem_registers(self.state)
+        elif self.model == "sdm120":
+            self.image["input"] = sdm_registers(self.state)
+        else:
+            self.image = contact_image(self.state, self.contacts)
 
     def valid(self, table: str, address: int, count: int) -> bool:
-        return any(b.table == table and b.address <= address and address + count <= b.address + b.count
-                   for b in self.map.blocks)
+        if self.model == "apc_smt":
+            # a block read that starts on a documented register; undocumented ones read 0
+            return table == "holding" and _in(APC_BLOCKS, address) and address + count <= 0x10000
+        if self.model == "generic_dry_contact":
+            return all(address + i in self.image.get(table, {}) for i in range(count))
+        ranges = {"huawei_ups2000": HUAWEI_BLOCKS, "pzem004t": PZEM_BLOCKS, "sdm120": SDM_BLOCKS}[self.model]
+        return table == ("holding" if self.model == "huawei_ups2000" else "input") and _in(ranges, address, count)
+
+
+# ====================================================================== the other models
+# Each written from its documentation (reference power_lighting.md §1.2, §1.9), not from maps.py.
+
+# Huawei UPS2000: datasheet register + 10000, FC03; fixed point ÷10; UINT32 high word first
+HUAWEI_BLOCKS = ((11000, 50), (12000, 34), (19009, 1))
+
+
+def huawei_registers(s: UnitState) -> dict[int, int]:
+    regs: dict[int, int] = {}
+    regs[11000] = round(s.input_voltage * 10) if s.mains else 0
+    regs[11003] = round(s.frequency * 10) if s.mains else 0
+    regs[11008] = round(s.output_voltage * 10)
+    regs[11014] = round(s.frequency * 10)                   # output frequency
+    regs[11021] = round(s.load * 10)
+    regs[11024] = 2 if s.mains else 3                       # power status: 2 on line, 3 on battery
+    regs[11043] = (1 << 2 if s.self_test or s.calibrating else 0) | (1 << 6 if s.low_battery else 0)
+    regs[12000] = round(s.battery_voltage * 10)
+    regs[12002] = 5 if not s.mains else (3 if s.battery_charge < 100 else 2)   # discharging / float / resting
+    regs[12003] = round(s.battery_charge)
+    runtime = int(s.battery_runtime) & 0xFFFFFFFF
+    regs[12004], regs[12005] = runtime >> 16, runtime & 0xFFFF
+    regs[19009] = 100                                       # nominal 1 kVA (×0.01)
+    return regs
+
+
+# Peacefair PZEM-004T v3: FC04 0-9; 32-bit values low word first
+PZEM_BLOCKS = ((0, 10),)
+
+
+def pzem_registers(s: UnitState) -> dict[int, int]:
+    live = s.mains
+
+    def u32(value: int) -> tuple[int, int]:
+        return value & 0xFFFF, (value >> 16) & 0xFFFF          # low word first
+
+    regs = {0: round(s.input_voltage * 10) if live else 0, 7: round(s.frequency * 10) if live else 0,
+            8: round(s.power_factor * 100) if live else 0, 9: 0}
+    regs[1], regs[2] = u32(round(s.current * 1000) if live else 0)
+    regs[3], regs[4] = u32(round(s.power * 10) if live else 0)
+    regs[5], regs[6] = u32(round(s.energy))
+    return regs
+
+
+# Eastron SDM120/SDM230: FC04 IEEE-754 float32, high word first; energy in kWh
+SDM_BLOCKS = ((0x00, 0x4C), (0x156, 2))
+
+
+def sdm_registers(s: UnitState) -> dict[int, int]:
+    live = s.mains
+    va = s.current * s.input_voltage if live else 0.0
+    var = max(0.0, va * va - s.power * s.power) ** 0.5 if live else 0.0
+    values = {0x00: s.input_voltage if live else 0.0, 0x06: s.current if live else 0.0,
+              0x0C: s.power if live else 0.0, 0x12: va, 0x18: var,
+              0x1E: s.power_factor if live else 0.0, 0x34: s.power if live else 0.0,
+              0x46: s.frequency if live else 0.0, 0x48: s.energy / 1000, 0x4A: 0.0, 0x156: s.energy / 1000}
+    regs: dict[int, int] = {}
+    for addr, v in values.items():
+        word = struct.unpack(">I", struct.pack(">f", v))[0]
+        regs[addr], regs[addr + 1] = word >> 16, word & 0xFFFF
+    return regs
+
+
+def contact_image(s: UnitState, contacts: Mapping[str, Contact]) -> dict[str, dict[int, Any]]:
+    """Dry contacts as wired (NUT generic_modbus): each named state closes its contact
+    (opens it when ``invert``)."""
+    truth = {"OL": s.mains, "OB": not s.mains, "LB": s.low_battery, "RB": s.replace_battery,
+             "CHRG": s.mains and s.battery_charge < 100, "DISCHRG": not s.mains, "HB": False,
+             "BYPASS": False, "FSD": False}
+    image: dict[str, dict[int, Any]] = {}
+    for token, c in contacts.items():
+        closed = truth[token] != c.invert
+        t = image.setdefault(c.table, {})
+        if c.table in ("coil", "discrete"):
+            t[c.address] = closed
+        else:
+            t[c.address] = (t.get(c.address, 0) & ~(1 << c.bit)) | (int(closed) << c.bit)
+    return image
 
 
 class _Context(ModbusServerContext):
@@ -174,6 +342,12 @@ class _Context(ModbusServerContext):
         table = FC_TABLE.get(func_code)
         if table not in ("holding", "coil") or not unit.valid(table, address, len(values)):
             return ExcCodes.ILLEGAL_ADDRESS
+        if unit.model == "apc_smt":
+            if not _in(APC_WRITABLE, address, len(values)):
+                return ExcCodes.ILLEGAL_ADDRESS
+            unit.written.update({address + i: int(v) & 0xFFFF for i, v in enumerate(values)})
+            unit.encode()
+            return None
         t = unit.image.setdefault(table, {})
         for i, v in enumerate(values):
             t[address + i] = v
@@ -251,12 +425,14 @@ HELP = """commands ([UNIT] first to address one unit; default: every unit):
   rb on|off         replace-battery flag
   test on|off       self-test running (APC: on battery + TEST; Huawei: CAL)
   cal on|off        runtime calibration
+  fault on|off      APC: general fault (inverter fault)
+  inputbad on|off   APC: input not acceptable
   dead on|off       stop answering / answer again
   charge N | runtime N | load N | voltage N
   show | help | quit"""
 
 _BOOL_CMDS = {"mains": "mains", "lowbatt": "low_battery", "rb": "replace_battery", "test": "self_test",
-              "cal": "calibrating", "dead": "dead"}
+              "cal": "calibrating", "dead": "dead", "fault": "fault", "inputbad": "input_bad"}
 _NUM_CMDS = {"charge": "battery_charge", "runtime": "battery_runtime", "load": "load", "voltage": "input_voltage"}
 
 

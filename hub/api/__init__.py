@@ -166,7 +166,9 @@ class Entity:
     """One Home Assistant entity of a device, announced by MQTT discovery.
 
     ``field`` is the key in the device's state JSON. ``component`` is a Home Assistant MQTT
-    component (``sensor``, ``binary_sensor``, ``switch``, ``light``).
+    component (``sensor``, ``binary_sensor``, ``switch``, ``light``). A ``light`` is announced with
+    the JSON schema, which reads the field ``state`` (``ON``/``OFF``). ``device_class`` and ``unit``
+    must be a pair Home Assistant accepts (tests/ha_rules.py has its tables).
     """
 
     component: Literal["sensor", "binary_sensor", "switch", "light"]
@@ -323,6 +325,43 @@ class PlatformSpec:
     simulator: Callable[..., Awaitable[Any]] | None = None
 
 
+class LazyPlatformSpec(PlatformSpec):
+    """A :class:`PlatformSpec` whose config model and driver are imported from ``module`` on first
+    use: a plugin whose driver needs heavy libraries (an HTTP client, SOAP, OpenCV) costs a hub
+    that has none of its devices nothing. ``config_model`` and ``driver`` name attributes of
+    ``module``.
+
+    Example::
+
+        LazyPlatformSpec(name="hikvision", module="plugins.hikvision.driver",
+                         config_model="HikvisionConfig", driver="HikvisionDriver")
+    """
+
+    def __init__(self, name: str, module: str, config_model: str, driver: str, description: str = "",
+                 simulator: Callable[..., Awaitable[Any]] | None = None) -> None:
+        object.__setattr__(self, "name", name)
+        object.__setattr__(self, "description", description)
+        object.__setattr__(self, "simulator", simulator)
+        object.__setattr__(self, "_target", (module, config_model, driver))
+
+    def _load(self, index: int) -> Any:
+        import importlib
+
+        target: tuple[str, str, str] = self.__dict__["_target"]
+        return getattr(importlib.import_module(target[0]), target[index])
+
+    @property  # type: ignore[override]
+    def config_model(self) -> type[DeviceConfig]:
+        return self._load(1)  # type: ignore[no-any-return]
+
+    @property  # type: ignore[override]
+    def driver(self) -> type[Driver] | Callable[[DeviceConfig, DeviceContext], Driver]:
+        return self._load(2)  # type: ignore[no-any-return]
+
+    def __repr__(self) -> str:
+        return f"LazyPlatformSpec(name={self.name!r}, module={self.__dict__['_target'][0]!r})"
+
+
 class RuleContext(Protocol):
     """What the hub hands a rule."""
 
@@ -330,6 +369,8 @@ class RuleContext(Protocol):
     sun: Sun | None
     log: logging.Logger
     config: Any  # hub.config.Config
+    tz: tzinfo
+    """The hub's timezone (``hub.timezone``): times a person reads are shown in it."""
 
     def state(self, device_id: str) -> Mapping[str, Any]: ...
 
@@ -384,6 +425,9 @@ class AvailabilityChange:
     available: bool
     error: str | None
     time: datetime
+    error_kind: str | None = None
+    """``"auth"`` when the device answered and refused the credentials (:class:`AuthError`): it is
+    reachable and powered, so its going offline says nothing about its site's network or power."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,174 @@
+"""A real RTSP stream behind a device simulator's stream URIs, where the machine has GStreamer.
+
+The camera simulators hand out stream URIs (Hikvision ``/Streaming/Channels/101``, Dahua
+``/cam/realmonitor?channel=1&subtype=0``, ONVIF ``GetStreamUri``). :class:`SimRtsp` serves those
+paths with GStreamer's RTSP server (``tests/rtsp_server.py``, run by the system Python, which has
+the GObject bindings), so ``ffprobe`` or a video player given the URI really plays H.264: each
+channel shows its own street scene (:func:`hub.camera.images.scene`) with a car driving across.
+
+It binds 127.0.0.1 only and asks for the simulator's user name and password (RTSP Basic auth).
+Every stream is 640x360 whatever resolution the simulated device claims (a 1080p x264 encode per
+stream would not fit the test machines).
+:func:`rtsp_unavailable` tells why it cannot run on this machine (``None`` when it can);
+``scripts/test.sh`` installs the Debian packages it needs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from hub.camera.images import scene
+from hub.testing.process import stop_process
+
+SYSTEM_PYTHON = "/usr/bin/python3"
+RTSP_SCRIPT = Path(__file__).resolve().parents[2] / "tests" / "rtsp_server.py"
+_PROBE = ("import gi; gi.require_version('Gst', '1.0'); gi.require_version('GstRtspServer', '1.0'); "
+          "from gi.repository import Gst, GstRtspServer; Gst.init(None); "
+          "missing = [e for e in ('appsrc', 'videoconvert', 'x264enc', 'h264parse', 'rtph264pay') "
+          "if Gst.ElementFactory.find(e) is None]; print(' '.join(missing))")
+
+
+@functools.cache
+def rtsp_unavailable() -> str | None:
+    """Why the GStreamer RTSP server cannot run here, or ``None`` when it can (checked once)."""
+    if not RTSP_SCRIPT.is_file():
+        return f"{RTSP_SCRIPT} is not here (the RTSP server script ships with the source tree)"
+    if not Path(SYSTEM_PYTHON).exists():
+        return f"no {SYSTEM_PYTHON} (the GStreamer RTSP server runs under the system Python)"
+    try:
+        out = subprocess.run([SYSTEM_PYTHON, "-c", _PROBE], capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"cannot run {SYSTEM_PYTHON}: {exc}"
+    if out.returncode != 0:
+        return ("GStreamer's RTSP server is not installed (Debian: python3-gi gir1.2-gst-rtsp-server-1.0 "
+                "gstreamer1.0-plugins-{base,good,ugly,bad}; scripts/test.sh installs them): "
+                + (out.stderr.strip().splitlines() or ["?"])[-1])
+    if out.stdout.strip():
+        return f"GStreamer elements missing: {out.stdout.strip()} (Debian gstreamer1.0-plugins-ugly/bad)"
+    return None
+
+
+def probe_unavailable() -> str | None:
+    """Why a stream cannot be served and probed here (GStreamer or ffprobe missing), or ``None``."""
+    return rtsp_unavailable() or (None if shutil.which("ffprobe") else "ffprobe is not installed (Debian ffmpeg)")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _clip(channel: int, width: int, height: int, frames: int) -> bytes:
+    base = scene(channel, width, height, stamp="")
+    out = []
+    for i in range(frames):
+        img = base.copy()
+        x = int(i * width / frames)
+        y = int(height * 0.78)
+        cv2.rectangle(img, (x, y), (x + width // 8, y + height // 12), (30, 30, 190), -1)  # a car crossing
+        out.append(np.ascontiguousarray(img).tobytes())
+    return b"".join(out)
+
+
+class SimRtsp:
+    """``paths`` maps an RTSP path (``/Streaming/Channels/101``) to the channel whose scene it shows."""
+
+    def __init__(self, paths: dict[str, int], username: str | None = None, password: str | None = None, *,
+                 width: int = 640, height: int = 360, fps: int = 10, frames: int = 10,
+                 lifetime: float = 24 * 3600.0) -> None:
+        self.paths = dict(paths)
+        self.username = username
+        self.password = password
+        self.width, self.height, self.fps, self.frames = width, height, fps, frames
+        self.lifetime = lifetime
+        self.port = 0
+        self.proc: subprocess.Popen[str] | None = None
+        self._dir: str | None = None
+
+    def url(self, path: str, credentials: bool = False) -> str:
+        cred = f"{self.username}:{self.password}@" if credentials and self.username else ""
+        return f"rtsp://{cred}127.0.0.1:{self.port}{path}"
+
+    def _start(self, timeout: float) -> None:
+        why = rtsp_unavailable()
+        if why is not None:
+            raise RuntimeError(f"no RTSP stream: {why}")
+        self._dir = tempfile.mkdtemp(prefix="anninh-simrtsp-")
+        for ch in sorted(set(self.paths.values())):
+            name = f"ch{ch}"
+            Path(self._dir, f"{name}.raw").write_bytes(_clip(ch, self.width, self.height, self.frames))
+            Path(self._dir, f"{name}.json").write_text(json.dumps(
+                {"width": self.width, "height": self.height, "fps": self.fps, "frames": self.frames, "osd": False}))
+        self.port = _free_port()
+        cmd = [SYSTEM_PYTHON, str(RTSP_SCRIPT), "--port", str(self.port), "--clips", self._dir,
+               "--lifetime", str(self.lifetime)]
+        for path, ch in self.paths.items():
+            cmd += ["--mount", f"{path}=ch{ch}"]
+        if self.username is not None:
+            cmd += ["--auth", f"{self.username}:{self.password or ''}"]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line.startswith("READY"):
+            err = self.proc.stderr.read() if self.proc.stderr else ""
+            self._stop()
+            raise RuntimeError(f"the RTSP server did not start: {line.strip()!r} {err[-800:]}")
+        shutil.rmtree(self._dir, ignore_errors=True)  # the server read the clips before it said READY
+        self._dir = None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return
+            except OSError:
+                time.sleep(0.02)
+        self._stop()
+        raise RuntimeError("the RTSP server did not open its port")
+
+    def _stop(self) -> None:
+        if self.proc is not None:
+            stop_process(self.proc)
+            for f in (self.proc.stdout, self.proc.stderr):
+                if f is not None:
+                    f.close()
+            self.proc = None
+        if self._dir is not None:
+            shutil.rmtree(self._dir, ignore_errors=True)
+            self._dir = None
+
+    async def start(self, timeout: float = 15.0) -> SimRtsp:
+        await asyncio.to_thread(self._start, timeout)
+        return self
+
+    async def stop(self) -> None:
+        await asyncio.to_thread(self._stop)
+
+
+def probe_stream(url: str, frames: int = 5, timeout: float = 30.0) -> dict[str, object]:
+    """``ffprobe`` the stream at ``url`` (RTSP over TCP), decoding ``frames`` frames: returns the
+    first video stream's ``codec_name``, ``width``, ``height`` and ``nb_read_frames``. Raises
+    ``RuntimeError`` with ffprobe's message when it cannot play it."""
+    ffprobe = shutil.which("ffprobe")
+    if ffprobe is None:
+        raise RuntimeError("ffprobe is not installed (Debian package ffmpeg)")
+    cmd = [ffprobe, "-v", "error", "-rtsp_transport", "tcp", "-analyzeduration", "1000000", "-probesize", "200000",
+           "-select_streams", "v:0", "-read_intervals", f"%+#{frames}", "-count_frames",
+           "-show_entries", "stream=codec_name,width,height,nb_read_frames", "-of", "json", url]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    streams = json.loads(out.stdout or "{}").get("streams") or []
+    if out.returncode != 0 or not streams:
+        raise RuntimeError(f"ffprobe could not play the stream: {out.stderr.strip()[-300:] or 'no video stream'}")
+    info: dict[str, object] = streams[0]
+    return info
