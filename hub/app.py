@@ -25,6 +25,7 @@ from hub.broker import (
 from hub.clock import Clock
 from hub.config import Config
 from hub.core import Backoff, Hub
+from hub.export.service import install as install_export
 from hub.mqtt import BrokerAddress, MqttConnection
 from hub.plugins import PluginManager
 from hub.redact import register_secrets
@@ -116,6 +117,7 @@ async def _start_hub(config: Config, plugins: PluginManager, server: str, userna
         ca_file=m.ca_file, cert_file=m.cert_file, key_file=m.key_file, queue_size=m.queue_size,
         outbox=config.data_dir / "outbox.db", clean_session=False)
     bridge = MqttBridge(hub, conn)
+    install_export(hub)
     await hub.start()
     await bridge.start()
     if not await conn.wait_connected(connect_timeout):

@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
 import logging
@@ -249,6 +250,10 @@ class MqttBridge:
                 body = {"value": body}
             transaction = body.get("transaction")
             handler = self._requests.get(name)
+            base, _, user = name.partition("/")
+            per_user = self.hub.user_requests.get(base) if handler is None and user and "/" not in user else None
+            if per_user is not None:
+                handler = functools.partial(per_user, user=user)  # the user is the topic's, never the payload's
             if handler is None:
                 raise ValueError(f"unknown request {name!r} (known: {', '.join(sorted(self._requests))})")
             response = {"status": "ok", "data": await handler(body)}

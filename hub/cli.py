@@ -259,7 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _load_extra_commands() -> None:
     import importlib
 
-    for module in ("hub.acl", "hub.discover", "hub.reference"):
+    for module in ("hub.acl", "hub.discover", "hub.reference", "hub.export.cli"):
         try:
             importlib.import_module(module)
         except ModuleNotFoundError as exc:

@@ -255,9 +255,16 @@ class UserConfig(StrictModel):
     sites: list[str] | None = None
 
 
+class ExportSection(StrictModel):
+    max_hours: float = Field(12, gt=0, le=168, description="longest window one export may ask for (hours)")
+    audio: Literal["aac", "drop"] = Field("aac", description="recorder audio (G.711) in the MP4: as AAC, or left "
+                                          "out (faster; it stays in original/)")
+
+
 class _TopModel(StrictModel):
     hub: HubSection = HubSection()
     mqtt: MqttSection = MqttSection()
+    export: ExportSection = ExportSection()
     sites: list[SiteConfig] = []
     devices: list[dict[str, Any]] = []
     users: list[UserConfig] = []
@@ -277,6 +284,7 @@ class Config:
     rules: dict[str, BaseModel | None]
     rules_enabled: dict[str, bool]
     warnings: list[str] = field(default_factory=list)
+    export: ExportSection = field(default_factory=ExportSection)
 
     @property
     def data_dir(self) -> Path:
@@ -654,4 +662,4 @@ def load_config(path: str | Path, plugins: Any | None = None) -> Config:
     if ck.issues:
         raise ConfigError(ck.issues, resolved)
     return Config(path=path, hub=top.hub, mqtt=top.mqtt, sites=top.sites, devices=devices,
-                  users=top.users, rules=rules, rules_enabled=enabled, warnings=ck.warnings)
+                  users=top.users, rules=rules, rules_enabled=enabled, warnings=ck.warnings, export=top.export)

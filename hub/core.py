@@ -426,6 +426,8 @@ class Hub:
         self._state_callbacks: list[Callable[[StateChange], None]] = []
         self.rules: dict[str, Rule] = {}
         self.requests: dict[str, Callable[[dict[str, Any]], Awaitable[Any]]] = {}
+        # requests answered per user on <base>/bridge/request/<name>/<user> (the user from the topic)
+        self.user_requests: dict[str, Callable[[dict[str, Any], str], Awaitable[Any]]] = {}
         self.mqtt_access: Any = None
         self.registry: Registry | None = None
         self.history: History | None = None

@@ -49,6 +49,7 @@ CONTRACTOR_STATE_KINDS = frozenset({"ups", "meter", "recorder", "camera"})
 SNAPSHOT_REQUESTS = ("snapshot",)
 READ_REQUESTS = ("health_check", "devices")
 SITE_SAFE_REQUESTS = ("health_check",)
+EXPORT_ROLES = ("officer", "installer")  # who may export footage (hub.export.service checks it again)
 """Requests whose answer reveals nothing of any site: the only ones a site-limited user gets."""
 
 
@@ -216,6 +217,9 @@ def _user_acl(user: UserConfig, b: str, prefix: str, devices: list[DeviceFacts],
                 write.append(f"{b}/{d.id}/set/{user.name}")
                 if rights.unnamed_set:
                     write.append(f"{b}/{d.id}/set")
+    if user.role in EXPORT_ROLES and "#" not in rights.requests:
+        write.append(f"{b}/bridge/request/export/{user.name}")  # footage export, under their own name only
+        read.append(f"{b}/bridge/response/export/{user.name}")
     requests = rights.requests if not limited else tuple(r for r in rights.requests if r in SITE_SAFE_REQUESTS)
     for r in requests:
         write.append(f"{b}/bridge/request/{r}")

@@ -129,6 +129,34 @@ class AuthError(DeviceError):
     """The device refused the credentials (retried slowly, never in a tight loop)."""
 
 
+class ExportUnsupportedError(DeviceError):
+    """The device cannot search or download its recordings (e.g. an ONVIF camera without
+    Profile G): the export fails with this message instead of an obscure protocol error."""
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """One recording file (or part of one) found by :meth:`Driver.search_recordings`.
+
+    ``start`` and ``end`` are the *recorder's* wall clock, naive (the export turns hub time into
+    recorder time with the measured clock skew). ``ref`` is the driver's own handle for
+    :meth:`Driver.download` (a playbackURI, a file path); ``name`` is a file name to keep the
+    bytes under (no directories), ``container`` what the bytes are (``ps``, ``dav``, ``mp4``).
+    """
+
+    channel: int
+    start: datetime
+    end: datetime
+    ref: str
+    name: str
+    container: str
+    size: int | None = None
+
+
+DownloadSink = Callable[[bytes], Awaitable[None]]
+"""Where :meth:`Driver.download` hands each chunk (awaited: it applies back-pressure)."""
+
+
 class CommandError(Exception):
     """A command that the device cannot carry out; becomes a ``command_rejected`` event."""
 
@@ -248,6 +276,28 @@ class Driver:
 
     def stream_url(self, channel: int | None = None) -> str | None:
         """RTSP URL of the main stream (credentials included), or ``None``."""
+        return None
+
+    async def search_recordings(self, channel: int, start: datetime, end: datetime) -> list[Segment]:
+        """Recording files of ``channel`` overlapping ``start``..``end`` (the recorder's wall
+        clock, naive), oldest first; ``[]`` when nothing was recorded then. Recorders override this
+        and :meth:`download` to take part in ``anninh export``.
+
+        Raise :class:`ExportUnsupportedError` when the device cannot export, :class:`AuthError` or
+        :class:`DeviceError` as usual."""
+        raise ExportUnsupportedError("this device cannot export recordings (its driver has no recording search)")
+
+    async def download(self, segment: Segment, sink: DownloadSink, offset: int = 0) -> int:
+        """Stream ``segment``'s bytes, exactly as the recorder sends them, to ``sink`` chunk by
+        chunk (never the whole file in memory), starting ``offset`` bytes in (to resume a broken
+        download: by an HTTP Range request, or by skipping what was already received). Returns
+        the bytes handed to ``sink``. A dropped connection raises :class:`DeviceError`; the caller
+        resumes from where it stopped."""
+        raise ExportUnsupportedError("this device cannot export recordings (its driver has no download)")
+
+    async def recorder_clock_skew(self) -> float | None:
+        """Seconds the recorder's clock is ahead of the real time (negative: behind), or ``None``
+        when unknown. The export adds it to the requested times and records it."""
         return None
 
     def entities(self) -> list[Entity]:

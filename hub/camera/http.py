@@ -217,12 +217,15 @@ class CameraHttp:
 
     @contextlib.asynccontextmanager
     async def stream(self, path: str, *, params: Mapping[str, Any] | None = None,
-                     read_timeout: float = 60.0) -> AsyncIterator[HttpResponse]:
-        """A long-lived GET (event streams). Each read waits at most ``read_timeout`` seconds."""
+                     read_timeout: float = 60.0, method: str = "GET", content: bytes | None = None,
+                     headers: Mapping[str, str] | None = None,
+                     allow: tuple[int, ...] = ()) -> AsyncIterator[HttpResponse]:
+        """A long-lived GET (event streams) or any streamed body (recording downloads). Each read
+        waits at most ``read_timeout`` seconds; statuses in ``allow`` do not raise."""
         timeout = aiohttp.ClientTimeout(total=None, connect=self.timeout, sock_read=read_timeout)
-        response = await self._send("GET", path, params=params, content=None, headers=None, timeout=timeout)
+        response = await self._send(method, path, params=params, content=content, headers=headers, timeout=timeout)
         try:
-            if response.status_code >= 400:
+            if response.status_code >= 400 and response.status_code not in allow:
                 raise HttpStatusError(f"{self.where} answered HTTP {response.status_code} to "
                                       f"{path.split('?')[0]}", response.status_code)
             yield response

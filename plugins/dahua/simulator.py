@@ -9,6 +9,8 @@ Python API::
     sim.set_channel_online(3, False)       # getEventIndexes&code=VideoLoss lists it, VideoLoss Start sent
     sim.disk_error(1); sim.disk_full(1); sim.disk_missing(1)
     sim.set_recordings(1, days=12); sim.set_clock_skew(90); sim.set_picture(1, bgr_or_jpeg)
+    sim.add_footage(1, start, end)         # real .dav files (simfootage.py), found by mediaFileFind
+    sim.drop_download_after(100_000)       # the next RPC_Loadfile breaks after 100 kB
     await sim.reboot(3); sim.freeze(); sim.inject_raw(b"HTTP/1.1 200 OK\\r\\n")
     sim.config["MotionDetect[0].Enable"]  # configManager tables (RTSP, MotionDetect, Encode, RecordMode, ...)
     DahuaSimulator(..., rtsp=True)       # serve /cam/realmonitor over RTSP (GStreamer); RTSP.Port tells where
@@ -21,6 +23,12 @@ Quirks, each selectable: Digest realm ``Login to <serial>``; ``Content-Length:``
 differs between firmwares); ``attach_closes`` (the stream closes at once, as on a recent Intelbras
 firmware); float byte counts in ``getDeviceAllInfo``.
 
+Recordings (docs/reference/recordings.md): ``mediaFileFind.cgi`` (factory.create, findFile,
+findNextFile, close, destroy) lists the files of the footage added with :meth:`add_footage`
+(gaps between spans are gaps), each with its real ``FilePath`` and ``Length``;
+``GET /cgi-bin/RPC_Loadfile<FilePath>`` serves one, ``Range: bytes=N-`` honoured
+(``range_support``).
+
 CLI: ``python -m plugins.dahua.simulator --kind nvr --channels 4 --port 8081``.
 """
 
@@ -30,9 +38,11 @@ import argparse
 import asyncio
 import contextlib
 import json
+import tempfile
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import ClassVar, Literal
 
 import numpy as np
@@ -40,6 +50,11 @@ import numpy as np
 from hub.camera.images import picture_bytes, scene
 from hub.camera.simrtsp import SimRtsp, rtsp_unavailable
 from hub.camera.simserver import Request, Response, SimHttpServer
+from hub.testing.footage import FootageFile, VideoFormat
+
+from .simfootage import dav_store
+
+LOADFILE = "/cgi-bin/RPC_Loadfile/"  # + the file's path on the recorder, e.g. /mnt/dvr/...
 
 CODES = {
     "motion": "VideoMotion", "video_loss": "VideoLoss", "tamper": "VideoBlind",
@@ -64,7 +79,9 @@ class DahuaSimulator(SimHttpServer):
                  serial: str | None = None, firmware: str | None = None, tz_offset_hours: float = 7.0,
                  line_ending: str = "\r\n", no_space_content_length: bool = True, stray_status_line: bool = False,
                  parts_per_write: int = 1, alarm_modes: dict[str, int] | None = None, outputs: int | None = None,
-                 disks: int | None = None, attach_closes: bool = False, rtsp: bool = False) -> None:
+                 disks: int | None = None, attach_closes: bool = False, rtsp: bool = False,
+                 footage_dir: str | Path | None = None, segment_seconds: float = 60.0,
+                 video: VideoFormat | None = None, range_support: bool = True) -> None:
         super().__init__(username=username, password=password, auth=auth, port=port)
         self.kind = kind
         d = {"camera": ("IPC-HDW5831R-ZE", "4X7C5A1ZAG21L3F", "2.800.0000016.0.R,build:2020-06-05", 1),
@@ -104,6 +121,15 @@ class DahuaSimulator(SimHttpServer):
         self._next_find = 1000
         self.streams_opened = 0
         self.unauthorized_body = b"Error\r\nInvalid Authority!\r\n"
+        self._footage_tmp: tempfile.TemporaryDirectory[str] | None = None
+        if footage_dir is None:
+            self._footage_tmp = tempfile.TemporaryDirectory(prefix="dahua-footage-")
+            footage_dir = self._footage_tmp.name
+        self.footage = dav_store(Path(footage_dir), segment_seconds, video)
+        self.range_support = range_support
+        self.download_drops: list[int] = []
+        self.downloads = 0
+        self._dav_paths: dict[str, FootageFile] = {}
         self.rtsp = rtsp
         self.rtsp_port = 554  # table.RTSP.Port; the served port with rtsp=True
         self._rtsp_server: SimRtsp | None = None
@@ -148,6 +174,8 @@ class DahuaSimulator(SimHttpServer):
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> DahuaSimulator:
+        """Listen; footage added before is generated first."""
+        await asyncio.to_thread(self.footage.prepare)
         await super().start()
         if self.rtsp and self._rtsp_server is None:
             self._rtsp_server = SimRtsp(self.rtsp_paths(), self.username, self.password)
@@ -175,6 +203,14 @@ class DahuaSimulator(SimHttpServer):
     def stream_uri(self, channel: int = 1, subtype: int = 0) -> str:
         """The live stream URI (no credentials), on the served port with ``rtsp=True``."""
         return f"rtsp://127.0.0.1:{self.rtsp_port}/cam/realmonitor?channel={channel}&subtype={subtype}"
+
+    def add_footage(self, channel: int, start: datetime, end: datetime) -> None:
+        """Channel ``channel`` recorded from ``start`` to ``end`` (the recorder's wall clock)."""
+        self.footage.add(channel, start, end)
+
+    def drop_download_after(self, nbytes: int, times: int = 1) -> None:
+        """The next ``times`` downloads break (connection reset) after ``nbytes`` bytes of body."""
+        self.download_drops.extend([nbytes] * times)
 
     # ------------------------------------------------------------------ scenario API
     def now(self) -> datetime:
@@ -298,6 +334,8 @@ class DahuaSimulator(SimHttpServer):
     }
 
     async def handle(self, req: Request) -> Response:
+        if req.path.startswith(LOADFILE):  # the file's path on the recorder follows the prefix
+            return self._loadfile(req, req.path[len(LOADFILE) - 1:])
         action = req.query.get("action", "")
         route = self.ROUTES.get((req.path, action)) or self.ROUTES.get((req.path, None))
         if route is None:
@@ -447,23 +485,32 @@ class DahuaSimulator(SimHttpServer):
                 end = datetime.strptime(q.get("condition.EndTime", ""), "%Y-%m-%d %H:%M:%S")
             except ValueError:
                 return self._error()
-            f["items"] = [(ch0, s, e) for s, e in self._segments(ch0 + 1)
-                          if e >= start and s <= end]
+            if ch0 + 1 in self.footage.spans:
+                f["items"] = []
+                for n, s, e in self.footage.files(ch0 + 1):
+                    if e > start and s < end:
+                        ff = self.footage.get(ch0 + 1, n, s, e)
+                        fp = f"/mnt/dvr/{s:%Y-%m-%d}/{ch0:03d}/dav/{s:%H}/{s:%H.%M.%S}-{e:%H.%M.%S}[R][0@0][0].dav"
+                        self._dav_paths[fp] = ff
+                        f["items"].append((ch0, s, e, fp, ff.size))  # type: ignore[union-attr]
+            else:
+                f["items"] = [(ch0, s, e, f"/mnt/dvr/{s:%Y-%m-%d}/{ch0:03d}/dav/{s:%H}/{s:%H.%M.%S}-"
+                               f"{e:%H.%M.%S}[R][0@0][0].dav", 248362892)
+                              for s, e in self._segments(ch0 + 1) if e >= start and s <= end]
             f["pos"] = 0
             return self._kv("OK") if f["items"] else self._kv("Error")
         if action == "findNextFile":
             count = int(q.get("count", "100")) if q.get("count", "100").isdigit() else 100
-            items: list[tuple[int, datetime, datetime]] = f["items"]  # type: ignore[assignment]
+            items: list[tuple[int, datetime, datetime, str, int]] = f["items"]  # type: ignore[assignment]
             pos: int = f["pos"]  # type: ignore[assignment]
             page = items[pos:pos + min(count, 100)]
             f["pos"] = pos + len(page)
             lines = [f"found={len(page)}"]
-            for i, (ch0, s, e) in enumerate(page):
+            for i, (ch0, s, e, fp, size) in enumerate(page):
                 lines += [f"items[{i}].Channel={ch0}", f"items[{i}].Duration={int((e - s).total_seconds())}",
                           f"items[{i}].EndTime={e:%Y-%m-%d %H:%M:%S}", f"items[{i}].Events[0]=VideoMotion",
-                          f"items[{i}].FilePath=/mnt/dvr/{s:%Y-%m-%d}/{ch0:03d}/dav/{s:%H}/{s:%H.%M.%S}-"
-                          f"{e:%H.%M.%S}[R][0@0][0].dav", f"items[{i}].Flags[0]=Timing",
-                          f"items[{i}].Length=248362892", f"items[{i}].StartTime={s:%Y-%m-%d %H:%M:%S}",
+                          f"items[{i}].FilePath={fp}", f"items[{i}].Flags[0]=Timing",
+                          f"items[{i}].Length={size}", f"items[{i}].StartTime={s:%Y-%m-%d %H:%M:%S}",
                           f"items[{i}].Type=dav"]
             return self._kv(*lines)
         if action in ("close", "factory.close"):
@@ -472,6 +519,40 @@ class DahuaSimulator(SimHttpServer):
             self._finds.pop(obj, None)
             return self._kv("OK")
         return self._error()
+
+    def _loadfile(self, req: Request, file_path: str) -> Response:
+        ff = self._dav_paths.get(file_path)
+        if ff is None:
+            return Response(404, b"Error\r\nNot Found!\r\n", "text/plain")
+        total = ff.size
+        skip = 0
+        status = 200
+        headers = {"Content-Length": str(total)}
+        rng = req.headers.get("range", "")
+        if self.range_support and rng.startswith("bytes=") and rng[6:].rstrip("-").isdigit():
+            skip = min(int(rng[6:].rstrip("-")), total)
+            status = 206
+            headers = {"Content-Length": str(total - skip), "Content-Range": f"bytes {skip}-{total - 1}/{total}"}
+        drop = self.download_drops.pop(0) if self.download_drops else None
+        self.downloads += 1
+
+        async def send(writer: asyncio.StreamWriter) -> None:
+            sent = 0
+            with ff.path.open("rb") as f:
+                f.seek(skip)
+                while chunk := f.read(65536):
+                    if drop is not None and sent + len(chunk) > drop:
+                        writer.write(chunk[:drop - sent])
+                        await writer.drain()
+                        writer.transport.abort()
+                        return
+                    sent += len(chunk)
+                    if self.frozen:
+                        await self.wait_unfrozen()
+                    writer.write(chunk)
+                    await writer.drain()
+
+        return Response(status, content_type="application/octet-stream", headers=headers, stream=send)
 
     def _segments(self, channel: int) -> list[tuple[datetime, datetime]]:
         span = self.recordings.get(channel)

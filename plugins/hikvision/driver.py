@@ -5,19 +5,23 @@ firmware, camera vs recorder), ``/System/status`` (clock skew), ``/ContentMgmt/S
 MB), channels and their online state (``InputProxy/channels/status`` on NVRs, ``resDesc NO VIDEO``
 on DVRs), alarm outputs, snapshots (with the NVR ``StreamingProxy`` fallback and XML errors served
 with HTTP 200), the ``alertStream`` (parsed incrementally, see :mod:`hub.camera.multipart`) and,
-for recorders, how many days of footage each channel keeps (``ContentMgmt/search``).
+for recorders, how many days of footage each channel keeps (``ContentMgmt/search``), and the
+recording search and download behind ``anninh export`` (docs/reference/recordings.md).
 """
 
 from __future__ import annotations
 
 import contextlib
+import re
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
+from urllib.parse import parse_qs, urlsplit
+from xml.sax.saxutils import escape
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
-from hub.api import CameraConfig, Command, CommandError, DeviceError, DeviceInfo
+from hub.api import CameraConfig, Command, CommandError, DeviceError, DeviceInfo, DownloadSink, Segment
 from hub.camera import xml as X
 from hub.camera.base import CameraBase
 from hub.camera.http import HttpStatusError
@@ -342,6 +346,110 @@ class HikvisionDriver(CameraBase):
             if t is not None:
                 starts.append(t.replace(tzinfo=None))
         return min(starts) if starts else None
+
+    # ------------------------------------------------------------------ export: search and download
+    SEARCH_PAGE = 40
+    MAX_PAGES = 500
+
+    async def recorder_clock_skew(self) -> float | None:
+        """Like the polled ``clock_skew``, but against the middle of the request, and with the
+        half second the device's whole-second clock hides on average (it truncates)."""
+        before = datetime.now(UTC)
+        root = await self._xml("/System/status", "status")
+        after = datetime.now(UTC)
+        dev = X.parse_datetime(X.text(root, "currentDeviceTime"))
+        if dev is None or dev.tzinfo is None:
+            return None
+        middle = before + (after - before) / 2
+        return round((dev - middle).total_seconds() + (0.5 if dev.microsecond == 0 else 0.0), 1)
+
+    async def search_recordings(self, channel: int, start: datetime, end: datetime) -> list[Segment]:
+        """``CMSearchDescription`` pages (``searchResultPostion`` advanced by ``numOfMatches``
+        while the answer says ``MORE``); times are the recorder's wall clock written with ``Z``."""
+        segments: list[Segment] = []
+        search_id = str(uuid.uuid4()).upper()
+        position = 0
+        for _page in range(self.MAX_PAGES):
+            body = (f'<?xml version="1.0" encoding="utf-8"?>\n<CMSearchDescription>\n'
+                    f"<searchID>{search_id}</searchID>\n"
+                    f"<trackIDList><trackID>{channel * 100 + 1}</trackID></trackIDList>\n"
+                    f"<timeSpanList><timeSpan>\n<startTime>{start:%Y-%m-%dT%H:%M:%SZ}</startTime>\n"
+                    f"<endTime>{end:%Y-%m-%dT%H:%M:%SZ}</endTime>\n</timeSpan></timeSpanList>\n"
+                    f"<maxResults>{self.SEARCH_PAGE}</maxResults>\n"
+                    f"<searchResultPostion>{position}</searchResultPostion>\n"
+                    f"<searchResultPosition>{position}</searchResultPosition>\n"
+                    "<metadataList><metadataDescriptor>//recordType.meta.std-cgi.com</metadataDescriptor>"
+                    "</metadataList>\n</CMSearchDescription>").encode()
+            resp = await self._http().request("POST", f"{self.prefix}/ContentMgmt/search", content=body,
+                                              headers={"Content-Type": "application/xml"})
+            if resp.status_code >= 400:
+                raise HttpStatusError(f"recording search answered HTTP {resp.status_code}", resp.status_code)
+            root = X.parse(resp.content, "search")
+            if X.local(root.tag) == "ResponseStatus":
+                raise DeviceError(f"recording search refused: {X.text(root, 'statusString') or 'error'}")
+            status = (X.text(root, "responseStatusStrg") or "").upper()
+            items = list(root.iter("searchMatchItem"))
+            for item in items:
+                seg = self._segment(channel, item)
+                if seg is not None and seg.end > start and seg.start < end:
+                    segments.append(seg)
+            position += X.as_int(X.text(root, "numOfMatches"), len(items)) or len(items)
+            if status != "MORE" or not items:
+                break
+        unique = {(s.start, s.ref): s for s in segments}
+        return sorted(unique.values(), key=lambda s: s.start)
+
+    def _segment(self, channel: int, item: Any) -> Segment | None:
+        uri = (X.deep_text(item, "playbackURI") or "").strip()
+        st = X.parse_datetime(X.deep_text(item, "startTime"))
+        et = X.parse_datetime(X.deep_text(item, "endTime"))
+        if not uri or st is None or et is None:
+            return None
+        query = {k: v[0] for k, v in parse_qs(urlsplit(uri).query).items()}
+        name = re.sub(r"[^A-Za-z0-9_.-]", "_", query.get("name", "")) or f"ch{channel:02d}"
+        st, et = st.replace(tzinfo=None), et.replace(tzinfo=None)
+        return Segment(channel=channel, start=st, end=et, ref=uri, name=f"{name}_{st:%Y%m%dT%H%M%S}.ps",
+                       container="ps", size=X.as_int(query.get("size")))
+
+    async def download(self, segment: Segment, sink: DownloadSink, offset: int = 0) -> int:
+        """``GET`` with a ``downloadRequest`` body, ``POST`` on firmware that refuses it; a resume
+        asks ``Range: bytes=N-`` and skips N bytes itself when the recorder ignores the range."""
+        body = ('<?xml version="1.0" encoding="UTF-8"?>\n<downloadRequest version="1.0" '
+                'xmlns="http://www.isapi.org/ver20/XMLSchema">'
+                f"<playbackURI>{escape(segment.ref)}</playbackURI></downloadRequest>").encode()
+        headers = {"Content-Type": "application/xml"}
+        if offset:
+            headers["Range"] = f"bytes={offset}-"
+        methods = [self._download_method] if self._download_method else ["GET", "POST"]
+        for method in methods:
+            async with self._http().stream(f"{self.prefix}/ContentMgmt/download", method=method, content=body,
+                                           headers=headers, read_timeout=self.config.timeout * 3,
+                                           allow=(400, 403, 404, 405, 501)) as resp:
+                if resp.status_code >= 400:
+                    continue
+                self._download_method = method
+                skip = offset if resp.status_code != 206 else 0
+                sent = 0
+                first = True
+                async for chunk in resp.aiter_raw():
+                    if first and offset == 0 and chunk.lstrip()[:1] == b"<" and b"ResponseStatus" in chunk[:512]:
+                        root = X.parse(chunk, "download")
+                        raise DeviceError(f"download refused: {X.text(root, 'statusString') or 'error'}")
+                    first = False
+                    if skip:
+                        if len(chunk) <= skip:
+                            skip -= len(chunk)
+                            continue
+                        chunk, skip = chunk[skip:], 0
+                    await sink(chunk)
+                    sent += len(chunk)
+                length = X.as_int(resp.headers.get("Content-Length"))
+                if length is not None and sent < length - (0 if resp.status_code == 206 else offset):
+                    raise DeviceError(f"{self.config.host} ended the download early")
+                return sent
+        raise DeviceError("the recorder refused the download (GET and POST /ContentMgmt/download)")
+
+    _download_method: str | None = None
 
     # ------------------------------------------------------------------ event stream
     async def probe(self) -> None:

@@ -10,6 +10,8 @@ Python API::
     sim.set_channel_online(3, False)            # InputProxy online=false (NVR) / resDesc NO VIDEO (DVR)
     sim.set_disk(1, status="error"); sim.disk_full(1); sim.set_disk(2, status="notexist")
     sim.set_recordings(1, days=12); sim.set_clock_skew(90)
+    sim.add_footage(1, start, end)              # real footage files (PS + IMKH, simfootage.py)
+    sim.drop_download_after(100_000)            # the next download breaks after 100 kB
     sim.set_picture(1, bgr_array_or_jpeg); sim.picture_error(2, code=6)
     sim.motion_enabled[1]                       # motionDetection config (GET/PUT), as pyHik reads it
     HikvisionSimulator(..., rtsp=True)          # serve /Streaming/Channels/<ch>0<stream> over RTSP (GStreamer)
@@ -27,6 +29,13 @@ HTTP/1.0 reply read until close); ``duplicate_boundary``; ``parts_per_write``;
 send); ``psia`` (no ``/ISAPI`` prefix); ``nvr_channel_style`` dyn / plus32 / plain; ``time_mode``
 local-z / utc.
 
+Recordings (docs/reference/recordings.md): ``POST /ISAPI/ContentMgmt/search`` pages through the
+files of a channel (``MORE`` / ``OK`` / ``NO MATCHES``); ``GET`` (``?playbackURI=``) or ``POST``
+(``downloadRequest``) ``/ISAPI/ContentMgmt/download`` serves a file, or the part of it from the
+keyframe at or before the URI's ``starttime`` when that is later than the file's start, with
+``Range: bytes=N-`` honoured (``range_support``). Footage spans come from :meth:`add_footage`;
+the gaps between spans are gaps in the recording.
+
 CLI: ``python -m plugins.hikvision.simulator --kind nvr --channels 4 --port 8080``.
 """
 
@@ -36,10 +45,14 @@ import argparse
 import asyncio
 import contextlib
 import hashlib
+import inspect
+import tempfile
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 from typing import ClassVar, Literal
+from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
 
@@ -47,6 +60,9 @@ from hub.camera import xml as X
 from hub.camera.images import picture_bytes, scene
 from hub.camera.simrtsp import SimRtsp, rtsp_unavailable
 from hub.camera.simserver import Request, Response, SimHttpServer
+from hub.testing.footage import FootageFile, VideoFormat
+
+from .simfootage import IMKH_SIZE, ps_store
 
 NAMESPACES = {
     "ver20": "http://www.hikvision.com/ver20/XMLSchema",
@@ -91,7 +107,9 @@ class HikvisionSimulator(SimHttpServer):
                  outputs: int | None = None, disks: int | None = None, nvr_channel_style: str = "dyn",
                  nvr_picture_fallback: bool = True, time_mode: str = "local-z", naive_time: bool | None = None,
                  picture_after_smart: bool = False, send_inactive: bool | None = None,
-                 rtsp: bool = False) -> None:
+                 rtsp: bool = False, footage_dir: str | Path | None = None,
+                 segment_seconds: float = 60.0, video: VideoFormat | None = None,
+                 range_support: bool = True) -> None:
         super().__init__(username=username, password=password, auth=auth, port=port)
         self.kind = kind
         defaults = {
@@ -142,9 +160,20 @@ class HikvisionSimulator(SimHttpServer):
         self.unauthorized_body = (b'<?xml version="1.0" encoding="UTF-8" ?>\n<userCheck>\n<statusValue>401'
                                   b'</statusValue>\n<statusString>Unauthorized</statusString>\n</userCheck>\n')
         self.unauthorized_type = 'application/xml; charset="UTF-8"'
+        self._footage_tmp: tempfile.TemporaryDirectory[str] | None = None
+        if footage_dir is None:
+            self._footage_tmp = tempfile.TemporaryDirectory(prefix="hik-footage-")
+            footage_dir = self._footage_tmp.name
+        self.footage = ps_store(Path(footage_dir), segment_seconds, video)
+        self.range_support = range_support
+        self.download_drops: list[int] = []  # byte counts after which the next downloads break
+        self.downloads = 0
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> HikvisionSimulator:
+        """Listen; footage added before is generated first (as a recorder has its files before
+        anyone searches them)."""
+        await asyncio.to_thread(self.footage.prepare)
         await super().start()
         if self.rtsp and self._rtsp_server is None:
             self._rtsp_server = SimRtsp(self.rtsp_paths(), self.username, self.password)
@@ -235,6 +264,15 @@ class HikvisionSimulator(SimHttpServer):
     def set_recordings(self, channel: int, days: float) -> None:
         """Channel ``channel`` holds footage from ``days`` days ago until now."""
         self.recordings[channel] = days * 86400
+
+    def add_footage(self, channel: int, start: datetime, end: datetime) -> None:
+        """Channel ``channel`` recorded from ``start`` to ``end`` (the recorder's wall clock; an aware
+        time is taken as its wall time). Spans added apart leave a gap between them."""
+        self.footage.add(channel, start, end)
+
+    def drop_download_after(self, nbytes: int, times: int = 1) -> None:
+        """The next ``times`` downloads break (connection reset) after ``nbytes`` bytes of body."""
+        self.download_drops.extend([nbytes] * times)
 
     def set_clock_skew(self, seconds: float) -> None:
         self.clock_skew = seconds
@@ -381,6 +419,7 @@ class HikvisionSimulator(SimHttpServer):
         "/system/video/inputs/channels": "_route_video_inputs",
         "/event/notification/alertstream": "_route_alert_stream",
         "/contentmgmt/search": "_route_search",
+        "/contentmgmt/download": "_route_download",
     }
     PATTERNS: ClassVar[list[tuple[str, str, str]]] = [
         ("/streaming/channels/", "/picture", "_route_picture"),
@@ -406,7 +445,8 @@ class HikvisionSimulator(SimHttpServer):
             (name for prefix, suffix, name in self.PATTERNS if pl.startswith(prefix) and pl.endswith(suffix)), None)
         if route is None:
             return Response(404, b"Document Error: Not Found", "text/html")
-        return getattr(self, route)(req, p, path)
+        answer = getattr(self, route)(req, p, path)
+        return await answer if inspect.isawaitable(answer) else answer
 
     # each route gets the request, the path after /ISAPI (as sent) and the whole path
     def _route_video_inputs(self, req: Request, p: str, url: str) -> Response:
@@ -418,10 +458,15 @@ class HikvisionSimulator(SimHttpServer):
         return Response(200, content_type=self._stream_content_type(), stream=self._alert_stream,
                         version="HTTP/1.0" if self.http10 else "HTTP/1.1", headers={"MIME-Version": "1.0"})
 
-    def _route_search(self, req: Request, p: str, url: str) -> Response:
+    async def _route_search(self, req: Request, p: str, url: str) -> Response:
         if req.method not in ("POST", "GET"):
             return Response(405, b"")
-        return self._search(req.body)
+        return await self._search(req.body)
+
+    async def _route_download(self, req: Request, p: str, url: str) -> Response:
+        if req.method not in ("POST", "GET"):
+            return Response(405, b"")
+        return await self._download(req, url)
 
     def _route_picture(self, req: Request, p: str, url: str) -> Response:
         return self._picture(p.split("/")[3], proxy=False, url=url)
@@ -623,7 +668,7 @@ class HikvisionSimulator(SimHttpServer):
             t = nxt
         return segs
 
-    def _search(self, body: bytes) -> Response:
+    async def _search(self, body: bytes) -> Response:
         try:
             root = X.parse(body)
         except Exception:
@@ -634,25 +679,33 @@ class HikvisionSimulator(SimHttpServer):
         maxr = min(40, X.as_int(X.text(root, "maxResults"), 40) or 40)
         pos = X.as_int(X.text(root, "searchResultPosition") or X.text(root, "searchResultPostion"), 0) or 0
         sid = X.text(root, "searchID", default="") or ""
-        segs = []
-        for s, e in self._segments(track // 100):
-            sw, ew = self._wall(s), self._wall(e)
-            if start is not None and ew < start.replace(tzinfo=None):
-                continue
-            if end is not None and sw > end.replace(tzinfo=None):
-                continue
-            segs.append((s, e))
+        segs: list[tuple[datetime, datetime, str, int]] = []
+        if track // 100 in self.footage.spans:
+            for n, s, e in self.footage.files(track // 100):
+                if (start is not None and e <= self._wall(start.replace(tzinfo=self.tz))) or \
+                        (end is not None and s >= self._wall(end.replace(tzinfo=self.tz))):
+                    continue
+                ff = await asyncio.to_thread(self.footage.get, track // 100, n, s, e)
+                segs.append((s.replace(tzinfo=self.tz), e.replace(tzinfo=self.tz), ff.name, ff.size))
+        else:
+            for s, e in self._segments(track // 100):
+                sw, ew = self._wall(s), self._wall(e)
+                if start is not None and ew < start.replace(tzinfo=None):
+                    continue
+                if end is not None and sw > end.replace(tzinfo=None):
+                    continue
+                segs.append((s, e, f"0200000{track}", 115665012))
         page = segs[pos:pos + maxr]
         status = "NO MATCHES" if not segs else "MORE" if pos + maxr < len(segs) else "OK"
         items = ""
-        for s, e in page:
+        for s, e, name, size in page:
             st, et = self._fmt_time(s), self._fmt_time(e)
             items += (f"<searchMatchItem>\n<sourceID>{{0000000000-0000-0000-0000-000000000000}}</sourceID>\n"
                       f"<trackID>{track}</trackID>\n<timeSpan>\n<startTime>{st}</startTime>\n<endTime>{et}</endTime>\n"
                       "</timeSpan>\n<mediaSegmentDescriptor>\n<contentType>video</contentType>\n<codecType>H.264-BP"
                       "</codecType>\n<playbackURI>rtsp://127.0.0.1/Streaming/tracks/"
                       f"{track}/?starttime={st.replace('-', '').replace(':', '')}&amp;endtime="
-                      f"{et.replace('-', '').replace(':', '')}&amp;name=0200000{track}&amp;size=115665012"
+                      f"{et.replace('-', '').replace(':', '')}&amp;name={name}&amp;size={size}"
                       "</playbackURI>\n</mediaSegmentDescriptor>\n<metadataMatches>\n<metadataDescriptor>"
                       "recordType.meta.hikvision.com/timing</metadataDescriptor>\n</metadataMatches>\n"
                       "</searchMatchItem>\n")
@@ -660,6 +713,77 @@ class HikvisionSimulator(SimHttpServer):
                         f"<responseStatusStrg>{status}</responseStatusStrg>\n<numOfMatches>{len(page)}</numOfMatches>\n"
                         f"<matchList>\n{items}</matchList>\n", ns="psia")
         return self._xml(doc)
+
+    async def _download(self, req: Request, url: str) -> Response:
+        uri = req.query.get("playbackURI") or ""
+        if req.body:
+            try:
+                uri = X.deep_text(X.parse(req.body), "playbackURI") or ""
+            except Exception:
+                return self._status(6, "Invalid XML Content", "badXmlContent", url)
+        query = {k: v[0] for k, v in parse_qs(urlsplit(uri.strip()).query).items()}
+        ff = self.footage.by_name(query.get("name", ""))
+        if ff is None:
+            return self._status(4, "Invalid Operation", "invalidOperation", url)  # unknown file
+        begin = IMKH_SIZE
+        clip_start = X.parse_datetime(query.get("starttime", ""))
+        if clip_start is not None:
+            offset = (self._wall(clip_start.replace(tzinfo=self.tz) if clip_start.tzinfo is None else clip_start)
+                      - ff.start).total_seconds()
+            for t, off in ff.keyframes:
+                if t <= offset:
+                    begin = off
+        total = IMKH_SIZE + ff.size - begin
+        skip = 0
+        status = 200
+        headers = {"Content-Length": str(total)}
+        rng = req.headers.get("range", "")
+        if self.range_support and rng.startswith("bytes=") and rng[6:].rstrip("-").isdigit():
+            skip = min(int(rng[6:].rstrip("-")), total)
+            status = 206
+            headers = {"Content-Length": str(total - skip), "Content-Range": f"bytes {skip}-{total - 1}/{total}"}
+        drop = self.download_drops.pop(0) if self.download_drops else None
+        self.downloads += 1
+
+        async def send(writer: asyncio.StreamWriter) -> None:
+            await self._send_file(writer, ff, begin, skip, drop)
+
+        return Response(status, content_type="application/octet-stream", headers=headers, stream=send)
+
+    async def _send_file(self, writer: asyncio.StreamWriter, ff: FootageFile, begin: int, skip: int,
+                         drop: int | None) -> None:
+        """IMKH header + file[begin:], from byte ``skip`` of that; breaks after ``drop`` bytes."""
+        sent = 0
+        with ff.path.open("rb") as f:
+            head = f.read(IMKH_SIZE)
+            pieces: list[tuple[int, int]] = [(0, IMKH_SIZE), (begin, ff.size)]
+            pos = 0
+            for a, b in pieces:
+                n = b - a
+                if pos + n <= skip:
+                    pos += n
+                    continue
+                start = a + max(0, skip - pos)
+                pos += n
+                f.seek(start)
+                remaining = b - start
+                while remaining > 0:
+                    chunk = head[start:b] if a == 0 else f.read(min(65536, remaining))
+                    if not chunk:
+                        break
+                    remaining -= len(chunk)
+                    if drop is not None and sent + len(chunk) > drop:
+                        writer.write(chunk[:drop - sent])
+                        await writer.drain()
+                        writer.transport.abort()
+                        return
+                    sent += len(chunk)
+                    if self.frozen:
+                        await self.wait_unfrozen()
+                    writer.write(chunk)
+                    await writer.drain()
+        with contextlib.suppress(ConnectionError):
+            await writer.drain()
 
     def _wall(self, dt: datetime) -> datetime:
         if self.time_mode == "utc":

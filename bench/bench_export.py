@@ -1,0 +1,251 @@
+"""Footage export benchmark: export time against a floor measured in the same run, memory, and
+how much the export delays the event loop.
+
+    python bench/bench_export.py [--minutes 10] [--fps 25] [--width 1920 --height 1080]
+                                 [--bitrate 4000000] [--cache DIR]
+
+A Hikvision simulator (its own process, so its memory is not counted) holds ``--minutes`` of
+footage in 60-second PS files (generated once into ``--cache``; the first run of a long clip
+takes a while). Measured:
+
+1. **Floor**: a plain HTTP download of the same files (aiohttp, Digest, the same simulator, each
+   file's bytes written to disk) plus PyAV's bare remux of those files into one MP4 (demux and
+   mux every video packet, nothing else).
+2. **Export**: ``hub.export.run.export`` (search, download, remux, hashing, signing), with the
+   remux in a child process as the running hub does it (``--thread``: in a worker thread, as
+   ``anninh export`` does). Ratio = export / floor; target <= 1.3. The floor copies video only;
+   ``--audio drop`` compares like with like, the default also transcodes the G.711 audio to AAC.
+3. **Memory**: this process's RSS before the export and its peak during it (sampled every 20 ms),
+   for the clip length given; run two lengths to see that it does not grow with the length
+   (target: growth < 100 MB whatever the length).
+4. **Event loop**: p50/p99 lateness of a 2 ms timer idle and during the export (a proxy for
+   command latency while an export runs: a light command waits for the loop just as this timer
+   does); the target for light commands is p99 <= 1.5x idle.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import multiprocessing as mp
+import shutil
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import aiohttp
+import av
+
+PW = "bench-pw"
+START = datetime(2026, 11, 30, 8, 0, 0)
+
+
+def rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def _serve(q: Any, minutes: int, cache: str, fps: int, width: int, height: int, bitrate: int) -> None:
+    from hub.testing.footage import VideoFormat
+    from plugins.hikvision.simulator import HikvisionSimulator
+
+    async def main() -> None:
+        sim = HikvisionSimulator("nvr", channels=1, password=PW, footage_dir=cache,
+                                 video=VideoFormat(width=width, height=height, fps=fps, gop_seconds=2.0, audio=True,
+                                                   bitrate=bitrate, noise=True))
+        sim.add_footage(1, START, START + timedelta(minutes=minutes))
+        await sim.start()
+        files = [(sim.footage.get(1, n, s, e)) for n, s, e in sim.footage.files(1)]
+        q.put((sim.port, [(f.name, str(f.path), f.size) for f in files]))
+        await asyncio.Event().wait()
+
+    asyncio.run(main())
+
+
+async def plain_download(port: int, names: list[str], out: Path) -> float:
+    t = time.perf_counter()
+    auth = aiohttp.DigestAuthMiddleware("admin", PW)
+    async with aiohttp.ClientSession(middlewares=(auth,), read_bufsize=1 << 20) as session:
+        for name in names:
+            body = ("<downloadRequest><playbackURI>rtsp://x/?name=" + name + "</playbackURI></downloadRequest>")
+            async with session.post(f"http://127.0.0.1:{port}/ISAPI/ContentMgmt/download", data=body) as r:
+                with (out / name).open("wb") as f:
+                    async for chunk in r.content.iter_any():
+                        f.write(chunk)
+    return time.perf_counter() - t
+
+
+def bare_remux(paths: list[Path], out: Path) -> float:
+    t = time.perf_counter()
+    with av.open(str(out), "w", format="mp4") as o:
+        ostream = None
+        offset = 0
+        for p in paths:
+            with p.open("rb") as f:
+                f.seek(40)
+                with av.open(f, format="mpeg") as c:
+                    vs = c.streams.video[0]
+                    if ostream is None:
+                        ostream = o.add_stream_from_template(vs)
+                    first = None
+                    last = 0
+                    for pkt in c.demux(vs):
+                        if pkt.pts is None:
+                            continue
+                        first = pkt.pts if first is None else first
+                        rel = pkt.pts - first
+                        last = rel
+                        pkt.pts = pkt.dts = rel + offset
+                        pkt.stream = ostream
+                        o.mux(pkt)
+                    offset += last + 1
+    return time.perf_counter() - t
+
+
+class LoopProbe:
+    """Lateness of a 2 ms timer on the running loop."""
+
+    def __init__(self) -> None:
+        self.samples: list[float] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def _run(self) -> None:
+        while True:
+            t = time.perf_counter()
+            await asyncio.sleep(0.002)
+            self.samples.append((time.perf_counter() - t - 0.002) * 1000)
+
+    def start(self) -> None:
+        self.samples = []
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> tuple[float, float]:
+        assert self._task is not None
+        self._task.cancel()
+        try:
+            await self._task
+        except asyncio.CancelledError:
+            pass
+        s = sorted(self.samples) or [0.0]
+        return statistics.median(s), s[min(len(s) - 1, int(len(s) * 0.99))]
+
+
+async def run(args: argparse.Namespace) -> None:
+    from hub.config import load_config
+    from hub.export.run import ExportRequest, export
+    from hub.testing.hubrun import make_plugins, write_config
+
+    cache = Path(args.cache)
+    q: Any = mp.get_context("spawn").Queue()
+    proc = mp.get_context("spawn").Process(target=_serve, daemon=True, args=(
+        q, args.minutes, str(cache), args.fps, args.width, args.height, args.bitrate))
+    t = time.perf_counter()
+    proc.start()
+    port, files = await asyncio.to_thread(q.get, True, 36000)
+    total = sum(size for _, _, size in files)
+    print(f"footage: {args.minutes} min, {len(files)} files, {total / 1e6:.1f} MB "
+          f"({total * 8 / (args.minutes * 60) / 1e6:.2f} Mbit/s), {args.width}x{args.height} {args.fps} fps "
+          f"(ready in {time.perf_counter() - t:.1f} s)")
+    work = Path(tempfile.mkdtemp(prefix="bench-export-"))
+    try:
+        probe = LoopProbe()
+        probe.start()
+        await asyncio.sleep(2.0)
+        idle = await probe.stop()
+
+        rounds = []
+        for r in range(args.rounds):
+            d = work / f"plain{r}"
+            d.mkdir()
+            dl = await plain_download(port, [n for n, _, _ in files], d)
+            rx = await asyncio.to_thread(bare_remux, [d / n for n, _, _ in files], d / "bare.mp4")
+            shutil.rmtree(d)
+
+            cfg_dir = work / f"cfg{r}"
+            cfg_dir.mkdir()
+            cfg = write_config(cfg_dir, f"""
+                hub: {{data_dir: {cfg_dir / 'data'}}}
+                export: {{audio: {args.audio}}}
+                devices:
+                  - {{id: nvr, platform: hikvision, host: 127.0.0.1, port: {port}, password: {PW}, kind: nvr,
+                      timeout: 10}}
+                """)
+            plugins = make_plugins()
+            config = load_config(cfg, plugins)
+            request = ExportRequest(device="nvr", start=START, end=START + timedelta(minutes=args.minutes),
+                                    out_dir=cfg_dir / "out")
+            base = rss_mb()
+            peak = [base]
+            stop = threading.Event()
+
+            def sample(peak: list[float] = peak, stop: threading.Event = stop) -> None:
+                while not stop.is_set():
+                    peak[0] = max(peak[0], rss_mb())
+                    time.sleep(0.02)
+
+            sampler = threading.Thread(target=sample, daemon=True)
+            sampler.start()
+            probe.start()
+            t = time.perf_counter()
+            # skew 0 on the simulator: the window is the footage (the clock offset is measured anyway)
+            phases: dict[str, float] = {}
+
+            def progress(message: str, fraction: float, phases: dict[str, float] = phases) -> None:
+                phases.setdefault(message.split(" ")[0], time.perf_counter())
+
+            result = await export(config, plugins, request, progress, remux_process=not args.thread)
+            exp = time.perf_counter() - t
+            marks = [("connect", t), *sorted(phases.items(), key=lambda kv: kv[1])]
+            print("  phases: " + ", ".join(f"{a} {b[1] - a_t:.2f} s" for (a, a_t), b in itertools.pairwise(marks)))
+            busy = await probe.stop()
+            stop.set()
+            sampler.join()
+            rounds.append((dl, rx, exp, peak[0] - base, busy))
+            print(f"round {r + 1}: download {dl:.2f} s + bare remux {rx:.2f} s = floor {dl + rx:.2f} s; "
+                  f"export {exp:.2f} s (ratio {exp / (dl + rx):.2f}); RSS {base:.0f} -> peak {peak[0]:.0f} MB "
+                  f"(+{peak[0] - base:.0f}); loop lateness p50/p99 {busy[0]:.2f}/{busy[1]:.2f} ms; "
+                  f"gaps {len(result.gaps)}")
+            shutil.rmtree(cfg_dir)
+        ratios = sorted(e / (d + x) for d, x, e, _, _ in rounds)
+        print(f"\nexport / floor: median {statistics.median(ratios):.2f} (rounds: "
+              f"{', '.join(f'{x:.2f}' for x in ratios)}; target <= 1.3)")
+        print(f"RSS growth during the export: max {max(r[3] for r in rounds):.0f} MB (target < 100 MB)")
+        worst = max(r[4][1] for r in rounds)
+        print(f"event-loop lateness p99: idle {idle[1]:.2f} ms, during export {worst:.2f} ms "
+              f"(ratio {worst / max(idle[1], 0.01):.2f}; proxy for the light-command target <= 1.5x)")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+        proc.kill()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--minutes", type=int, default=10)
+    ap.add_argument("--fps", type=int, default=25)
+    ap.add_argument("--width", type=int, default=1920)
+    ap.add_argument("--height", type=int, default=1080)
+    ap.add_argument("--bitrate", type=int, default=4_000_000)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--audio", choices=["aac", "drop"], default="aac",
+                    help="export.audio: G.711 to AAC in the MP4 (default), or left out (the floor has no audio)")
+    ap.add_argument("--thread", action="store_true",
+                    help="remux in a worker thread (as `anninh export` does) instead of a child process (the hub)")
+    ap.add_argument("--cache", default=str(Path(tempfile.gettempdir()) / "anninh-bench-footage"))
+    args = ap.parse_args()
+    Path(args.cache).mkdir(parents=True, exist_ok=True)
+    asyncio.run(run(args))
+
+
+if __name__ == "__main__":
+    main()
