@@ -18,8 +18,8 @@ class NutConfig(DeviceConfig, UpsThresholds):
     host: str
     port: int = Field(3493, ge=1, le=65535)
     ups: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")    # the UPS's name in upsd (ups.conf)
-    username: str | None = None                       # a upsd.users account, to LOGIN like upsmon
-    password: str | None = None
+    username: str | None = Field(None, pattern=r"^[^\s\"\\]+$")  # a upsd.users account, to LOGIN like upsmon
+    password: str | None = Field(None, pattern=r"^[^\s\"\\]+$")
 
 
 class NutUps(UpsDriver):
