@@ -23,6 +23,7 @@ from types import ModuleType
 from typing import Any
 
 import aiohttp
+import pytest
 
 from hub.plugins import PluginManager
 from hub.testing.mosquitto import Mosquitto
@@ -298,3 +299,26 @@ def test_docs_tutorial_is_the_example_plugin() -> None:
         for path in (EXAMPLES / folder).glob("*.py"):
             imports = re.findall(r"^\s*(?:from|import) (hub[\w.]*)", path.read_text(), re.M)
             assert set(imports) <= {"hub.api", "hub.api.lights", "hub.api.ups", "hub.hookspecs"}, (path, imports)
+
+
+async def test_nut_simulator_speaks_to_nuts_own_client(tmp_path: Path) -> None:
+    """upsc (NUT's own client, package nut-client) reads the simulator as it reads a real upsd."""
+    upsc = shutil.which("upsc")
+    if upsc is None:
+        pytest.skip("upsc missing: apt-get install nut-client (scripts/test.sh installs it)")
+    sims = _install(tmp_path / "data", "nut_ups")
+    server = await sims["nut_ups"].NutServer().start()
+    server.units["ups1"]["ups.alarm"] = 'Say "hi" \\ back'  # quotes and backslashes escaped on the wire
+    try:
+        def run(*args: str) -> str:
+            return subprocess.run([upsc, *args], capture_output=True, text=True, timeout=20, check=True).stdout
+        listing = await asyncio.to_thread(run, "-l", f"127.0.0.1:{server.port}")
+        assert listing.split() == ["ups1"]
+        text = await asyncio.to_thread(run, f"ups1@127.0.0.1:{server.port}")
+        got = dict(line.split(": ", 1) for line in text.splitlines())
+        assert got["ups.status"] == "OL CHRG" and got["battery.charge"] == "100"
+        assert got["ups.alarm"] == 'Say "hi" \\ back'
+        one = await asyncio.to_thread(run, f"ups1@127.0.0.1:{server.port}", "input.voltage")
+        assert one.strip() == "229.5"
+    finally:
+        await server.stop()

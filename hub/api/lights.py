@@ -31,13 +31,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from . import Command, DeviceConfig, DeviceContext, Driver, Entity
 
 Mode = Literal["auto", "manual"]
+C = TypeVar("C", bound=DeviceConfig)
 
 STATE_FIELDS = ("state", "mode", "reason", "hold_until")
 """The fields every light publishes."""
@@ -111,16 +112,19 @@ def decide(before: Hold, command: Command, *, target: bool | None, actual: bool 
     return Hold(mode, until, reason), p.mode is not None or command.by_person
 
 
-class LightDriver(Driver):
+class LightDriver(Driver, Generic[C]):
     """Base of every light driver: one relay channel with the hub's manual/automatic bookkeeping.
 
-    Implement :meth:`read_relay` and :meth:`write_relay` (and ``connect``/``close``)."""
+    Implement :meth:`read_relay` and :meth:`write_relay` (and ``connect``/``close``). Name your
+    config model as the parameter (``class MyLight(LightDriver[MyConfig])``) and ``self.config``
+    is typed as it."""
 
     kind: ClassVar[str] = "light"
     command_model: ClassVar[type[BaseModel] | None] = LightCommand
     stale_fields: tuple[str, ...] = ("state",)
+    config: C
 
-    def __init__(self, config: DeviceConfig, ctx: DeviceContext) -> None:
+    def __init__(self, config: C, ctx: DeviceContext) -> None:
         super().__init__(config, ctx)
         self.hold = Hold()
         self.relay_on: bool | None = None

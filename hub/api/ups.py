@@ -26,11 +26,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 from pydantic import Field
 
 from . import DeviceConfig, DeviceContext, Driver, Entity, StrictModel
+
+C = TypeVar("C", bound=DeviceConfig)
 
 STATUS_FIELDS = ("status", "on_battery", "low_battery", "replace_battery", "alarm")
 """Fields derived from the status tokens (published by every UPS)."""
@@ -98,19 +100,21 @@ def derive_status(reading: UpsReading, *, low_battery_charge: float | None = Non
     }
 
 
-class UpsDriver(Driver):
+class UpsDriver(Driver, Generic[C]):
     """Base of every UPS driver: implement :meth:`read_ups` (and ``connect``/``close``).
 
     Set ``value_fields`` (the measured fields this UPS publishes; default all of
     :data:`VALUE_FIELDS`), ``reports_rb`` (it can say "replace battery") and ``reports_alarm``
-    (it has alarm texts) before the first poll, e.g. in ``__init__``."""
+    (it has alarm texts) before the first poll, e.g. in ``__init__``. Name your config model as the
+    parameter (``class MyUps(UpsDriver[MyConfig])``) and ``self.config`` is typed as it."""
 
     kind: ClassVar[str] = "ups"
     value_fields: tuple[str, ...] = VALUE_FIELDS
     reports_rb: bool = True
     reports_alarm: bool = True
+    config: C
 
-    def __init__(self, config: DeviceConfig, ctx: DeviceContext) -> None:
+    def __init__(self, config: C, ctx: DeviceContext) -> None:
         super().__init__(config, ctx)
         self._last: dict[str, bool | None] = {}
 

@@ -50,7 +50,7 @@ class LightConfig(ModbusDeviceConfig):
         return self
 
 
-class LightDriver(LightBase):
+class LightDriver(LightBase[LightConfig]):
     """One relay channel (Modbus coil, FC06 command word or Tasmota) as a ``light``."""
 
     config: LightConfig

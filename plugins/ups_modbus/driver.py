@@ -155,7 +155,7 @@ def published(name: str) -> bool:
 METER_FIELDS = ("mains",)
 
 
-class UpsDriver(UpsBase):
+class UpsDriver(UpsBase[UpsConfig]):
     """A UPS: status tokens, battery charge/runtime, input voltage, load; upsmon-style events."""
 
     kind = "ups"

@@ -22,7 +22,7 @@ class NutConfig(DeviceConfig, UpsThresholds):
     password: str | None = Field(None, pattern=r"^[^\s\"\\]+$")
 
 
-class NutUps(UpsDriver):
+class NutUps(UpsDriver[NutConfig]):
     async def connect(self) -> DeviceInfo:
         c = self.config
         try:

@@ -14,14 +14,14 @@ class ShellyConfig(DeviceConfig):
     channel: int = Field(0, ge=0, le=15)             # the Switch component's id
 
 
-class ShellyLight(LightDriver):
+class ShellyLight(LightDriver[ShellyConfig]):
     async def connect(self) -> DeviceInfo:
         self.http = aiohttp.ClientSession(f"http://{self.config.host}:{self.config.port}",
                                           timeout=aiohttp.ClientTimeout(total=self.config.timeout / 2))
         info = await self.rpc("Shelly.GetDeviceInfo")
         return DeviceInfo(model=info.get("model"), firmware=info.get("ver"), manufacturer="Shelly")
 
-    async def rpc(self, method: str, **params: object) -> dict:
+    async def rpc(self, method: str, **params: int | str) -> dict:
         try:
             async with self.http.get(f"/rpc/{method}", params=params) as resp:
                 body = await resp.json(content_type=None)
