@@ -254,11 +254,13 @@ async def _until(probe: Any, timeout: float = 20) -> Any:
 async def test_cli_simulate_and_plugins_find_dropins(tmp_path: Path) -> None:
     _install(tmp_path / "data", "shelly_light", "nut_ups")
     cfg = _write(tmp_path, "hub: {data_dir: ./data}\n")
-    out = _cli("plugins", "-c", str(cfg))
+    out, listed, listed_here = await asyncio.gather(
+        asyncio.to_thread(_cli, "plugins", "-c", str(cfg)),
+        asyncio.to_thread(_cli, "simulate", "-c", str(cfg), "list"),
+        asyncio.to_thread(_cli, "simulate", "list", cwd=tmp_path))  # without -c: ./data/plugins of the cwd
     assert "platform shelly_light" in out and "platform nut_ups" in out, out
-    assert {"shelly_light", "nut_ups"} <= set(_cli("simulate", "-c", str(cfg), "list").split())
-    # without -c: ./data/plugins of the working directory
-    assert {"shelly_light", "nut_ups"} <= set(_cli("simulate", "list", cwd=tmp_path).split())
+    assert {"shelly_light", "nut_ups"} <= set(listed.split())
+    assert {"shelly_light", "nut_ups"} <= set(listed_here.split())
 
     shelly_port, nut_port = _free_port(), _free_port()
     procs = [_spawn("simulate", "-c", str(cfg), "shelly_light", "--port", str(shelly_port)),
