@@ -95,6 +95,11 @@ def _config_arg(p: argparse.ArgumentParser) -> None:
                    help="the hub's YAML config (secrets.yaml beside it holds the !secret values)")
 
 
+def _dropin_config_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-c", "--config", type=Path, default=None, metavar="FILE",
+                   help="also load the drop-in plugins of this config's data_dir (default: ./data/plugins)")
+
+
 def peek_data_dir(path: Path) -> Path | None:
     """The data dir named in a config, read before validation (drop-in plugins live there)."""
     import yaml
@@ -158,8 +163,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _dropin_dir(args: argparse.Namespace) -> Path:
+    """Where `plugins` and `simulate` look for drop-ins: ``--data-dir``, else the data_dir of
+    ``-c CONFIG``, else ./data (the default data_dir)."""
+    if getattr(args, "data_dir", None) is not None:
+        return Path(args.data_dir)
+    if getattr(args, "config", None) is not None:
+        return peek_data_dir(args.config) or Path("./data")
+    return Path("./data")
+
+
 def cmd_plugins(args: argparse.Namespace) -> int:
-    plugins = load_plugins(args.data_dir)
+    plugins = load_plugins(_dropin_dir(args))
     print(f"hub API version {API_VERSION}")
     for name, p in plugins.plugins.items():
         version = p.manifest.version if p.manifest else "-"
@@ -174,7 +189,7 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    sims = load_plugins().simulators()
+    sims = load_plugins(_dropin_dir(args)).simulators()
     if args.name == "list":
         for name in sorted(sims):
             print(name)
@@ -239,11 +254,13 @@ def build_parser() -> argparse.ArgumentParser:
                        description="List the loaded plugins, their platforms and rules, and any plugin "
                        "that failed to load.")
     p.add_argument("--data-dir", type=Path, default=None, help="also load drop-ins from DIR/plugins")
+    _dropin_config_arg(p)
     p.set_defaults(func=cmd_plugins)
     p = sub.add_parser("simulate", help="run a plugin's device simulator (try a config without hardware)",
                        description="Run one plugin's device simulator on this machine, to try a config "
                        "without hardware. `anninh simulate list` names them; `anninh simulate NAME --help` "
                        "shows a simulator's options.")
+    _dropin_config_arg(p)
     p.add_argument("name", help="simulator name (see `anninh simulate list`)")
     p.add_argument("args", nargs=argparse.REMAINDER, help="arguments for the simulator (--help)")
     p.set_defaults(func=cmd_simulate)

@@ -12,6 +12,7 @@ need=""
 command -v mosquitto_pub >/dev/null 2>&1 || need="$need mosquitto-clients"
 command -v openssl >/dev/null 2>&1 || need="$need openssl"
 command -v ffmpeg >/dev/null 2>&1 || need="$need ffmpeg"
+command -v upsc >/dev/null 2>&1 || need="$need nut-client"   # NUT's own client, a witness for the nut_ups simulator
 # GStreamer's RTSP server, driven by the system python3, serves the image-health tests' clips
 # (tests/rtsp_server.py): present only if the bindings load and every element of its pipeline exists
 # (clockoverlay is in gstreamer1.0-x, x264enc in -ugly, h264parse in -bad, rtph264pay in -good)
@@ -45,5 +46,5 @@ if [ -n "$need" ]; then
 fi
 [ "$py" = python3 ] || [ -x "$py" ] || python3 -m venv .venv
 "$py" -m pip install -q --disable-pip-version-check -e ".[test,dev]"
-"$py" -m ruff check hub plugins tests bench
+"$py" -m ruff check hub plugins tests bench examples
 "$py" -m pytest -q "$@"

@@ -13,6 +13,10 @@ configured device and runs it behind its own error boundary:
 
 Raising :class:`DeviceError` (or any exception, or timing out) marks the device offline; the
 hub logs that once, retries forever with capped exponential backoff, and logs once on recovery.
+
+Device classes (part of API v1): :mod:`hub.api.lights` (``light``: a base driver that only needs
+its relay read and written), :mod:`hub.api.ups` (``ups``: a base driver that only returns raw
+readings), :mod:`hub.api.cameras` and :mod:`hub.api.recorders` (the state and events they publish).
 """
 
 from __future__ import annotations

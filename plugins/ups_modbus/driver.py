@@ -2,17 +2,19 @@
 
 A device entry names a register map with ``model:`` (see :mod:`plugins.ups_modbus.maps` and the
 README). Each poll reads the map's contiguous blocks (one request per block, not per register),
-decodes them, derives the NUT status tokens and publishes the contract fields.
+decodes them into the UPS's own status tokens, alarms and values; the ``ups`` device class
+(:mod:`hub.api.ups`) derives the published status and the events from them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
 from hub.api import DeviceConfig, DeviceContext, DeviceError, DeviceInfo, Driver, Entity, StrictModel
+from hub.api.ups import UpsDriver as UpsBase
+from hub.api.ups import UpsReading, UpsThresholds
 from hub.modbus import ModbusDeviceConfig
 
 from .client import ModbusLink
@@ -104,19 +106,13 @@ class InlineMap(StrictModel):
         return RegisterMap(name="inline", kind=self.kind, fields=fields, status=rules)
 
 
-class UpsConfig(ModbusDeviceConfig):
+class UpsConfig(ModbusDeviceConfig, UpsThresholds):
     """A UPS or power meter reached over Modbus (see the plugin README for every key)."""
 
     model: Model
     map: InlineMap | None = Field(None, description="the register map when model is 'inline'")
     contacts: dict[str, ContactConfig] | None = Field(
         None, description="generic_dry_contact: NUT state → contact (default OL on DI 0, LB on DI 1)")
-    low_battery_charge: float | None = Field(
-        None, ge=0, le=100, description="like NUT ignorelb + battery.charge.low: the UPS's own LB flag is "
-                                        "ignored and LB is set while the charge is below this (%); unset or 0 = off")
-    low_battery_runtime: float | None = Field(
-        None, ge=0, description="like NUT ignorelb + battery.runtime.low: the UPS's own LB flag is ignored and "
-                                "LB is set while the runtime is below this (s); unset or 0 = off")
     mains_min_voltage: float = Field(100.0, ge=0, description="meters: mains present at or above this voltage")
     poll_interval: float = Field(5.0, gt=0, le=86400)
     timeout: float = Field(3.0, gt=0, le=300)
@@ -156,15 +152,10 @@ def published(name: str) -> bool:
     return not name.startswith(("_", "flag_", "contact_"))
 
 
-UPS_FIELDS = ("status", "on_battery", "low_battery", "replace_battery", "alarm")
 METER_FIELDS = ("mains",)
 
-# upsmon names: ONBATT, ONLINE, LOWBATT, REPLBATT
-EVENTS = {"on_battery": ("on_battery", "on_line"), "low_battery": ("low_battery", None),
-          "replace_battery": ("replace_battery", None)}
 
-
-class UpsDriver(Driver):
+class UpsDriver(UpsBase[UpsConfig]):
     """A UPS: status tokens, battery charge/runtime, input voltage, load; upsmon-style events."""
 
     kind = "ups"
@@ -174,14 +165,12 @@ class UpsDriver(Driver):
         super().__init__(config, ctx)
         self.map = resolve_map(config)
         self.link: ModbusLink | None = None
-        self._values = [f.name for f in self.map.fields if published(f.name)]
-        self._reports_rb = any("RB" in (r.token or "").split() or
-                               any("RB" in v.split() for v in (r.values or {}).values())
-                               for r in self.map.status)
-        extra = METER_FIELDS if self.map.kind == "meter" else UPS_FIELDS
-        self.stale_fields: tuple[str, ...] = (*extra, *self._values)
-        """Everything measured becomes null when the device goes offline (never a stale "OL")."""
-        self._last: dict[str, bool | None] = {}
+        self._values = tuple(f.name for f in self.map.fields if published(f.name))
+        self.value_fields = self._values
+        self.reports_rb = any("RB" in (r.token or "").split() or
+                              any("RB" in v.split() for v in (r.values or {}).values())
+                              for r in self.map.status)
+        self.reports_alarm = any(r.alarm for r in self.map.status)
 
     # ------------------------------------------------------------------ lifecycle
     async def connect(self) -> DeviceInfo:
@@ -234,81 +223,19 @@ class UpsDriver(Driver):
         values["_alarms"] = alarms
         return values, tokens
 
-    async def poll(self) -> dict[str, Any]:
+    async def read_ups(self) -> UpsReading:
         values, tokens = await self.read_values()
-        state = self.build_state(values, tokens)
-        self._emit_transitions(state)
-        return state
-
-    # ------------------------------------------------------------------ state
-    def build_state(self, values: Mapping[str, Any], tokens: list[str]) -> dict[str, Any]:
-        """NUT's ``status_commit``: with ``low_battery_charge`` / ``low_battery_runtime`` set, the
-        UPS's LB is replaced by the hub's thresholds (``ignorelb``: charge and runtime compared as
-        whole numbers, on line too); then ``ALARM`` leads the status while any alarm is present."""
-        c = self.config
-        tokens = list(tokens)
-        charge_low, runtime_low = c.low_battery_charge or None, c.low_battery_runtime or None  # 0 = off
-        if charge_low is not None or runtime_low is not None:
-            tokens = [t for t in tokens if t != "LB"]
-            charge, runtime = values.get("battery_charge"), values.get("battery_runtime")
-            if (charge_low is not None and charge is not None and int(charge) < int(charge_low)) \
-                    or (runtime_low is not None and runtime is not None and int(runtime) < int(runtime_low)):
-                tokens.append("LB")
-        alarms: list[str] = list(values.get("_alarms") or [])
-        on_battery = True if "OB" in tokens else False if "OL" in tokens else None
-        status = (["ALARM"] if alarms else []) + tokens
-        state: dict[str, Any] = {
-            "status": " ".join(status) or None,
-            "on_battery": on_battery,
-            "low_battery": "LB" in tokens,
-            "replace_battery": ("RB" in tokens) if self._reports_rb else None,
-            "alarm": " ".join(alarms) or None,
-        }
-        state.update({k: values.get(k) for k in self._values})
-        return state
-
-    def _emit_transitions(self, state: Mapping[str, Any]) -> None:
-        for key, (rising, falling) in EVENTS.items():
-            now = state.get(key)
-            before = self._last.get(key)
-            if now is None:
-                continue
-            self._last[key] = bool(now)
-            if now and not before:  # includes the first poll when the state is already bad
-                self.ctx.event(rising, status=state.get("status"), battery_charge=state.get("battery_charge"),
-                               battery_runtime=state.get("battery_runtime"))
-            elif not now and before and falling:
-                self.ctx.event(falling, status=state.get("status"), battery_charge=state.get("battery_charge"))
-
-    def entities(self) -> list[Entity]:
-        ents = [
-            Entity("binary_sensor", "on_battery", "Mains power", "power", payload_on=False),
-            Entity("binary_sensor", "low_battery", "Battery low", "battery"),
-            Entity("sensor", "status", "UPS status", icon="mdi:power-plug-battery"),
-        ]
-        if self._reports_rb:
-            ents.append(Entity("binary_sensor", "replace_battery", "Replace battery", "problem"))
-        if any(r.alarm for r in self.map.status):
-            ents.append(Entity("sensor", "alarm", "UPS alarm", icon="mdi:alert"))
-        # load is % of the UPS's rated power: Home Assistant has no device class for it (power_factor
-        # is cos φ), so none, with its unit
-        sensors = {"battery_charge": ("Battery charge", "battery", "%", None),
-                   "battery_runtime": ("Battery runtime", "duration", "s", None),
-                   "input_voltage": ("Input voltage", "voltage", "V", None),
-                   "output_voltage": ("Output voltage", "voltage", "V", None),
-                   "battery_voltage": ("Battery voltage", "voltage", "V", None),
-                   "load": ("Load", None, "%", "mdi:gauge")}
-        for name in self._values:
-            if name in sensors:
-                label, dc, unit, icon = sensors[name]
-                ents.append(Entity("sensor", name, label, dc, unit, state_class="measurement", icon=icon))
-        return ents
+        return UpsReading(tokens, values.pop("_alarms"), values)
 
 
 class MeterDriver(UpsDriver):
     """An AC power meter: voltage, current, power, energy, frequency, and ``mains`` present."""
 
     kind = "meter"
+
+    @property
+    def stale_fields(self) -> tuple[str, ...]:  # type: ignore[override]
+        return (*METER_FIELDS, *self._values)
 
     async def poll(self) -> dict[str, Any]:
         values, _tokens = await self.read_values()
