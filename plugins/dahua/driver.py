@@ -21,10 +21,9 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr
 
 from hub.api import CameraConfig, Command, CommandError, DeviceError, DeviceInfo
-from hub.camera.base import CameraBase
+from hub.camera.base import CameraBase, OutputCommand
 from hub.camera.http import HttpStatusError
 from hub.camera.multipart import MultipartParser, boundary_from_content_type
-from plugins.hikvision.driver import OutputCommand
 
 CODE_MAP = {
     "videomotion": "motion", "smartmotionhuman": "motion", "smartmotionvehicle": "motion",

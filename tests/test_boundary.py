@@ -1,0 +1,131 @@
+"""The plugin boundary (docs/plugins.md, "What a plugin may import"): built-in plugins import only
+the hub modules of plugin API v1 (``hub.API_MODULES``) and no other plugin; the hub never imports a
+plugin (it finds them through hooks); the CLI modules import each other without a cycle. Read from
+the source with ``ast``, so a lazy import inside a function counts as much as one at the top."""
+
+from __future__ import annotations
+
+import ast
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from hub import API_MODULES
+
+ROOT = Path(__file__).resolve().parent.parent
+
+HUB_MAY_IMPORT_PLUGINS = {
+    # test support that item 6 of issue 13 moves out of the package (it starts the plugins'
+    # simulators to load a hub); the installed hub itself never imports a plugin
+    "hub/testing/flood.py",
+}
+
+
+def imports(path: Path) -> Iterator[tuple[int, str]]:
+    """Every absolute module a file imports (``from a.b import c`` gives ``a.b.c`` and ``a.b``
+    is not counted on its own, so ``from hub.camera import xml`` is ``hub.camera.xml``)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield node.lineno, alias.name
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            for alias in node.names:
+                yield node.lineno, f"{node.module}.{alias.name}"
+
+
+def allowed(module: str) -> bool:
+    """``module`` (``hub.x.y`` or ``hub.x.y.name``) is part of plugin API v1."""
+    for api in API_MODULES:
+        if module == api or module.startswith(api + "."):
+            return True
+    return False
+
+
+def plugin_files() -> list[Path]:
+    files = sorted((ROOT / "plugins").rglob("*.py"))
+    assert len(files) > 20, "the built-in plugins were not found"
+    return files
+
+
+def test_builtin_plugins_import_only_the_plugin_api() -> None:
+    bad = []
+    for path in plugin_files():
+        rel = path.relative_to(ROOT)
+        own = rel.parts[1] if len(rel.parts) > 2 else None
+        for line, module in imports(path):
+            top = module.split(".")[0]
+            if top == "hub" and not allowed(module):
+                bad.append(f"{rel}:{line}: {module} is not part of plugin API v1")
+            elif top == "plugins" and module.split(".")[1] != own:
+                bad.append(f"{rel}:{line}: {module}: a plugin imports no other plugin")
+    assert not bad, "\n".join(bad)
+
+
+def test_the_hub_never_imports_a_plugin() -> None:
+    bad = []
+    for path in sorted((ROOT / "hub").rglob("*.py")):
+        rel = path.relative_to(ROOT).as_posix()
+        if rel in HUB_MAY_IMPORT_PLUGINS:
+            continue
+        for line, module in imports(path):
+            if module.split(".")[0] == "plugins":
+                bad.append(f"{rel}:{line}: imports {module}")
+    assert not bad, "\n".join(bad)
+
+
+def test_the_checks_catch_what_they_look_for(tmp_path: Path) -> None:
+    """The scanner sees top-level, lazy and ``from package import module`` imports alike."""
+    src = tmp_path / "x.py"
+    src.write_text("import hub.core\nfrom hub.camera import xml\ndef f():\n    from plugins.dahua import driver\n"
+                   "from .local import thing\n")
+    found = [m for _, m in imports(src)]
+    assert found == ["hub.core", "hub.camera.xml", "plugins.dahua.driver"]
+    assert not allowed("hub.core") and not allowed("hub.core.describe_error") and not allowed("hub.cameraman")
+    assert allowed("hub.camera.xml") and allowed("hub.api.runtime.describe_error") and allowed("hub.modbus.short_error")
+
+
+def test_the_documented_list_is_the_one_in_code() -> None:
+    docs = (ROOT / "docs" / "plugins.md").read_text(encoding="utf-8")
+    section = re.search(r"^## What a plugin may import.*?(?=^## )", docs, re.M | re.S)
+    assert section, "docs/plugins.md has no 'What a plugin may import' section"
+    listed = re.findall(r"^- `(hub[\w.]*)`", section.group(0), re.M)
+    assert listed == list(API_MODULES)
+
+
+def _cli_graph() -> dict[str, set[str]]:
+    modules = {f"hub.cli.{p.stem}" if p.stem != "__init__" else "hub.cli": p
+               for p in (ROOT / "hub" / "cli").glob("*.py")}
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        graph[name] = set()
+        for _, module in imports(path):
+            # `from hub.cli import acl` is hub.cli.acl; `from hub.cli.common import x` is hub.cli.common
+            while module and module not in modules:
+                module = module.rpartition(".")[0]
+            if module and module != name:
+                graph[name].add(module)
+    return graph
+
+
+def test_the_cli_modules_import_each_other_without_a_cycle() -> None:
+    graph = _cli_graph()
+    assert {"hub.cli.main", "hub.cli.common", "hub.cli.run"} <= set(graph)
+    done: set[str] = set()
+
+    def visit(node: str, path: list[str]) -> None:
+        if node in path:
+            pytest.fail("import cycle: " + " -> ".join([*path[path.index(node):], node]))
+        if node in done:
+            return
+        for nxt in sorted(graph[node]):
+            visit(nxt, [*path, node])
+        done.add(node)
+
+    for node in sorted(graph):
+        visit(node, [])
+    # and the command modules never import the parser module (that was the old circle)
+    entry = ("hub.cli", "hub.cli.__main__")
+    assert all("hub.cli.main" not in deps for name, deps in graph.items() if name not in entry)
