@@ -129,3 +129,39 @@ def test_the_cli_modules_import_each_other_without_a_cycle() -> None:
     # and the command modules never import the parser module (that was the old circle)
     entry = ("hub.cli", "hub.cli.__main__")
     assert all("hub.cli.main" not in deps for name, deps in graph.items() if name not in entry)
+
+
+def test_a_plugin_adds_a_command_through_the_hook(capsys: pytest.CaptureFixture[str]) -> None:
+    """``anninh_commands``: a plugin's command gets its options and ``-v`` after it; a plugin
+    command named like a built-in one is left out (the built-in one stays); a plugin whose hook
+    returns something else is reported, not fatal."""
+    import argparse
+    import types
+
+    from hub.api import CliContext, CommandSpec
+    from hub.cli.common import Cli
+    from hub.cli.main import build_parser
+    from hub.hookspecs import hookimpl
+    from hub.plugins import PluginManager
+
+    def greet(args: argparse.Namespace, cli: CliContext) -> int:
+        print(f"hello {args.name}")
+        return 3
+
+    def args_of(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--name", required=True)
+
+    plugin = types.ModuleType("greeter")
+    plugin.anninh_commands = hookimpl(lambda: [  # type: ignore[attr-defined]
+        CommandSpec(name="greet", help="say hello", run=greet, arguments=args_of),
+        CommandSpec(name="run", help="steal the run command", run=greet)])
+    broken = types.ModuleType("broken")
+    broken.anninh_commands = hookimpl(lambda: ["not a spec"])  # type: ignore[attr-defined]
+    pm = PluginManager()
+    assert pm.register(plugin, name="greeter", source="test") and pm.register(broken, name="broken", source="test")
+    parser = build_parser(pm)
+    args = parser.parse_args(["greet", "--name", "An", "-v"])
+    assert args.verbose == 1 and args.func(args, Cli()) == 3
+    assert capsys.readouterr().out == "hello An\n"
+    assert parser.parse_args(["run", "-c", "x.yaml"]).func is not greet
+    assert any("broken" in p and "not a CommandSpec" in p for p in pm.problems)

@@ -20,7 +20,7 @@ from hub import API_VERSION, __version__
 from hub.api import CommandSpec
 from hub.cli import acl, check, demo, discover, plugins, run, simulate
 from hub.cli.common import Cli, setup_logging
-from hub.plugins import load_plugins
+from hub.plugins import PluginManager, load_plugins
 
 log = logging.getLogger("hub.cli")
 
@@ -30,9 +30,9 @@ EXTRA: tuple[CommandSpec, ...] = (acl.ACL, discover.DISCOVER)
 """Listed after, sorted by name together with the plugins' commands."""
 
 
-def plugin_commands(taken: set[str]) -> list[CommandSpec]:
+def plugin_commands(taken: set[str], pm: PluginManager | None = None) -> list[CommandSpec]:
     """The commands of built-in and installed plugins (a name already taken is logged and skipped)."""
-    pm = load_plugins(None)
+    pm = pm or load_plugins(None)
     out = []
     for spec in pm.commands():
         if spec.name in taken:
@@ -43,7 +43,8 @@ def plugin_commands(taken: set[str]) -> list[CommandSpec]:
     return out
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(plugins: PluginManager | None = None) -> argparse.ArgumentParser:
+    """The whole parser; ``plugins`` (default: built-in and installed ones) add their commands."""
     parser = argparse.ArgumentParser(
         prog="anninh",
         description="AnNinh Hub: cameras, recorders, UPS units and black-spot lights of a commune "
@@ -62,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     taken = {spec.name for spec in (*BUILTIN, *EXTRA)}
-    extra = sorted((*EXTRA, *plugin_commands(taken)), key=lambda spec: spec.name)
+    extra = sorted((*EXTRA, *plugin_commands(taken, plugins)), key=lambda spec: spec.name)
     for spec in (*BUILTIN, *extra):
         description = spec.description or spec.help[:1].upper() + spec.help[1:] + "."
         p = sub.add_parser(spec.name, help=spec.help, description=description,
