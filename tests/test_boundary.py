@@ -165,3 +165,62 @@ def test_a_plugin_adds_a_command_through_the_hook(capsys: pytest.CaptureFixture[
     assert capsys.readouterr().out == "hello An\n"
     assert parser.parse_args(["run", "-c", "x.yaml"]).func is not greet
     assert any("broken" in p and "not a CommandSpec" in p for p in pm.problems)
+
+
+async def test_discover_asks_every_plugin_and_survives_a_broken_one(capsys: pytest.CaptureFixture[str]) -> None:
+    """``anninh_discovery``: every discoverer's snippet is printed; one that raises is reported
+    on stderr and loses only its own answer; none found anything -> exit 1."""
+    import types
+
+    from hub.api import DiscoveryRequest, DiscoveryResult, DiscoverySpec
+    from hub.cli.discover import _discover
+    from hub.hookspecs import hookimpl
+    from hub.plugins import PluginManager
+
+    seen: list[DiscoveryRequest] = []
+
+    async def gates(request: DiscoveryRequest) -> DiscoveryResult:
+        seen.append(request)
+        return DiscoveryResult(count=1, snippet="- id: gate-1\n", message="1 gate found")
+
+    async def broken(request: DiscoveryRequest) -> DiscoveryResult:
+        raise ValueError("no such network")
+
+    async def empty(request: DiscoveryRequest) -> DiscoveryResult:
+        return DiscoveryResult(count=0, message="no relay answered")
+
+    def pm_with(*specs: DiscoverySpec) -> PluginManager:
+        plugin = types.ModuleType("finders")
+        plugin.anninh_discovery = hookimpl(lambda: list(specs))  # type: ignore[attr-defined]
+        pm = PluginManager()
+        assert pm.register(plugin, name="finders", source="test")
+        return pm
+
+    request = DiscoveryRequest(address="127.0.0.1", port=9, timeout=1.0, username="admin", password="s3cret!")
+    assert "s3cret!" not in repr(request)
+    rc = await _discover(request, pm_with(DiscoverySpec("gate", gates), DiscoverySpec("broken", broken),
+                                          DiscoverySpec("relay", empty)))
+    out, err = capsys.readouterr()
+    assert rc == 0 and out == "- id: gate-1\n" and seen == [request]
+    assert "error: broken discovery failed: ValueError: no such network" in err
+    assert "1 gate found" in err and "no relay answered" in err
+    assert await _discover(request, pm_with(DiscoverySpec("relay", empty))) == 1
+
+
+async def test_the_builtin_plugins_give_the_demo_its_simulators() -> None:
+    """``anninh_simulator_factories``: the demo's five simulators come from the plugins; one
+    started through its factory listens on a real socket and stops."""
+    import asyncio
+
+    from hub.plugins import load_plugins
+
+    pm = load_plugins(None)
+    factories = pm.simulator_factories()
+    assert {"ups_modbus", "relay_board", "hikvision", "dahua", "onvif"} <= set(factories), pm.problems
+    sim = await factories["relay_board"](boards={1: "waveshare"})
+    try:
+        _reader, writer = await asyncio.open_connection("127.0.0.1", sim.port)
+        writer.close()
+        await writer.wait_closed()
+    finally:
+        await sim.stop()

@@ -20,7 +20,8 @@ import os
 import sys
 
 from hub.api import CliContext, CommandSpec, DiscoveryRequest, DiscoveryResult
-from hub.plugins import load_plugins
+from hub.api.runtime import describe_error
+from hub.plugins import PluginManager, load_plugins
 
 PASSWORD_ENV = "ANNINH_CAMERA_PASSWORD"
 
@@ -61,13 +62,28 @@ def cmd_discover(args: argparse.Namespace, cli: CliContext | None = None) -> int
         return 1
 
 
-async def _discover(request: DiscoveryRequest) -> int:
+async def _discover(request: DiscoveryRequest, plugins: PluginManager | None = None) -> int:
     """Ask every plugin's discoverer (``anninh_discovery`` hook); print their snippets."""
-    discoverers = load_plugins().discoverers()
+    discoverers = (plugins or load_plugins()).discoverers()
     if not discoverers:
         print("error: no plugin offers discovery (`anninh plugins` lists them)", file=sys.stderr)
         return 1
-    results: list[DiscoveryResult] = await asyncio.gather(*(d.run(request) for d in discoverers))
+    outcomes = await asyncio.gather(*(d.run(request) for d in discoverers), return_exceptions=True)
+    results: list[DiscoveryResult] = []
+    for spec, outcome in zip(discoverers, outcomes, strict=True):
+        if isinstance(outcome, OSError) and len(discoverers) == 1:
+            raise outcome  # "cannot send the probe", as before plugins could add discoverers
+        if isinstance(outcome, BaseException):
+            if not isinstance(outcome, Exception):
+                raise outcome
+            # one broken discoverer loses only its own answer
+            print(f"error: {spec.name} discovery failed: {describe_error(outcome)}", file=sys.stderr)
+            continue
+        if not isinstance(outcome, DiscoveryResult):
+            print(f"error: {spec.name} discovery returned {type(outcome).__name__}, not a DiscoveryResult",
+                  file=sys.stderr)
+            continue
+        results.append(outcome)
     for result in results:
         if result.snippet:
             print(result.snippet, end="")
