@@ -143,7 +143,7 @@ class Demo:
                 sim.set_recordings(ch, days)
             return sim
 
-        cameras: list[tuple[str, str, Callable[..., Awaitable[Any]], dict[str, Any]]] = [
+        cameras: list[tuple[str, str, Any, dict[str, Any]]] = [
             ("cam-kp1", "hikvision", factories.get("hikvision"), {"kind": "camera", "password": self.passwords["cam"]}),
             ("cam-kp5", "hikvision", factories.get("hikvision"), {"kind": "camera", "password": self.passwords["cam"]}),
             ("nvr-post", "hikvision", hik_nvr, {"kind": "nvr", "channels": 4, "password": self.passwords["nvr"]}),
