@@ -57,7 +57,7 @@ def rss_mb() -> float:
 
 
 def _serve(q: Any, minutes: int, cache: str, fps: int, width: int, height: int, bitrate: int) -> None:
-    from hub.testing.footage import VideoFormat
+    from hub.camera.simfootage import VideoFormat
     from plugins.hikvision.simulator import HikvisionSimulator
 
     async def main() -> None:

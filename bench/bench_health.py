@@ -40,9 +40,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import av
 import cv2
 
-from hub.health.checks import analyse
-from hub.health.sources import check_snapshot, frame_to_gray
 from hub.health.testing import jpeg, make_clip
+from plugins.image_health.checks import analyse
+from plugins.image_health.sources import check_snapshot, frame_to_gray
 
 ENCODINGS = (("camera, main profile (CABAC, deblocking)", {"preset": "veryfast", "profile": "main", "g": "1"}),
              ("camera, baseline profile (CAVLC, deblocking)", {"preset": "veryfast", "profile": "baseline", "g": "1"}),
@@ -170,10 +170,10 @@ def _hub_process(yaml_text: str, folder: str, ready: Any, stop: Any, cv_threads:
             with errors.get_lock():
                 errors.value += 1
 
-    import hub.health.pool
+    import plugins.image_health.pool
 
     if nice is not None:
-        hub.health.pool.WORKER_NICE = nice
+        plugins.image_health.pool.WORKER_NICE = nice
 
     if cv_threads is not None:
         cv2.setNumThreads(cv_threads)

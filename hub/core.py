@@ -37,6 +37,7 @@ from hub.api import (
     Rule,
     StateChange,
 )
+from hub.api.runtime import cancel_and_wait, describe_error  # re-exported: hub.core.describe_error
 from hub.clock import Clock, SystemClock
 from hub.config import Config
 from hub.netprobe import tcp_probe
@@ -62,30 +63,6 @@ class Backoff:
     """While a device whose TCP port was closed (or silent) waits out a longer backoff: seconds
     between bare TCP connects to its ``host``/``port``; the wait ends when one succeeds, so a
     device back from a long outage is seen within seconds, not at the next (up to 120 s) attempt."""
-
-
-async def cancel_and_wait(tasks: list[asyncio.Task[Any]], what: str, limit: float = 10.0) -> None:
-    """Cancel tasks and wait for them, cancelling again while they run: on Python 3.11 a
-    cancellation that lands as an ``asyncio.timeout`` expires can be turned into a TimeoutError
-    and lost (seen: a device runner that kept polling and a hub stop that never returned)."""
-    pending = {t for t in tasks if not t.done()}
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + limit
-    while pending and loop.time() < deadline:
-        for t in pending:
-            t.cancel()
-        _, pending = await asyncio.wait(pending, timeout=0.2)
-    if pending:
-        log.error("%d %s task(s) did not stop within %.0f s", len(pending), what, limit)
-
-
-def describe_error(exc: BaseException, timeout: float | None = None) -> str:
-    if isinstance(exc, TimeoutError):
-        return f"timed out after {timeout:g} s" if timeout else "timed out"
-    if isinstance(exc, DeviceError):
-        return redact(str(exc)) or type(exc).__name__
-    text = str(exc)
-    return redact(f"{type(exc).__name__}: {text}" if text else type(exc).__name__)
 
 
 class DeviceContextImpl:

@@ -39,7 +39,7 @@ from hub.broker import BrokerError, free_port, port_is_free
 from hub.clock import ScaledClock
 from hub.config import load_config
 from hub.core import Backoff, Listener
-from hub.plugins import load_plugins
+from hub.plugins import PluginManager, load_plugins
 from hub.sun import Sun
 
 log = logging.getLogger("hub.demo")
@@ -107,6 +107,7 @@ class Demo:
         self.port = port
         self.dir = workdir
         self.sims: dict[str, Any] = {}
+        self.plugins: PluginManager | None = None
         self.notes: list[str] = []
         self.running: RunningHub | None = None
         self.events: deque[HubEvent] = deque(maxlen=200)
@@ -123,43 +124,39 @@ class Demo:
 
     # ------------------------------------------------------------------ simulators
     async def start_simulators(self) -> None:
-        from plugins.lighting.simulator import RelayBoardSimulator
-        from plugins.ups_modbus.simulator import UpsSimulator
+        """Start the simulated devices through the plugins' ``anninh_simulator_factories`` hook
+        (the demo never imports a plugin); a camera plugin missing or broken leaves its camera out."""
+        if self.plugins is None:
+            self.plugins = load_plugins()
+        factories = self.plugins.simulator_factories()
+        for needed in ("ups_modbus", "relay_board"):
+            if needed not in factories:
+                raise RuntimeError(f"no simulator {needed!r}: the built-in plugins ups_modbus and lighting are "
+                                   "needed (`anninh plugins` shows what failed to load)")
+        self.sims["ups"] = await factories["ups_modbus"](models={1: "apc_smt", 2: "apc_smt", 3: "huawei_ups2000",
+                                                                 4: "huawei_ups2000", 5: "sdm120"})
+        self.sims["relays"] = await factories["relay_board"](boards={1: "waveshare"})
 
-        self.sims["ups"] = await UpsSimulator({1: "apc_smt", 2: "apc_smt", 3: "huawei_ups2000",
-                                               4: "huawei_ups2000", 5: "sdm120"}).start()
-        self.sims["relays"] = await RelayBoardSimulator({1: "waveshare"}).start()
-        cameras: list[tuple[str, Callable[[], Awaitable[Any]]]] = []
-
-        async def hik_camera() -> Any:
-            from plugins.hikvision.simulator import HikvisionSimulator
-            return await HikvisionSimulator("camera", password=self.passwords["cam"]).start()
-
-        async def hik_camera_kp5() -> Any:
-            from plugins.hikvision.simulator import HikvisionSimulator
-            return await HikvisionSimulator("camera", password=self.passwords["cam"]).start()
-
-        async def hik_nvr() -> Any:
-            from plugins.hikvision.simulator import HikvisionSimulator
-            sim = await HikvisionSimulator("nvr", channels=4, password=self.passwords["nvr"]).start()
+        async def hik_nvr(**options: Any) -> Any:
+            sim = await factories["hikvision"](**options)
             for ch, days in ((1, 31), (2, 31), (3, 12), (4, 31)):
                 sim.set_recordings(ch, days)
             return sim
 
-        async def dahua_camera() -> Any:
-            from plugins.dahua.simulator import DahuaSimulator
-            return await DahuaSimulator("camera", password=self.passwords["dahua"]).start()
-
-        async def onvif_camera() -> Any:
-            from plugins.generic_onvif.simulator import OnvifSimulator
-            return await OnvifSimulator(password=self.passwords["onvif"]).start()
-
-        cameras = [("cam-kp1", hik_camera), ("cam-kp5", hik_camera_kp5), ("nvr-post", hik_nvr),
-                   ("cam-kp2", dahua_camera), ("cam-kp3", onvif_camera)]
-        for name, factory in cameras:
+        cameras: list[tuple[str, str, Any, dict[str, Any]]] = [
+            ("cam-kp1", "hikvision", factories.get("hikvision"), {"kind": "camera", "password": self.passwords["cam"]}),
+            ("cam-kp5", "hikvision", factories.get("hikvision"), {"kind": "camera", "password": self.passwords["cam"]}),
+            ("nvr-post", "hikvision", hik_nvr, {"kind": "nvr", "channels": 4, "password": self.passwords["nvr"]}),
+            ("cam-kp2", "dahua", factories.get("dahua"), {"kind": "camera", "password": self.passwords["dahua"]}),
+            ("cam-kp3", "onvif", factories.get("onvif"), {"password": self.passwords["onvif"]}),
+        ]
+        for name, sim_name, factory, options in cameras:
+            if sim_name not in factories:
+                self.notes.append(f"{name} simulator not started: no simulator {sim_name!r}")
+                continue
             try:
-                self.sims[name] = await factory()
-            except Exception as exc:  # a camera plugin missing or broken: the demo goes on without it
+                self.sims[name] = await factory(**options)
+            except Exception as exc:  # a camera plugin broken: the demo goes on without it
                 self.notes.append(f"{name} simulator not started: {exc!r}")
 
     def config_text(self) -> str:
@@ -315,7 +312,7 @@ class Demo:
         (self.dir / "secrets.yaml").write_text("".join(f"{k}_password: {v}\n" for k, v in self.passwords.items()))
         for p in (cfg_path, self.dir / "secrets.yaml"):
             p.chmod(0o600)
-        plugins = load_plugins()
+        plugins = self.plugins or load_plugins()
         config = load_config(cfg_path, plugins)
         self.running = await start_hub(config, plugins, clock=self.clock,
                                        backoff=Backoff(initial=1, maximum=5, auth_minimum=10))

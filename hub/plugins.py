@@ -26,7 +26,7 @@ from typing import Any
 import pluggy
 
 from hub import API_VERSION, hookspecs
-from hub.api import PlatformSpec, RuleSpec
+from hub.api import CommandSpec, DiscoverySpec, PlatformSpec, RuleSpec
 
 log = logging.getLogger(__name__)
 
@@ -243,6 +243,36 @@ class PluginManager:
             if isinstance(result, dict):
                 for k, v in result.items():
                     out.setdefault(k, v)
+        return out
+
+    def simulator_factories(self) -> dict[str, Any]:
+        """Name -> ``async factory(**options)`` of every plugin (first plugin wins a name)."""
+        out: dict[str, Any] = {}
+        for plugin, result in self._call_each("anninh_simulator_factories"):
+            if not isinstance(result, dict):
+                self._problem(f"plugin {plugin}: anninh_simulator_factories returned {result!r}, not a dict")
+                continue
+            for k, v in result.items():
+                if not callable(v):
+                    self._problem(f"plugin {plugin}: simulator factory {k!r} is not callable")
+                    continue
+                out.setdefault(k, v)
+        return out
+
+    def discoverers(self) -> list[DiscoverySpec]:
+        return self._specs("anninh_discovery", DiscoverySpec)
+
+    def commands(self) -> list[CommandSpec]:
+        return self._specs("anninh_commands", CommandSpec)
+
+    def _specs(self, hook_name: str, kind: type[Any]) -> list[Any]:
+        out: list[Any] = []
+        for plugin, result in self._call_each(hook_name):
+            for spec in result or []:
+                if not isinstance(spec, kind):
+                    self._problem(f"plugin {plugin}: {hook_name} returned {spec!r}, not a {kind.__name__}")
+                    continue
+                out.append(spec)
         return out
 
 

@@ -1,6 +1,6 @@
 """Footage export (issue 10): the Hikvision simulator's recordings over real loopback sockets,
 through the driver's search and download, into a signed evidence package; `verify` catches every
-kind of tampering. Frames carry their recorder time as a block pattern (hub.testing.footage), so
+kind of tampering. Frames carry their recorder time as a block pattern (hub.camera.simfootage), so
 the tests read which second each end of the MP4 shows."""
 
 from __future__ import annotations
@@ -22,11 +22,11 @@ import av
 import pytest
 
 from hub.api import DeviceInfo, Driver
+from hub.camera.simfootage import read_stamp, seconds_of_day
 from hub.cli import main as cli_main
 from hub.config import load_config
 from hub.export.package import verify
 from hub.export.run import ExportError, ExportRequest, export, export_from_driver, find_gaps
-from hub.testing.footage import read_stamp, seconds_of_day
 from hub.testing.hubrun import make_plugins, write_config
 from plugins.dahua.simulator import DahuaSimulator
 from plugins.hikvision.simulator import HikvisionSimulator

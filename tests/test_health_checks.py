@@ -1,4 +1,4 @@
-"""The image checks themselves (hub/health/checks.py) and the worker pool's priority: the sharp /
+"""The image checks themselves (plugins/image_health/checks.py) and the worker pool's priority: the sharp /
 blurred separation that the thresholds rely on, by day and by night, at the sizes cameras send."""
 
 from __future__ import annotations
@@ -11,11 +11,11 @@ import cv2
 import numpy as np
 import pytest
 
-from hub.health.checks import analyse, edge_sharpness, work_picture
-from hub.health.monitor import HealthOptions
-from hub.health.pool import WORKER_NICE, HealthPool
-from hub.health.sources import decode_jpeg_gray
 from hub.health.testing import jpeg, make_clip
+from plugins.image_health.checks import analyse, edge_sharpness, work_picture
+from plugins.image_health.monitor import HealthOptions
+from plugins.image_health.pool import WORKER_NICE, HealthPool
+from plugins.image_health.sources import decode_jpeg_gray
 
 OPTS = HealthOptions()
 

@@ -15,10 +15,10 @@ import pytest
 
 import hub.health.testing as testcam
 from hub.clock import ManualClock
-from hub.health.reference import ReferenceStore
 from hub.health.testing import RtspServer, SnapshotServer, jpeg, make_clip, write_clip
 from hub.testing.hubrun import hub_from_yaml, make_plugins
 from hub.testing.mqtt import Recorder
+from plugins.image_health.reference import ReferenceStore
 
 BASE = "anninh"
 # Khanh Binh ward: noon and 22:00 local (UTC+7)

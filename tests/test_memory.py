@@ -26,7 +26,8 @@ def test_the_video_stack_still_loads_when_asked() -> None:
     """The lazy imports lead somewhere: the image checks import OpenCV and numpy on first use."""
     import subprocess
 
-    code = ("import sys; from hub.health.monitor import HealthOptions; assert 'cv2' not in sys.modules; "
-            "from hub.health.sources import check_snapshot; print('cv2' in sys.modules, 'numpy' in sys.modules)")
+    code = ("import sys; from plugins.image_health.monitor import HealthOptions; "
+            "assert 'cv2' not in sys.modules; from plugins.image_health.sources import check_snapshot; "
+            "print('cv2' in sys.modules, 'numpy' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert out.stdout.split() == ["True", "True"]

@@ -1,4 +1,5 @@
-"""The public plugin API: everything a plugin imports from the hub lives here.
+"""The public plugin API: what a plugin imports from the hub lives here, beside the kits that
+``hub.API_MODULES`` lists (docs/plugins.md, "What a plugin may import").
 
 A plugin registers *platforms* (device types) and *rules* through the hooks in
 :mod:`hub.hookspecs`. A platform is a :class:`PlatformSpec`: a pydantic config model for the
@@ -507,3 +508,14 @@ class RuleSpec:
     options_model: type[StrictModel] | None = None
     default_enabled: bool = True
     description: str = ""
+
+
+# hook specs for CLI commands, discovery and simulators (no imports back into hub.api)
+from hub.api.extend import (  # noqa: E402, F401
+    CliContext,
+    CommandSpec,
+    DiscoveryRequest,
+    DiscoveryResult,
+    DiscoverySpec,
+    SimulatorFactory,
+)

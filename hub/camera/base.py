@@ -23,16 +23,39 @@ import contextlib
 import logging
 import time
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 from urllib.parse import quote
 
-from hub.api import DeviceConfig, DeviceContext, DeviceError, Driver, Entity
+from pydantic import BaseModel, ConfigDict, Field
+
+from hub.api import CommandError, DeviceConfig, DeviceContext, DeviceError, Driver, Entity
 from hub.camera.http import CameraHttp
 from hub.camera.retention import RetentionWatch, days_kept, recorder_days
 
 FLAGS = ("motion", "video_loss", "tamper", "line_crossing", "intrusion")
 GOOD_DISK = {"ok", "normal", "idle", "sleeping", "success", "readwrite", "rw"}
 EMPTY_DISK = {"notexist", "not_exist", "absent", "empty", "nodisk"}
+
+
+class OutputCommand(BaseModel):
+    """The ``/set`` command of a camera's or recorder's alarm outputs (relays), shared by the
+    Hikvision and Dahua drivers: ``{"output": 1, "state": "ON"}`` (output defaults to 1) or ``{"output_2": "OFF"}``."""
+
+    model_config = ConfigDict(extra="allow")
+    output: int = Field(1, ge=1, le=64)
+    state: Literal["ON", "OFF"] | None = None
+
+    def targets(self) -> list[tuple[int, bool]]:
+        out = []
+        if self.state is not None:
+            out.append((self.output, self.state == "ON"))
+        for key, value in (self.model_extra or {}).items():
+            if not key.startswith("output_") or not key[7:].isdigit() or value not in ("ON", "OFF"):
+                raise CommandError(f"unknown field {key!r}: use output/state or output_N: ON|OFF")
+            out.append((int(key[7:]), value == "ON"))
+        if not out:
+            raise CommandError('nothing to do: send {"output": 1, "state": "ON"}')
+        return out
 
 
 class CameraBase(Driver):

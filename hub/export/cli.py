@@ -16,7 +16,8 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
-from hub.cli import command, load_or_exit
+from hub.api import CliContext, CommandSpec
+from hub.cli.common import load_or_exit
 
 TIME_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M")
 
@@ -53,8 +54,7 @@ def _fail(message: str) -> int:
     return 1
 
 
-@command("export", "export footage as a signed evidence package (also: export verify DIR, export key)", _arguments)
-def cmd_export(args: argparse.Namespace) -> int:
+def cmd_export(args: argparse.Namespace, cli: CliContext | None = None) -> int:
     if args.action == "verify":
         return cmd_verify(args)
     if args.action == "key":
@@ -148,3 +148,8 @@ def cmd_key(args: argparse.Namespace) -> int:
     sys.stdout.write(public_pem(key).decode())
     print(fingerprint(key))
     return 0
+
+
+EXPORT = CommandSpec(
+    name="export", help="export footage as a signed evidence package (also: export verify DIR, export key)",
+    run=cmd_export, arguments=_arguments)

@@ -23,10 +23,9 @@ from urllib.parse import quote
 from pydantic import Field, SecretStr
 
 from hub.api import CameraConfig, Command, CommandError, DeviceError, DeviceInfo, DownloadSink, Segment
-from hub.camera.base import CameraBase
+from hub.camera.base import CameraBase, OutputCommand
 from hub.camera.http import HttpStatusError
 from hub.camera.multipart import MultipartParser, boundary_from_content_type
-from plugins.hikvision.driver import OutputCommand
 
 CODE_MAP = {
     "videomotion": "motion", "smartmotionhuman": "motion", "smartmotionvehicle": "motion",

@@ -25,7 +25,7 @@ import struct
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from hub.testing.footage import FootageStore, VideoFormat, encode_h264
+from hub.camera.simfootage import FootageStore, VideoFormat, alaw_tone, encode_h264
 
 HEADER = 24
 TRAILER = 8
@@ -60,7 +60,6 @@ def video_ext(fmt: VideoFormat) -> bytes:
 def write_dav_file(path: Path, channel: int, start: datetime, seconds: float, fmt: VideoFormat) -> list[
         tuple[float, int]]:
     """Write one ``.dav`` recording; returns the keyframe index."""
-    from plugins.hikvision.simfootage import alaw_tone  # the same G.711 encoder, written from the standard
 
     index: list[tuple[float, int]] = []
     samples = 8000 // fmt.fps

@@ -48,9 +48,9 @@ from typing import ClassVar, Literal
 import numpy as np
 
 from hub.camera.images import picture_bytes, scene
+from hub.camera.simfootage import FootageFile, VideoFormat
 from hub.camera.simrtsp import SimRtsp, rtsp_unavailable
 from hub.camera.simserver import Request, Response, SimHttpServer
-from hub.testing.footage import FootageFile, VideoFormat
 
 from .simfootage import dav_store
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hub.api import LazyPlatformSpec, PlatformSpec
+from hub.api import DiscoveryRequest, DiscoveryResult, DiscoverySpec, LazyPlatformSpec, PlatformSpec
 from hub.hookspecs import hookimpl
 
 
@@ -34,3 +34,20 @@ def anninh_simulators() -> dict[str, object]:
     from .simulator import main
 
     return {"onvif": main}
+
+
+@hookimpl
+def anninh_simulator_factories() -> dict[str, object]:
+    return {"onvif": _simulator}
+
+
+async def _discover(request: DiscoveryRequest) -> DiscoveryResult:
+    from .discovery import discover
+
+    return await discover(request)
+
+
+@hookimpl
+def anninh_discovery() -> list[DiscoverySpec]:
+    return [DiscoverySpec(name="onvif", run=_discover,
+                          description="ONVIF cameras by WS-Discovery (multicast or one address)")]

@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from hub.api import DeviceError, DiscoveryRequest, DiscoveryResult
+
 from .soapxml import SoapParseError, body_element, children, local, parse_xml, text
 
 MULTICAST_ADDRESS = "239.255.255.250"
@@ -218,3 +220,30 @@ def snippet(devices: list[DiscoveredDevice], username: str = "admin") -> str:
 
 def _comment(text_: str) -> str:
     return " ".join(str(text_).split())[:200]
+
+
+async def discover(request: DiscoveryRequest) -> DiscoveryResult:
+    """The ``anninh discover`` entry (``anninh_discovery`` hook): probe, then with credentials read
+    each camera's model, serial and firmware; a YAML snippet for the config."""
+    devices = await probe(request.address, request.port, request.timeout, bind=request.bind)
+    if not devices:
+        return DiscoveryResult(count=0, message=(
+            f"no ONVIF device answered within {request.timeout:g} s (is ONVIF enabled on the cameras? "
+            "multicast blocked? try --address CAMERA_IP)"))
+    username, password = request.username, request.password
+    if username and password:
+        from .driver import gather_info
+
+        async def fill(dev: DiscoveredDevice) -> None:
+            addr = dev.address
+            if addr is None:
+                return
+            try:
+                dev.info = await gather_info(addr[0], addr[1], username, password,
+                                             timeout=max(2.0, request.timeout))
+            except DeviceError as exc:
+                dev.info_error = str(exc)
+
+        await asyncio.gather(*(fill(d) for d in devices))
+    return DiscoveryResult(count=len(devices), snippet=snippet(devices, username or "admin"),
+                           message=f"{len(devices)} ONVIF device(s) found")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from hub.api import LazyPlatformSpec, PlatformSpec
 from hub.hookspecs import hookimpl
 
@@ -18,3 +20,15 @@ def anninh_simulators() -> dict[str, object]:
     from .simulator import main
 
     return {"hikvision": main}
+
+
+async def _simulator(**options: Any) -> Any:
+    """Start a simulated Hikvision camera or recorder (``HikvisionSimulator(**options)``), running."""
+    from .simulator import HikvisionSimulator
+
+    return await HikvisionSimulator(**options).start()
+
+
+@hookimpl
+def anninh_simulator_factories() -> dict[str, Any]:
+    return {"hikvision": _simulator}

@@ -19,11 +19,11 @@ from typing import Any, Literal
 from urllib.parse import parse_qs, urlsplit
 from xml.sax.saxutils import escape
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, model_validator
 
 from hub.api import CameraConfig, Command, CommandError, DeviceError, DeviceInfo, DownloadSink, Segment
 from hub.camera import xml as X
-from hub.camera.base import CameraBase
+from hub.camera.base import CameraBase, OutputCommand
 from hub.camera.http import HttpStatusError
 from hub.camera.multipart import MultipartParser, boundary_from_content_type
 
@@ -68,26 +68,6 @@ class HikvisionConfig(CameraConfig):
         if self.channels is not None and any(c < 1 or c > 256 for c in self.channels):
             raise ValueError("channels are numbered from 1 to 256")
         return self
-
-
-class OutputCommand(BaseModel):
-    """``{"output": 1, "state": "ON"}`` (output defaults to 1) or ``{"output_2": "OFF"}``."""
-
-    model_config = ConfigDict(extra="allow")
-    output: int = Field(1, ge=1, le=64)
-    state: Literal["ON", "OFF"] | None = None
-
-    def targets(self) -> list[tuple[int, bool]]:
-        out = []
-        if self.state is not None:
-            out.append((self.output, self.state == "ON"))
-        for key, value in (self.model_extra or {}).items():
-            if not key.startswith("output_") or not key[7:].isdigit() or value not in ("ON", "OFF"):
-                raise CommandError(f"unknown field {key!r}: use output/state or output_N: ON|OFF")
-            out.append((int(key[7:]), value == "ON"))
-        if not out:
-            raise CommandError('nothing to do: send {"output": 1, "state": "ON"}')
-        return out
 
 
 class HikvisionDriver(CameraBase):

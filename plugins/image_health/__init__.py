@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from hub.api import RuleSpec
-from hub.health.monitor import HealthOptions
+from hub.api import CommandSpec, RuleSpec
 from hub.hookspecs import hookimpl
 
+from .monitor import HealthOptions
 from .rule import ImageHealthRule
 
 
@@ -15,3 +15,10 @@ def anninh_rules() -> list[RuleSpec]:
                      default_enabled=True,
                      description="checks camera pictures (dark, blurry, frozen, covered, moved, no signal) "
                                  "every health_interval seconds")]
+
+
+@hookimpl
+def anninh_commands() -> list[CommandSpec]:
+    from .cli import REFERENCE
+
+    return [REFERENCE]

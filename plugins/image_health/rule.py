@@ -6,8 +6,8 @@ at a black-spot site, where darkness switches lights), the rule
 
 1. takes a picture from ``health_source``: the driver's snapshot, or one keyframe of its RTSP
    stream (falls back to the snapshot when the driver has no stream URL);
-2. measures it in the worker pool (:mod:`hub.health.sources`, :mod:`hub.health.checks`);
-3. feeds the measures to the camera's :class:`hub.health.monitor.CameraMonitor` and merges
+2. measures it in the worker pool (:mod:`plugins.image_health.sources`, :mod:`plugins.image_health.checks`);
+3. feeds the measures to the camera's :class:`plugins.image_health.monitor.CameraMonitor` and merges
    ``brightness``, ``sharpness``, ``dark`` and ``image`` into the camera's state, emitting
    ``image_*`` / ``scene_moved`` / ``stream_down`` events and their ``_cleared`` counterparts;
 4. keeps the picture as the camera's latest, and as its reference if it has none yet and the
@@ -29,16 +29,17 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from hub.api import AvailabilityChange, DeviceError, Rule, RuleContext, StrictModel
-from hub.core import cancel_and_wait, describe_error
-from hub.health.monitor import CameraMonitor, HealthOptions, Outcome
-from hub.health.pool import HealthPool
-from hub.health.scheduler import Schedule
+from hub.api.runtime import cancel_and_wait, describe_error
+
+from .monitor import CameraMonitor, HealthOptions, Outcome
+from .pool import HealthPool
+from .scheduler import Schedule
 
 if TYPE_CHECKING:
     # OpenCV, numpy and PyAV come with these: imported on first use, so a hub without cameras
     # never loads the video stack (tests/test_memory.py)
-    from hub.health.checks import FrameStats
-    from hub.health.reference import ReferenceStore
+    from .checks import FrameStats
+    from .reference import ReferenceStore
 
 KINDS = ("camera", "recorder")
 OFFLINE_RETRY = 15.0
@@ -86,7 +87,7 @@ class ImageHealthRule(Rule):
     def store(self) -> ReferenceStore:
         """The reference pictures (created on first use: it imports OpenCV)."""
         if self._store is None:
-            from hub.health.reference import ReferenceStore
+            from .reference import ReferenceStore
 
             self._store = ReferenceStore(self.ctx.config.data_dir)
         return self._store
@@ -173,7 +174,7 @@ class ImageHealthRule(Rule):
         """One measured picture from the device's configured source (raises DeviceError)."""
         cfg = self.configs[device_id]
         o = self.opts
-        from hub.health.sources import check_snapshot, check_stream
+        from .sources import check_snapshot, check_stream
 
         latest = str(self.store.latest_path(device_id)) if keep_latest else None
         when = self.ctx.clock.now().isoformat()

@@ -21,3 +21,15 @@ def anninh_simulators() -> dict[str, Any]:
     from .simulator import board_main, tasmota_main
 
     return {"lighting": board_main, "tasmota": tasmota_main}
+
+
+async def _simulator(**options: Any) -> Any:
+    """Start a simulated Modbus relay board (``RelayBoardSimulator(**options)``), running."""
+    from .simulator import RelayBoardSimulator
+
+    return await RelayBoardSimulator(**options).start()
+
+
+@hookimpl
+def anninh_simulator_factories() -> dict[str, Any]:
+    return {"relay_board": _simulator}

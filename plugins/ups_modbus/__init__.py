@@ -21,3 +21,15 @@ def anninh_simulators() -> dict[str, Any]:
     from .simulator import main
 
     return {"ups_modbus": main}
+
+
+async def _simulator(**options: Any) -> Any:
+    """Start a simulated Modbus UPS / meter bus (``UpsSimulator(**options)``), running."""
+    from .simulator import UpsSimulator
+
+    return await UpsSimulator(**options).start()
+
+
+@hookimpl
+def anninh_simulator_factories() -> dict[str, Any]:
+    return {"ups_modbus": _simulator}

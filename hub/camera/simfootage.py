@@ -227,3 +227,16 @@ class FootageStore:
 
     def by_name(self, name: str) -> FootageFile | None:
         return self._files.get(name)
+
+def alaw_tone(samples: int, phase: int) -> bytes:
+    """A quiet 440 Hz tone in G.711 A-law (encoded from the standard's segment table)."""
+    t = (np.arange(samples) + phase) / 8000
+    pcm = (np.sin(2 * np.pi * 440 * t) * 2000).astype(np.int32)
+    sign = np.where(pcm >= 0, 0x80, 0x00)
+    mag = np.minimum(np.abs(pcm), 32767) >> 3  # 13-bit magnitude
+    seg = np.zeros_like(mag)
+    for s in range(1, 8):
+        seg = np.where(mag >= (32 << (s - 1)), s, seg)
+    mant = np.where(seg == 0, mag >> 1, mag >> np.maximum(seg, 1)) & 0x0F
+    code = (sign | (seg << 4) | mant) ^ 0x55
+    return code.astype(np.uint8).tobytes()

@@ -8,7 +8,7 @@
 ``set`` talks to the camera itself (its driver, with the config's credentials), so it works with
 or without the hub running; a running hub notices the new reference by the file's time. ``show``
 uses the latest picture the hub kept, or a fresh one with ``--live``. Files live in
-``<data_dir>/references/`` (see :mod:`hub.health.reference`).
+``<data_dir>/references/`` (see :mod:`plugins.image_health.reference`).
 """
 
 from __future__ import annotations
@@ -16,53 +16,26 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from hub.api import DeviceConfig, DeviceError
-from hub.cli import command, load_or_exit
-from hub.clock import SystemClock
-from hub.core import describe_error
-from hub.health.monitor import HealthOptions
+from hub.api import CliContext, CommandSpec, DeviceConfig, DeviceError
+from hub.api.runtime import describe_error
 
-# hub.health.reference and hub.health.sources (OpenCV, numpy, PyAV) are imported by the command
-# itself: the CLI imports this module for every command, `anninh run` included
+from .monitor import HealthOptions
 
-
-class _CliContext:
-    """The :class:`hub.api.DeviceContext` a driver gets when the CLI uses it directly."""
-
-    def __init__(self, config: DeviceConfig) -> None:
-        self.device_id = config.id
-        self.site = config.site
-        self.clock = SystemClock()
-        self.sun = None
-        self.mqtt = None
-        self.log = logging.getLogger(f"hub.device.{config.id}")
-
-    def update(self, fields: Any) -> None:
-        pass
-
-    def event(self, type: str, **data: Any) -> None:
-        pass
-
-    def create_task(self, coro: Any, name: str | None = None) -> Any:
-        return asyncio.get_running_loop().create_task(coro, name=name)
-
-    def state(self, device_id: str | None = None) -> dict[str, Any]:
-        return {}
+# .reference and .sources (OpenCV, numpy, PyAV) are imported by the command itself: the CLI
+# imports this module to build its parser for every command, `anninh run` included
 
 
-async def take_picture(device: DeviceConfig, plugins: Any, source: str | None = None) -> Any:
+async def take_picture(device: DeviceConfig, cli: CliContext, source: str | None = None) -> Any:
     """Connect to one camera with its driver and take one measured picture (with its JPEG)."""
-    from hub.health.sources import check_snapshot, check_stream
+    from .sources import check_snapshot, check_stream
 
-    spec = plugins.platforms()[device.platform]
-    driver = spec.driver(device, _CliContext(device))
+    driver = cli.driver(device)
     source = source or getattr(device, "health_source", "snapshot")
     opts = HealthOptions()
     try:
@@ -105,12 +78,10 @@ def _args(p: argparse.ArgumentParser) -> None:
                    "camera's health_source)")
 
 
-@command("reference", help="store, show or clear a camera's reference picture (image health checks)",
-         arguments=_args)
-def cmd_reference(args: argparse.Namespace) -> int:
-    from hub.health.reference import ReferenceStore
+def cmd_reference(args: argparse.Namespace, cli: CliContext) -> int:
+    from .reference import ReferenceStore
 
-    config, plugins = load_or_exit(args.config)
+    config = cli.load_config(args.config)
     device = _camera(config, args.camera)
     store = ReferenceStore(config.data_dir)
     if args.action == "clear":
@@ -122,7 +93,7 @@ def cmd_reference(args: argparse.Namespace) -> int:
     stats = None
     if args.action == "set" or args.live:
         try:
-            stats = asyncio.run(take_picture(device, plugins, args.source))
+            stats = asyncio.run(take_picture(device, cli, args.source))
         except (DeviceError, TimeoutError, OSError) as exc:
             print(f"error: {device.id}: no picture: {describe_error(exc, device.timeout)}", file=sys.stderr)
             return 1
@@ -156,3 +127,7 @@ def cmd_reference(args: argparse.Namespace) -> int:
     print(f"{device.id}: wrote {args.output} (reference | latest | difference)")
     print(json.dumps(summary))
     return 0
+
+
+REFERENCE = CommandSpec(name="reference", run=cmd_reference, arguments=_args,
+                        help="store, show or clear a camera's reference picture (image health checks)")

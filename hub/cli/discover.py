@@ -19,7 +19,9 @@ import ipaddress
 import os
 import sys
 
-from hub.cli import command
+from hub.api import CliContext, CommandSpec, DiscoveryRequest, DiscoveryResult
+from hub.api.runtime import describe_error
+from hub.plugins import PluginManager, load_plugins
 
 PASSWORD_ENV = "ANNINH_CAMERA_PASSWORD"
 
@@ -38,8 +40,7 @@ def _arguments(p: argparse.ArgumentParser) -> None:
                    help=f"camera password for --username (or set {PASSWORD_ENV})")
 
 
-@command("discover", "find ONVIF cameras (WS-Discovery) and print a config snippet for each", _arguments)
-def cmd_discover(args: argparse.Namespace) -> int:
+def cmd_discover(args: argparse.Namespace, cli: CliContext | None = None) -> int:
     try:
         ipaddress.ip_address(args.address)
     except ValueError:
@@ -53,35 +54,43 @@ def cmd_discover(args: argparse.Namespace) -> int:
         print(f"error: --username needs --password (or {PASSWORD_ENV})", file=sys.stderr)
         return 2
     try:
-        return asyncio.run(_discover(args, password))
+        return asyncio.run(_discover(DiscoveryRequest(
+            address=args.address, port=args.port, timeout=args.timeout, bind=args.bind,
+            username=args.username, password=password)))
     except OSError as exc:
         print(f"error: cannot send the probe: {exc}", file=sys.stderr)
         return 1
 
 
-async def _discover(args: argparse.Namespace, password: str | None) -> int:
-    from plugins.generic_onvif.discovery import probe, snippet
-
-    devices = await probe(args.address, args.port, args.timeout, bind=args.bind)
-    if not devices:
-        print(f"no ONVIF device answered within {args.timeout:g} s (is ONVIF enabled on the cameras? "
-              "multicast blocked? try --address CAMERA_IP)", file=sys.stderr)
+async def _discover(request: DiscoveryRequest, plugins: PluginManager | None = None) -> int:
+    """Ask every plugin's discoverer (``anninh_discovery`` hook); print their snippets."""
+    discoverers = (plugins or load_plugins()).discoverers()
+    if not discoverers:
+        print("error: no plugin offers discovery (`anninh plugins` lists them)", file=sys.stderr)
         return 1
-    if args.username and password:
-        from hub.api import DeviceError
-        from plugins.generic_onvif.driver import gather_info
+    outcomes = await asyncio.gather(*(d.run(request) for d in discoverers), return_exceptions=True)
+    results: list[DiscoveryResult] = []
+    for spec, outcome in zip(discoverers, outcomes, strict=True):
+        if isinstance(outcome, OSError) and len(discoverers) == 1:
+            raise outcome  # "cannot send the probe", as before plugins could add discoverers
+        if isinstance(outcome, BaseException):
+            if not isinstance(outcome, Exception):
+                raise outcome
+            # one broken discoverer loses only its own answer
+            print(f"error: {spec.name} discovery failed: {describe_error(outcome)}", file=sys.stderr)
+            continue
+        if not isinstance(outcome, DiscoveryResult):
+            print(f"error: {spec.name} discovery returned {type(outcome).__name__}, not a DiscoveryResult",
+                  file=sys.stderr)
+            continue
+        results.append(outcome)
+    for result in results:
+        if result.snippet:
+            print(result.snippet, end="")
+        if result.message:
+            print(result.message, file=sys.stderr)
+    return 0 if any(r.count for r in results) else 1
 
-        async def fill(dev: object) -> None:
-            addr = dev.address  # type: ignore[attr-defined]
-            if addr is None:
-                return
-            try:
-                dev.info = await gather_info(addr[0], addr[1], args.username, password,  # type: ignore[attr-defined]
-                                             timeout=max(2.0, args.timeout))
-            except DeviceError as exc:
-                dev.info_error = str(exc)  # type: ignore[attr-defined]
 
-        await asyncio.gather(*(fill(d) for d in devices))
-    print(snippet(devices, args.username or "admin"), end="")
-    print(f"{len(devices)} ONVIF device(s) found", file=sys.stderr)
-    return 0
+DISCOVER = CommandSpec(name="discover", help="find ONVIF cameras (WS-Discovery) and print a config snippet for each",
+                       run=cmd_discover, arguments=_arguments)

@@ -25,8 +25,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from hub.health.checks import analyse, scene_shift
-from hub.health.sources import decode_jpeg_gray, keep_latest, write_atomic
+from .checks import analyse, scene_shift
+from .sources import decode_jpeg_gray, keep_latest, write_atomic
 
 
 class ReferenceStore:
@@ -95,7 +95,7 @@ class ReferenceStore:
         return found
 
     def signature(self, device_id: str) -> np.ndarray | None:
-        """The reference's gradient signature (for :func:`hub.health.checks.scene_shift`)."""
+        """The reference's gradient signature (for :func:`plugins.image_health.checks.scene_shift`)."""
         try:
             data = self.picture_path(device_id).read_bytes()
         except OSError:

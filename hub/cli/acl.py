@@ -19,7 +19,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from hub.cli import command, load_or_exit
+from hub.api import CliContext, CommandSpec
+from hub.cli.common import load_or_exit
 from hub.security import AclError, ListenerOptions, generate
 
 
@@ -45,9 +46,7 @@ def _arguments(p: argparse.ArgumentParser) -> None:
                    help="hash passwords here instead of with mosquitto_passwd (same $7$ format)")
 
 
-@command("acl", "write a Mosquitto password file, ACL and config snippet enforcing the config's users and roles",
-         _arguments)
-def cmd_acl(args: argparse.Namespace) -> int:
+def cmd_acl(args: argparse.Namespace, cli: CliContext | None = None) -> int:
     config, plugins = load_or_exit(args.config)
     opts = ListenerOptions(listen=None if args.listen in ("none", "") else args.listen,
                            tls_listen=args.tls_listen, cafile=args.cafile, certfile=args.certfile,
@@ -69,3 +68,7 @@ def cmd_acl(args: argparse.Namespace) -> int:
     print(f"Next: copy {args.output / 'mosquitto.conf'} into /etc/mosquitto/conf.d/, make passwd and acl "
           "readable by the mosquitto user (chown mosquitto: ...), and reload Mosquitto.")
     return 0
+
+
+ACL = CommandSpec(name="acl", help="write a Mosquitto password file, ACL and config snippet enforcing the "
+                  "config's users and roles", run=cmd_acl, arguments=_arguments)

@@ -40,7 +40,7 @@ from pydantic import Field, model_validator
 from hub.api import StrictModel
 
 if TYPE_CHECKING:  # the checks import OpenCV and numpy: only where pictures are measured
-    from hub.health.checks import FrameStats
+    from .checks import FrameStats
 
 PROBLEMS = ("no_signal", "covered", "dark", "blurry", "frozen", "moved")
 EVENTS = {"no_signal": "stream_down", "covered": "image_covered", "dark": "image_dark",

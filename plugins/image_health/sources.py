@@ -32,7 +32,8 @@ import cv2
 import numpy as np
 
 from hub.api import AuthError, DeviceError
-from hub.health.checks import WORK_WIDTH, FrameStats, analyse, limited_to_full, work_picture
+
+from .checks import WORK_WIDTH, FrameStats, analyse, limited_to_full, work_picture
 
 JPEG_QUALITY = 85
 PICTURE_WIDTH = 960
@@ -222,6 +223,6 @@ def check_stream(url: str, previous: np.ndarray | None = None, reference: np.nda
 
 
 def reference_signature(jpeg: bytes) -> np.ndarray:
-    """Worker job: the :func:`hub.health.checks.gradient_signature` of a stored reference JPEG."""
+    """Worker job: the :func:`plugins.image_health.checks.gradient_signature` of a stored reference JPEG."""
     gray, _ = decode_jpeg_gray(jpeg)
     return analyse(gray).signature

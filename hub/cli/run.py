@@ -1,0 +1,35 @@
+"""``anninh run -c FILE``: the hub in the foreground."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+from hub.api import CliContext, CommandSpec
+from hub.cli.common import config_arg, load_or_exit
+
+RUN_DESCRIPTION = (
+    "Run the hub in the foreground: connect to the MQTT broker (or start the embedded one), poll "
+    "and listen to every device of the config, run the rules, and publish states and events. "
+    "Ctrl-C or SIGTERM stops it after publishing every device offline. Check the config first "
+    "with `anninh check -c FILE`.")
+
+
+def cmd_run(args: argparse.Namespace, cli: CliContext | None = None) -> int:
+    from hub.app import run_forever
+    from hub.broker import BrokerError
+
+    config, plugins = load_or_exit(args.config)
+    try:
+        asyncio.run(run_forever(config, plugins))
+    except KeyboardInterrupt:
+        pass
+    except BrokerError as exc:
+        print(f"error: embedded broker: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+RUN = CommandSpec(name="run", help="run the hub in the foreground until Ctrl-C or SIGTERM", run=cmd_run,
+                  arguments=config_arg, description=RUN_DESCRIPTION)
