@@ -34,7 +34,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from hub.testing.mosquitto import Mosquitto  # noqa: E402
+from tests.support.mosquitto import Mosquitto  # noqa: E402
 
 UPS_PER_SERVER = 200
 TICK = os.sysconf("SC_CLK_TCK")

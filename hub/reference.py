@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,8 +23,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from hub.api import DeviceConfig, DeviceError
+from hub.api.detached import DetachedContext
 from hub.cli import command, load_or_exit
-from hub.clock import SystemClock
 from hub.core import describe_error
 from hub.health.monitor import HealthOptions
 
@@ -33,36 +32,12 @@ from hub.health.monitor import HealthOptions
 # itself: the CLI imports this module for every command, `anninh run` included
 
 
-class _CliContext:
-    """The :class:`hub.api.DeviceContext` a driver gets when the CLI uses it directly."""
-
-    def __init__(self, config: DeviceConfig) -> None:
-        self.device_id = config.id
-        self.site = config.site
-        self.clock = SystemClock()
-        self.sun = None
-        self.mqtt = None
-        self.log = logging.getLogger(f"hub.device.{config.id}")
-
-    def update(self, fields: Any) -> None:
-        pass
-
-    def event(self, type: str, **data: Any) -> None:
-        pass
-
-    def create_task(self, coro: Any, name: str | None = None) -> Any:
-        return asyncio.get_running_loop().create_task(coro, name=name)
-
-    def state(self, device_id: str | None = None) -> dict[str, Any]:
-        return {}
-
-
 async def take_picture(device: DeviceConfig, plugins: Any, source: str | None = None) -> Any:
     """Connect to one camera with its driver and take one measured picture (with its JPEG)."""
     from hub.health.sources import check_snapshot, check_stream
 
     spec = plugins.platforms()[device.platform]
-    driver = spec.driver(device, _CliContext(device))
+    driver = spec.driver(device, DetachedContext(device))
     source = source or getattr(device, "health_source", "snapshot")
     opts = HealthOptions()
     try:

@@ -20,8 +20,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hub.config import Config, ConfigError, load_config
-from hub.testing.hubrun import make_plugins
 from tests import plugin_echo
+from tests.support.hubrun import make_plugins
 
 LONG = os.environ.get("FUZZ_LONG") == "1"
 

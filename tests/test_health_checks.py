@@ -15,7 +15,7 @@ from hub.health.checks import analyse, edge_sharpness, work_picture
 from hub.health.monitor import HealthOptions
 from hub.health.pool import WORKER_NICE, HealthPool
 from hub.health.sources import decode_jpeg_gray
-from hub.health.testing import jpeg, make_clip
+from tests.support.health import jpeg, make_clip
 
 OPTS = HealthOptions()
 

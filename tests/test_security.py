@@ -12,10 +12,10 @@ import pytest
 
 from hub.broker import EmbeddedBroker
 from hub.config import load_config
-from hub.testing.hubrun import hub_from_yaml, make_plugins, write_config
-from hub.testing.mosquitto import _free_port
-from hub.testing.mqtt import Recorder
 from tests.certs import Client, GeneratedBroker, make_ca, tls_refused
+from tests.support.hubrun import hub_from_yaml, make_plugins, write_config
+from tests.support.mosquitto import _free_port
+from tests.support.mqtt import Recorder
 
 BASE = "anninh"
 SECRETS = {"mqtt_password": "hub-tls-Secret", "alice": "alice-tls-pw", "ian": "ian-tls-pw"}

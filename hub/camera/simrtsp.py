@@ -2,7 +2,7 @@
 
 The camera simulators hand out stream URIs (Hikvision ``/Streaming/Channels/101``, Dahua
 ``/cam/realmonitor?channel=1&subtype=0``, ONVIF ``GetStreamUri``). :class:`SimRtsp` serves those
-paths with GStreamer's RTSP server (``tests/rtsp_server.py``, run by the system Python, which has
+paths with GStreamer's RTSP server (``hub/camera/rtsp_server.py``, run by the system Python, which has
 the GObject bindings), so ``ffprobe`` or a video player given the URI really plays H.264: each
 channel shows its own street scene (:func:`hub.camera.images.scene`) with a car driving across.
 
@@ -29,10 +29,11 @@ import cv2
 import numpy as np
 
 from hub.camera.images import scene
-from hub.testing.process import stop_process
+from hub.process import stop_process
 
 SYSTEM_PYTHON = "/usr/bin/python3"
-RTSP_SCRIPT = Path(__file__).resolve().parents[2] / "tests" / "rtsp_server.py"
+RTSP_SCRIPT = Path(__file__).resolve().with_name("rtsp_server.py")
+"""Shipped in the wheel beside this module: ``anninh simulate`` serves streams from an installed hub."""
 _PROBE = ("import gi; gi.require_version('Gst', '1.0'); gi.require_version('GstRtspServer', '1.0'); "
           "from gi.repository import Gst, GstRtspServer; Gst.init(None); "
           "missing = [e for e in ('appsrc', 'videoconvert', 'x264enc', 'h264parse', 'rtph264pay') "
@@ -43,7 +44,7 @@ _PROBE = ("import gi; gi.require_version('Gst', '1.0'); gi.require_version('GstR
 def rtsp_unavailable() -> str | None:
     """Why the GStreamer RTSP server cannot run here, or ``None`` when it can (checked once)."""
     if not RTSP_SCRIPT.is_file():
-        return f"{RTSP_SCRIPT} is not here (the RTSP server script ships with the source tree)"
+        return f"{RTSP_SCRIPT} is missing (it ships with the hub package; reinstall it)"
     if not Path(SYSTEM_PYTHON).exists():
         return f"no {SYSTEM_PYTHON} (the GStreamer RTSP server runs under the system Python)"
     try:

@@ -2,13 +2,13 @@
 
 * :func:`make_clip` — pictures with known properties (normal, dark, blurred, frozen, covered,
   shifted by 10 % of the width), at day or night brightness, generated with numpy/OpenCV.
-* :class:`RtspServer` — runs ``tests/rtsp_server.py`` (GStreamer, system Python) on a free
+* :class:`RtspServer` — runs ``hub/camera/rtsp_server.py`` (GStreamer, system Python) on a free
   loopback port serving such clips over RTSP/TCP.
 * :class:`SnapshotServer` — an aiohttp server on loopback serving the same clips as JPEG
   snapshots (``GET /NAME.jpg``), with digest-free basic auth and switchable failures.
 * the ``testcam`` platform (:class:`TestCamDriver`): a camera driver that fetches its snapshot
   over real HTTP and hands out an RTSP URL, registered by tests with
-  ``make_plugins(("testcam", hub.health.testing))``.
+  ``make_plugins(("testcam", tests.support.health))``.
 """
 
 from __future__ import annotations
@@ -29,18 +29,13 @@ import numpy as np
 from pydantic import SecretStr
 
 from hub.api import AuthError, CameraConfig, DeviceError, DeviceInfo, Driver, PlatformSpec
+from hub.camera.simrtsp import RTSP_SCRIPT, SYSTEM_PYTHON
 from hub.hookspecs import hookimpl
-from hub.testing.process import stop_process
+from hub.process import stop_process
+from tests.support.mosquitto import _free_port
 
 KINDS = ("normal", "dark", "blurred", "frozen", "covered", "shifted")
-RTSP_SCRIPT = Path(__file__).resolve().parents[2] / "tests" / "rtsp_server.py"
-SYSTEM_PYTHON = "/usr/bin/python3"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+free_port = _free_port
 
 
 # ------------------------------------------------------------------ pictures
@@ -105,7 +100,7 @@ def make_clip(kind: str, width: int = 320, height: int = 180, frames: int = 17, 
 
 
 def write_clip(folder: Path, name: str, frames: list[np.ndarray], fps: int = 15, osd: bool = True) -> None:
-    """Write a clip for ``tests/rtsp_server.py`` (``NAME.raw`` + ``NAME.json``)."""
+    """Write a clip for ``hub/camera/rtsp_server.py`` (``NAME.raw`` + ``NAME.json``)."""
     folder.mkdir(parents=True, exist_ok=True)
     h, w = frames[0].shape[:2]
     (folder / f"{name}.raw").write_bytes(b"".join(np.ascontiguousarray(f).tobytes() for f in frames))

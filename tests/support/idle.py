@@ -15,9 +15,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hub.testing.mosquitto import _free_port
-from hub.testing.mqtt import Recorder
-from hub.testing.process import stop_process
+from hub.process import stop_process
+from tests.support.mosquitto import _free_port
+from tests.support.mqtt import Recorder
 
 VIDEO_STACK = ("cv2", "av", "numpy")
 """Top-level packages a hub without cameras must not import (tens of MB resident)."""
