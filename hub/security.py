@@ -42,8 +42,6 @@ from typing import Any
 from hub.api.detached import DetachedContext
 from hub.config import Config, UserConfig
 
-ROLES = ("officer", "contractor", "installer", "viewer")
-
 CONTRACTOR_STATE_KINDS = frozenset({"ups", "meter", "recorder", "camera"})
 """Driver kinds whose state topic a contractor may read (power, recorder disks, camera health)."""
 

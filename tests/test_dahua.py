@@ -380,7 +380,7 @@ async def test_amcrest_event_stream_start_and_stop() -> None:
 
 
 async def test_amcrest_rtsp_url_plays_with_ffprobe() -> None:
-    from hub.camera.simrtsp import probe_stream, probe_unavailable
+    from tests.support.rtsp import probe_stream, probe_unavailable
 
     if why := probe_unavailable():
         pytest.skip(f"no RTSP stream test here: {why} (scripts/test.sh installs it)")

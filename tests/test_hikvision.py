@@ -614,7 +614,7 @@ async def test_pyhik_nvr_channels_snapshots_and_heartbeat_clears_motion() -> Non
 
 
 async def test_stream_uris_play_with_ffprobe() -> None:
-    from hub.camera.simrtsp import probe_stream, probe_unavailable
+    from tests.support.rtsp import probe_stream, probe_unavailable
 
     if why := probe_unavailable():
         pytest.skip(f"no RTSP stream test here: {why} (scripts/test.sh installs it)")

@@ -601,7 +601,7 @@ async def test_driver_with_a_camera_that_lacks_services_and_pullpoint(monkeypatc
 async def test_stream_uri_plays_with_ffprobe() -> None:
     from onvif import ONVIFCamera
 
-    from hub.camera.simrtsp import probe_stream, probe_unavailable
+    from tests.support.rtsp import probe_stream, probe_unavailable
 
     if why := probe_unavailable():
         pytest.skip(f"no RTSP stream test here: {why} (scripts/test.sh installs it)")

@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def protocol_members(proto: type) -> tuple[set[str], dict[str, Any]]:
     """(attributes, methods) a Protocol declares, read from the class itself so that a member
     added to hub.api is checked here without editing this test."""
-    attrs = {name for name in proto.__dict__.get("__annotations__", {}) if not name.startswith("_")}
+    attrs = {name for name in inspect.get_annotations(proto) if not name.startswith("_")}
     methods = {name: value for name, value in proto.__dict__.items()
                if inspect.isfunction(value) and not name.startswith("_")}
     return attrs, methods
