@@ -78,6 +78,42 @@ def _clip(channel: int, width: int, height: int, frames: int) -> bytes:
     return b"".join(out)
 
 
+def launch(port: int, clips: str | Path, *, lifetime: float, auth: tuple[str, str] | None = None,
+           mounts: list[str] | None = None, timeout: float = 15.0) -> subprocess.Popen[str]:
+    """Start :data:`RTSP_SCRIPT` on ``port`` serving the clips in ``clips`` (``NAME.raw`` +
+    ``NAME.json``), each ``PATH=NAME`` of ``mounts`` also on its path; return once it said READY
+    and its port accepts connections. Raises ``RuntimeError`` (the process stopped) otherwise."""
+    cmd = [SYSTEM_PYTHON, str(RTSP_SCRIPT), "--port", str(port), "--clips", str(clips), "--lifetime", str(lifetime)]
+    for mount in mounts or ():
+        cmd += ["--mount", mount]
+    if auth is not None:
+        cmd += ["--auth", f"{auth[0]}:{auth[1]}"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if not line.startswith("READY"):
+        err = proc.stderr.read() if proc.stderr else ""
+        close(proc)
+        raise RuntimeError(f"the RTSP server did not start: {line.strip()!r} {err[-800:]}")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return proc
+        except OSError:
+            time.sleep(0.02)
+    close(proc)
+    raise RuntimeError("the RTSP server did not open its port")
+
+
+def close(proc: subprocess.Popen[str]) -> None:
+    """Stop a server :func:`launch` started and close its pipes."""
+    stop_process(proc)
+    for f in (proc.stdout, proc.stderr):
+        if f is not None:
+            f.close()
+
+
 class SimRtsp:
     """``paths`` maps an RTSP path (``/Streaming/Channels/101``) to the channel whose scene it shows."""
 
@@ -108,37 +144,17 @@ class SimRtsp:
             Path(self._dir, f"{name}.json").write_text(json.dumps(
                 {"width": self.width, "height": self.height, "fps": self.fps, "frames": self.frames, "osd": False}))
         self.port = _free_port()
-        cmd = [SYSTEM_PYTHON, str(RTSP_SCRIPT), "--port", str(self.port), "--clips", self._dir,
-               "--lifetime", str(self.lifetime)]
-        for path, ch in self.paths.items():
-            cmd += ["--mount", f"{path}=ch{ch}"]
-        if self.username is not None:
-            cmd += ["--auth", f"{self.username}:{self.password or ''}"]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        if not line.startswith("READY"):
-            err = self.proc.stderr.read() if self.proc.stderr else ""
-            self._stop()
-            raise RuntimeError(f"the RTSP server did not start: {line.strip()!r} {err[-800:]}")
-        shutil.rmtree(self._dir, ignore_errors=True)  # the server read the clips before it said READY
-        self._dir = None
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return
-            except OSError:
-                time.sleep(0.02)
-        self._stop()
-        raise RuntimeError("the RTSP server did not open its port")
+        mounts = [f"{path}=ch{ch}" for path, ch in self.paths.items()]
+        auth = None if self.username is None else (self.username, self.password or "")
+        try:
+            self.proc = launch(self.port, self._dir, lifetime=self.lifetime, auth=auth, mounts=mounts, timeout=timeout)
+        finally:
+            shutil.rmtree(self._dir, ignore_errors=True)  # the server read the clips before it said READY
+            self._dir = None
 
     def _stop(self) -> None:
         if self.proc is not None:
-            stop_process(self.proc)
-            for f in (self.proc.stdout, self.proc.stderr):
-                if f is not None:
-                    f.close()
+            close(self.proc)
             self.proc = None
         if self._dir is not None:
             shutil.rmtree(self._dir, ignore_errors=True)

@@ -17,7 +17,6 @@ import asyncio
 import base64
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -29,9 +28,8 @@ import numpy as np
 from pydantic import SecretStr
 
 from hub.api import AuthError, CameraConfig, DeviceError, DeviceInfo, Driver, PlatformSpec
-from hub.camera.simrtsp import RTSP_SCRIPT, SYSTEM_PYTHON
+from hub.camera.simrtsp import SYSTEM_PYTHON, close, launch
 from hub.hookspecs import hookimpl
-from hub.process import stop_process
 from tests.support.mosquitto import _free_port
 
 KINDS = ("normal", "dark", "blurred", "frozen", "covered", "shifted")
@@ -132,33 +130,12 @@ class RtspServer:
     def start(self, timeout: float = 10.0) -> RtspServer:
         if not Path(SYSTEM_PYTHON).exists():
             raise RuntimeError("the RTSP test server needs the system Python with GStreamer bindings")
-        cmd = [SYSTEM_PYTHON, str(RTSP_SCRIPT), "--port", str(self.port), "--clips", str(self.clips),
-               "--lifetime", str(self.lifetime)]
-        if self.auth:
-            cmd += ["--auth", f"{self.auth[0]}:{self.auth[1]}"]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        assert self.proc.stdout is not None
-        deadline = time.monotonic() + timeout
-        line = self.proc.stdout.readline()
-        if not line.startswith("READY"):
-            err = self.proc.stderr.read() if self.proc.stderr else ""
-            self.stop()
-            raise RuntimeError(f"RTSP server did not start: {line!r} {err[-1500:]}")
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return self
-            except OSError:
-                time.sleep(0.02)
-        self.stop()
-        raise RuntimeError("RTSP server did not open its port")
+        self.proc = launch(self.port, self.clips, lifetime=self.lifetime, auth=self.auth, timeout=timeout)
+        return self
 
     def stop(self) -> None:
         if self.proc is not None:
-            stop_process(self.proc)
-            for f in (self.proc.stdout, self.proc.stderr):
-                if f is not None:
-                    f.close()
+            close(self.proc)
             self.proc = None
 
     def __enter__(self) -> RtspServer:
