@@ -67,7 +67,7 @@ def test_the_check_catches_a_partial_context() -> None:
 
 
 def _config() -> DeviceConfig:
-    return DeviceConfig(id="dev", platform="x", site="kp3")
+    return DeviceConfig.model_validate({"id": "dev", "platform": "x", "site": "kp3"})
 
 
 @pytest.mark.parametrize("make", [lambda: FakeDeviceContext("dev"), lambda: DetachedContext(_config())],
@@ -99,8 +99,8 @@ async def test_fake_records_and_remembers_like_the_hub() -> None:
 
     ctx.event("motion", channel=1, active=True)
     (e,) = ctx.events
-    assert e == ("motion", {"channel": 1, "active": True})
     assert e["type"] == "motion" and e["channel"] == 1 and e.get("ended") is None
+    assert e == ("motion", {"channel": 1, "active": True})
     assert ctx.of_type("motion", active=True) == [{"type": "motion", "channel": 1, "active": True}]
     assert ctx.of_type("motion", active=False) == []
 
