@@ -25,7 +25,7 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
 from hub.broker import MAX_INFLIGHT_MESSAGES, MAX_QUEUED_BYTES, MAX_QUEUED_MESSAGES
-from hub.testing.mosquitto import Mosquitto
+from tests.support.mosquitto import Mosquitto
 
 
 def _hub(port: int, drain: float, ready: Any, result: Any, quiet_s: float = 2.0) -> None:

@@ -72,8 +72,8 @@ async def serve(cameras: int, recorders: int) -> None:
 
 # ---------------------------------------------------------------------- hub side
 async def measure(args: argparse.Namespace) -> None:
-    from hub.testing.hubrun import hub_from_yaml
-    from hub.testing.mosquitto import Mosquitto
+    from tests.support.hubrun import hub_from_yaml
+    from tests.support.mosquitto import Mosquitto
 
     proc = await asyncio.create_subprocess_exec(
         sys.executable, __file__, "--serve", "--cameras", str(args.cameras), "--recorders", str(args.recorders),

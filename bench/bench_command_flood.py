@@ -21,7 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from hub.testing.flood import flood  # noqa: E402
+from tests.support.flood import flood  # noqa: E402
 
 
 def main() -> int:

@@ -33,8 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
-from hub.testing.idle import bare_python_rss_mb, run_idle_hub
-from hub.testing.mosquitto import Mosquitto
+from tests.support.idle import bare_python_rss_mb, run_idle_hub
+from tests.support.mosquitto import Mosquitto
 
 PAYLOAD_FIELDS = {"model": "Bench-1", "firmware": "1.0.0", "serial": "SN000000", "status": "OL"}
 

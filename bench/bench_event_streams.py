@@ -26,9 +26,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from hub.camera.multipart import MultipartParser
-from hub.camera.testing import RecordingContext
 from plugins.dahua.driver import DahuaConfig, DahuaDriver
 from plugins.hikvision.driver import HikvisionConfig, HikvisionDriver
+from tests.support.context import FakeDeviceContext
 
 CHANNELS = 16
 
@@ -87,7 +87,7 @@ async def read_raw(port: int) -> tuple[float, int]:
 
 
 async def read_parsed(port: int, vendor: str) -> tuple[float, int]:
-    ctx = RecordingContext("bench")
+    ctx = FakeDeviceContext("bench")
     if vendor == "hikvision":
         cfg = HikvisionConfig(id="b", platform="hikvision", host="127.0.0.1", password="x", kind="nvr")
         hdrv = HikvisionDriver(cfg, ctx)

@@ -144,7 +144,7 @@ class LoopProbe:
 async def run(args: argparse.Namespace) -> None:
     from hub.config import load_config
     from hub.export.run import ExportRequest, export
-    from hub.testing.hubrun import make_plugins, write_config
+    from tests.support.hubrun import make_plugins, write_config
 
     cache = Path(args.cache)
     q: Any = mp.get_context("spawn").Queue()

@@ -40,9 +40,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import av
 import cv2
 
-from hub.health.testing import jpeg, make_clip
 from plugins.image_health.checks import analyse
 from plugins.image_health.sources import check_snapshot, frame_to_gray
+from tests.support.health import jpeg, make_clip
 
 ENCODINGS = (("camera, main profile (CABAC, deblocking)", {"preset": "veryfast", "profile": "main", "g": "1"}),
              ("camera, baseline profile (CAVLC, deblocking)", {"preset": "veryfast", "profile": "baseline", "g": "1"}),
@@ -178,8 +178,8 @@ def _hub_process(yaml_text: str, folder: str, ready: Any, stop: Any, cv_threads:
     if cv_threads is not None:
         cv2.setNumThreads(cv_threads)
 
-    import hub.health.testing as testcam
-    from hub.testing.hubrun import hub_from_yaml, make_plugins
+    import tests.support.health as testcam
+    from tests.support.hubrun import hub_from_yaml, make_plugins
 
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger().addHandler(Count(logging.ERROR))
@@ -260,8 +260,8 @@ async def _one_level(mq_port: int, rate: float, pool: str, commands: int, folder
                      gc_freeze: bool = False) -> dict[str, Any]:
     import multiprocessing as mp
 
-    from hub.health.testing import free_port
     from plugins.lighting.simulator import RelayBoardSimulator
+    from tests.support.health import free_port
 
     ctx = mp.get_context("spawn")
     relay = await RelayBoardSimulator({1: "waveshare"}).start()
@@ -303,7 +303,7 @@ def command_latency_report(commands: int, pools: tuple[str, ...], cv_threads: in
     """Each pool: ``rounds`` rounds, each running every level for ``commands // rounds`` commands
     (a fresh hub per level and round), so that a neighbour's load falls on all levels alike. The
     spread of the per-round p99 with checks off is this machine's noise."""
-    from hub.testing.mosquitto import Mosquitto
+    from tests.support.mosquitto import Mosquitto
 
     threads = "OpenCV default threads" if cv_threads is None else f"cv2.setNumThreads({cv_threads}) in the hub"
     threads += ", gc.freeze() after start-up" if gc_freeze else ""

@@ -10,21 +10,17 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
-from typing import Any
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.support from the source tree
+
 
 from pymodbus.client import AsyncModbusTcpClient
 
 from plugins.ups_modbus.driver import UpsConfig, make_driver
 from plugins.ups_modbus.maps import APC_SMT
 from plugins.ups_modbus.simulator import UpsSimulator
-
-
-class _Ctx:
-    device_id = "bench"
-    site = None
-
-    def event(self, type: str, **data: Any) -> None:
-        pass
+from tests.support.context import FakeDeviceContext
 
 
 async def main(n: int, rounds: int) -> None:
@@ -40,7 +36,8 @@ async def main(n: int, rounds: int) -> None:
 
         drivers = [make_driver(UpsConfig.model_validate({"id": f"u{u}", "platform": "ups_modbus",
                                                          "host": "127.0.0.1", "port": sim.port, "unit": u,
-                                                         "model": "apc_smt"}), _Ctx()) for u in range(1, n + 1)]
+                                                         "model": "apc_smt"}), FakeDeviceContext("bench"))
+                   for u in range(1, n + 1)]
         await asyncio.gather(*(d.connect() for d in drivers))
         results: dict[str, float] = {}
         jobs = (("raw pymodbus", lambda: asyncio.gather(*(raw(u + 1, c) for u, c in enumerate(clients)))),

@@ -20,7 +20,6 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -29,31 +28,10 @@ import httpx
 
 from plugins.generic_onvif.driver import OnvifConfig, OnvifDriver
 from plugins.generic_onvif.simulator import OnvifSimulator
+from tests.support.context import FakeDeviceContext
 
 TIME_REQ = (b'<?xml version="1.0" encoding="utf-8"?><s:Envelope xmlns:s="http://www.w3.org/2003/05/soap-envelope">'
             b'<s:Body><GetSystemDateAndTime xmlns="http://www.onvif.org/ver10/device/wsdl"/></s:Body></s:Envelope>')
-
-
-class _Ctx:
-    def __init__(self) -> None:
-        import logging
-        self.device_id, self.site, self.sun, self.mqtt, self.clock = "bench", None, None, None, None
-        self.log = logging.getLogger("bench")
-        self.fields: dict[str, Any] = {}
-        self.changed = asyncio.Event()
-
-    def update(self, fields: Any) -> None:
-        self.fields.update(fields)
-        self.changed.set()
-
-    def event(self, type: str, **data: Any) -> None:
-        pass
-
-    def create_task(self, coro: Any, name: str | None = None) -> Any:
-        return asyncio.get_running_loop().create_task(coro)
-
-    def state(self, device_id: str | None = None) -> Any:
-        return self.fields
 
 
 def stats(samples: list[float]) -> tuple[float, float]:
@@ -71,7 +49,7 @@ def line(name: str, drv: list[float], raw: list[float]) -> None:
 async def main(n: int) -> None:
     async with OnvifSimulator(password="pw") as sim:
         cfg = OnvifConfig(id="bench", platform="generic_onvif", host="127.0.0.1", port=sim.port, password="pw")
-        ctx = _Ctx()
+        ctx = FakeDeviceContext("bench")
         driver = OnvifDriver(cfg, ctx)
         t0 = time.perf_counter()
         await driver.connect()
@@ -114,10 +92,10 @@ async def main(n: int) -> None:
             await asyncio.sleep(0.01)
         drv_ev = []
         for i in range(n // 4):
-            ctx.changed.clear()
+            ctx.updated.clear()
             t = time.perf_counter()
             sim.trigger_motion(i % 2 == 0)
-            await asyncio.wait_for(ctx.changed.wait(), 5)
+            await asyncio.wait_for(ctx.updated.wait(), 5)
             drv_ev.append(time.perf_counter() - t)
             await asyncio.sleep(0.01)
         listen.cancel()
@@ -125,7 +103,7 @@ async def main(n: int) -> None:
         await driver.close()
 
         # floor: the same long poll done by hand (no WS-Security, no zeep), answered by the same trigger
-        client_cam = OnvifDriver(cfg, _Ctx())
+        client_cam = OnvifDriver(cfg, FakeDeviceContext("bench"))
         await client_cam.connect()
         await client_cam.client.subscribe(60)
         sub_url = client_cam.client.cam.xaddrs["http://www.onvif.org/ver10/events/wsdl/PullPointSubscription"]

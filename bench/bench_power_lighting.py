@@ -34,7 +34,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from hub.testing.mosquitto import Mosquitto  # noqa: E402
+from tests.support.idle import rss_mb  # noqa: E402
+from tests.support.mosquitto import Mosquitto  # noqa: E402
 
 UPS_PER_SERVER = 200
 TICK = os.sysconf("SC_CLK_TCK")
@@ -72,14 +73,6 @@ def _cpu_seconds(pid: int) -> float:
     with open(f"/proc/{pid}/stat") as f:
         parts = f.read().rsplit(")", 1)[1].split()
     return (int(parts[11]) + int(parts[12])) / TICK
-
-
-def _rss_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 BARE_POLLER = r'''
@@ -145,14 +138,14 @@ def fleet(n: int, window: float, mq_port: int, tmp: Path) -> dict[str, float]:
         empty = _hub_config(tmp / "empty", mq_port, [])
         hub0 = subprocess.Popen([sys.executable, "-m", "hub.cli", "-q", "run", "-c", str(empty)], cwd=ROOT)
         time.sleep(6)
-        out["rss_empty"] = _rss_mb(hub0.pid)
+        out["rss_empty"] = rss_mb(hub0.pid)
         hub0.terminate()
         hub0.wait(20)
 
         cfg = _hub_config(tmp / "fleet", mq_port, devices)
         hub = subprocess.Popen([sys.executable, "-m", "hub.cli", "-q", "run", "-c", str(cfg)], cwd=ROOT)
         out["hub_cpu"] = _measure_cpu(hub.pid, window, warmup=15)
-        out["rss_fleet"] = _rss_mb(hub.pid)
+        out["rss_fleet"] = rss_mb(hub.pid)
         hub.terminate()
         hub.wait(30)
     finally:

@@ -215,12 +215,6 @@ class PluginManager:
                     self._platforms[spec.name] = (spec, plugin)
         return {k: v[0] for k, v in self._platforms.items()}
 
-    def platform_plugin(self, platform: str) -> str | None:
-        self.platforms()
-        assert self._platforms is not None
-        entry = self._platforms.get(platform)
-        return entry[1] if entry else None
-
     def rules(self) -> dict[str, RuleSpec]:
         if self._rules is None:
             self._rules = {}

@@ -39,9 +39,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hub.api.detached import DetachedContext
 from hub.config import Config, UserConfig
-
-ROLES = ("officer", "contractor", "installer", "viewer")
 
 CONTRACTOR_STATE_KINDS = frozenset({"ups", "meter", "recorder", "camera"})
 """Driver kinds whose state topic a contractor may read (power, recorder disks, camera health)."""
@@ -110,32 +109,6 @@ class UserAcl:
     readwrite: list[str] = field(default_factory=list)
 
 
-class _NullContext:
-    """Enough of a DeviceContext to construct a driver without running it."""
-
-    def __init__(self, config: Any) -> None:
-        import logging
-
-        self.device_id = config.id
-        self.site = config.site
-        self.clock = None
-        self.sun = None
-        self.mqtt = None
-        self.log = logging.getLogger(f"hub.acl.{config.id}")
-
-    def update(self, fields: Mapping[str, Any]) -> None:
-        pass
-
-    def event(self, type: str, **data: Any) -> None:
-        pass
-
-    def create_task(self, coro: Any, name: str | None = None) -> None:
-        coro.close()
-
-    def state(self, device_id: str | None = None) -> Mapping[str, Any]:
-        return {}
-
-
 def device_facts(config: Config, plugins: Any | None) -> list[DeviceFacts]:
     """Kind and switchability of every enabled device, from its platform's driver.
 
@@ -153,7 +126,7 @@ def device_facts(config: Config, plugins: Any | None) -> list[DeviceFacts]:
             kind = getattr(spec.driver, "kind", "device")
             model = getattr(spec.driver, "command_model", None)
             try:
-                driver = spec.driver(dev, _NullContext(dev))
+                driver = spec.driver(dev, DetachedContext(dev, log_name="hub.acl"))
                 kind, model = driver.kind, driver.command_model
             except Exception:
                 pass  # the class attributes read above stay

@@ -17,7 +17,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from hub.config import Config
 from hub.security import ListenerOptions, generate
-from hub.testing.mosquitto import Mosquitto, _free_port
+from tests.support.mosquitto import Mosquitto, _free_port
 
 
 def _openssl(*args: str, cwd: Path) -> None:

@@ -23,11 +23,11 @@ from hub.security import (
     render_acl,
     write_password_file,
 )
-from hub.testing.hubrun import hub_from_yaml, make_plugins, write_config
-from hub.testing.mosquitto import _free_port
-from hub.testing.mqtt import Recorder
 from tests import plugin_echo
 from tests.certs import Client, GeneratedBroker
+from tests.support.hubrun import hub_from_yaml, make_plugins, write_config
+from tests.support.mosquitto import _free_port
+from tests.support.mqtt import Recorder
 
 BASE = "anninh"
 NOT_AUTHORIZED = 135

@@ -22,8 +22,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from hub.broker import EmbeddedBroker, ManagedMosquitto, free_port, hub_login, write_mosquitto_files
 from hub.config import load_config
-from hub.testing.hubrun import make_plugins, write_config
 from tests import plugin_echo
+from tests.support.hubrun import make_plugins, write_config
 
 KINDS = ["mosquitto", "python"]
 NO_ACL = "the Python fallback (amqtt) has no ACL; the hub refuses users: on it"

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from hub.hookspecs import hookimpl
-from hub.testing.hubrun import hub_from_yaml, make_plugins
-from hub.testing.mosquitto import Mosquitto
-from hub.testing.mqtt import Recorder
 from tests import plugin_echo
+from tests.support.hubrun import hub_from_yaml, make_plugins
+from tests.support.mosquitto import Mosquitto
+from tests.support.mqtt import Recorder
 
 BASE = "anninh"
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from hub.storage import History, Registry
-from hub.testing.mosquitto import Mosquitto
+from tests.support.mosquitto import Mosquitto
 
 # A drop-in plugin (also exercising drop-in discovery) whose devices push state as fast as they can.
 FIREHOSE = '''
@@ -171,8 +171,8 @@ async def test_kill_9_after_acknowledged_commands(tmp_path: Path, mosquitto: Mos
     """The hub as a real process, a real Mosquitto, the relay-board simulator: commands sent with
     QoS 1 by an officer's client, SIGKILL one second after the PUBACK, and again at once after it.
     After each restart the manual hold is back and every acknowledged command is in the audit."""
-    from hub.testing.mqtt import Recorder
     from plugins.lighting.simulator import RelayBoardSimulator
+    from tests.support.mqtt import Recorder
 
     async with RelayBoardSimulator({1: "waveshare"}, port=0) as sim:
         cfg = tmp_path / "config.yaml"
@@ -253,9 +253,9 @@ async def test_kill_9_after_acknowledged_commands(tmp_path: Path, mosquitto: Mos
 async def test_outbox_survives_a_hub_restart_during_a_broker_outage(tmp_path: Path) -> None:
     """Events emitted while the broker is down are in outbox.db; a hub restarted before the
     broker comes back sends them afterwards, oldest first, once."""
-    from hub.testing.hubrun import hub_from_yaml, make_plugins
-    from hub.testing.mqtt import Recorder
     from tests import plugin_echo
+    from tests.support.hubrun import hub_from_yaml, make_plugins
+    from tests.support.mqtt import Recorder
 
     workdir = tmp_path / "mosq"
     workdir.mkdir()

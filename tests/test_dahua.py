@@ -14,12 +14,12 @@ from typing import Any
 import pytest
 
 from hub.api import AuthError, Command, CommandError, DeviceError
-from hub.camera.testing import RecordingContext
-from hub.testing.hubrun import hub_from_yaml
-from hub.testing.mqtt import Recorder
 from plugins.dahua.driver import DahuaConfig, DahuaDriver, parse_event, parse_kv, parse_storage
 from plugins.dahua.simulator import DahuaSimulator
 from plugins.hikvision.driver import OutputCommand
+from tests.support.context import FakeDeviceContext
+from tests.support.hubrun import hub_from_yaml
+from tests.support.mqtt import Recorder
 
 FIX = Path(__file__).parent / "fixtures"
 PW = "dahua&pw=1;x"
@@ -27,11 +27,11 @@ PW = "dahua&pw=1;x"
 
 @contextlib.asynccontextmanager
 async def running(sim: DahuaSimulator, listen: bool = False, **cfg: Any) -> AsyncIterator[
-        tuple[DahuaDriver, RecordingContext]]:
+        tuple[DahuaDriver, FakeDeviceContext]]:
     await sim.start()
     config = DahuaConfig(id="dh", platform="dahua", host="127.0.0.1", port=sim.port, username=sim.username,
                          password=cfg.pop("password", sim.password), **{"timeout": 3, "heartbeat": 1, **cfg})
-    ctx = RecordingContext("dh")
+    ctx = FakeDeviceContext("dh")
     driver = DahuaDriver(config, ctx)
     task = None
     try:
@@ -101,7 +101,7 @@ async def test_digest_realm_is_login_to_serial_and_wrong_password_is_auth_error(
     await sim.start()
     try:
         drv = DahuaDriver(DahuaConfig(id="d", platform="dahua", host="127.0.0.1", port=sim.port,
-                                      password="wrong-secret-9"), RecordingContext())
+                                      password="wrong-secret-9"), FakeDeviceContext())
         with pytest.raises(AuthError) as err:
             await drv.connect()
         assert "wrong-secret-9" not in str(err.value)
@@ -380,7 +380,7 @@ async def test_amcrest_event_stream_start_and_stop() -> None:
 
 
 async def test_amcrest_rtsp_url_plays_with_ffprobe() -> None:
-    from hub.camera.simrtsp import probe_stream, probe_unavailable
+    from tests.support.rtsp import probe_stream, probe_unavailable
 
     if why := probe_unavailable():
         pytest.skip(f"no RTSP stream test here: {why} (scripts/test.sh installs it)")

@@ -26,9 +26,9 @@ import aiohttp
 import pytest
 
 from hub.plugins import PluginManager
-from hub.testing.mosquitto import Mosquitto
-from hub.testing.mqtt import Recorder
-from hub.testing.process import stop_process
+from hub.process import stop_process
+from tests.support.mosquitto import Mosquitto
+from tests.support.mqtt import Recorder
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples" / "plugins"

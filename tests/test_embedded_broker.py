@@ -17,9 +17,9 @@ import pytest
 
 from hub.broker import HUB_ACCOUNT, BrokerError, ManagedMosquitto
 from hub.config import ConfigError, load_config
-from hub.testing.hubrun import hub_from_yaml, make_plugins, write_config
-from hub.testing.mqtt import Recorder
 from tests import plugin_echo
+from tests.support.hubrun import hub_from_yaml, make_plugins, write_config
+from tests.support.mqtt import Recorder
 from tests.test_broker_conformance import Peer
 
 SECRETS = {"alice": "alice-Pw-11", "cora": "cora-Pw-22"}

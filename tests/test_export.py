@@ -27,9 +27,9 @@ from hub.cli import main as cli_main
 from hub.config import load_config
 from hub.export.package import verify
 from hub.export.run import ExportError, ExportRequest, export, export_from_driver, find_gaps
-from hub.testing.hubrun import make_plugins, write_config
 from plugins.dahua.simulator import DahuaSimulator
 from plugins.hikvision.simulator import HikvisionSimulator
+from tests.support.hubrun import make_plugins, write_config
 
 PW = "Ev1dence:pw/2026"
 DAY = datetime(2026, 11, 30)

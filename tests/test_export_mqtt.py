@@ -15,11 +15,11 @@ import pytest
 from hub.config import load_config
 from hub.export.package import verify
 from hub.export.service import ExportRefused
-from hub.testing.hubrun import hub_from_yaml, make_plugins, write_config
-from hub.testing.mosquitto import Mosquitto, _free_port
-from hub.testing.mqtt import Recorder
 from plugins.hikvision.simulator import HikvisionSimulator
 from tests.certs import Client, GeneratedBroker
+from tests.support.hubrun import hub_from_yaml, make_plugins, write_config
+from tests.support.mosquitto import Mosquitto, _free_port
+from tests.support.mqtt import Recorder
 
 BASE = "anninh"
 NOT_AUTHORIZED = 135

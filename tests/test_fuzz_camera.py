@@ -6,7 +6,6 @@ a skipped part; nothing else escapes, nothing hangs, the stream parser's memory 
 
 from __future__ import annotations
 
-import logging
 import os
 import tracemalloc
 from datetime import UTC, datetime
@@ -23,6 +22,7 @@ import plugins.generic_onvif.events as onvif_events
 import plugins.generic_onvif.soapxml as soap
 import plugins.hikvision.driver as hik
 from hub.api import DeviceError
+from tests.support.context import FakeDeviceContext
 
 LONG = os.environ.get("FUZZ_LONG") == "1"
 
@@ -227,31 +227,11 @@ def test_dahua_event_lines(body: bytes) -> None:
 
 
 # ---------------------------------------------------------------- Hikvision alerts through the driver
-class _Ctx:
-    def __init__(self) -> None:
-        self.device_id, self.site, self.clock, self.sun, self.mqtt = "cam", None, None, None, None
-        self.log = logging.getLogger("fuzz.cam")
-        self.updates: list[Any] = []
-        self.events: list[Any] = []
-
-    def update(self, fields: Any) -> None:
-        self.updates.append(dict(fields))
-
-    def event(self, type: str, **data: Any) -> None:
-        self.events.append(type)
-
-    def create_task(self, coro: Any, name: str | None = None) -> None:
-        coro.close()
-
-    def state(self, device_id: str | None = None) -> dict[str, Any]:
-        return {}
-
-
 @budget(300)
 @given(xml_docs() | st.binary(max_size=300).map(lambda b: b.decode("latin-1")))
 def test_hikvision_alerts(doc: str) -> None:
     config = hik.HikvisionConfig(id="cam", platform="hikvision", host="127.0.0.1", password="x")
-    driver = hik.HikvisionDriver(config, _Ctx())
+    driver = hik.HikvisionDriver(config, FakeDeviceContext("cam"))
     driver.handle_alert(doc.encode("utf-8", "surrogatepass"))
 
 

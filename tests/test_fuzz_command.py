@@ -20,8 +20,8 @@ from hub.api import HubEvent
 from hub.bridge import MAX_COMMAND_BYTES, CommandParseError, parse_command
 from hub.config import load_config
 from hub.core import Hub, Listener
-from hub.testing.hubrun import make_plugins, write_config
 from tests import plugin_echo
+from tests.support.hubrun import make_plugins, write_config
 
 LONG = os.environ.get("FUZZ_LONG") == "1"
 
@@ -229,7 +229,7 @@ users: [{name: an, role: officer, password: an-pass-1}, {name: bo, role: officer
 def test_command_flood_scaled_down(tmp_path: Path) -> None:
     """bench/bench_command_flood.py at a tenth of its rate and 2 s: no valid officer command
     lost, the flood summarised in a few events, the history hardly grows."""
-    from hub.testing.flood import flood
+    from tests.support.flood import flood
 
     r = flood(tmp_path, rate=2000, seconds=2.0, valid=5)
     assert r["flood_sent"] >= 3000, r

@@ -21,10 +21,10 @@ from typing import Any
 
 import pytest
 
-from hub.testing.hubrun import write_config
-from hub.testing.mosquitto import Mosquitto
-from hub.testing.mqtt import Msg, Recorder
 from tests.ha_rules import Checker, render
+from tests.support.hubrun import write_config
+from tests.support.mosquitto import Mosquitto
+from tests.support.mqtt import Msg, Recorder
 
 BASE = "anninh"
 PREFIX = "homeassistant"
@@ -287,8 +287,8 @@ def test_the_rules_reject_what_home_assistant_rejects() -> None:
 async def test_no_state_is_published_before_the_first_successful_poll(mosquitto: Mosquitto, tmp_path: Path) -> None:
     """connect() works, poll() fails: the inventory from connect() is not published as the state (it
     would replace the complete retained state of the previous run); the first poll publishes it all."""
-    from hub.testing.hubrun import hub_from_yaml, make_plugins
     from tests import plugin_echo
+    from tests.support.hubrun import hub_from_yaml, make_plugins
 
     plugin_echo.BEHAVIOUR.clear()
     plugin_echo.BEHAVIOUR["e1"] = {"raise": "no reading yet", "value": 7}

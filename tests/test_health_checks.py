@@ -11,11 +11,11 @@ import cv2
 import numpy as np
 import pytest
 
-from hub.health.testing import jpeg, make_clip
 from plugins.image_health.checks import analyse, edge_sharpness, work_picture
 from plugins.image_health.monitor import HealthOptions
 from plugins.image_health.pool import WORKER_NICE, HealthPool
 from plugins.image_health.sources import decode_jpeg_gray
+from tests.support.health import jpeg, make_clip
 
 OPTS = HealthOptions()
 

@@ -11,12 +11,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import hub.health.testing as testcam
+import tests.support.health as testcam
 from hub.clock import ManualClock
-from hub.health.testing import SnapshotServer, make_clip
-from hub.testing.hubrun import hub_from_yaml, make_plugins
-from hub.testing.mqtt import Recorder
 from plugins.lighting.simulator import RelayBoardSimulator
+from tests.support.health import SnapshotServer, make_clip
+from tests.support.hubrun import hub_from_yaml, make_plugins
+from tests.support.mqtt import Recorder
 
 BASE = "anninh"
 NOON = datetime(2024, 6, 1, 5, 0, tzinfo=UTC)  # 12:00 in Ho Chi Minh City

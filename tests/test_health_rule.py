@@ -13,12 +13,12 @@ from typing import Any
 import cv2
 import pytest
 
-import hub.health.testing as testcam
+import tests.support.health as testcam
 from hub.clock import ManualClock
-from hub.health.testing import RtspServer, SnapshotServer, jpeg, make_clip, write_clip
-from hub.testing.hubrun import hub_from_yaml, make_plugins
-from hub.testing.mqtt import Recorder
 from plugins.image_health.reference import ReferenceStore
+from tests.support.health import RtspServer, SnapshotServer, jpeg, make_clip, write_clip
+from tests.support.hubrun import hub_from_yaml, make_plugins
+from tests.support.mqtt import Recorder
 
 BASE = "anninh"
 # Khanh Binh ward: noon and 22:00 local (UTC+7)

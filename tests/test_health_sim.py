@@ -13,11 +13,11 @@ from typing import Any
 import cv2
 
 from hub.clock import ManualClock
-from hub.health.testing import make_clip
-from hub.testing.hubrun import hub_from_yaml, write_config
-from hub.testing.mqtt import Recorder
 from plugins.hikvision.simulator import HikvisionSimulator
 from plugins.image_health.reference import ReferenceStore
+from tests.support.health import make_clip
+from tests.support.hubrun import hub_from_yaml, write_config
+from tests.support.mqtt import Recorder
 
 BASE = "anninh"
 NOON = datetime(2024, 6, 1, 5, 0, tzinfo=UTC)

@@ -16,11 +16,11 @@ import numpy as np
 import pytest
 
 from hub.api import AuthError, Command, CommandError, DeviceError
-from hub.camera.testing import RecordingContext
-from hub.testing.hubrun import hub_from_yaml
-from hub.testing.mqtt import Recorder
 from plugins.hikvision.driver import HikvisionConfig, HikvisionDriver, OutputCommand
 from plugins.hikvision.simulator import HikvisionSimulator
+from tests.support.context import FakeDeviceContext
+from tests.support.hubrun import hub_from_yaml
+from tests.support.mqtt import Recorder
 
 FIX = Path(__file__).parent / "fixtures"
 PW = "S3cr3t:p@ss/w0rd"
@@ -28,12 +28,12 @@ PW = "S3cr3t:p@ss/w0rd"
 
 @contextlib.asynccontextmanager
 async def running(sim: HikvisionSimulator, listen: bool = False, **cfg: Any) -> AsyncIterator[
-        tuple[HikvisionDriver, RecordingContext]]:
+        tuple[HikvisionDriver, FakeDeviceContext]]:
     await sim.start()
     config = HikvisionConfig(id="cam", platform="hikvision", host="127.0.0.1", port=sim.port,
                              username=sim.username, password=cfg.pop("password", sim.password),
                              **{"timeout": 3, **cfg})
-    ctx = RecordingContext("cam")
+    ctx = FakeDeviceContext("cam")
     driver = HikvisionDriver(config, ctx)
     task = None
     try:
@@ -80,7 +80,7 @@ async def test_wrong_password_raises_auth_error_without_leaking() -> None:
     await sim.start()
     try:
         cfg = HikvisionConfig(id="cam", platform="hikvision", host="127.0.0.1", port=sim.port, password="wrong-pw-123")
-        drv = HikvisionDriver(cfg, RecordingContext())
+        drv = HikvisionDriver(cfg, FakeDeviceContext())
         with pytest.raises(AuthError) as err:
             await drv.connect()
         assert "wrong-pw-123" not in str(err.value) and "password" in str(err.value)
@@ -96,7 +96,7 @@ async def test_unreachable_device_is_device_error() -> None:
     port = sim.port
     await sim.stop()
     drv = HikvisionDriver(HikvisionConfig(id="c", platform="hikvision", host="127.0.0.1", port=port,
-                                          password="x", timeout=1), RecordingContext())
+                                          password="x", timeout=1), FakeDeviceContext())
     with pytest.raises(DeviceError):
         await drv.connect()
     await drv.close()
@@ -506,7 +506,7 @@ async def test_not_activated_camera_says_so() -> None:
     await sim.start()
     try:
         drv = HikvisionDriver(HikvisionConfig(id="c", platform="hikvision", host="127.0.0.1", port=sim.port,
-                                              password="x"), RecordingContext())
+                                              password="x"), FakeDeviceContext())
         with pytest.raises(AuthError, match="not activated"):
             await drv.connect()
         await drv.close()
@@ -614,7 +614,7 @@ async def test_pyhik_nvr_channels_snapshots_and_heartbeat_clears_motion() -> Non
 
 
 async def test_stream_uris_play_with_ffprobe() -> None:
-    from hub.camera.simrtsp import probe_stream, probe_unavailable
+    from tests.support.rtsp import probe_stream, probe_unavailable
 
     if why := probe_unavailable():
         pytest.skip(f"no RTSP stream test here: {why} (scripts/test.sh installs it)")
@@ -634,7 +634,7 @@ async def test_stream_uris_play_with_ffprobe() -> None:
     nvr = await HikvisionSimulator("nvr", 2, password=PW, rtsp=True).start()
     drv = HikvisionDriver(HikvisionConfig(id="nvr", platform="hikvision", host="127.0.0.1", port=nvr.port,
                                           username=nvr.username, password=PW, rtsp_port=nvr.rtsp_port, timeout=3),
-                          RecordingContext("nvr"))
+                          FakeDeviceContext("nvr"))
     try:
         await drv.connect()
         info = await asyncio.to_thread(probe_stream, drv.stream_url(2))

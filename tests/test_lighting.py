@@ -13,10 +13,10 @@ import pytest
 from pydantic import ValidationError
 
 from hub.clock import ManualClock
-from hub.testing.hubrun import hub_from_yaml
-from hub.testing.mqtt import Recorder
 from plugins.lighting.driver import LightCommand, LightConfig
 from plugins.lighting.simulator import RelayBoardSimulator, TasmotaSimulator
+from tests.support.hubrun import hub_from_yaml
+from tests.support.mqtt import Recorder
 
 BASE = "anninh"
 # 10:00 local (UTC+7) on 21 June: daylight in Ho Chi Minh City; the next transition is the evening
@@ -248,7 +248,7 @@ async def test_retained_set_is_never_carried_out(tmp_path: Path) -> None:
     carried out once (the live delivery); not again after broker restarts nor after a hub restart,
     and the hub does not clear the retained message (it is not the hub's)."""
     from hub.storage import History
-    from hub.testing.mosquitto import Mosquitto
+    from tests.support.mosquitto import Mosquitto
 
     workdir = tmp_path / "mosq"
     workdir.mkdir()

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from hub.testing.idle import run_idle_hub
+from tests.support.idle import run_idle_hub
 
 
 def test_modbus_only_hub_does_not_import_the_video_stack(mosquitto: Any, tmp_path: Path) -> None:

@@ -19,11 +19,11 @@ import pytest
 from hub.cli import HubTimeFormatter, build_parser, main
 from hub.core import Backoff
 from hub.mqtt import BrokerAddress, MqttConnection
-from hub.testing.hubrun import hub_from_yaml
-from hub.testing.mosquitto import Mosquitto, _free_port
 from plugins.hikvision.simulator import HikvisionSimulator
 from plugins.ups_modbus.simulator import UpsSimulator
 from tests.certs import CertAuthority, make_ca
+from tests.support.hubrun import hub_from_yaml
+from tests.support.mosquitto import Mosquitto, _free_port
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import socket
 import time
 from pathlib import Path
@@ -19,47 +18,22 @@ from hypothesis import strategies as st
 
 from hub.api import AuthError, DeviceError
 from hub.core import Backoff
-from hub.testing.hubrun import hub_from_yaml
-from hub.testing.mqtt import Recorder
 from plugins.generic_onvif import events as ev
 from plugins.generic_onvif.driver import OnvifConfig, OnvifDriver, camera_utc, with_credentials
 from plugins.generic_onvif.simulator import OnvifSimulator
 from plugins.generic_onvif.soapxml import SoapParseError, parse_duration, parse_xml
+from tests.support.context import FakeDeviceContext
+from tests.support.hubrun import hub_from_yaml
+from tests.support.mqtt import Recorder
 
 PASSWORD = "p@ss:w/rd#1"  # characters that must be percent-encoded in an RTSP URL
 
 
-class Ctx:
-    """The smallest DeviceContext: records what the driver reports (it is the hub's side, not ours)."""
-
-    def __init__(self) -> None:
-        self.device_id = "cam"
-        self.site = None
-        self.log = logging.getLogger("test.onvif")
-        self.sun = None
-        self.mqtt = None
-        self.clock = None
-        self.fields: dict[str, Any] = {}
-        self.events: list[tuple[str, dict[str, Any]]] = []
-
-    def update(self, fields: Any) -> None:
-        self.fields.update(fields)
-
-    def event(self, type: str, **data: Any) -> None:
-        self.events.append((type, data))
-
-    def create_task(self, coro: Any, name: str | None = None) -> Any:
-        return asyncio.get_running_loop().create_task(coro)
-
-    def state(self, device_id: str | None = None) -> Any:
-        return self.fields
-
-
-def make_driver(sim: OnvifSimulator, **kw: Any) -> tuple[OnvifDriver, Ctx]:
+def make_driver(sim: OnvifSimulator, **kw: Any) -> tuple[OnvifDriver, FakeDeviceContext]:
     cfg = OnvifConfig(id="cam", platform="generic_onvif", host="127.0.0.1", port=sim.port,
                       username=kw.pop("username", "admin"), password=kw.pop("password", PASSWORD),
                       timeout=kw.pop("timeout", 5), **kw)
-    ctx = Ctx()
+    ctx = FakeDeviceContext("cam")
     return OnvifDriver(cfg, ctx), ctx
 
 
@@ -173,7 +147,7 @@ async def test_unreachable_is_device_error() -> None:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     cfg = OnvifConfig(id="cam", platform="generic_onvif", host="127.0.0.1", port=port, password="x", timeout=3)
-    driver = OnvifDriver(cfg, Ctx())
+    driver = OnvifDriver(cfg, FakeDeviceContext("cam"))
     t0 = time.monotonic()
     with pytest.raises(DeviceError, match="cannot connect"):
         await driver.connect()
@@ -627,7 +601,7 @@ async def test_driver_with_a_camera_that_lacks_services_and_pullpoint(monkeypatc
 async def test_stream_uri_plays_with_ffprobe() -> None:
     from onvif import ONVIFCamera
 
-    from hub.camera.simrtsp import probe_stream, probe_unavailable
+    from tests.support.rtsp import probe_stream, probe_unavailable
 
     if why := probe_unavailable():
         pytest.skip(f"no RTSP stream test here: {why} (scripts/test.sh installs it)")

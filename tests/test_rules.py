@@ -13,11 +13,11 @@ from hub.api import DeviceConfig, Driver, PlatformSpec
 from hub.clock import ManualClock
 from hub.hookspecs import hookimpl
 from hub.plugins import PluginManager
-from hub.testing.hubrun import hub_from_yaml, make_plugins
-from hub.testing.mosquitto import Mosquitto
-from hub.testing.mqtt import Recorder
 from plugins.lighting.simulator import RelayBoardSimulator
 from plugins.ups_modbus.simulator import UpsSimulator
+from tests.support.hubrun import hub_from_yaml, make_plugins
+from tests.support.mosquitto import Mosquitto
+from tests.support.mqtt import Recorder
 
 BASE = "anninh"
 TZ = ZoneInfo("Asia/Ho_Chi_Minh")

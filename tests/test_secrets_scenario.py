@@ -22,11 +22,11 @@ from urllib.parse import quote
 
 from hub.config import load_config
 from hub.redact import install_log_redaction
-from hub.testing.hubrun import hub_from_yaml, make_plugins, write_config
-from hub.testing.mosquitto import _free_port
-from hub.testing.mqtt import Recorder
 from tests import plugin_echo
 from tests.certs import Client, GeneratedBroker
+from tests.support.hubrun import hub_from_yaml, make_plugins, write_config
+from tests.support.mosquitto import _free_port
+from tests.support.mqtt import Recorder
 
 BASE = "anninh"
 Starter = Callable[[contextlib.AsyncExitStack, dict[str, str]], Awaitable[list[str]]]

@@ -12,10 +12,10 @@ import pytest
 
 from hub.broker import EmbeddedBroker
 from hub.config import load_config
-from hub.testing.hubrun import hub_from_yaml, make_plugins, write_config
-from hub.testing.mosquitto import _free_port
-from hub.testing.mqtt import Recorder
 from tests.certs import Client, GeneratedBroker, make_ca, tls_refused
+from tests.support.hubrun import hub_from_yaml, make_plugins, write_config
+from tests.support.mosquitto import _free_port
+from tests.support.mqtt import Recorder
 
 BASE = "anninh"
 SECRETS = {"mqtt_password": "hub-tls-Secret", "alice": "alice-tls-pw", "ian": "ian-tls-pw"}
@@ -138,10 +138,7 @@ def test_world_readable_config_and_secrets_warn(tmp_path: Path) -> None:
 
 
 # A `!secret` value put (by mistake) where the config expects something else must not be echoed
-# by `anninh check`. Cases marked LEAKS_TODAY echo it now: hub/config.py needs to scrub secret
-# values from its issues before raising ConfigError (exact change in docs/security.md, "Known
-# gaps"). When that lands, these turn into XPASS(strict) failures: delete LEAKS_TODAY.
-LEAKS_TODAY: set[str] = set()  # config.py shows misplaced secrets as <secret NAME>
+# by `anninh check` (config.py shows misplaced secrets as <secret NAME>).
 MISPLACED_SECRET = {
     "hub.timezone": "hub: {timezone: !secret x}",
     "hub.latitude": "hub: {latitude: !secret x, longitude: 1}",
@@ -165,8 +162,7 @@ MISPLACED_SECRET = {
 }
 
 
-@pytest.mark.parametrize("where", [pytest.param(k, marks=pytest.mark.xfail(strict=True, reason="config.py echoes it"))
-                                   if k in LEAKS_TODAY else k for k in MISPLACED_SECRET])
+@pytest.mark.parametrize("where", list(MISPLACED_SECRET))
 def test_config_errors_never_show_a_secret(tmp_path: Path, where: str) -> None:
     from hub.config import ConfigError
     from tests import plugin_echo

@@ -14,8 +14,6 @@ import pytest
 from pydantic import ValidationError
 
 from hub.api import DeviceError
-from hub.testing.hubrun import hub_from_yaml
-from hub.testing.mqtt import Recorder
 from plugins.ups_modbus.driver import InlineMap, UpsConfig, make_driver
 from plugins.ups_modbus.maps import (
     APC_SMT,
@@ -27,6 +25,9 @@ from plugins.ups_modbus.maps import (
     dry_contact_map,
 )
 from plugins.ups_modbus.simulator import UnitState, UpsSimulator, apply_command
+from tests.support.context import FakeDeviceContext
+from tests.support.hubrun import hub_from_yaml
+from tests.support.mqtt import Recorder
 
 BASE = "anninh"
 
@@ -154,22 +155,10 @@ def test_maps_read_in_few_blocks(m: Any) -> None:
 
 
 # ====================================================================== driver against the simulator
-class _Ctx:
-    """A minimal DeviceContext that records events (the driver is real, the hub is not needed)."""
-
-    def __init__(self) -> None:
-        self.events: list[tuple[str, dict[str, Any]]] = []
-        self.device_id = "ups"
-        self.site = None
-
-    def event(self, type: str, **data: Any) -> None:
-        self.events.append((type, data))
-
-
 def _driver(port: int, model: str = "apc_smt", unit: int = 1, **kw: Any) -> Any:
     cfg = UpsConfig.model_validate({"id": "ups", "platform": "ups_modbus", "host": "127.0.0.1", "port": port,
                                     "unit": unit, "model": model, "timeout": 1.0, **kw})
-    ctx = _Ctx()
+    ctx = FakeDeviceContext("ups")
     return make_driver(cfg, ctx), ctx  # type: ignore[arg-type]
 
 

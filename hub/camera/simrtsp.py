@@ -2,7 +2,7 @@
 
 The camera simulators hand out stream URIs (Hikvision ``/Streaming/Channels/101``, Dahua
 ``/cam/realmonitor?channel=1&subtype=0``, ONVIF ``GetStreamUri``). :class:`SimRtsp` serves those
-paths with GStreamer's RTSP server (``tests/rtsp_server.py``, run by the system Python, which has
+paths with GStreamer's RTSP server (``hub/camera/rtsp_server.py``, run by the system Python, which has
 the GObject bindings), so ``ffprobe`` or a video player given the URI really plays H.264: each
 channel shows its own street scene (:func:`hub.camera.images.scene`) with a car driving across.
 
@@ -29,10 +29,11 @@ import cv2
 import numpy as np
 
 from hub.camera.images import scene
-from hub.testing.process import stop_process
+from hub.process import stop_process
 
 SYSTEM_PYTHON = "/usr/bin/python3"
-RTSP_SCRIPT = Path(__file__).resolve().parents[2] / "tests" / "rtsp_server.py"
+RTSP_SCRIPT = Path(__file__).resolve().with_name("rtsp_server.py")
+"""Shipped in the wheel beside this module: ``anninh simulate`` serves streams from an installed hub."""
 _PROBE = ("import gi; gi.require_version('Gst', '1.0'); gi.require_version('GstRtspServer', '1.0'); "
           "from gi.repository import Gst, GstRtspServer; Gst.init(None); "
           "missing = [e for e in ('appsrc', 'videoconvert', 'x264enc', 'h264parse', 'rtph264pay') "
@@ -43,7 +44,7 @@ _PROBE = ("import gi; gi.require_version('Gst', '1.0'); gi.require_version('GstR
 def rtsp_unavailable() -> str | None:
     """Why the GStreamer RTSP server cannot run here, or ``None`` when it can (checked once)."""
     if not RTSP_SCRIPT.is_file():
-        return f"{RTSP_SCRIPT} is not here (the RTSP server script ships with the source tree)"
+        return f"{RTSP_SCRIPT} is missing (it ships with the hub package; reinstall it)"
     if not Path(SYSTEM_PYTHON).exists():
         return f"no {SYSTEM_PYTHON} (the GStreamer RTSP server runs under the system Python)"
     try:
@@ -57,11 +58,6 @@ def rtsp_unavailable() -> str | None:
     if out.stdout.strip():
         return f"GStreamer elements missing: {out.stdout.strip()} (Debian gstreamer1.0-plugins-ugly/bad)"
     return None
-
-
-def probe_unavailable() -> str | None:
-    """Why a stream cannot be served and probed here (GStreamer or ffprobe missing), or ``None``."""
-    return rtsp_unavailable() or (None if shutil.which("ffprobe") else "ffprobe is not installed (Debian ffmpeg)")
 
 
 def _free_port() -> int:
@@ -80,6 +76,42 @@ def _clip(channel: int, width: int, height: int, frames: int) -> bytes:
         cv2.rectangle(img, (x, y), (x + width // 8, y + height // 12), (30, 30, 190), -1)  # a car crossing
         out.append(np.ascontiguousarray(img).tobytes())
     return b"".join(out)
+
+
+def launch(port: int, clips: str | Path, *, lifetime: float, auth: tuple[str, str] | None = None,
+           mounts: list[str] | None = None, timeout: float = 15.0) -> subprocess.Popen[str]:
+    """Start :data:`RTSP_SCRIPT` on ``port`` serving the clips in ``clips`` (``NAME.raw`` +
+    ``NAME.json``), each ``PATH=NAME`` of ``mounts`` also on its path; return once it said READY
+    and its port accepts connections. Raises ``RuntimeError`` (the process stopped) otherwise."""
+    cmd = [SYSTEM_PYTHON, str(RTSP_SCRIPT), "--port", str(port), "--clips", str(clips), "--lifetime", str(lifetime)]
+    for mount in mounts or ():
+        cmd += ["--mount", mount]
+    if auth is not None:
+        cmd += ["--auth", f"{auth[0]}:{auth[1]}"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if not line.startswith("READY"):
+        err = proc.stderr.read() if proc.stderr else ""
+        close(proc)
+        raise RuntimeError(f"the RTSP server did not start: {line.strip()!r} {err[-800:]}")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return proc
+        except OSError:
+            time.sleep(0.02)
+    close(proc)
+    raise RuntimeError("the RTSP server did not open its port")
+
+
+def close(proc: subprocess.Popen[str]) -> None:
+    """Stop a server :func:`launch` started and close its pipes."""
+    stop_process(proc)
+    for f in (proc.stdout, proc.stderr):
+        if f is not None:
+            f.close()
 
 
 class SimRtsp:
@@ -112,37 +144,17 @@ class SimRtsp:
             Path(self._dir, f"{name}.json").write_text(json.dumps(
                 {"width": self.width, "height": self.height, "fps": self.fps, "frames": self.frames, "osd": False}))
         self.port = _free_port()
-        cmd = [SYSTEM_PYTHON, str(RTSP_SCRIPT), "--port", str(self.port), "--clips", self._dir,
-               "--lifetime", str(self.lifetime)]
-        for path, ch in self.paths.items():
-            cmd += ["--mount", f"{path}=ch{ch}"]
-        if self.username is not None:
-            cmd += ["--auth", f"{self.username}:{self.password or ''}"]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        if not line.startswith("READY"):
-            err = self.proc.stderr.read() if self.proc.stderr else ""
-            self._stop()
-            raise RuntimeError(f"the RTSP server did not start: {line.strip()!r} {err[-800:]}")
-        shutil.rmtree(self._dir, ignore_errors=True)  # the server read the clips before it said READY
-        self._dir = None
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return
-            except OSError:
-                time.sleep(0.02)
-        self._stop()
-        raise RuntimeError("the RTSP server did not open its port")
+        mounts = [f"{path}=ch{ch}" for path, ch in self.paths.items()]
+        auth = None if self.username is None else (self.username, self.password or "")
+        try:
+            self.proc = launch(self.port, self._dir, lifetime=self.lifetime, auth=auth, mounts=mounts, timeout=timeout)
+        finally:
+            shutil.rmtree(self._dir, ignore_errors=True)  # the server read the clips before it said READY
+            self._dir = None
 
     def _stop(self) -> None:
         if self.proc is not None:
-            stop_process(self.proc)
-            for f in (self.proc.stdout, self.proc.stderr):
-                if f is not None:
-                    f.close()
+            close(self.proc)
             self.proc = None
         if self._dir is not None:
             shutil.rmtree(self._dir, ignore_errors=True)
@@ -154,21 +166,3 @@ class SimRtsp:
 
     async def stop(self) -> None:
         await asyncio.to_thread(self._stop)
-
-
-def probe_stream(url: str, frames: int = 5, timeout: float = 30.0) -> dict[str, object]:
-    """``ffprobe`` the stream at ``url`` (RTSP over TCP), decoding ``frames`` frames: returns the
-    first video stream's ``codec_name``, ``width``, ``height`` and ``nb_read_frames``. Raises
-    ``RuntimeError`` with ffprobe's message when it cannot play it."""
-    ffprobe = shutil.which("ffprobe")
-    if ffprobe is None:
-        raise RuntimeError("ffprobe is not installed (Debian package ffmpeg)")
-    cmd = [ffprobe, "-v", "error", "-rtsp_transport", "tcp", "-analyzeduration", "1000000", "-probesize", "200000",
-           "-select_streams", "v:0", "-read_intervals", f"%+#{frames}", "-count_frames",
-           "-show_entries", "stream=codec_name,width,height,nb_read_frames", "-of", "json", url]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-    streams = json.loads(out.stdout or "{}").get("streams") or []
-    if out.returncode != 0 or not streams:
-        raise RuntimeError(f"ffprobe could not play the stream: {out.stderr.strip()[-300:] or 'no video stream'}")
-    info: dict[str, object] = streams[0]
-    return info

@@ -20,7 +20,7 @@ import contextlib
 import hashlib
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Literal
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -92,7 +92,6 @@ class SimHttpServer:
     """Subclass and implement :meth:`handle`. Bind to 127.0.0.1 on ``port`` (0 = any free port)."""
 
     realm = "Simulator"
-    server_header = "Webs"
     unauthorized_body = b""
     unauthorized_type = "text/html"
     digest_extra = ""
@@ -310,10 +309,3 @@ class SimHttpServer:
             self._writers.discard(writer)
             with contextlib.suppress(Exception):
                 writer.close()
-
-
-async def write_parts(writer: asyncio.StreamWriter, parts: AsyncIterator[bytes]) -> None:
-    """Helper: write an async iterator of byte blocks until the client goes away."""
-    async for block in parts:
-        writer.write(block)
-        await writer.drain()

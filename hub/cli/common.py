@@ -8,15 +8,14 @@ No module of :mod:`hub.cli` imports another except through this one and :mod:`hu
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import sys
 from datetime import datetime, tzinfo
 from pathlib import Path
-from typing import Any
 from zoneinfo import ZoneInfo
 
 from hub.api import DeviceConfig, Driver
+from hub.api.detached import DetachedContext
 from hub.config import Config, ConfigError, load_config
 from hub.plugins import PluginManager, load_plugins
 from hub.redact import install_log_redaction, register_secrets
@@ -118,32 +117,6 @@ def load_or_exit(path: Path, plugins: PluginManager | None = None) -> tuple:
 
 
 
-class _StandaloneContext:
-    """The :class:`hub.api.DeviceContext` a driver gets when a command uses it directly."""
-
-    def __init__(self, config: DeviceConfig) -> None:
-        from hub.clock import SystemClock
-
-        self.device_id = config.id
-        self.site = config.site
-        self.clock = SystemClock()
-        self.sun = None
-        self.mqtt = None
-        self.log = logging.getLogger(f"hub.device.{config.id}")
-
-    def update(self, fields: Any) -> None:
-        pass
-
-    def event(self, type: str, **data: Any) -> None:
-        pass
-
-    def create_task(self, coro: Any, name: str | None = None) -> Any:
-        return asyncio.get_running_loop().create_task(coro, name=name)
-
-    def state(self, device_id: str | None = None) -> dict[str, Any]:
-        return {}
-
-
 class Cli:
     """The :class:`hub.api.CliContext` a command gets."""
 
@@ -159,4 +132,4 @@ class Cli:
         if self.plugins is None:
             raise RuntimeError("load_config() first")
         spec = self.plugins.platforms()[device.platform]
-        return spec.driver(device, _StandaloneContext(device))  # type: ignore[arg-type]
+        return spec.driver(device, DetachedContext(device))

@@ -28,8 +28,6 @@ from pydantic import Field
 
 from hub.api import AvailabilityChange, Rule, RuleContext, StateChange, StrictModel
 
-SOURCE_KINDS = ("ups", "meter")
-
 
 class PowerOptions(StrictModel):
     selftest_grace: float = Field(15.0, ge=0, le=3600,

@@ -28,7 +28,6 @@ from .soapxml import SoapParseError, body_element, children, local, parse_xml, t
 
 MULTICAST_ADDRESS = "239.255.255.250"
 WSD_PORT = 3702
-MAX_DATAGRAM = 65535
 
 
 @dataclass

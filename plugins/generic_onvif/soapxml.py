@@ -121,23 +121,6 @@ def body_element(root: Any) -> Any:
     return next(children(child(root, "Body")), None)
 
 
-def fault_info(root: Any) -> tuple[str | None, list[str], str | None] | None:
-    """``(code, subcodes, reason)`` when the envelope carries a SOAP 1.2 (or 1.1) fault."""
-    fault = body_element(root)
-    if fault is None or local(fault) != "Fault":
-        return None
-    code = text(fault, "Code", "Value") or text(fault, "faultcode")
-    subs: list[str] = []
-    sub = path(fault, "Code", "Subcode")
-    while sub is not None and len(subs) < 8:
-        value = text(sub, "Value")
-        if value:
-            subs.append(value)
-        sub = child(sub, "Subcode")
-    reason = text(fault, "Reason", "Text") or text(fault, "faultstring")
-    return code, subs, reason
-
-
 _DURATION = re.compile(
     r"^P(?:(?P<d>\d+(?:\.\d+)?)D)?(?:T(?:(?P<h>\d+(?:\.\d+)?)H)?(?:(?P<m>\d+(?:\.\d+)?)M)?"
     r"(?:(?P<s>\d+(?:\.\d+)?)S)?)?$")
@@ -150,10 +133,6 @@ def parse_duration(value: str) -> float:
         raise SoapParseError(f"not a duration: {str(value)[:40]!r}")
     parts = {k: float(v) if v else 0.0 for k, v in m.groupdict().items()}
     return parts["d"] * 86400 + parts["h"] * 3600 + parts["m"] * 60 + parts["s"]
-
-
-def format_duration(seconds: float) -> str:
-    return f"PT{max(0, round(seconds))}S"
 
 
 def parse_datetime(value: str) -> datetime:

@@ -96,7 +96,6 @@ class Disk:
 
 
 class HikvisionSimulator(SimHttpServer):
-    server_header = "App-webs/"
 
     def __init__(self, kind: Kind = "camera", channels: int | None = None, *, username: str = "admin",
                  password: str = "admin", port: int = 0, auth: Literal["digest", "basic", "both", "none"] = "digest",

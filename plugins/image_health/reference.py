@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 
 from .checks import analyse, scene_shift
-from .sources import decode_jpeg_gray, keep_latest, write_atomic
+from .sources import decode_jpeg_gray, write_atomic
 
 
 class ReferenceStore:
@@ -75,9 +75,6 @@ class ReferenceStore:
         write_atomic(self.meta_path(device_id), json.dumps(meta, indent=1).encode())
         write_atomic(self.picture_path(device_id), jpeg)
         return meta
-
-    def save_latest(self, device_id: str, jpeg: bytes, time: datetime) -> None:
-        keep_latest(str(self.latest_path(device_id)), jpeg, time.isoformat())
 
     def latest_time(self, device_id: str) -> str | None:
         try:

@@ -220,9 +220,3 @@ def check_stream(url: str, previous: np.ndarray | None = None, reference: np.nda
     if latest_path and picture is not None:
         keep_latest(latest_path, picture, latest_time)
     return _with(stats, width=width, height=height, picture=picture if want_picture else None)
-
-
-def reference_signature(jpeg: bytes) -> np.ndarray:
-    """Worker job: the :func:`plugins.image_health.checks.gradient_signature` of a stored reference JPEG."""
-    gray, _ = decode_jpeg_gray(jpeg)
-    return analyse(gray).signature

@@ -28,7 +28,6 @@ from hub.modbus import ModbusConnection, short_error
 WAVESHARE_FLASH_ON = 0x0200
 WAVESHARE_FLASH_OFF = 0x0400
 WAVESHARE_FLASH_MAX = 0x7FFF  # × 100 ms = 3276.7 s
-COIL_ON, COIL_OFF = 0xFF00, 0x0000
 
 
 class RawWriteCoilRequest(WriteSingleCoilRequest):

@@ -73,10 +73,6 @@ class FieldDef:
             return 2
         return 1
 
-    @property
-    def is_bool(self) -> bool:
-        return self.table in ("coil", "discrete") or self.bit is not None or self.type == "bit"
-
     # ------------------------------------------------------------------ decode
     def decode(self, raw: Sequence[int] | Sequence[bool]) -> Any:
         """Decode this field from the ``width`` raw registers/bits starting at its address."""

@@ -10,7 +10,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from hub.testing.process import stop_process
+from hub.process import stop_process
 
 
 def _free_port() -> int:

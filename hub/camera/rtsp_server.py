@@ -1,10 +1,12 @@
-"""A real RTSP server for the image-health tests, built on GStreamer's gst-rtsp-server.
+"""A real RTSP server for the camera simulators (:mod:`hub.camera.simrtsp`, ``anninh simulate``) and
+the image-health tests, built on GStreamer's gst-rtsp-server. It ships in the package because
+``anninh simulate`` runs it from an installed hub; it imports nothing from the hub.
 
 Run it with the *system* Python, which has the GObject bindings (Debian packages
 ``gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-{base,good,ugly,bad} gstreamer1.0-libav python3-gi``)::
 
-    /usr/bin/python3 tests/rtsp_server.py --port 8554 --clips DIR [--auth user:pass] [--lifetime 120]
-                                          [--mount /Streaming/Channels/101=NAME ...]
+    /usr/bin/python3 .../hub/camera/rtsp_server.py --port 8554 --clips DIR [--auth user:pass] [--lifetime 120]
+                                              [--mount /Streaming/Channels/101=NAME ...]
 
 ``DIR`` holds clips written by the test: ``NAME.raw`` (frames of packed BGR24, one after another) and
 ``NAME.json`` (``{"width": W, "height": H, "fps": F, "frames": N, "osd": true}``; ``osd`` adds

@@ -18,8 +18,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from hub.testing.mosquitto import Mosquitto
-from hub.testing.mqtt import Recorder
+from tests.support.mosquitto import Mosquitto
+from tests.support.mqtt import Recorder
 
 FLOODER = r"""
 import subprocess, sys, time

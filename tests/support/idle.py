@@ -15,9 +15,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hub.testing.mosquitto import _free_port
-from hub.testing.mqtt import Recorder
-from hub.testing.process import stop_process
+from hub.process import stop_process
+from tests.support.mosquitto import _free_port
+from tests.support.mqtt import Recorder
 
 VIDEO_STACK = ("cv2", "av", "numpy")
 """Top-level packages a hub without cameras must not import (tens of MB resident)."""
@@ -46,7 +46,7 @@ class IdleHub:
         return [m for m in self.modules if m.split(".")[0] in VIDEO_STACK]
 
 
-def _rss_mb(pid: int) -> float:
+def rss_mb(pid: int) -> float:
     with open(f"/proc/{pid}/status") as f:
         for line in f:
             if line.startswith("VmRSS:"):
@@ -103,7 +103,7 @@ def run_idle_hub(workdir: Path, broker_port: int, idle: float = 3.0, timeout: fl
         for device in ("ups-kp3", "meter-kp3", "light-kp3"):
             rec.wait_topic(f"anninh/{device}/availability", lambda j: j["state"] == "online", timeout=timeout)
         time.sleep(idle)
-        rss = _rss_mb(hub.pid)
+        rss = rss_mb(hub.pid)
         hub.send_signal(signal.SIGTERM)
         try:
             _, err = hub.communicate(timeout=15)

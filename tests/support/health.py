@@ -2,13 +2,13 @@
 
 * :func:`make_clip` — pictures with known properties (normal, dark, blurred, frozen, covered,
   shifted by 10 % of the width), at day or night brightness, generated with numpy/OpenCV.
-* :class:`RtspServer` — runs ``tests/rtsp_server.py`` (GStreamer, system Python) on a free
+* :class:`RtspServer` — runs ``hub/camera/rtsp_server.py`` (GStreamer, system Python) on a free
   loopback port serving such clips over RTSP/TCP.
 * :class:`SnapshotServer` — an aiohttp server on loopback serving the same clips as JPEG
   snapshots (``GET /NAME.jpg``), with digest-free basic auth and switchable failures.
 * the ``testcam`` platform (:class:`TestCamDriver`): a camera driver that fetches its snapshot
   over real HTTP and hands out an RTSP URL, registered by tests with
-  ``make_plugins(("testcam", hub.health.testing))``.
+  ``make_plugins(("testcam", tests.support.health))``.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ import asyncio
 import base64
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -29,18 +28,12 @@ import numpy as np
 from pydantic import SecretStr
 
 from hub.api import AuthError, CameraConfig, DeviceError, DeviceInfo, Driver, PlatformSpec
+from hub.camera.simrtsp import SYSTEM_PYTHON, close, launch
 from hub.hookspecs import hookimpl
-from hub.testing.process import stop_process
+from tests.support.mosquitto import _free_port
 
 KINDS = ("normal", "dark", "blurred", "frozen", "covered", "shifted")
-RTSP_SCRIPT = Path(__file__).resolve().parents[2] / "tests" / "rtsp_server.py"
-SYSTEM_PYTHON = "/usr/bin/python3"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+free_port = _free_port
 
 
 # ------------------------------------------------------------------ pictures
@@ -105,7 +98,7 @@ def make_clip(kind: str, width: int = 320, height: int = 180, frames: int = 17, 
 
 
 def write_clip(folder: Path, name: str, frames: list[np.ndarray], fps: int = 15, osd: bool = True) -> None:
-    """Write a clip for ``tests/rtsp_server.py`` (``NAME.raw`` + ``NAME.json``)."""
+    """Write a clip for ``hub/camera/rtsp_server.py`` (``NAME.raw`` + ``NAME.json``)."""
     folder.mkdir(parents=True, exist_ok=True)
     h, w = frames[0].shape[:2]
     (folder / f"{name}.raw").write_bytes(b"".join(np.ascontiguousarray(f).tobytes() for f in frames))
@@ -137,33 +130,12 @@ class RtspServer:
     def start(self, timeout: float = 10.0) -> RtspServer:
         if not Path(SYSTEM_PYTHON).exists():
             raise RuntimeError("the RTSP test server needs the system Python with GStreamer bindings")
-        cmd = [SYSTEM_PYTHON, str(RTSP_SCRIPT), "--port", str(self.port), "--clips", str(self.clips),
-               "--lifetime", str(self.lifetime)]
-        if self.auth:
-            cmd += ["--auth", f"{self.auth[0]}:{self.auth[1]}"]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        assert self.proc.stdout is not None
-        deadline = time.monotonic() + timeout
-        line = self.proc.stdout.readline()
-        if not line.startswith("READY"):
-            err = self.proc.stderr.read() if self.proc.stderr else ""
-            self.stop()
-            raise RuntimeError(f"RTSP server did not start: {line!r} {err[-1500:]}")
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return self
-            except OSError:
-                time.sleep(0.02)
-        self.stop()
-        raise RuntimeError("RTSP server did not open its port")
+        self.proc = launch(self.port, self.clips, lifetime=self.lifetime, auth=self.auth, timeout=timeout)
+        return self
 
     def stop(self) -> None:
         if self.proc is not None:
-            stop_process(self.proc)
-            for f in (self.proc.stdout, self.proc.stderr):
-                if f is not None:
-                    f.close()
+            close(self.proc)
             self.proc = None
 
     def __enter__(self) -> RtspServer:

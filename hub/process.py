@@ -1,4 +1,5 @@
-"""Helpers for the local servers tests and benchmarks start (brokers, RTSP, simulators)."""
+"""Stopping a child process the hub or its simulators started (the RTSP server of ``anninh
+simulate``; the test support's brokers and servers use it too)."""
 
 from __future__ import annotations
 
