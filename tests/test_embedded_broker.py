@@ -245,12 +245,17 @@ def test_broker_does_not_outlive_a_killed_hub(tmp_path: Path) -> None:
 @pytest.mark.parametrize("kind", ["mosquitto", "python"])
 async def test_demo_style_commands_reach_the_hub_while_someone_watches(
         kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The issue's case end to end: `mosquitto_sub -t 'anninh/#'` running, 21 QoS 0 commands sent
-    as `mosquitto_pub` sends them (connect, publish, disconnect): the hub applies all 21."""
+    """The issue's case end to end: `mosquitto_sub -t 'anninh/#'` running, 21 commands sent as
+    `mosquitto_pub` sends them (connect, publish, disconnect; QoS 0 on Mosquitto, QoS 1 as the demo
+    prints them on the fallback): the hub applies all 21."""
     from tests.test_broker_conformance import _publish_and_leave
 
+    qos = 0
     if kind == "python":
         monkeypatch.setenv("ANNINH_MOSQUITTO", "none")
+        # the fallback may drop a QoS 0 PUBLISH whose client disconnects at once (docs/security.md,
+        # tests/test_broker_conformance.py): the demo prints QoS 1 commands, and those must all arrive
+        qos = 1
     async with hub_from_yaml(_yaml(users=False), tmp_path, plugins=_plugins()) as running:
         assert running.broker is not None and running.broker.kind == kind
         port = running.broker.port
@@ -259,7 +264,7 @@ async def test_demo_style_commands_reach_the_hub_while_someone_watches(
         await asyncio.to_thread(watcher.wait, lambda p: p.count("anninh/light-a/availability") >= 1)
         for i in range(21):
             await asyncio.to_thread(_publish_and_leave, port, "anninh/light-a/set",
-                                    '{"state":"%s"}' % ("ON" if i % 2 == 0 else "OFF"), 0)
+                                    '{"state":"%s"}' % ("ON" if i % 2 == 0 else "OFF"), qos)
             await asyncio.sleep(0.05)
         await _until(lambda: len(plugin_echo.BEHAVIOUR.get("light-a", {}).get("commands", [])) == 21)
         assert watcher.count("anninh/light-a/set") == 21
