@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hub.api import AuthError, DeviceError
+from hub.api.contract import check_event
 from hub.core import Backoff
 from hub.testing.hubrun import hub_from_yaml
 from hub.testing.mqtt import Recorder
@@ -46,6 +47,7 @@ class Ctx:
         self.fields.update(fields)
 
     def event(self, type: str, **data: Any) -> None:
+        check_event(type, data)  # the events match their declaration in hub.api.contract
         self.events.append((type, data))
 
     def create_task(self, coro: Any, name: str | None = None) -> Any:

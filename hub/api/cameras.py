@@ -9,7 +9,7 @@ picture says it is dark; the night-light rule reads it), ``offline_cause`` (set 
 
 Events (``<base>/bridge/event``): each flag as an event of the same name with ``channel`` and
 ``active`` (``active: false`` ends it; an end the camera never sends comes after a timeout with
-``reason: "timeout"``); ``camera_offline`` (from the ``offline_cause`` rule).
+``ended: "timeout"``, in every driver); ``camera_offline`` (from the ``offline_cause`` rule).
 
 Methods: ``snapshot(channel)`` returns JPEG bytes; ``stream_url(channel)`` the RTSP URL; both are
 used by the image checks and by officers' requests.
@@ -39,7 +39,8 @@ CAMERA_EVENTS: dict[str, tuple[str, ...]] = {
     "camera_offline": ("cause", "detail"),
 }
 """Event type → its fields (besides ``type``, ``time``, ``device``, ``site``); an event that ends on
-a timeout adds ``reason: "timeout"``."""
+a timeout adds ``ended: "timeout"``. The full declarations (required and optional fields):
+:data:`hub.api.contract.EVENTS`."""
 
 
 class CameraMethods(Protocol):

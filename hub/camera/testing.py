@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
+from hub.api.contract import check_event
 from hub.clock import SystemClock
 
 
@@ -29,6 +30,7 @@ class RecordingContext:
         self.fields.update(fields)
 
     def event(self, type: str, **data: Any) -> None:
+        check_event(type, data)  # every driver test also checks its events against the contract
         self.events.append({"type": type, **data})
 
     def create_task(self, coro: Coroutine[Any, Any, Any], name: str | None = None) -> asyncio.Task[Any]:
