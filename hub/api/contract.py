@@ -172,7 +172,8 @@ def _events() -> dict[str, EventType]:
             continue
         if name.startswith("disk_"):  # from the event stream the recorder names no disk; a poll does
             ev[name] = EventType(_DISK_MEANING[name], {}, {f: _DISK_FIELDS[f] for f in _DISK_FIELDS
-                                                            if f in fields or name == "disk_missing"},
+                                                            if f in fields or (name == "disk_missing"
+                                                                               and f in ("previous", "error"))},
                                  source="recorder")
         else:
             ev[name] = EventType(_RECORDER_MEANING[name], {f: _RECORDER_FIELDS[f] for f in fields},
@@ -191,7 +192,7 @@ def _events() -> dict[str, EventType]:
             ev[n] = EventType(m, {"problem": "the image problem"},
                               {"error": "why no picture", "brightness": "0..255", "sharpness": "focus measure",
                                "changed": "fraction changed", "shift_x": "", "shift_y": "", "match": ""},
-                              source="image_health", open=True)
+                              source="image_health")
     return ev
 
 
