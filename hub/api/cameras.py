@@ -22,6 +22,17 @@ from typing import Protocol, TypedDict
 FLAGS = ("motion", "video_loss", "tamper", "line_crossing", "intrusion")
 """Boolean state fields that are also events (with ``channel`` and ``active``)."""
 
+MORE_FLAGS: dict[str, str] = {
+    "region_entrance": "someone entered a region", "region_exiting": "someone left a region",
+    "scene_change": "the camera's scene changed", "defocus": "the picture lost focus",
+    "alarm_input": "an alarm input (dry contact) of the device changed", "pir": "the PIR sensor saw a body",
+    "face": "a face was detected", "unattended_baggage": "an object was left",
+    "object_removal": "an object was taken away", "bad_video": "the video signal is abnormal",
+    "video_mismatch": "the video standard does not match",
+}
+"""Further flags a camera or recorder may report (same shape as :data:`FLAGS`: state field and event
+with ``channel`` and ``active``; they appear in the state once the device first reports them)."""
+
 
 class CameraState(TypedDict, total=False):
     motion: bool

@@ -167,6 +167,10 @@ def _events() -> dict[str, EventType]:
     for flag in cameras.FLAGS:
         ev[flag] = EventType(_FLAG_MEANING[flag], _ACTIVE, {**_CHANNEL, **_ENDED, **_FLAG_EXTRA},
                              source="camera, recorder")
+    for flag, meaning in cameras.MORE_FLAGS.items():
+        ev[flag] = EventType(meaning, _ACTIVE, {**_CHANNEL, **_ENDED}, source="camera, recorder")
+    for name, meaning in recorders.DEVICE_EVENTS.items():
+        ev[name] = EventType(meaning, source="recorder")
     for name, fields in recorders.RECORDER_EVENTS.items():
         if name in ev:
             continue
