@@ -100,6 +100,7 @@ class EventType:
     open: bool = False
 
 
+_WHO = {"user": "the user who asked, when a named user did"}
 _CHANNEL = {"channel": "the channel (1 for a camera; ONVIF cameras, one video source, leave it out)"}
 _ACTIVE = {"active": "true when it starts, false when it ends"}
 _ENDED = {"ended": '`"timeout"` when the device never sent the end and the hub ended it'}
@@ -139,16 +140,14 @@ def _events() -> dict[str, EventType]:
                                       {"error": "why", "source": "where it came from"},
                                       {"user": "the named user", "count": "rejections summarised in this event",
                                        "target": "the unknown device named"}),
-        "export_started": EventType("a footage export began", {"user": "who asked", "channel": "recorder channel",
-                                                              "start": "window start", "end": "window end"},
-                                    source="export"),
-        "export_progress": EventType("export progress", {"user": "who asked", "percent": "0..100"},
-                                     source="export"),
+        "export_started": EventType("a footage export began", {"channel": "recorder channel", "start": "window start",
+                                                              "end": "window end"}, _WHO, source="export"),
+        "export_progress": EventType("export progress", {"percent": "0..100"}, _WHO, source="export"),
         "export_done": EventType("the evidence package is sealed",
-                                 {"user": "who asked", "package_id": "package id", "path": "where it is",
+                                 {"package_id": "package id", "path": "where it is",
                                   "complete": "no gaps in the footage", "gaps": "number of gaps",
-                                  "manifest_sha256": "digest of the signed manifest"}, source="export"),
-        "export_failed": EventType("an export failed", {"error": "why"}, {"user": "who asked"}, source="export"),
+                                  "manifest_sha256": "digest of the signed manifest"}, _WHO, source="export"),
+        "export_failed": EventType("an export failed", {"error": "why"}, _WHO, source="export"),
         "power_lost": EventType("mains lost at a site", {"cause": "what says so", "sources": "the devices that say so"},
                                 source="default_rules"),
         "power_restored": EventType("mains back at a site", {"cause": "what says so"},
