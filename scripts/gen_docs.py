@@ -13,12 +13,13 @@ text outside the markers is never touched.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import re
 import sys
 import types
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
@@ -71,7 +72,7 @@ def default_text(f: Any) -> str:
         return f"`{value!r}`"
 
 
-def key_table(model: type[BaseModel], skip: set[str] = frozenset()) -> list[str]:  # type: ignore[assignment]
+def key_table(model: type[BaseModel], skip: Collection[str] = ()) -> list[str]:
     rows = ["| key | type | default | meaning |", "|---|---|---|---|"]
     for name, f in model.model_fields.items():
         if name in skip:
@@ -183,7 +184,7 @@ def targets() -> dict[Path, list[tuple[str, Callable[[], list[str]]]]]:
     for plugin, lines in tables.items():
         readme = ROOT / "plugins" / plugin / "README.md"
         if readme.exists():
-            want.setdefault(readme, []).append(("config-keys", lambda lines=lines: lines))  # type: ignore[misc]
+            want.setdefault(readme, []).append(("config-keys", functools.partial(list, lines)))
     return want
 
 

@@ -186,9 +186,9 @@ def _events() -> dict[str, EventType]:
         ev[name] = EventType("the relay did not follow a write", {f: meanings.get(f, f) for f in fields},
                              source="light")
     for rising, falling in ups.EVENTS.values():
-        for name in (rising, falling):
-            if name:
-                ev[name] = EventType(_UPS_MEANING.get(name, name), {"status": _UPS_FIELDS["status"]},
+        for ups_event in (rising, falling):
+            if ups_event:
+                ev[ups_event] = EventType(_UPS_MEANING.get(ups_event, ups_event), {"status": _UPS_FIELDS["status"]},
                                      {k: v for k, v in _UPS_FIELDS.items() if k != "status"}, source="ups")
     for name, meaning in _IMAGE_MEANING.items():
         for n, m in ((name, meaning), (name + "_cleared", meaning + ": no longer")):
