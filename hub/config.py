@@ -175,14 +175,16 @@ def _load_secrets(config_path: Path, issues: list[ConfigIssue]) -> dict[str, Any
 
 # ------------------------------------------------------------------ the models
 class HubSection(StrictModel):
-    name: str = "AnNinh Hub"
-    latitude: float | None = Field(None, ge=-90, le=90)
-    longitude: float | None = Field(None, ge=-180, le=180)
-    timezone: str = "Asia/Ho_Chi_Minh"
-    data_dir: str = "./data"
-    history_days: int = Field(400, ge=1, le=3650, description="days of history kept")
+    name: str = Field("AnNinh Hub", description="shown in `<base>/bridge/info`")
+    latitude: float | None = Field(None, ge=-90, le=90,
+                                   description="the post's location: sun elevation for the night-light rule")
+    longitude: float | None = Field(None, ge=-180, le=180, description="see `hub.latitude`")
+    timezone: str = Field("Asia/Ho_Chi_Minh", description="local times in events and reasons")
+    data_dir: str = Field("./data", description="registry (`registry.json`), history (`history.db`), reference "
+                                                "images, drop-in plugins")
+    history_days: int = Field(400, ge=1, le=3650, description="days of history kept (monthly and yearly reports)")
     history_max_mb: float = Field(2000, ge=1, le=1_000_000,
-                                  description="size budget of history.db in MB: past it the oldest states "
+                                  description="size budget of `history.db` in MB: past it the oldest states "
                                               "and events are deleted (the command audit is kept)")
 
     @field_validator("timezone")
@@ -203,21 +205,30 @@ class HubSection(StrictModel):
 
 
 class MqttSection(StrictModel):
-    server: str = "embedded"
-    username: str | None = None
-    password: SecretStr | None = None
-    base_topic: str = "anninh"
-    discovery: bool = True
-    discovery_prefix: str = "homeassistant"
-    client_id: str | None = None
-    keepalive: int = Field(30, ge=5, le=3600)
-    ca_file: str | None = None
-    cert_file: str | None = None
-    key_file: str | None = None
+    server: str = Field("embedded", description="`mqtt://host:1883`, `mqtts://host:8883`, or `embedded`: the hub "
+                        "runs Mosquitto itself with the config's users and ACL (files and persistence in "
+                        "`<data_dir>/mosquitto/`); without Mosquitto, a Python broker on loopback only and without "
+                        "users (docs/security.md)")
+    username: str | None = Field(None, description="the hub's own MQTT account (with `embedded`, a generated "
+                                 "internal account when unset)")
+    password: SecretStr | None = Field(None, description="its password")
+    base_topic: str = Field("anninh", description="`<base>` in the topics below")
+    discovery: bool = Field(True, description="Home Assistant MQTT discovery")
+    discovery_prefix: str = Field("homeassistant", description="Home Assistant's discovery prefix")
+    client_id: str | None = Field(None, description="default: derived from the data dir. The session is "
+                                  "persistent: commands the broker took while the hub was down or dying are "
+                                  "delivered after its restart; a fixed id that a user (or, without users, any "
+                                  "local program) could take is refused")
+    keepalive: int = Field(30, ge=5, le=3600, description="MQTT keepalive (seconds)")
+    ca_file: str | None = Field(None, description="TLS: CA to trust")
+    cert_file: str | None = Field(None, description="TLS: client certificate")
+    key_file: str | None = Field(None, description="TLS: the client certificate's key")
     queue_size: int = Field(10000, ge=10, le=1_000_000,
-                            description="events kept while the broker is unreachable")
+                            description="events kept while the broker is unreachable, in `outbox.db` in the data "
+                                        "dir (they survive a hub restart; oldest dropped first, and counted)")
     embedded_bind: str = Field("127.0.0.1", description="address the embedded broker listens on")
-    embedded_port: int = Field(1883, ge=0, le=65535)
+    embedded_port: int = Field(1883, ge=0, le=65535, description="port the embedded broker listens on (beyond "
+                               "loopback only with Mosquitto and `users:`)")
 
     @field_validator("server")
     @classmethod
@@ -245,7 +256,7 @@ class MqttSection(StrictModel):
 class SiteConfig(StrictModel):
     id: Id
     name: str | None = None
-    blackspot: bool = False
+    blackspot: bool = Field(False, description="lights there follow the night rule")
 
 
 class UserConfig(StrictModel):
@@ -256,7 +267,7 @@ class UserConfig(StrictModel):
 
 
 class ExportSection(StrictModel):
-    max_hours: float = Field(12, gt=0, le=168, description="longest window one export may ask for (hours)")
+    max_hours: float = Field(12, gt=0, le=168, description="longest window `anninh export` accepts (hours)")
     audio: Literal["aac", "drop"] = Field("aac", description="recorder audio (G.711) in the MP4: as AAC, or left "
                                           "out (faster; it stays in original/)")
 

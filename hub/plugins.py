@@ -215,6 +215,13 @@ class PluginManager:
                     self._platforms[spec.name] = (spec, plugin)
         return {k: v[0] for k, v in self._platforms.items()}
 
+    def platform_plugin(self, platform: str) -> str | None:
+        """The plugin that registered ``platform`` (scripts/gen_docs.py groups the config tables by it)."""
+        self.platforms()
+        assert self._platforms is not None
+        entry = self._platforms.get(platform)
+        return entry[1] if entry else None
+
     def rules(self) -> dict[str, RuleSpec]:
         if self._rules is None:
             self._rules = {}

@@ -46,5 +46,5 @@ if [ -n "$need" ]; then
 fi
 [ "$py" = python3 ] || [ -x "$py" ] || python3 -m venv .venv
 "$py" -m pip install -q --disable-pip-version-check -e ".[test,dev]"
-"$py" -m ruff check hub plugins tests bench examples
+"$py" -m ruff check hub plugins tests bench examples scripts
 "$py" -m pytest -q "$@"

@@ -17,7 +17,8 @@ hub logs that once, retries forever with capped exponential backoff, and logs on
 
 Device classes (part of API v1): :mod:`hub.api.lights` (``light``: a base driver that only needs
 its relay read and written), :mod:`hub.api.ups` (``ups``: a base driver that only returns raw
-readings), :mod:`hub.api.cameras` and :mod:`hub.api.recorders` (the state and events they publish).
+readings), :mod:`hub.api.cameras` and :mod:`hub.api.recorders` (the state and events they publish);
+:mod:`hub.api.contract` declares the MQTT topics and every event type with its fields.
 """
 
 from __future__ import annotations

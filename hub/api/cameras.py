@@ -9,7 +9,7 @@ picture says it is dark; the night-light rule reads it), ``offline_cause`` (set 
 
 Events (``<base>/bridge/event``): each flag as an event of the same name with ``channel`` and
 ``active`` (``active: false`` ends it; an end the camera never sends comes after a timeout with
-``reason: "timeout"``); ``camera_offline`` (from the ``offline_cause`` rule).
+``ended: "timeout"``, in every driver); ``camera_offline`` (from the ``offline_cause`` rule).
 
 Methods: ``snapshot(channel)`` returns JPEG bytes; ``stream_url(channel)`` the RTSP URL; both are
 used by the image checks and by officers' requests.
@@ -21,6 +21,17 @@ from typing import Protocol, TypedDict
 
 FLAGS = ("motion", "video_loss", "tamper", "line_crossing", "intrusion")
 """Boolean state fields that are also events (with ``channel`` and ``active``)."""
+
+MORE_FLAGS: dict[str, str] = {
+    "region_entrance": "someone entered a region", "region_exiting": "someone left a region",
+    "scene_change": "the camera's scene changed", "defocus": "the picture lost focus",
+    "alarm_input": "an alarm input (dry contact) of the device changed", "pir": "the PIR sensor saw a body",
+    "face": "a face was detected", "unattended_baggage": "an object was left",
+    "object_removal": "an object was taken away", "bad_video": "the video signal is abnormal",
+    "video_mismatch": "the video standard does not match",
+}
+"""Further flags a camera or recorder may report (same shape as :data:`FLAGS`: state field and event
+with ``channel`` and ``active``; they appear in the state once the device first reports them)."""
 
 
 class CameraState(TypedDict, total=False):
@@ -39,7 +50,8 @@ CAMERA_EVENTS: dict[str, tuple[str, ...]] = {
     "camera_offline": ("cause", "detail"),
 }
 """Event type → its fields (besides ``type``, ``time``, ``device``, ``site``); an event that ends on
-a timeout adds ``reason: "timeout"``."""
+a timeout adds ``ended: "timeout"``. The full declarations (required and optional fields):
+:data:`hub.api.contract.EVENTS`."""
 
 
 class CameraMethods(Protocol):

@@ -51,3 +51,9 @@ RECORDER_EVENTS: dict[str, tuple[str, ...]] = {
     "retention_low": ("days", "target", "channels"), "retention_ok": ("days", "target"),
 }
 """Event type → its fields (besides ``type``, ``time``, ``device``, ``site``)."""
+
+DEVICE_EVENTS: dict[str, str] = {
+    "network_broken": "a network interface of the recorder is down", "ip_conflict": "another host has its IP",
+    "illegal_access": "repeated failed logins on the recorder", "recording_failure": "the recorder fails to record",
+}
+"""Device-level events without fields (once per episode), besides the disk events above."""

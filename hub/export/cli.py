@@ -18,17 +18,7 @@ from pathlib import Path
 
 from hub.api import CliContext, CommandSpec
 from hub.cli.common import load_or_exit
-
-TIME_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M")
-
-
-def parse_time(value: str) -> datetime:
-    for fmt in TIME_FORMATS:
-        try:
-            return datetime.strptime(value.strip(), fmt)
-        except ValueError:
-            continue
-    raise argparse.ArgumentTypeError(f"{value!r} is not a time like \"2026-11-30 19:30[:00]\"")
+from hub.export.times import parse_time
 
 
 def _arguments(p: argparse.ArgumentParser) -> None:
@@ -116,7 +106,7 @@ def _audit_verification(args: argparse.Namespace, problems: list[str]) -> None:
     """With ``-c``: the verification goes into the hub's audit table (chain of custody)."""
     import hashlib
     import json
-    from datetime import UTC, datetime
+    from datetime import UTC
 
     from hub.storage import History
 

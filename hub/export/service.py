@@ -73,8 +73,8 @@ class ExportService:
             history.add_audit(self.hub.clock.now(), user, device[:64], {"export": what}, result, error)
 
     async def request(self, body: dict[str, Any], user: str | None) -> dict[str, Any]:
-        from hub.export.cli import parse_time
         from hub.export.run import ExportError, resolve_device
+        from hub.export.times import parse_time
 
         config = self.hub.config
         device_id = str(body.get("device") or "")[:64]

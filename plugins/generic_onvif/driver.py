@@ -616,7 +616,7 @@ class OnvifDriver(Driver):
         if self._flags.get(kind):
             self._flags[kind] = False
             self.ctx.update({kind: False})
-            self.ctx.event(kind, active=False, reason="timeout")
+            self.ctx.event(kind, active=False, ended="timeout", reason="timeout")  # reason: before API v1
 
     # ---------------------------------------------------------------- pictures
     async def snapshot(self, channel: int | None = None) -> bytes:

@@ -19,6 +19,7 @@ from collections.abc import Callable, Coroutine, Mapping
 from datetime import UTC, tzinfo
 from typing import Any, NamedTuple
 
+from hub.api.contract import EVENTS, check_event
 from hub.clock import Clock, SystemClock
 from hub.sun import Sun
 
@@ -118,6 +119,8 @@ class FakeDeviceContext:
         self.updated.set()
 
     def event(self, type: str, **data: Any) -> None:
+        if type in EVENTS:  # every driver test also checks the declared events it causes (a drop-in's own are its own)
+            check_event(type, data)
         self.events.append(RecordedEvent(type, data))
 
     def create_task(self, coro: Coroutine[Any, Any, Any], name: str | None = None) -> asyncio.Task[Any]:

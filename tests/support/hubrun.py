@@ -11,10 +11,12 @@ from typing import Any
 
 import yaml
 
+from hub.api import HubEvent
+from hub.api.contract import EVENTS, ContractError, check_event
 from hub.app import RunningHub, start_hub
 from hub.clock import Clock
 from hub.config import Config, load_config
-from hub.core import Backoff
+from hub.core import Backoff, Listener
 from hub.plugins import PluginManager
 
 
@@ -47,7 +49,19 @@ async def hub_from_yaml(yaml_text: str, tmp_path: Path, *, plugins: PluginManage
     config: Config = load_config(path, pm)
     running = await start_hub(config, pm, clock=clock, backoff=backoff or Backoff(initial=0.2, maximum=1.0,
                                                                                    auth_minimum=1.0), **kw)
+    broken: list[str] = []
+
+    def check(event: HubEvent) -> None:
+        if event.type in EVENTS:  # a drop-in's own event types are its own business
+            try:
+                check_event(event.type, event.data)
+            except ContractError as exc:
+                broken.append(str(exc))
+
+    running.hub.add_listener(Listener(on_event=check))
     try:
         yield running
     finally:
         await running.stop()
+    if broken:  # every whole-hub test also checks the events it caused against hub.api.contract
+        raise ContractError("; ".join(dict.fromkeys(broken)))
