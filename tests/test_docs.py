@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pydantic import BaseModel
+
 from hub.config import HubSection, MqttSection, SiteConfig, UserConfig
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -19,6 +21,7 @@ def test_readme_opens_with_the_two_commands() -> None:
 
 def test_every_config_key_is_documented() -> None:
     readme = (ROOT / "README.md").read_text()
+    model: type[BaseModel]
     for section, model in (("hub", HubSection), ("mqtt", MqttSection)):
         for name in model.model_fields:
             assert f"`{section}.{name}`" in readme or f"`{section}.{name}`," in readme or \
