@@ -16,6 +16,7 @@ import argparse
 import multiprocessing as mp
 import sys
 import time
+from multiprocessing.queues import Queue
 from pathlib import Path
 from typing import Any
 
@@ -70,7 +71,8 @@ def _burst(port: int, n: int) -> float:
 
 def run(extra: str, n: int, drain: float) -> tuple[int, float]:
     with Mosquitto(extra=extra) as broker:
-        ready, result = mp.Event(), mp.Queue()
+        ready = mp.Event()
+        result: Queue[int] = mp.Queue()
         p = mp.Process(target=_hub, args=(broker.port, drain, ready, result))
         p.start()
         ready.wait(10)

@@ -25,6 +25,7 @@ import statistics
 import sys
 import tempfile
 import time
+from multiprocessing.queues import Queue
 from pathlib import Path
 from typing import Any
 
@@ -77,7 +78,8 @@ def _payload(i: int, n: int) -> bytes:
 
 
 def bare_rate(port: int, n: int, devices: int) -> float:
-    ready, result = mp.Event(), mp.Queue()
+    ready = mp.Event()
+    result: Queue[tuple[int, float, float]] = mp.Queue()
     sub = mp.Process(target=_subscriber, args=(port, "bare/#", n, ready, result))
     sub.start()
     ready.wait(10)
@@ -127,7 +129,8 @@ async def hub_rate(port: int, n: int, devices: int, workdir: Path) -> tuple[floa
     await asyncio.sleep(0.5)
     rss_mb = _rss_mb()
 
-    ready, result = mp.Event(), mp.Queue()
+    ready = mp.Event()
+    result: Queue[tuple[int, float, float]] = mp.Queue()
     sub = mp.Process(target=_subscriber, args=(port, "anninh/+", n, ready, result))
     sub.start()
     await asyncio.to_thread(ready.wait, 10)
@@ -170,8 +173,9 @@ def main() -> int:
     with Mosquitto() as broker, tempfile.TemporaryDirectory() as tmp:
         for r in range(args.reps):
             bare.append(bare_rate(broker.port, args.messages, args.devices))
-            rate, rss_mb = asyncio.run(hub_rate(broker.port, args.messages, args.devices, Path(tmp) / f"r{r}"
-                                             if (Path(tmp) / f"r{r}").mkdir() is None else Path(tmp)))
+            run_dir = Path(tmp) / f"r{r}"
+            run_dir.mkdir()
+            rate, rss_mb = asyncio.run(hub_rate(broker.port, args.messages, args.devices, run_dir))
             hubr.append(rate)
             rss.append(rss_mb)
             print(f"rep {r + 1}: bare {bare[-1]:,.0f} msg/s   hub {hubr[-1]:,.0f} msg/s   "

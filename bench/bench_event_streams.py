@@ -62,7 +62,7 @@ def dahua_stream(n: int) -> bytes:
     return b"".join(out)
 
 
-def sender(port_q: mp.Queue, payload: bytes, conns: int) -> None:  # type: ignore[type-arg]
+def sender(port_q: mp.Queue, payload: bytes, conns: int) -> None:
     srv = socket.socket()
     srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     srv.bind(("127.0.0.1", 0))
@@ -116,7 +116,7 @@ def run(vendor: str, n: int, reps: int) -> dict[str, float]:
     raw_times, parse_times = [], []
     for _ in range(reps):
         for mode in ("raw", "parsed"):
-            q: mp.Queue = mp.Queue()  # type: ignore[type-arg]
+            q: mp.Queue = mp.Queue()
             p = mp.Process(target=sender, args=(q, payload, 1), daemon=True)
             p.start()
             port = q.get(timeout=10)

@@ -227,7 +227,11 @@ async def _commands(mq_port: int, relay: Any, n: int, seed: int, warmup: int = 2
     inbox: asyncio.Queue[tuple[bytes, float]] = asyncio.Queue()
     client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-officer-{seed}")
     client.on_socket_open = _no_delay  # like the hub's own client: no 40 ms Nagle/delayed-ACK stalls
-    client.on_message = lambda c, u, m: loop.call_soon_threadsafe(inbox.put_nowait, (m.payload, time.perf_counter()))
+
+    def on_message(c: paho.Client, u: Any, m: paho.MQTTMessage) -> None:
+        loop.call_soon_threadsafe(inbox.put_nowait, (bytes(m.payload), time.perf_counter()))
+
+    client.on_message = on_message
     client.connect("127.0.0.1", mq_port)
     client.loop_start()
     client.subscribe([("anninh/light-1", 1)])

@@ -105,6 +105,7 @@ async def main(n: int) -> None:
         # floor: the same long poll done by hand (no WS-Security, no zeep), answered by the same trigger
         client_cam = OnvifDriver(cfg, FakeDeviceContext("bench"))
         await client_cam.connect()
+        assert client_cam.client is not None  # connect() made it
         await client_cam.client.subscribe(60)
         sub_url = client_cam.client.cam.xaddrs["http://www.onvif.org/ver10/events/wsdl/PullPointSubscription"]
         pull = (b'<?xml version="1.0"?><s:Envelope xmlns:s="http://www.w3.org/2003/05/soap-envelope"><s:Body>'

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import multiprocessing as mp
 import os
@@ -206,7 +207,7 @@ def _device_process(conn: Any) -> None:
 
         def commands() -> None:
             while (cmd := conn.recv()) is not None:
-                loop.call_soon_threadsafe(lambda c=cmd: ups.set_state(1, mains=c[1]))
+                loop.call_soon_threadsafe(functools.partial(ups.set_state, 1, mains=cmd[1]))
             loop.call_soon_threadsafe(done.set)
 
         threading.Thread(target=commands, daemon=True).start()
@@ -238,8 +239,11 @@ async def latency(mq_port: int, commands: int, cuts: int, tmp: Path) -> dict[str
 
     client = paho.Client(CallbackAPIVersion.VERSION2, client_id="bench-officer")
     client.on_socket_open = _no_delay  # like the hub's own client: no 40 ms Nagle/delayed-ACK stalls
-    client.on_message = lambda c, u, m: loop.call_soon_threadsafe(inbox.put_nowait,
-                                                                  (m.topic, m.payload, time.perf_counter()))
+
+    def on_message(c: paho.Client, u: Any, m: paho.MQTTMessage) -> None:
+        loop.call_soon_threadsafe(inbox.put_nowait, (m.topic, bytes(m.payload), time.perf_counter()))
+
+    client.on_message = on_message
     client.connect("127.0.0.1", mq_port)
     client.loop_start()
     client.subscribe([("bench/echo", 1), ("bench/pong", 1), ("anninh/light-1", 1), ("anninh/bridge/event", 1),
@@ -379,15 +383,15 @@ def main() -> int:
         print(f"(c) power-cut detection over {len(d)} cuts, UPS poll interval 1.0 s: "
               f"mean {statistics.mean(d):.2f} s, max {max(d):.2f} s (= {max(d) / 1.0:.2f} poll intervals)")
         if not args.skip_fleet:
-            f = fleet(args.fleet, args.window, broker.port, tmp)
+            fl = fleet(args.fleet, args.window, broker.port, tmp)
             print(f"(a) fleet of {args.fleet} Modbus devices polled every 5 s ({args.window:.0f} s window):")
-            print(f"    bare pymodbus poller   CPU {f['bare_cpu'] * 100:5.1f}% of one core  "
-                  f"{f['bare_ms_per_poll']:.3f} ms/poll")
-            print(f"    hub (anninh run)       CPU {f['hub_cpu'] * 100:5.1f}% of one core  "
-                  f"{f['hub_ms_per_poll']:.3f} ms/poll   (target < 25%)")
-            print(f"    ratio hub/bare CPU     {f['hub_cpu'] / f['bare_cpu']:.2f}")
-            print(f"    RSS: {f['rss_empty']:.0f} MB empty, {f['rss_fleet']:.0f} MB with the fleet = "
-                  f"{f['kb_per_device']:.1f} KB per device   (target < 100 KB)")
+            print(f"    bare pymodbus poller   CPU {fl['bare_cpu'] * 100:5.1f}% of one core  "
+                  f"{fl['bare_ms_per_poll']:.3f} ms/poll")
+            print(f"    hub (anninh run)       CPU {fl['hub_cpu'] * 100:5.1f}% of one core  "
+                  f"{fl['hub_ms_per_poll']:.3f} ms/poll   (target < 25%)")
+            print(f"    ratio hub/bare CPU     {fl['hub_cpu'] / fl['bare_cpu']:.2f}")
+            print(f"    RSS: {fl['rss_empty']:.0f} MB empty, {fl['rss_fleet']:.0f} MB with the fleet = "
+                  f"{fl['kb_per_device']:.1f} KB per device   (target < 100 KB)")
     return 0
 
 

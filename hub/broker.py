@@ -417,7 +417,7 @@ def _fixed_broker_class(base: type) -> type:
     retained message goes only to a session that holds the matching subscription.
     """
 
-    class FixedBroker(base):  # type: ignore[misc, valid-type]
+    class FixedBroker(base):
         async def _publish_retained_messages_for_subscription(self, subscription: tuple[str, int],
                                                               session: Any) -> None:
             holders = self._subscriptions.get(subscription[0], ())

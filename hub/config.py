@@ -14,6 +14,7 @@ import ipaddress
 import os
 import re
 import stat
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -353,7 +354,7 @@ def _field_name(loc: tuple[Any, ...]) -> str:
     return out
 
 
-def _describe(err: dict[str, Any], model: type[BaseModel] | None, loc: tuple[Any, ...]) -> str:
+def _describe(err: Mapping[str, Any], model: type[BaseModel] | None, loc: tuple[Any, ...]) -> str:
     kind = err.get("type", "")
     if kind == "extra_forbidden":
         allowed = _allowed_keys(model, loc)
@@ -497,7 +498,7 @@ def _check_sections(ck: _Check) -> _TopModel:
         if name not in raw or raw[name] is None:
             continue
         try:
-            values[name] = TypeAdapter(info.annotation).validate_python(raw[name])
+            values[name] = TypeAdapter(info.annotation or Any).validate_python(raw[name])
         except ValidationError as exc:
             _add_validation_issues(ck.issues, ck.path, raw, exc, _inner_model(info.annotation) or _TopModel,
                                    prefix=(name,))

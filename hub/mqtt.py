@@ -380,9 +380,9 @@ class MqttConnection:
     def _paho_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
         if threading.get_ident() == self._loop_thread:
             # in paho's read: writes wait for the flush
-            self._dispatch(msg.topic, msg.payload, msg.mid, msg.qos, bool(msg.retain))
+            self._dispatch(msg.topic, bytes(msg.payload), msg.mid, msg.qos, bool(msg.retain))
         else:
-            self._soon(self._dispatch, msg.topic, msg.payload, msg.mid, msg.qos, bool(msg.retain))
+            self._soon(self._dispatch, msg.topic, bytes(msg.payload), msg.mid, msg.qos, bool(msg.retain))
 
     def _paho_published(self, client: paho.Client, userdata: Any, mid: int, reason_code: Any,
                         properties: Any) -> None:

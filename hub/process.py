@@ -6,7 +6,7 @@ from __future__ import annotations
 import subprocess
 
 
-def stop_process(proc: subprocess.Popen, grace: float = 5.0) -> None:  # type: ignore[type-arg]
+def stop_process(proc: subprocess.Popen, grace: float = 5.0) -> None:
     """SIGTERM, then SIGKILL if it has not exited within ``grace`` seconds."""
     proc.terminate()
     try:

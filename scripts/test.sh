@@ -47,4 +47,5 @@ fi
 [ "$py" = python3 ] || [ -x "$py" ] || python3 -m venv .venv
 "$py" -m pip install -q --disable-pip-version-check -e ".[test,dev]"
 "$py" -m ruff check hub plugins tests bench examples scripts
+"$py" -m mypy   # the files and options are in pyproject.toml, [tool.mypy]
 "$py" -m pytest -q "$@"

@@ -27,8 +27,9 @@ from typing import Any
 import jinja2
 
 # ---------------------------------------------------------------- tables (Home Assistant 2026.2)
-_TIME = {"d", "h", "min", "s", "ms"}
-_ENERGY = {"J", "kJ", "MJ", "GJ", "mWh", "Wh", "kWh", "MWh", "GWh", "TWh", "cal", "kcal", "Mcal", "Gcal"}
+_TIME: set[str | None] = {"d", "h", "min", "s", "ms"}
+_ENERGY: set[str | None] = {"J", "kJ", "MJ", "GJ", "mWh", "Wh", "kWh", "MWh", "GWh", "TWh",
+                             "cal", "kcal", "Mcal", "Gcal"}
 _MEASUREMENT = {"measurement"}
 _ALL_STATE_CLASSES = {"measurement", "total", "total_increasing"}
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -26,7 +26,8 @@ class EchoCommand(BaseModel):
 
 class EchoDriver(Driver):
     kind = "light"
-    command_model = EchoCommand
+    command_model: ClassVar[type[BaseModel] | None] = EchoCommand
+    config: EchoConfig
     stale_fields = ("value",)
 
     async def connect(self) -> DeviceInfo:

@@ -166,6 +166,7 @@ class Peer:
         self.client.loop_stop()
         sock = self.client.socket()
         if sock is not None:
+            assert isinstance(sock, socket.socket)  # plain TCP or TLS here, never websockets
             sock.shutdown(socket.SHUT_RDWR)
             sock.close()
 
@@ -268,7 +269,7 @@ async def test_anonymous_and_wrong_passwords_refused_with_users(broker_users: Br
 
 def _acl_case(b: Broker) -> None:
     hub = Peer(b.port, ("anninh/+/set/+",), username=b.hub_user, password=b.logins[b.hub_user or ""]).ready()
-    alice = {"username": "alice", "password": USER_SECRETS["alice"]}
+    alice: dict[str, Any] = {"username": "alice", "password": USER_SECRETS["alice"]}
     _publish_and_leave(b.port, "anninh/light-a/set/bob", '{"state":"ON"}', 1, **alice)   # posing as bob
     _publish_and_leave(b.port, "anninh/light-a/set/cora", '{"state":"ON"}', 1,
                        username="cora", password=USER_SECRETS["cora"])                   # contractor: no commands
@@ -312,7 +313,7 @@ def _takeover_case(port: int, hub_login: tuple[str | None, str | None], intruder
         c.loop_stop()
     time.sleep(0.3)
     knocked = hub.disconnects
-    login = {"username": watcher_login[0], "password": watcher_login[1]} if watcher_login[0] else {}
+    login: dict[str, Any] = {"username": watcher_login[0], "password": watcher_login[1]} if watcher_login[0] else {}
     _publish_and_leave(port, f"anninh/light-a/set/{watcher_login[0] or 'an'}", '{"state":"ON"}', 1, **login)
     commanded = hub.wait(lambda p: any("/set/" in m[0] for m in p.messages), 3)
     seen = [m[1] for m in watcher.messages]

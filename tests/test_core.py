@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import types
+from collections import deque
 from pathlib import Path
 
 import pytest
@@ -255,6 +256,7 @@ async def test_event_queue_is_bounded(tmp_path: Path) -> None:
     for i in range(25):
         conn.publish("t/e", str(i), 1, False)
     conn.publish("t/state", "x", 1, True)  # retained: not queued, republished from the store
+    assert isinstance(conn.queue, deque)
     assert [p for _, p, _, _ in conn.queue] == [str(i).encode() for i in range(15, 25)]
     assert conn.dropped == 15
 

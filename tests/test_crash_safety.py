@@ -228,8 +228,11 @@ async def test_kill_9_after_acknowledged_commands(tmp_path: Path, mosquitto: Mos
                 mark = rec.count()
                 want = "ON" if h % 2 else "OFF"
                 await asyncio.to_thread(rec.publish, "anninh/light-1/set/an", json.dumps({"state": want, "hold": h}))
-                await asyncio.to_thread(rec.wait_topic, "anninh/light-1", lambda j, w=want: j.get("state") == w,
-                                        10, mark)
+
+                def reached(j: Any, w: str = want) -> bool:
+                    return bool(j.get("state") == w)
+
+                await asyncio.to_thread(rec.wait_topic, "anninh/light-1", reached, 10, mark)
             await asyncio.sleep(0.1)
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait(10)

@@ -75,7 +75,8 @@ def test_parse_event_variants() -> None:
                   "data": {"Id": [0], "RegionName": ["Region1"]}}
     assert parse_event(b"Heartbeat") is None
     assert parse_event(b"HTTP/1.1 200 OK") is None
-    assert parse_event(b"Code=X;action=Start;index=0;data={broken")["data"] is None
+    broken = parse_event(b"Code=X;action=Start;index=0;data={broken")
+    assert broken is not None and broken["data"] is None
 
 
 def test_system_info_capture() -> None:

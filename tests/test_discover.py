@@ -22,6 +22,7 @@ REPO = Path(__file__).resolve().parents[1]
 async def test_probe_finds_the_simulator_on_loopback() -> None:
     async with OnvifSimulator(password="pw", discovery_port=0, name="Cổng UBND phường",
                               location="khu-pho-3") as sim:
+        assert sim.discovery_port is not None  # bound when the simulator started
         found = await probe("127.0.0.1", sim.discovery_port, timeout=0.5)
         assert len(found) == 1  # two probes sent, answers de-duplicated
         dev = found[0]
@@ -77,7 +78,12 @@ class _SecretLoader(yaml.SafeLoader):
     pass
 
 
-_SecretLoader.add_constructor("!secret", lambda loader, node: f"<secret {loader.construct_scalar(node)}>")
+def _secret(loader: yaml.SafeLoader, node: yaml.Node) -> str:
+    assert isinstance(node, yaml.ScalarNode)
+    return f"<secret {loader.construct_scalar(node)}>"
+
+
+_SecretLoader.add_constructor("!secret", _secret)
 
 
 async def test_discover_reports_nothing_found_and_wrong_password(tmp_path: Path) -> None:

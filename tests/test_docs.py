@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from pydantic import BaseModel
 
 from hub.api import contract
 from hub.config import HubSection, MqttSection, SiteConfig, UserConfig
@@ -26,6 +27,7 @@ def test_readme_opens_with_the_two_commands() -> None:
 
 def test_every_config_key_is_documented() -> None:
     readme = (ROOT / "README.md").read_text()
+    model: type[BaseModel]
     for section, model in (("hub", HubSection), ("mqtt", MqttSection)):
         for name in model.model_fields:
             assert f"`{section}.{name}`" in readme or f"`{section}.{name}`," in readme or \

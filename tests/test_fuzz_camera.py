@@ -37,7 +37,7 @@ def budget(n: int) -> Any:
 TAGS = st.sampled_from(["EventNotificationAlert", "eventType", "eventState", "channelID", "dynChannelID",
                         "hdd", "hddList", "status", "model", "a:b", "x", "Envelope", "Body", "Message",
                         "NotificationMessage", "Topic", "Data", "SimpleItem", "Source"])
-TEXT = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=12) | st.sampled_from(
+TEXT = st.text(alphabet=st.characters(exclude_categories=["Cs"]), max_size=12) | st.sampled_from(
     ["VMD", "videoloss", "active", "inactive", "1", "33", "true", "&", "&amp;", "]]>", "<", "2024-01-01T00:00:00Z"])
 
 

@@ -130,7 +130,8 @@ async def test_stream_checks_detect_each_case(mosquitto, tmp_path: Path, rtsp: R
     # the first healthy daylight picture became the normal camera's reference (by day only)
     store = ReferenceStore(tmp_path / "data")
     if not night:
-        assert store.meta("normal-cam")["source"] == "auto"
+        meta = store.meta("normal-cam")
+        assert meta is not None and meta["source"] == "auto"
         assert not store.has("dark-cam") and not store.has("covered-cam") and not store.has("blurred-cam")
     assert store.latest_path("normal-cam").is_file()
 

@@ -77,14 +77,16 @@ async def test_reference_cli_set_show_clear(tmp_path: Path) -> None:
         rc, out, err = await _anninh("reference", "set", "cam-kp3", "-c", str(config))
         assert rc == 0, err
         store = ReferenceStore(tmp_path / "data")
-        assert store.meta("cam-kp3")["source"] == "cli"
+        meta = store.meta("cam-kp3")
+        assert meta is not None and meta["source"] == "cli"
         sim.set_picture(1, make_clip("shifted", 640, 360, frames=1)[0])
         png = tmp_path / "show.png"
         rc, out, err = await _anninh("reference", "show", "cam-kp3", "-c", str(config), "-o", str(png), "--live")
         assert rc == 0, err
         summary = json.loads(out.splitlines()[-1])
         assert 0.07 < summary["shift_x"] < 0.13, summary
-        assert cv2.imread(str(png)).shape == (360, 1920, 3)
+        shown = cv2.imread(str(png))
+        assert shown is not None and shown.shape == (360, 1920, 3)
         rc, out, err = await _anninh("reference", "show", "nope", "-c", str(config), "-o", str(png))
         assert rc == 2 and "cam-kp3" in err
         rc, out, err = await _anninh("reference", "clear", "cam-kp3", "-c", str(config))

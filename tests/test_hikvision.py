@@ -150,6 +150,7 @@ async def test_camera_snapshot_is_a_real_scene() -> None:
     async with running(HikvisionSimulator("camera")) as (drv, _ctx):
         jpeg = await drv.snapshot()
         img = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+        assert img is not None
         assert img.shape == (360, 640, 3) and float(img.std()) > 20
 
 

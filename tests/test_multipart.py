@@ -3,6 +3,7 @@ garbage (hypothesis) that must never raise, hang or grow memory without bound.""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -195,7 +196,8 @@ def test_xml_real_captures_parse() -> None:
     info = X.parse((FIX / "hikvision_DS-2CD2386G2-IU_V5.7.18_deviceInfo.xml").read_bytes())
     assert X.text(info, "model") == "DS-2CD2386G2-IU" and X.text(info, "firmwareVersion") == "V5.7.18"
     status = X.parse((FIX / "hikvision_DS-7608NI-K2_status_nonamespace.xml").read_bytes())
-    assert X.parse_datetime(X.text(status, "currentDeviceTime")).utcoffset().total_seconds() == 3 * 3600
+    device_time = X.parse_datetime(X.text(status, "currentDeviceTime"))
+    assert device_time is not None and device_time.utcoffset() == timedelta(hours=3)
     assert X.deep_text(status, "memoryUsage") == "244.175781"
 
 
@@ -212,5 +214,7 @@ def test_xml_bare_ampersand_is_tolerated() -> None:
 
 def test_malformed_datetime_is_none() -> None:
     assert X.parse_datetime("2024-01-22T11:47:0500:00") is None
-    assert X.parse_datetime("2025-04-06T14:16:04").tzinfo is None
-    assert X.parse_datetime("2021-07-02T14:25:36Z").utcoffset().total_seconds() == 0
+    naive = X.parse_datetime("2025-04-06T14:16:04")
+    assert naive is not None and naive.tzinfo is None
+    utc = X.parse_datetime("2021-07-02T14:25:36Z")
+    assert utc is not None and utc.utcoffset() == timedelta(0)

@@ -75,14 +75,18 @@ async def test_device_media_snapshot_and_skew_compensation() -> None:
             jpeg = await driver.snapshot()
             assert jpeg[:3] == b"\xff\xd8\xff"
             img = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+            assert img is not None
             assert img.shape == (360, 640, 3)
             assert sim.stats["snapshots"] == 1
             polled = await driver.poll()
+            assert polled is not None
             assert abs(polled["clock_skew"] - 600) <= 1
             # the camera's clock jumps (NTP fixed it): the next requests follow
             sim.clock_skew = 0
             polled = await driver.poll()
+            assert polled is not None
             assert abs(polled["clock_skew"]) <= 1
+            assert driver.client is not None
             assert (await driver.client.device_information())["Model"] == "DS-2CD2143G2-I"
             assert sim.stats["time_rejects"] == 1
         finally:
@@ -117,6 +121,7 @@ async def test_snapshot_error_page_and_basic_only(sim: OnvifSimulator) -> None:
         picture = np.full((120, 160, 3), 200, np.uint8)
         sim.set_picture(picture)
         img = cv2.imdecode(np.frombuffer(await driver.snapshot(), np.uint8), cv2.IMREAD_COLOR)
+        assert img is not None
         assert img.shape == (120, 160, 3) and abs(float(img.mean()) - 200) < 3
     finally:
         await driver.close()
@@ -262,14 +267,20 @@ async def _until(pred: Any, timeout: float = 8.0) -> None:
 # --------------------------------------------------------------------------- pure parsers
 def test_event_mapping_table() -> None:
     c = ev.classify
-    assert c("tns1:RuleEngine/CellMotionDetector/Motion", [("IsMotion", "true")]).kind == "motion"
-    assert c("tns1:VideoSource/MotionAlarm", [("State", "FALSE")]).active is False
-    assert c("tns1:VideoAnalytics/tnshik:MotionAlarm", [("State", "true")]).topic == "VideoAnalytics/MotionAlarm"
-    assert c("tns1:RuleEngine/MotionRegionDetector/Motion", [("State", "1")]).active is True
-    t = c("tns1:VideoSource/GlobalSceneChange/ImagingService", [("State", "true")], operation="Initialized")
+
+    def found(*args: Any, **kwargs: Any) -> ev.OnvifEvent:
+        event = c(*args, **kwargs)
+        assert event is not None, args
+        return event
+
+    assert found("tns1:RuleEngine/CellMotionDetector/Motion", [("IsMotion", "true")]).kind == "motion"
+    assert found("tns1:VideoSource/MotionAlarm", [("State", "FALSE")]).active is False
+    assert found("tns1:VideoAnalytics/tnshik:MotionAlarm", [("State", "true")]).topic == "VideoAnalytics/MotionAlarm"
+    assert found("tns1:RuleEngine/MotionRegionDetector/Motion", [("State", "1")]).active is True
+    t = found("tns1:VideoSource/GlobalSceneChange/ImagingService", [("State", "true")], operation="Initialized")
     assert (t.kind, t.active, t.initialized) == ("tamper", True, True)
-    assert c("tns1:RuleEngine/TamperDetector/Tamper", [("IsTamper", "false")]).kind == "tamper"
-    assert c("tns1:VideoSource/SignalLoss", [("State", "true")]).kind == "video_loss"
+    assert found("tns1:RuleEngine/TamperDetector/Tamper", [("IsTamper", "false")]).kind == "tamper"
+    assert found("tns1:VideoSource/SignalLoss", [("State", "true")]).kind == "video_loss"
     assert c("tns1:Device/Trigger/DigitalInput", [("LogicalState", "true")]) is None
     assert c("tns1:VideoSource/MotionAlarm", [("State", "perhaps")]) is None
     assert c("", [("State", "true")]) is None
@@ -386,6 +397,7 @@ async def test_events_renewal_and_reboot_through_the_hub(mosquitto: Any, tmp_pat
             # the camera grants 2 s subscriptions: the driver must renew them to keep receiving
             await _until(lambda: sim.stats["renewals"] >= 3, timeout=10)
             driver = running.hub.runners["cam1"].driver
+            assert isinstance(driver, OnvifDriver)
             assert driver.subscriptions == 1 and sim.stats["expired"] == 0
             n = rec.count()
             sim.trigger_motion(True)
@@ -622,7 +634,9 @@ async def test_stream_uri_plays_with_ffprobe() -> None:
         driver, _ctx = make_driver(sim)
         try:
             await driver.connect()
-            info = await asyncio.to_thread(probe_stream, driver.stream_url())  # our driver's URL plays too
+            url = driver.stream_url()
+            assert url is not None
+            info = await asyncio.to_thread(probe_stream, url)  # our driver's URL plays too
             assert info["codec_name"] == "h264"
         finally:
             await driver.close()

@@ -159,7 +159,7 @@ def _driver(port: int, model: str = "apc_smt", unit: int = 1, **kw: Any) -> Any:
     cfg = UpsConfig.model_validate({"id": "ups", "platform": "ups_modbus", "host": "127.0.0.1", "port": port,
                                     "unit": unit, "model": model, "timeout": 1.0, **kw})
     ctx = FakeDeviceContext("ups")
-    return make_driver(cfg, ctx), ctx  # type: ignore[arg-type]
+    return make_driver(cfg, ctx), ctx
 
 
 @pytest.mark.parametrize("framer", ["socket", "rtu"])

@@ -205,11 +205,17 @@ class DeviceContext(Protocol):
     device_id: str
     site: str | None
     clock: Clock
-    tz: tzinfo
-    """The hub's timezone (``hub.timezone``), for local times in state and reasons."""
+
+    @property
+    def tz(self) -> tzinfo:
+        """The hub's timezone (``hub.timezone``), for local times in state and reasons."""
+
     log: logging.Logger
     sun: Sun | None
-    mqtt: MqttAccess
+
+    @property
+    def mqtt(self) -> MqttAccess:
+        """The hub's MQTT connection (read-only)."""
 
     def update(self, fields: Mapping[str, Any]) -> None:
         """Merge fields into the device's state (push path; same as returning them from poll)."""
@@ -249,8 +255,9 @@ class Driver:
     command_model: ClassVar[type[BaseModel] | None] = None
     """Pydantic model that validates commands; ``None`` means the device takes no commands."""
 
-    kind: ClassVar[str] = "device"
-    """What the device is: ``ups``, ``meter``, ``light``, ``camera``, ``recorder``, ``device``."""
+    kind: str = "device"
+    """What the device is: ``ups``, ``meter``, ``light``, ``camera``, ``recorder``, ``device``. A class
+    attribute; a driver whose kind follows its config (a Hikvision camera or recorder) sets it per instance."""
 
     def __init__(self, config: DeviceConfig, ctx: DeviceContext) -> None:
         self.config = config
@@ -356,13 +363,13 @@ class LazyPlatformSpec(PlatformSpec):
         target: tuple[str, str, str] = self.__dict__["_target"]
         return getattr(importlib.import_module(target[0]), target[index])
 
-    @property  # type: ignore[override]
+    @property
     def config_model(self) -> type[DeviceConfig]:
-        return self._load(1)  # type: ignore[no-any-return]
+        return self._load(1)
 
-    @property  # type: ignore[override]
+    @property
     def driver(self) -> type[Driver] | Callable[[DeviceConfig, DeviceContext], Driver]:
-        return self._load(2)  # type: ignore[no-any-return]
+        return self._load(2)
 
     def __repr__(self) -> str:
         return f"LazyPlatformSpec(name={self.name!r}, module={self.__dict__['_target'][0]!r})"
@@ -375,8 +382,10 @@ class RuleContext(Protocol):
     sun: Sun | None
     log: logging.Logger
     config: Any  # hub.config.Config
-    tz: tzinfo
-    """The hub's timezone (``hub.timezone``): times a person reads are shown in it."""
+
+    @property
+    def tz(self) -> tzinfo:
+        """The hub's timezone (``hub.timezone``): times a person reads are shown in it."""
 
     def state(self, device_id: str) -> Mapping[str, Any]: ...
 

@@ -119,7 +119,7 @@ class LightDriver(Driver, Generic[C]):
     config model as the parameter (``class MyLight(LightDriver[MyConfig])``) and ``self.config``
     is typed as it."""
 
-    kind: ClassVar[str] = "light"
+    kind = "light"
     command_model: ClassVar[type[BaseModel] | None] = LightCommand
     stale_fields: tuple[str, ...] = ("state",)
     config: C

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from pydantic import Field
 
@@ -108,7 +108,7 @@ class UpsDriver(Driver, Generic[C]):
     (it has alarm texts) before the first poll, e.g. in ``__init__``. Name your config model as the
     parameter (``class MyUps(UpsDriver[MyConfig])``) and ``self.config`` is typed as it."""
 
-    kind: ClassVar[str] = "ups"
+    kind = "ups"
     value_fields: tuple[str, ...] = VALUE_FIELDS
     reports_rb: bool = True
     reports_alarm: bool = True
@@ -119,7 +119,7 @@ class UpsDriver(Driver, Generic[C]):
         self._last: dict[str, bool | None] = {}
 
     @property
-    def stale_fields(self) -> tuple[str, ...]:  # type: ignore[override]
+    def stale_fields(self) -> tuple[str, ...]:
         """Everything measured becomes null when the device goes offline (never a stale "OL")."""
         return (*STATUS_FIELDS, *self.value_fields)
 

@@ -23,7 +23,7 @@ import contextlib
 import logging
 import time
 from datetime import datetime
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 from urllib.parse import quote
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -61,7 +61,7 @@ class OutputCommand(BaseModel):
 class CameraBase(Driver):
     """Base of the ISAPI and CGI drivers. Subclasses fill ``self.channels`` and call the helpers."""
 
-    kind: ClassVar[str] = "camera"  # type: ignore[misc]
+    kind = "camera"
     stale_fields = ("motion", "video_loss", "tamper")
 
     def __init__(self, config: DeviceConfig, ctx: DeviceContext) -> None:
@@ -205,12 +205,12 @@ class CameraBase(Driver):
         never filled is not an error."""
         present = 0
         current = {str(d.get("id")) for d in disks}
-        for did, prev in list(self._disk_status.items()):
+        for did, last in list(self._disk_status.items()):
             if did != "__any__" and did not in current:
                 del self._disk_status[did]
                 self._disk_free.pop(did, None)
-                if prev not in EMPTY_DISK:
-                    self.ctx.event("disk_missing", disk=did, previous=prev)
+                if last not in EMPTY_DISK:
+                    self.ctx.event("disk_missing", disk=did, previous=last)
         for d in disks:
             did = str(d.get("id"))
             status = str(d.get("status") or "unknown").lower()

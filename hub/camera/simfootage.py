@@ -123,7 +123,7 @@ def encode_h264(start: datetime, seconds: float, channel: int, *, fps: int = 5, 
             grain = _grain(yuv.shape, i % 7)
             yuv[: height - _blocks(width) - 2] = cv2.add(yuv[: height - _blocks(width) - 2],
                                                          grain[: height - _blocks(width) - 2])
-        frame = av.VideoFrame.from_ndarray(yuv, format="yuv420p")
+        frame = av.VideoFrame.from_ndarray(yuv.astype(np.uint8, copy=False), format="yuv420p")
         frame.pts = i
         yield from units(codec.encode(frame))
     yield from units(codec.encode(None))

@@ -72,6 +72,13 @@ class DahuaDisk:
     partitions: list[list[float | bool | str]] = field(default_factory=list)  # [path, total, used, is_error]
 
 
+@dataclass
+class _Find:
+    """One mediaFileFinder session: the files found (channel, start, end, path, size) and the next to list."""
+    items: list[tuple[int, datetime, datetime, str, int]] = field(default_factory=list)
+    pos: int = 0
+
+
 class DahuaSimulator(SimHttpServer):
     def __init__(self, kind: Literal["camera", "nvr", "dvr"] = "camera", channels: int | None = None, *,
                  username: str = "admin", password: str = "admin", port: int = 0,
@@ -117,7 +124,7 @@ class DahuaSimulator(SimHttpServer):
         self.clock_skew = 0.0
         self.active: set[tuple[str, int]] = set()
         self._streams: set[asyncio.Queue[bytes]] = set()
-        self._finds: dict[int, dict[str, object]] = {}
+        self._finds: dict[int, _Find] = {}
         self._next_find = 1000
         self.streams_opened = 0
         self.unauthorized_body = b"Error\r\nInvalid Authority!\r\n"
@@ -430,9 +437,9 @@ class DahuaSimulator(SimHttpServer):
             for j, (p, total, used, err) in enumerate(d.partitions):
                 lines += [f"list.info[{i}].Detail[{j}].IsError={'true' if err else 'false'}",
                           f"list.info[{i}].Detail[{j}].Path={p}",
-                          f"list.info[{i}].Detail[{j}].TotalBytes={float(total):.6f}",  # type: ignore[arg-type]
+                          f"list.info[{i}].Detail[{j}].TotalBytes={float(total):.6f}",
                           f"list.info[{i}].Detail[{j}].Type=ReadWrite",
-                          f"list.info[{i}].Detail[{j}].UsedBytes={float(used):.6f}"]  # type: ignore[arg-type]
+                          f"list.info[{i}].Detail[{j}].UsedBytes={float(used):.6f}"]
             lines += [f"list.info[{i}].Name={d.name}", f"list.info[{i}].State={d.state}"]
         if not lines:
             return self._kv("Error")
@@ -472,7 +479,7 @@ class DahuaSimulator(SimHttpServer):
         q = dict(qlist)
         if action == "factory.create":
             self._next_find += 1
-            self._finds[self._next_find] = {"items": [], "pos": 0}
+            self._finds[self._next_find] = _Find()
             return self._kv(f"result={self._next_find}")
         obj = int(q["object"]) if q.get("object", "").isdigit() else -1
         if obj not in self._finds:
@@ -486,25 +493,24 @@ class DahuaSimulator(SimHttpServer):
             except ValueError:
                 return self._error()
             if ch0 + 1 in self.footage.spans:
-                f["items"] = []
+                f.items = []
                 for n, s, e in self.footage.files(ch0 + 1):
                     if e > start and s < end:
                         ff = self.footage.get(ch0 + 1, n, s, e)
                         fp = f"/mnt/dvr/{s:%Y-%m-%d}/{ch0:03d}/dav/{s:%H}/{s:%H.%M.%S}-{e:%H.%M.%S}[R][0@0][0].dav"
                         self._dav_paths[fp] = ff
-                        f["items"].append((ch0, s, e, fp, ff.size))  # type: ignore[union-attr]
+                        f.items.append((ch0, s, e, fp, ff.size))
             else:
-                f["items"] = [(ch0, s, e, f"/mnt/dvr/{s:%Y-%m-%d}/{ch0:03d}/dav/{s:%H}/{s:%H.%M.%S}-"
+                f.items = [(ch0, s, e, f"/mnt/dvr/{s:%Y-%m-%d}/{ch0:03d}/dav/{s:%H}/{s:%H.%M.%S}-"
                                f"{e:%H.%M.%S}[R][0@0][0].dav", 248362892)
                               for s, e in self._segments(ch0 + 1) if e >= start and s <= end]
-            f["pos"] = 0
-            return self._kv("OK") if f["items"] else self._kv("Error")
+            f.pos = 0
+            return self._kv("OK") if f.items else self._kv("Error")
         if action == "findNextFile":
             count = int(q.get("count", "100")) if q.get("count", "100").isdigit() else 100
-            items: list[tuple[int, datetime, datetime, str, int]] = f["items"]  # type: ignore[assignment]
-            pos: int = f["pos"]  # type: ignore[assignment]
-            page = items[pos:pos + min(count, 100)]
-            f["pos"] = pos + len(page)
+            pos = f.pos
+            page = f.items[pos:pos + min(count, 100)]
+            f.pos = pos + len(page)
             lines = [f"found={len(page)}"]
             for i, (ch0, s, e, fp, size) in enumerate(page):
                 lines += [f"items[{i}].Channel={ch0}", f"items[{i}].Duration={int((e - s).total_seconds())}",

@@ -809,11 +809,12 @@ class OnvifSimulator:
     def _get_sub(self, sid: str) -> Subscription | web.Response:
         self._expire()
         sub = self._subs.get(sid)
-        if sub is None:
-            self.stats["unknown_subscription"] += 1
-            return self._soap(fault_envelope("ter:InvalidArgVal", "The subscription does not exist",
-                                             inner="wsrf-rw:ResourceUnknownFault"), 400)
-        return sub
+        return self._unknown_subscription() if sub is None else sub
+
+    def _unknown_subscription(self) -> web.Response:
+        self.stats["unknown_subscription"] += 1
+        return self._soap(fault_envelope("ter:InvalidArgVal", "The subscription does not exist",
+                                         inner="wsrf-rw:ResourceUnknownFault"), 400)
 
     async def _op_pull(self, op: Any, sid: str) -> str | web.Response:
         sub = self._get_sub(sid)
@@ -830,7 +831,7 @@ class OnvifSimulator:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(sub.wake.wait(), timeout)
             if self._subs.get(sid) is not sub:
-                return self._get_sub(sid)  # unsubscribed or rebooted meanwhile
+                return self._unknown_subscription()  # unsubscribed or rebooted meanwhile
         msgs = [sub.queue.popleft() for _ in range(min(limit, len(sub.queue)))]
         self.stats["messages_delivered"] += len(msgs)
         now = self.now()
@@ -872,7 +873,7 @@ class OnvifSimulator:
         loop = asyncio.get_running_loop()
         transport, _ = await loop.create_datagram_endpoint(
             lambda: _DiscoveryProtocol(self), local_addr=(self.host, self.discovery_port or 0))
-        self._discovery = transport  # type: ignore[assignment]
+        self._discovery = transport
         self.discovery_port = transport.get_extra_info("sockname")[1]
 
     def probe_match(self, probe: bytes) -> bytes | None:

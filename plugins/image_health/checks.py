@@ -199,7 +199,8 @@ def edge_density(thumb: np.ndarray, level: float = EDGE_LEVEL, magnitude: np.nda
     """Fraction of thumbnail pixels whose gradient magnitude exceeds ``level`` (``magnitude``: the
     thumbnail's :func:`_gradient_magnitude`, when the caller has it already)."""
     mag = _gradient_magnitude(thumb) if magnitude is None else magnitude
-    return cv2.countNonZero(cv2.compare(mag, level, cv2.CMP_GT)) / max(1, mag.size)
+    # cv2's stubs type the second operand as an array; OpenCV takes a scalar too
+    return cv2.countNonZero(cv2.compare(mag, level, cv2.CMP_GT)) / max(1, mag.size)  # type: ignore[call-overload]
 
 
 def compare_picture(gray: np.ndarray) -> np.ndarray:
@@ -212,7 +213,8 @@ def changed_fraction(previous: np.ndarray, current: np.ndarray, level: int = CHA
     if previous.shape != current.shape:
         return 1.0
     diff = cv2.absdiff(previous, current)
-    return cv2.countNonZero(cv2.compare(diff, level, cv2.CMP_GT)) / max(1, diff.size)
+    # cv2's stubs type the second operand as an array; OpenCV takes a scalar too
+    return cv2.countNonZero(cv2.compare(diff, level, cv2.CMP_GT)) / max(1, diff.size)  # type: ignore[call-overload]
 
 
 def gradient_signature(thumb: np.ndarray, magnitude: np.ndarray | None = None) -> np.ndarray:
@@ -225,7 +227,9 @@ def gradient_signature(thumb: np.ndarray, magnitude: np.ndarray | None = None) -
     mag = _gradient_magnitude(thumb) if magnitude is None else magnitude
     logmag = cv2.log(mag + 1.0)
     mean, std = cv2.meanStdDev(logmag)
-    return cv2.multiply(cv2.subtract(logmag, float(mean[0, 0])), 1.0 / (float(std[0, 0]) + 1e-6))
+    # cv2's stubs type the second operand as an array; OpenCV takes a scalar too
+    return cv2.multiply(cv2.subtract(logmag, float(mean[0, 0])),  # type: ignore[call-overload]
+                        1.0 / (float(std[0, 0]) + 1e-6))
 
 
 @dataclass(frozen=True, slots=True)

@@ -206,17 +206,18 @@ class ImageHealthRule(Rule):
                 if not self.ctx.available(device_id):
                     return Outcome()  # the hub already says it is offline
                 outcome = monitor.on_failure(describe_error(exc))
-                stats = None
+                taken: FrameStats | None = None
             else:
                 live = bool(self.ctx.available(device_id)) and not self.ctx.state(device_id).get("video_loss")
                 outcome = monitor.on_frame(stats, night, live)
+                taken = stats
             if outcome.fields:
                 self.ctx.update_device(device_id, outcome.fields)
             for type_, data in outcome.events:
                 self.ctx.event(type_, **data)
-            if (stats is not None and need_reference and outcome.healthy and not monitor.problems
-                    and stats.picture is not None):
-                meta = await self._save_reference(device_id, stats, "auto")
+            if (taken is not None and need_reference and outcome.healthy and not monitor.problems
+                    and taken.picture is not None):
+                meta = await self._save_reference(device_id, taken, "auto")
                 self.ctx.log.info("%s: first healthy daylight picture stored as the reference (%s)", device_id,
                                   self._local(meta["time"]))
             return outcome

@@ -31,7 +31,7 @@ class RecordedEvent(NamedTuple):
     type: str
     data: dict[str, Any]
 
-    def __getitem__(self, key: Any) -> Any:  # type: ignore[override]
+    def __getitem__(self, key: Any) -> Any:
         if isinstance(key, str):
             return self.type if key == "type" else self.data[key]
         return tuple.__getitem__(self, key)

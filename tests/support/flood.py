@@ -143,8 +143,12 @@ def flood(tmp: Path, *, rate: float = 20000, seconds: float = 5.0, valid: int = 
                 want = "ON" if i % 2 == 0 else "OFF"
                 t0 = time.perf_counter()
                 rec.publish("anninh/light-1/set/an", json.dumps({"state": want, "hold": hold}))
+
+                def reached(j: Any, w: str = want) -> bool:
+                    return bool(j.get("state") == w)
+
                 try:
-                    rec.wait_topic("anninh/light-1", lambda j, w=want: j.get("state") == w, 15, mark)
+                    rec.wait_topic("anninh/light-1", reached, 15, mark)
                     latencies.append(time.perf_counter() - t0)
                 except TimeoutError:
                     pass

@@ -69,11 +69,11 @@ def make_clip(kind: str, width: int = 320, height: int = 180, frames: int = 17, 
     if kind not in KINDS:
         raise ValueError(f"unknown clip kind {kind!r} (known: {', '.join(KINDS)})")
     rng = np.random.default_rng(seed + 1)
-    base = make_scene(width, height, seed).astype(np.float32)
+    base: np.ndarray = make_scene(width, height, seed).astype(np.float32)
     if kind == "blurred":
         base = cv2.GaussianBlur(base, (0, 0), width / 160)
     elif kind == "shifted":
-        m = np.float32([[1, 0, width * 0.1], [0, 1, 0]])
+        m = np.array([[1, 0, width * 0.1], [0, 1, 0]], dtype=np.float32)
         base = cv2.warpAffine(base, m, (width, height), borderMode=cv2.BORDER_REFLECT)
     elif kind == "covered":
         base = np.zeros((height, width, 3), np.float32)
@@ -152,7 +152,7 @@ class SnapshotServer:
     that camera misbehave. Basic auth when ``auth`` is given."""
 
     def __init__(self, auth: tuple[str, str] | None = None) -> None:
-        self.clips: dict[str, tuple[list[bytes] | list[np.ndarray], bool]] = {}
+        self.clips: dict[str, tuple[list[np.ndarray], bool]] = {}
         self.fail: dict[str, str] = {}
         self.auth = auth
         self.port = free_port()

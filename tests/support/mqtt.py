@@ -38,7 +38,7 @@ class Recorder:
         self.connect_rc: Any = None
         self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id or f"rec-{uuid.uuid4().hex[:6]}",
                                   clean_session=clean_session)
-        self.client.reconnect_delay_set(0.1, 1)
+        self.client.reconnect_delay_set(0.1, 1)  # type: ignore[arg-type]  # paho annotates int; a float works
         from hub.mqtt import _no_delay
 
         self.client.on_socket_open = _no_delay
@@ -57,7 +57,7 @@ class Recorder:
 
         def on_message(c: paho.Client, u: Any, m: paho.MQTTMessage) -> None:
             with self._cond:
-                self.messages.append(Msg(m.topic, m.payload, bool(m.retain), m.qos))
+                self.messages.append(Msg(m.topic, bytes(m.payload), bool(m.retain), m.qos))
                 self._cond.notify_all()
 
         self.client.on_connect = on_connect
