@@ -396,13 +396,15 @@ def test_verify_catches_an_edited_or_swapped_manifest_and_a_foreign_key(
 
 def test_the_signature_is_plain_ed25519_over_the_manifest_bytes(packages: tuple[Path, Path]) -> None:
     """What an investigator does without the hub: any Ed25519 implementation and sha256."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
     from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
     a, _ = packages
     sig = base64.b64decode((a / "manifest.sig").read_bytes())
     assert len(sig) == 64
     key = load_pem_public_key((a / "hub_public_key.pem").read_bytes())
-    key.verify(sig, (a / "manifest.json").read_bytes())  # type: ignore[union-attr]
+    assert isinstance(key, Ed25519PublicKey)
+    key.verify(sig, (a / "manifest.json").read_bytes())
     for f in json.loads((a / "manifest.json").read_bytes())["files"]:
         assert hashlib.sha256((a / f["path"]).read_bytes()).hexdigest() == f["sha256"]
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -45,7 +46,7 @@ users:
 """
 
 
-async def _wait(pred, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
+async def _wait(pred: Callable[[], bool], timeout: float = 10.0) -> None:
     loop = asyncio.get_running_loop()
     end = loop.time() + timeout
     while not pred():

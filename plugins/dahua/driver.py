@@ -143,7 +143,7 @@ class DahuaDriver(CameraBase):
     command_model = OutputCommand
     config: DahuaConfig
 
-    def __init__(self, config: DahuaConfig, ctx: Any) -> None:  # type: ignore[override]
+    def __init__(self, config: DahuaConfig, ctx: Any) -> None:
         super().__init__(config, ctx)
         self.kind = "recorder" if config.kind in ("nvr", "dvr") else "camera"
         self.device_type = config.kind

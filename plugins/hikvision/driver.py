@@ -76,7 +76,7 @@ class HikvisionDriver(CameraBase):
     command_model = OutputCommand
     config: HikvisionConfig
 
-    def __init__(self, config: HikvisionConfig, ctx: Any) -> None:  # type: ignore[override]
+    def __init__(self, config: HikvisionConfig, ctx: Any) -> None:
         super().__init__(config, ctx)
         self.kind = "recorder" if config.kind in ("nvr", "dvr") else "camera"
         self.device_type = config.kind

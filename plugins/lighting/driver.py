@@ -55,7 +55,7 @@ class LightDriver(LightBase[LightConfig]):
 
     config: LightConfig
 
-    def __init__(self, config: LightConfig, ctx: DeviceContext) -> None:  # type: ignore[override]
+    def __init__(self, config: LightConfig, ctx: DeviceContext) -> None:
         super().__init__(config, ctx)
         c = config
         if c.driver == "mqtt_relay":

@@ -161,7 +161,7 @@ class UpsDriver(UpsBase[UpsConfig]):
     kind = "ups"
     config: UpsConfig
 
-    def __init__(self, config: UpsConfig, ctx: DeviceContext) -> None:  # type: ignore[override]
+    def __init__(self, config: UpsConfig, ctx: DeviceContext) -> None:
         super().__init__(config, ctx)
         self.map = resolve_map(config)
         self.link: ModbusLink | None = None
@@ -234,7 +234,7 @@ class MeterDriver(UpsDriver):
     kind = "meter"
 
     @property
-    def stale_fields(self) -> tuple[str, ...]:  # type: ignore[override]
+    def stale_fields(self) -> tuple[str, ...]:
         return (*METER_FIELDS, *self._values)
 
     async def poll(self) -> dict[str, Any]:
