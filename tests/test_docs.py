@@ -79,7 +79,9 @@ def test_every_event_type_emitted_in_code_is_declared() -> None:
             continue
         tree = ast.parse(path.read_text(), str(path))
         for node in ast.walk(tree):
-            name = getattr(node.func, "attr", getattr(node.func, "id", None)) if isinstance(node, ast.Call) else None
+            if not isinstance(node, ast.Call):
+                continue
+            name = getattr(node.func, "attr", getattr(node.func, "id", None))
             if name in ("event", "emit") and node.args:
                 for arg in (node.args[0].body, node.args[0].orelse) if isinstance(node.args[0], ast.IfExp) \
                         else (node.args[0],):

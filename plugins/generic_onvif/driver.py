@@ -460,11 +460,11 @@ def _clean(text: str) -> str:
 class OnvifDriver(Driver):
     """Hub driver for ``platform: generic_onvif`` (see the module docstring)."""
 
-    kind: ClassVar[str] = "camera"
+    kind = "camera"
     stale_fields: ClassVar[tuple[str, ...]] = ("motion", "tamper")
     config: OnvifConfig
 
-    def __init__(self, config: OnvifConfig, ctx: Any) -> None:  # type: ignore[override]
+    def __init__(self, config: OnvifConfig, ctx: Any) -> None:
         super().__init__(config, ctx)
         self.client: OnvifClient | None = None
         self.profile: dict[str, Any] | None = None
