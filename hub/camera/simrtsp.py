@@ -166,3 +166,31 @@ class SimRtsp:
 
     async def stop(self) -> None:
         await asyncio.to_thread(self._stop)
+
+
+class RtspServing:
+    """Mixin for a device simulator that serves its stream URIs over RTSP when ``rtsp`` is true:
+    the simulator lists its paths in :meth:`rtsp_paths`, calls :meth:`start_rtsp` once it listens
+    and :meth:`stop_rtsp` when it stops; ``rtsp_port`` becomes the served port."""
+
+    rtsp: bool
+    rtsp_port: int
+    username: str
+    password: str
+    _rtsp_server: SimRtsp | None = None
+
+    def rtsp_paths(self) -> dict[str, int]:
+        """RTSP path -> the channel whose picture it shows."""
+        raise NotImplementedError
+
+    async def start_rtsp(self) -> None:
+        if self.rtsp and self._rtsp_server is None:
+            server = SimRtsp(self.rtsp_paths(), self.username, self.password)
+            await server.start()
+            self._rtsp_server = server
+            self.rtsp_port = server.port
+
+    async def stop_rtsp(self) -> None:
+        if self._rtsp_server is not None:
+            await self._rtsp_server.stop()
+            self._rtsp_server = None

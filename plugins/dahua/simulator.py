@@ -49,7 +49,7 @@ import numpy as np
 
 from hub.camera.images import picture_bytes, scene
 from hub.camera.simfootage import FootageFile, VideoFormat
-from hub.camera.simrtsp import SimRtsp, rtsp_unavailable
+from hub.camera.simrtsp import RtspServing, rtsp_unavailable
 from hub.camera.simserver import Request, Response, SimHttpServer
 
 from .simfootage import dav_store
@@ -79,7 +79,7 @@ class _Find:
     pos: int = 0
 
 
-class DahuaSimulator(SimHttpServer):
+class DahuaSimulator(RtspServing, SimHttpServer):
     def __init__(self, kind: Literal["camera", "nvr", "dvr"] = "camera", channels: int | None = None, *,
                  username: str = "admin", password: str = "admin", port: int = 0,
                  auth: Literal["digest", "basic", "both", "none"] = "digest", model: str | None = None,
@@ -139,7 +139,6 @@ class DahuaSimulator(SimHttpServer):
         self._dav_paths: dict[str, FootageFile] = {}
         self.rtsp = rtsp
         self.rtsp_port = 554  # table.RTSP.Port; the served port with rtsp=True
-        self._rtsp_server: SimRtsp | None = None
         self.config: dict[str, str] = self._config_table()
         """configManager values without the ``table.`` prefix; ``setConfig`` changes existing keys."""
 
@@ -184,23 +183,17 @@ class DahuaSimulator(SimHttpServer):
         """Listen; footage added before is generated first."""
         await asyncio.to_thread(self.footage.prepare)
         await super().start()
-        if self.rtsp and self._rtsp_server is None:
-            self._rtsp_server = SimRtsp(self.rtsp_paths(), self.username, self.password)
-            try:
-                await self._rtsp_server.start()
-            except BaseException:
-                self._rtsp_server = None
-                await super().stop()
-                raise
-            self.rtsp_port = self._rtsp_server.port
-            self.config["RTSP.Port"] = str(self.rtsp_port)
+        try:
+            await self.start_rtsp()
+        except BaseException:
+            await super().stop()
+            raise
+        self.config["RTSP.Port"] = str(self.rtsp_port)
         return self
 
     async def stop(self) -> None:
         await super().stop()
-        if self._rtsp_server is not None:
-            await self._rtsp_server.stop()
-            self._rtsp_server = None
+        await self.stop_rtsp()
 
     def rtsp_paths(self) -> dict[str, int]:
         """RTSP path -> channel. GStreamer matches the path only, so every ``channel=`` of

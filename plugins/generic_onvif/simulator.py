@@ -58,7 +58,7 @@ import cv2
 import numpy as np
 from aiohttp import web
 
-from hub.camera.simrtsp import SimRtsp, rtsp_unavailable
+from hub.camera.simrtsp import RtspServing, rtsp_unavailable
 from hub.camera.simserver import parse_auth_params
 
 from .soapxml import (
@@ -203,7 +203,7 @@ class Profile:
     stream_path: str = "/Streaming/Channels/101"
 
 
-class OnvifSimulator:
+class OnvifSimulator(RtspServing):
     """A simulated ONVIF camera on loopback. See the module docstring."""
 
     def __init__(self, *, username: str = "admin", password: str = "admin", host: str = "127.0.0.1",
@@ -248,7 +248,6 @@ class OnvifSimulator:
                          Profile("Profile_2", "subStream", 640, 360, stream_path="/Streaming/Channels/102")]
         self.unsupported = frozenset(unsupported)
         self.rtsp = rtsp
-        self._rtsp_server: SimRtsp | None = None
         self.stats: Counter[str] = Counter()
         self.snapshot_mode = "jpeg"
         """``jpeg`` (normal), ``error_page`` (200 with an HTML page, as some firmware does)."""
@@ -278,12 +277,11 @@ class OnvifSimulator:
     def base_url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
+    def rtsp_paths(self) -> dict[str, int]:
+        return {p.stream_path: 1 for p in self.profiles}
+
     async def start(self) -> OnvifSimulator:
-        if self.rtsp and self._rtsp_server is None:
-            server = SimRtsp({p.stream_path: 1 for p in self.profiles}, self.username, self.password)
-            await server.start()
-            self._rtsp_server = server
-            self.rtsp_port = server.port
+        await self.start_rtsp()
         try:
             await self._start_http()
             if self.discovery_port is not None:
@@ -298,9 +296,7 @@ class OnvifSimulator:
         if self._discovery is not None:
             self._discovery.close()
             self._discovery = None
-        if self._rtsp_server is not None:
-            await self._rtsp_server.stop()
-            self._rtsp_server = None
+        await self.stop_rtsp()
 
     async def __aenter__(self) -> OnvifSimulator:
         return await self.start()

@@ -59,7 +59,7 @@ import numpy as np
 from hub.camera import xml as X
 from hub.camera.images import picture_bytes, scene
 from hub.camera.simfootage import FootageFile, VideoFormat
-from hub.camera.simrtsp import SimRtsp, rtsp_unavailable
+from hub.camera.simrtsp import RtspServing, rtsp_unavailable
 from hub.camera.simserver import Request, Response, SimHttpServer
 
 from .simfootage import IMKH_SIZE, ps_store
@@ -95,7 +95,7 @@ class Disk:
     status: str = "ok"
 
 
-class HikvisionSimulator(SimHttpServer):
+class HikvisionSimulator(RtspServing, SimHttpServer):
 
     def __init__(self, kind: Kind = "camera", channels: int | None = None, *, username: str = "admin",
                  password: str = "admin", port: int = 0, auth: Literal["digest", "basic", "both", "none"] = "digest",
@@ -139,7 +139,6 @@ class HikvisionSimulator(SimHttpServer):
         self.motion_enabled = {ch: True for ch in range(1, max(self.nchannels, 1) + 1)}
         self.rtsp = rtsp
         self.rtsp_port = 554  # what /ISAPI/Security/adminAccesses reports; the served port with rtsp=True
-        self._rtsp_server: SimRtsp | None = None
         self.outputs = outputs if outputs is not None else (1 if kind == "camera" else 4)
         self.output_state = {n: False for n in range(1, self.outputs + 1)}
         ndisks = disks if disks is not None else (0 if kind == "camera" else 1)
@@ -174,22 +173,16 @@ class HikvisionSimulator(SimHttpServer):
         anyone searches them)."""
         await asyncio.to_thread(self.footage.prepare)
         await super().start()
-        if self.rtsp and self._rtsp_server is None:
-            self._rtsp_server = SimRtsp(self.rtsp_paths(), self.username, self.password)
-            try:
-                await self._rtsp_server.start()
-            except BaseException:
-                self._rtsp_server = None
-                await super().stop()
-                raise
-            self.rtsp_port = self._rtsp_server.port
+        try:
+            await self.start_rtsp()
+        except BaseException:
+            await super().stop()
+            raise
         return self
 
     async def stop(self) -> None:
         await super().stop()
-        if self._rtsp_server is not None:
-            await self._rtsp_server.stop()
-            self._rtsp_server = None
+        await self.stop_rtsp()
 
     def rtsp_paths(self) -> dict[str, int]:
         """RTSP path -> channel: ``/Streaming/Channels/<ch>0<stream>`` (both casings clients use);
