@@ -15,19 +15,19 @@
 from __future__ import annotations
 
 import asyncio
-import functools
+import base64
 import hashlib
 import json
 import logging
 import re
 import unicodedata
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from hub import __version__
 from hub.api import AvailabilityChange, Entity, HubEvent, StateChange
 from hub.config import Config
-from hub.core import Hub, Listener, describe_error
+from hub.core import Hub, HubView, Listener, RequestHandler, describe_error
 from hub.mqtt import BrokerAddress, MqttConnection
 from hub.redact import redact, redact_cut
 
@@ -37,7 +37,6 @@ MAX_COMMAND_BYTES = 4096
 ONLINE = json.dumps({"state": "online"})
 OFFLINE = json.dumps({"state": "offline"})
 
-RequestHandler = Callable[[dict[str, Any]], Awaitable[Any]]
 
 
 class CommandParseError(ValueError):
@@ -108,15 +107,19 @@ def _dumps(data: Mapping[str, Any]) -> str:
 
 
 class MqttBridge:
-    """Connects a :class:`Hub` to MQTT per the contract."""
+    """Connects a :class:`Hub` to MQTT per the contract. It reads the hub through its read-only
+    :class:`HubView`, sends commands to its command service, and answers the requests of its
+    :class:`RequestRegistry`."""
 
     def __init__(self, hub: Hub, connection: MqttConnection | None = None) -> None:
-        self.hub = hub
+        self.view: HubView = hub.view
+        self.commands = hub.commands
+        self.requests = hub.requests
+        self._create_task = hub.create_task
         cfg = hub.config.mqtt
         self.base = cfg.base_topic
         self.discovery = cfg.discovery
         self.prefix = cfg.discovery_prefix
-        self._requests: dict[str, RequestHandler] = hub.requests
         self._discovered: dict[str, set[str]] = {}
         # devices whose state is published: from their first successful poll on. Before it the state
         # holds only what connect() found (model, manufacturer...), and a retained partial state would
@@ -138,6 +141,7 @@ class MqttBridge:
                                       on_device_info=self._on_device_info))
         self.register_request("health_check", self._health_check)
         self.register_request("devices", self._devices)
+        self.register_request("snapshot", self._snapshot)
 
     # ---------------------------------------------------------------- lifecycle
     async def start(self) -> None:
@@ -152,7 +156,7 @@ class MqttBridge:
         await self.conn.start()
 
     async def stop(self) -> None:
-        final = [(f"{self.base}/{d}/availability", OFFLINE, 1, True) for d in self.hub.runners]
+        final = [(f"{self.base}/{d}/availability", OFFLINE, 1, True) for d in self.view.device_ids()]
         final.append((f"{self.base}/bridge/state", OFFLINE, 1, True))
         await self.conn.stop(final)
 
@@ -165,7 +169,7 @@ class MqttBridge:
 
     def register_request(self, name: str, handler: RequestHandler) -> None:
         """Answer ``<base>/bridge/request/<name>`` on ``<base>/bridge/response/<name>``."""
-        self._requests[name] = handler
+        self.requests.register(name, handler)
 
     # ---------------------------------------------------------------- republish
     def _on_connect(self) -> None:
@@ -175,18 +179,18 @@ class MqttBridge:
         """Everything retained, again: bridge state, discovery, states, availability, sites."""
         pub = self.conn.publish
         pub(f"{self.base}/bridge/state", ONLINE, 1, True)
-        pub(f"{self.base}/bridge/info", _dumps({"version": __version__, "name": self.hub.config.hub.name,
-                                                "devices": len(self.hub.runners)}), 1, True)
+        pub(f"{self.base}/bridge/info", _dumps({"version": __version__, "name": self.view.config.hub.name,
+                                                "devices": self.view.device_count()}), 1, True)
         if discovery and self.discovery:
             self._publish_bridge_discovery()
-            for device_id in self.hub.runners:
+            for device_id in self.view.device_ids():
                 self._publish_discovery(device_id)
-        for device_id, state in self.hub.states.items():
+        for device_id, state in self.view.states.items():
             if state and device_id in self._complete:
                 pub(f"{self.base}/{device_id}", redact(_dumps(state)), 1, True)
-        for device_id, available in self.hub.availability.items():
+        for device_id, available in self.view.availability.items():
             pub(f"{self.base}/{device_id}/availability", ONLINE if available else OFFLINE, 1, True)
-        for site_id, state in self.hub.site_states.items():
+        for site_id, state in self.view.site_states.items():
             pub(f"{self.base}/site/{site_id}", _dumps(state), 1, True)
 
     # ---------------------------------------------------------------- hub listeners
@@ -198,7 +202,7 @@ class MqttBridge:
         if change.available and change.device_id not in self._complete:
             # the first successful poll: the state is complete now, and goes out before "online"
             self._complete.add(change.device_id)
-            state = self.hub.states.get(change.device_id)
+            state = self.view.states.get(change.device_id)
             if state:
                 self.conn.publish(f"{self.base}/{change.device_id}", redact(_dumps(state)), 1, True)
         self.conn.publish(f"{self.base}/{change.device_id}/availability",
@@ -226,11 +230,11 @@ class MqttBridge:
         try:
             command = parse_command(payload)
         except CommandParseError as exc:
-            self.hub.reject_command(device_id, str(exc), user=user, payload={"bytes": len(payload)}, source="mqtt",
-                                    kind="malformed")
+            self.commands.reject_command(device_id, str(exc), user=user, payload={"bytes": len(payload)},
+                                         source="mqtt", kind="malformed")
             return None
-        return self.hub.create_task(self.hub.command(device_id, command, source="mqtt", user=user),
-                                    name=f"command-{device_id[:32]}")
+        return self._create_task(self.commands.command(device_id, command, source="mqtt", user=user),
+                                 name=f"command-{device_id[:32]}")
 
     def _on_ha_status(self, topic: str, payload: bytes) -> None:
         if payload.strip().lower() == b"online":
@@ -239,7 +243,7 @@ class MqttBridge:
 
     def _on_request(self, topic: str, payload: bytes) -> None:
         name = topic[len(f"{self.base}/bridge/request/"):]
-        self.hub.create_task(self._answer(name, payload), name=f"request-{name[:32]}")
+        self._create_task(self._answer(name, payload), name=f"request-{name[:32]}")
 
     async def _answer(self, name: str, payload: bytes) -> None:
         response: dict[str, Any]
@@ -249,13 +253,9 @@ class MqttBridge:
             if not isinstance(body, dict):
                 body = {"value": body}
             transaction = body.get("transaction")
-            handler = self._requests.get(name)
-            base, _, user = name.partition("/")
-            per_user = self.hub.user_requests.get(base) if handler is None and user and "/" not in user else None
-            if per_user is not None:
-                handler = functools.partial(per_user, user=user)  # the user is the topic's, never the payload's
+            handler = self.requests.get(name)
             if handler is None:
-                raise ValueError(f"unknown request {name!r} (known: {', '.join(sorted(self._requests))})")
+                raise ValueError(f"unknown request {name!r} (known: {', '.join(self.requests.names())})")
             response = {"status": "ok", "data": await handler(body)}
         except Exception as exc:
             response = {"status": "error", "error": describe_error(exc)}
@@ -264,22 +264,39 @@ class MqttBridge:
         self.conn.publish(f"{self.base}/bridge/response/{name}", redact(_dumps(response)), 1, False)
 
     async def _health_check(self, body: dict[str, Any]) -> dict[str, Any]:
-        return {"healthy": True, "devices": len(self.hub.runners),
-                "online": sum(1 for v in self.hub.availability.values() if v)}
+        return {"healthy": True, "devices": self.view.device_count(),
+                "online": sum(1 for v in self.view.availability.values() if v)}
 
     async def _devices(self, body: dict[str, Any]) -> list[dict[str, Any]]:
         out = []
-        for device_id, runner in self.hub.runners.items():
-            out.append({"id": device_id, "platform": runner.config.platform, "site": runner.config.site,
-                        "kind": runner.kind, "available": self.hub.availability.get(device_id),
-                        "error": self.hub.errors.get(device_id)})
+        for device_id in self.view.device_ids():
+            config = self.view.device_config(device_id)
+            out.append({"id": device_id, "platform": config.platform, "site": config.site,
+                        "kind": self.view.device_kind(device_id), "available": self.view.availability.get(device_id),
+                        "error": self.view.errors.get(device_id)})
         return out
+
+    async def _snapshot(self, body: dict[str, Any]) -> dict[str, Any]:
+        """``{"device": "cam-kp3", "channel": 1}`` (channel optional) -> one JPEG from the camera or
+        recorder, base64 in ``image``, with its ``size`` in bytes. The broker's ACL grants this request
+        to officers and installers (RIGHTS in hub.security); site-limited users do not get it."""
+        device = body.get("device")
+        if not isinstance(device, str) or not device:
+            raise ValueError('"device" (a device id) is required')
+        channel = body.get("channel")
+        if channel is not None and (not isinstance(channel, int) or isinstance(channel, bool) or channel < 0):
+            raise ValueError('"channel" must be a whole number')
+        if not self.view.has_device(device):
+            raise ValueError(f"unknown device {redact_cut(device, 64)!r}")
+        image = await self.view.snapshot(device, channel)
+        return {"device": device, "channel": channel, "content_type": "image/jpeg", "size": len(image),
+                "time": self.view.local_now().isoformat(), "image": base64.b64encode(image).decode("ascii")}
 
     # ---------------------------------------------------------------- Home Assistant discovery
     # docs/home-assistant.md says what a user gets; tests/test_ha_discovery.py checks every config and
     # every state the hub publishes against Home Assistant's rules (templates, device classes, units)
     def _bridge_device(self) -> dict[str, Any]:
-        return {"identifiers": [BRIDGE_IDENTIFIER], "name": self.hub.config.hub.name,
+        return {"identifiers": [BRIDGE_IDENTIFIER], "name": self.view.config.hub.name,
                 "manufacturer": "AnNinh", "model": "AnNinh Hub", "sw_version": __version__}
 
     def _publish_bridge_discovery(self) -> None:
@@ -303,24 +320,24 @@ class MqttBridge:
             self.conn.publish(f"{self.prefix}/{component}/{BRIDGE_IDENTIFIER}/{key}/config", _dumps(payload), 1, True)
 
     def _publish_discovery(self, device_id: str) -> None:
-        runner = self.hub.runners[device_id]
-        if runner.driver is None:
-            return
+        config = self.view.device_config(device_id)
         try:
-            entities = runner.driver.entities()
+            entities = self.view.entities(device_id)
         except Exception as exc:
             log.error("%s: entities() failed: %s", device_id, describe_error(exc))
             return
-        state = self.hub.states.get(device_id, {})
+        if entities is None:
+            return
+        state = self.view.state(device_id)
         device = {"identifiers": [f"anninh_{device_id}"],
-                  "name": runner.config.name or device_id,
+                  "name": config.name or device_id,
                   "via_device": BRIDGE_IDENTIFIER}
         for key, target in (("model", "model"), ("manufacturer", "manufacturer"), ("firmware", "sw_version"),
                             ("serial", "serial_number")):
             if state.get(key):
                 device[target] = str(state[key])
-        if runner.config.site:
-            device["suggested_area"] = runner.config.site
+        if config.site:
+            device["suggested_area"] = config.site
         for entity in [Entity("binary_sensor", "_availability", "Connectivity", "connectivity"), *entities]:
             topic, payload = self._entity_config(device_id, device, entity)
             self.conn.publish(topic, _dumps(payload), 1, True)

@@ -107,7 +107,7 @@ async def test_officer_exports_over_mqtt_and_a_contractor_cannot(tmp_path: Path)
 
                 # the hub refuses a contractor even if a broker let the request through
                 with pytest.raises(ExportRefused, match="role contractor may not export"):
-                    await hub.user_requests["export"]({"device": "nvr1", "start": "2026-11-30 19:01:10",
+                    await hub.requests.per_user("export")({"device": "nvr1", "start": "2026-11-30 19:01:10",
                                                        "end": "2026-11-30 19:01:50"}, user="cora")
                 with pytest.raises(ExportRefused, match="bridge/request/export/<your user name>"):
                     await hub.requests["export"]({"device": "nvr1", "start": "2026-11-30 19:01:10",

@@ -23,6 +23,8 @@ def protocol_members(proto: type) -> tuple[set[str], dict[str, Any]]:
     """(attributes, methods) a Protocol declares, read from the class itself so that a member
     added to hub.api is checked here without editing this test."""
     attrs = {name for name in inspect.get_annotations(proto) if not name.startswith("_")}
+    attrs |= {name for name, value in proto.__dict__.items()  # read-only attributes, declared as properties
+              if isinstance(value, property) and not name.startswith("_")}
     methods = {name: value for name, value in proto.__dict__.items()
                if inspect.isfunction(value) and not name.startswith("_")}
     return attrs, methods

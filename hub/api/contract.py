@@ -59,8 +59,10 @@ TOPICS: tuple[Topic, ...] = (
           "the types and their fields are listed below",
           retained=False),
     Topic("<base>/bridge/request/<name>` → `<base>/bridge/response/<name>",
-          "requests (`health_check`, `devices`, reference images), Zigbee2MQTT style, with `transaction` "
-          "echoed", retained=False, direction="in"),
+          "requests (`health_check`, `devices`, `snapshot`, reference images), Zigbee2MQTT style, with "
+          "`transaction` echoed; `snapshot` `{\"device\":\"cam-kp3\",\"channel\":1}` (channel optional) "
+          "answers `{\"device\",\"channel\",\"content_type\":\"image/jpeg\",\"size\",\"time\",\"image\": "
+          "base64 JPEG}`", retained=False, direction="in"),
     Topic("<base>/bridge/request/export/<user>` → `<base>/bridge/response/export/<user>",
           'footage export by an officer or installer (the user is the topic\'s; `{"device", "channel", '
           '"start", "end", "case", "reason"}`), answered with `package_id` and `path` once sealed; events '

@@ -48,8 +48,8 @@ class ExportService:
     def install(self) -> None:
         """Answer ``bridge/request/export`` (no user: only when the config has no users) and
         ``bridge/request/export/<user>``."""
-        self.hub.requests["export"] = lambda body: self.request(body, None)
-        self.hub.user_requests["export"] = self.request
+        self.hub.requests.register("export", lambda body: self.request(body, None))
+        self.hub.requests.register_per_user("export", self.request)
 
     def _refuse(self, user: str | None, site: str | None) -> str | None:
         users = self.hub.config.users
