@@ -67,8 +67,11 @@ def parse_command(payload: bytes) -> dict[str, Any]:
         raise
     except RecursionError:
         raise CommandParseError("payload nested too deeply") from None
-    except ValueError as exc:
+    except json.JSONDecodeError as exc:
         raise CommandParseError(f"not JSON ({exc.msg} at column {exc.colno}); "
+                                'expected an object such as {"state":"ON"} or ON/OFF') from None
+    except ValueError as exc:
+        raise CommandParseError(f"not JSON ({exc}); "
                                 'expected an object such as {"state":"ON"} or ON/OFF') from None
     if not isinstance(value, dict):
         raise CommandParseError(f"expected a JSON object, got {type(value).__name__}")
@@ -303,7 +306,7 @@ class MqttBridge:
         """The bridge's own device, which every device names as ``via_device``."""
         b = self.base
         origin = {"name": "AnNinh Hub", "sw_version": __version__}
-        configs = [
+        configs: list[tuple[str, str, dict[str, Any]]] = [
             ("binary_sensor", "connection_state", {
                 "name": "Connection state", "state_topic": f"{b}/bridge/state",
                 "value_template": "{{ value_json.state }}", "payload_on": "online", "payload_off": "offline",

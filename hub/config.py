@@ -293,7 +293,7 @@ class Config:
     sites: list[SiteConfig]
     devices: list[DeviceConfig]
     users: list[UserConfig]
-    rules: dict[str, BaseModel | None]
+    rules: dict[str, StrictModel | None]
     rules_enabled: dict[str, bool]
     warnings: list[str] = field(default_factory=list)
     export: ExportSection = field(default_factory=ExportSection)
@@ -611,11 +611,11 @@ def _check_client_id(ck: _Check, mqtt: MqttSection, user_names: set[str]) -> Non
 
 
 def _check_rules(ck: _Check, options_by_rule: dict[str, dict[str, Any] | None],
-                 plugins: Any | None) -> tuple[dict[str, BaseModel | None], dict[str, bool]]:
+                 plugins: Any | None) -> tuple[dict[str, StrictModel | None], dict[str, bool]]:
     """Each rule's options through the rule's own model; returns the options and the enabled flags
     (every known rule, configured or not)."""
     rule_specs = plugins.rules() if plugins is not None else {}
-    rules: dict[str, BaseModel | None] = {}
+    rules: dict[str, StrictModel | None] = {}
     enabled: dict[str, bool] = {name: spec.default_enabled for name, spec in rule_specs.items()}
     for name, options in options_by_rule.items():
         loc = ("rules", name)

@@ -142,11 +142,13 @@ devices:
             assert data["size"] == len(jpeg) and data["content_type"] == "image/jpeg"
             assert data["device"] == "cam1" and data["channel"] is None and data["time"]
             img = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+            assert img is not None
             assert img.shape == (360, 640, 3) and float(img.std()) > 20  # the simulator's scene
 
             r = await ask("snapshot", {"device": "nvr1", "channel": 2}, 2)
             assert r["status"] == "ok", r
             img = cv2.imdecode(np.frombuffer(base64.b64decode(r["data"]["image"]), np.uint8), cv2.IMREAD_COLOR)
+            assert img is not None
             assert img.shape == (120, 160, 3) and abs(float(img.mean()) - 200) < 5  # the picture we set
 
             for tx, body, words in ((3, {}, "device"), (4, {"device": "nope"}, "unknown device"),

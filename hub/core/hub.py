@@ -103,7 +103,8 @@ class Hub:
         self.backoff = backoff or Backoff()
         h = config.hub
         self.tz = ZoneInfo(h.timezone)
-        self.sun = Sun(h.latitude, h.longitude, h.timezone) if h.latitude is not None else None
+        self.sun = (Sun(h.latitude, h.longitude, h.timezone)
+                    if h.latitude is not None and h.longitude is not None else None)
         self.runners: dict[str, DeviceRunner] = {}
         self.rules: dict[str, Rule] = {}
         self.store = StateStore(self.clock, self.tz, (s.id for s in config.sites), self.rules,
