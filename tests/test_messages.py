@@ -192,18 +192,23 @@ async def test_broker_back_after_an_outage_longer_than_the_backoff_cap(tmp_path:
 
 
 # ====================================================================== devices
+def _one_ups(mqtt_port: int, port: int, timeout: float) -> str:
+    """A hub config with one APC UPS on ``port``, polled every 0.5 s."""
+    return f"""
+hub: {{data_dir: ./data}}
+mqtt: {{server: "mqtt://127.0.0.1:{mqtt_port}", discovery: false}}
+devices:
+  - {{id: ups-kp3, platform: ups_modbus, host: 127.0.0.1, port: {port}, unit: 1, model: apc_smt,
+      poll_interval: 0.5, timeout: {timeout}}}
+"""
+
+
 async def test_device_back_from_a_long_outage_is_seen_within_seconds(mosquitto: Any, tmp_path: Path) -> None:
     """A UPS simulator stopped long enough for the backoff to reach its cap (scaled: 6 s), then
     restarted on the same port: the TCP probe ends the wait, the hub does not sit out the cap."""
     sim = await UpsSimulator({1: "apc_smt"}, port=0).start()
     port = sim.port
-    yaml_text = f"""
-hub: {{data_dir: ./data}}
-mqtt: {{server: "mqtt://127.0.0.1:{mosquitto.port}", discovery: false}}
-devices:
-  - {{id: ups-kp3, platform: ups_modbus, host: 127.0.0.1, port: {port}, unit: 1, model: apc_smt,
-      poll_interval: 0.5, timeout: 1}}
-"""
+    yaml_text = _one_ups(mosquitto.port, port, timeout=1)
     backoff = Backoff(initial=0.5, maximum=6.0, auth_minimum=1.0, probe_interval=0.5)
     try:
         async with hub_from_yaml(yaml_text, tmp_path, backoff=backoff) as running:
@@ -244,13 +249,7 @@ async def test_open_port_with_a_silent_device_keeps_the_whole_backoff(mosquitto:
 
     server = await asyncio.start_server(silent, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
-    yaml_text = f"""
-hub: {{data_dir: ./data}}
-mqtt: {{server: "mqtt://127.0.0.1:{mosquitto.port}", discovery: false}}
-devices:
-  - {{id: ups-kp3, platform: ups_modbus, host: 127.0.0.1, port: {port}, unit: 1, model: apc_smt,
-      poll_interval: 0.5, timeout: 0.3}}
-"""
+    yaml_text = _one_ups(mosquitto.port, port, timeout=0.3)
     backoff = Backoff(initial=0.25, maximum=2.0, auth_minimum=1.0, probe_interval=0.25)
     try:
         async with hub_from_yaml(yaml_text, tmp_path, backoff=backoff):
