@@ -261,18 +261,18 @@ async def light_commands(args: argparse.Namespace, nvr_port: int, relay_port: in
     from hub.testing.mosquitto import Mosquitto
 
     loop = asyncio.get_running_loop()
-    inbox: asyncio.Queue[tuple[str, bytes, float]] = asyncio.Queue()
+    topics = ("anninh/light-1", "anninh/bridge/state", "anninh/bridge/response/export", "anninh/bridge/event")
+    inbox: dict[str, asyncio.Queue[tuple[bytes, float]]] = {t: asyncio.Queue() for t in topics}
     folder = work / "light"
     folder.mkdir()
     with Mosquitto() as broker:
         client = paho.Client(CallbackAPIVersion.VERSION2, client_id="bench-officer")
         client.on_socket_open = _no_delay
-        client.on_message = lambda c, u, m: loop.call_soon_threadsafe(inbox.put_nowait,
-                                                                      (m.topic, m.payload, time.perf_counter()))
+        client.on_message = lambda c, u, m: loop.call_soon_threadsafe(inbox[m.topic].put_nowait,
+                                                                      (m.payload, time.perf_counter()))
         client.connect("127.0.0.1", broker.port)
         client.loop_start()
-        client.subscribe([("anninh/light-1", 1), ("anninh/bridge/state", 1), ("anninh/bridge/response/export", 1),
-                          ("anninh/bridge/event", 1)])
+        client.subscribe([(t, 1) for t in topics])
         config = folder / "config.yaml"
         config.write_text(f"""
 hub: {{name: bench, data_dir: ./data}}
@@ -290,10 +290,10 @@ devices:
         state = "OFF"
         exported: list[float] = []
 
-        async def next_msg(pred: Any, timeout: float = 30) -> tuple[bytes, float]:
+        async def next_msg(topic: str, pred: Any, timeout: float = 30) -> tuple[bytes, float]:
             while True:
-                topic, payload, t = await asyncio.wait_for(inbox.get(), timeout)
-                if pred(topic, payload):
+                payload, t = await asyncio.wait_for(inbox[topic].get(), timeout)
+                if pred(payload):
                     return payload, t
 
         async def command() -> float:
@@ -302,7 +302,7 @@ devices:
             want = f'"state":"{state}"'.encode()
             t0 = time.perf_counter()
             client.publish("anninh/light-1/set/bench", f'{{"state":"{state}"}}', qos=1)
-            _, t1 = await next_msg(lambda tp, p: tp == "anninh/light-1" and want in p)
+            _, t1 = await next_msg("anninh/light-1", lambda p: want in p)
             return t1 - t0
 
         async def commands_for(seconds: float) -> list[float]:
@@ -318,10 +318,10 @@ devices:
             client.publish("anninh/bridge/request/export", json.dumps({
                 "device": "nvr", "channel": 1, "start": f"{START:%Y-%m-%d %H:%M:%S}",
                 "end": f"{START + timedelta(minutes=args.minutes):%Y-%m-%d %H:%M:%S}", "transaction": "b"}), qos=1)
-            await next_msg(lambda tp, p: tp == "anninh/bridge/event" and b'"export_started"' in p)
+            await next_msg("anninh/bridge/event", lambda p: b'"export_started"' in p)
             out = []
             answer: asyncio.Task[tuple[bytes, float]] = loop.create_task(
-                next_msg(lambda tp, p: tp == "anninh/bridge/response/export", timeout=3600))
+                next_msg("anninh/bridge/response/export", lambda p: True, timeout=3600))
             while not answer.done():
                 out.append(await command())
                 await asyncio.sleep(0.02)
@@ -335,11 +335,9 @@ devices:
 
         rows = []
         try:
-            await next_msg(lambda tp, p: tp == "anninh/bridge/state" and b"online" in p)
+            await next_msg("anninh/bridge/state", lambda p: b"online" in p)
             await asyncio.sleep(3)  # devices connected, first polls done
             for r in range(args.light_rounds):
-                # the inbox keeps only the light's state and the export's answer apart; other
-                # messages (progress events) are skipped by the predicates
                 during = await commands_during_export()
                 idle = await commands_for(min(exported[-1], 20.0))
                 rows.append((_pct(idle, 50), _pct(idle, 99), _pct(during, 50), _pct(during, 99), len(during)))
