@@ -309,6 +309,11 @@ async def export_from_driver(driver: Driver, device: DeviceConfig, info: DeviceI
         finishing: list[asyncio.Task[VideoResult | None]] = []
         videos: list[VideoResult] = []
         try:
+            # the first remux starts now, not when its first file is in: a child process takes
+            # about a second to start (Python, PyAV), which then overlaps the first download
+            first_job = jobs[id(segments[0])][0]
+            await first_job.begin()
+            started_jobs.append(first_job)
             for i, seg in enumerate(segments):
                 name = _safe_name(seg.name)
                 if name in names:
