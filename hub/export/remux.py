@@ -34,6 +34,8 @@ OUT_TIME_BASE = Fraction(1, 90_000)
 PTS_WRAP = 1 << 33
 FORMATS = {"ps": "mpeg", "dav": "dhav"}
 AAC_BIT_RATE = 32_000
+REMUX_NICE = 10
+"""The remux child's niceness (``process=True``, a running hub): the hub's own work goes first."""
 
 
 @dataclass
@@ -330,8 +332,13 @@ def _main() -> None:
     """``python -m hub.export.remux``: the first stdin line is the job (window, output), each
     further line a downloaded file as it completes; the result goes to stdout when stdin closes."""
     import json
+    import os
     import sys
 
+    # below the hub in the CPU queue: on a small box the remux would otherwise take the core a
+    # light command or a power-cut event is waiting for (the export is the one that can wait)
+    with contextlib.suppress(OSError):
+        os.nice(REMUX_NICE)
     job = json.loads(sys.stdin.readline())
     originals = (_original_from(json.loads(line)) for line in sys.stdin if line.strip())
     r = remux(originals, datetime.fromisoformat(job["start"]), datetime.fromisoformat(job["end"]), Path(job["out"]),
