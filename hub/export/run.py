@@ -34,6 +34,7 @@ from hub.clock import SystemClock
 from hub.export import keys as hubkeys
 from hub.export.package import seal
 from hub.export.remux import Original, RemuxJob, VideoResult, probe
+from hub.export.service import lock_part
 
 log = logging.getLogger("hub.export")
 
@@ -284,6 +285,7 @@ async def export_from_driver(driver: Driver, device: DeviceConfig, info: DeviceI
     final = request.out_dir / package_id
     (part / "original").mkdir(parents=True)
     (part / "video").mkdir()
+    lock = lock_part(part)
     try:
         originals: list[Original] = []
         hashes: dict[Path, tuple[str, int]] = {}
@@ -413,5 +415,8 @@ async def export_from_driver(driver: Driver, device: DeviceConfig, info: DeviceI
     except BaseException:
         shutil.rmtree(part, ignore_errors=True)
         raise
+    finally:
+        if lock is not None:
+            os.close(lock)
     report("done", 1.0)
     return ExportResult(final, package_id, manifest, gaps)

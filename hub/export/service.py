@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import hashlib
 import logging
 import os
@@ -176,11 +177,43 @@ class ExportService:
                 "gaps": gaps, "manifest_sha256": digest}
 
 
+def lock_part(part: Path) -> int | None:
+    """An exclusive ``flock`` on the ``.part`` directory while the export writes it (the kernel
+    drops it when the process dies): a hub starting meanwhile sees the export is alive and leaves
+    it (:func:`remove_stale_parts`)."""
+    try:
+        fd = os.open(part, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        pass  # a file system without locks: the age test alone protects it
+    return fd
+
+
+def part_in_use(part: Path) -> bool:
+    """Whether an export (of any process) holds the ``.part`` directory's lock."""
+    try:
+        fd = os.open(part, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+    return False
+
+
 def remove_stale_parts(directory: Path, before: float) -> list[Path]:
     """Remove the unfinished packages (``<package_id>.part``) in ``directory`` in which nothing
-    changed since ``before`` (the hub's start): an export the hub was running when it stopped
-    (kill -9, power cut) never finishes. One still being written (``anninh export -o`` into the
-    same directory while the hub starts) changes all the time and is left alone."""
+    changed since ``before`` (the hub's start) and that no live export holds locked: an export
+    the hub was running when it stopped (kill -9, power cut) never finishes. One still being
+    written (``anninh export -o`` into the same directory while the hub starts) is left alone."""
     removed: list[Path] = []
     try:
         entries = list(directory.iterdir())
@@ -195,6 +228,8 @@ def remove_stale_parts(directory: Path, before: float) -> list[Path]:
         except OSError:
             continue  # changing under us: in progress
         if newest >= before:
+            continue
+        if part_in_use(part):  # an export still writing it (its process holds the lock)
             continue
         shutil.rmtree(part, ignore_errors=True)
         if not part.exists():
