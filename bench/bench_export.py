@@ -289,6 +289,8 @@ devices:
         hub = subprocess.Popen([sys.executable, "-m", "hub.cli", "-q", "run", "-c", str(config)], cwd=ROOT)  # noqa: ASYNC220
         state = "OFF"
         exported: list[float] = []
+        in_download: list[float] = []  # commands during an export's download phase, of all rounds
+        in_remux: list[float] = []  # ... after it (the remux's tail, sealing)
 
         async def next_msg(topic: str, pred: Any, timeout: float = 30) -> tuple[bytes, float]:
             while True:
@@ -322,8 +324,16 @@ devices:
             out = []
             answer: asyncio.Task[tuple[bytes, float]] = loop.create_task(
                 next_msg("anninh/bridge/response/export", lambda p: True, timeout=3600))
+            percent = 0
             while not answer.done():
-                out.append(await command())
+                events = inbox["anninh/bridge/event"]
+                while not events.empty():  # the export's progress: downloading below 90 %, then the MP4
+                    body = json.loads(events.get_nowait()[0])
+                    if body.get("type") == "export_progress":
+                        percent = body.get("percent", percent)
+                latency = await command()
+                out.append(latency)
+                (in_download if percent < 90 else in_remux).append(latency)
                 await asyncio.sleep(0.02)
             payload, t1 = answer.result()
             body = json.loads(payload)
@@ -350,6 +360,10 @@ devices:
             await asyncio.to_thread(hub.wait, 30)
             client.loop_stop()
             client.disconnect()
+        if in_download and in_remux:
+            print(f"light commands during the download phase: p50/p99 {_pct(in_download, 50) * 1000:.1f}/"
+                  f"{_pct(in_download, 99) * 1000:.1f} ms ({len(in_download)}); after it (remux tail, sealing): "
+                  f"{_pct(in_remux, 50) * 1000:.1f}/{_pct(in_remux, 99) * 1000:.1f} ms ({len(in_remux)})")
     ratios = sorted(r[3] / r[1] for r in rows)
     print(f"light-command p99 during / idle: median {statistics.median(ratios):.2f} (rounds: "
           f"{', '.join(f'{x:.2f}' for x in ratios)}; target <= 1.5); p50 during / idle median "
