@@ -23,7 +23,7 @@ takes a while). Measured:
    does).
 5. **Light commands during an export** (``--light-rounds``, 0 to skip): a real Mosquitto, the hub
    as ``anninh run`` in its own process with the NVR and a relay light (the relay board simulated
-   in the footage server's process), this process as the officer's app. Each round: commands
+   in a process of its own), this process as the officer's app. Each round: commands
    (``/set`` -> coil written -> state published, one at a time, 20 ms apart) for the same time with
    the hub idle and while the hub runs an export asked for over MQTT
    (``bridge/request/export``); target: p99 during <= 1.5x p99 idle (median over the rounds).
@@ -64,13 +64,8 @@ def rss_mb() -> float:
 
 
 def _serve(q: Any, minutes: int, cache: str, fps: int, width: int, height: int, bitrate: int) -> None:
-    import logging
-
     from hub.camera.simfootage import VideoFormat
     from plugins.hikvision.simulator import HikvisionSimulator
-    from plugins.lighting.simulator import RelayBoardSimulator
-
-    logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
 
     async def main() -> None:
         sim = HikvisionSimulator("nvr", channels=1, password=PW, footage_dir=cache,
@@ -79,8 +74,7 @@ def _serve(q: Any, minutes: int, cache: str, fps: int, width: int, height: int, 
         sim.add_footage(1, START, START + timedelta(minutes=minutes))
         await sim.start()
         files = [(sim.footage.get(1, n, s, e)) for n, s, e in sim.footage.files(1)]
-        relays = await RelayBoardSimulator({1: "waveshare"}).start()
-        q.put((sim.port, [(f.name, str(f.path), f.size) for f in files], relays.port))
+        q.put((sim.port, [(f.name, str(f.path), f.size) for f in files]))
         await asyncio.Event().wait()
 
     asyncio.run(main())
@@ -165,7 +159,7 @@ async def run(args: argparse.Namespace) -> None:
         q, args.minutes, str(cache), args.fps, args.width, args.height, args.bitrate))
     t = time.perf_counter()
     proc.start()
-    port, files, relay_port = await asyncio.to_thread(q.get, True, 36000)
+    port, files = await asyncio.to_thread(q.get, True, 36000)
     total = sum(size for _, _, size in files)
     print(f"footage: {args.minutes} min, {len(files)} files, {total / 1e6:.1f} MB "
           f"({total * 8 / (args.minutes * 60) / 1e6:.2f} Mbit/s), {args.width}x{args.height} {args.fps} fps "
@@ -238,7 +232,7 @@ async def run(args: argparse.Namespace) -> None:
         print(f"event-loop lateness p99: idle {idle[1]:.2f} ms, during export {worst:.2f} ms "
               f"(ratio {worst / max(idle[1], 0.01):.2f}; proxy for the light-command target <= 1.5x)")
         if args.light_rounds:
-            await light_commands(args, port, relay_port, work)
+            await light_commands(args, port, work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
         proc.kill()
@@ -249,7 +243,24 @@ def _pct(values: list[float], p: float) -> float:
     return s[min(len(s) - 1, round(p / 100 * (len(s) - 1)))]
 
 
-async def light_commands(args: argparse.Namespace, nvr_port: int, relay_port: int, work: Path) -> None:
+def _relay_board(q: Any) -> None:
+    """Process: the light's relay board, a device of its own on the network (not in the NVR's
+    process, whose loop is busy sending footage)."""
+    import logging
+
+    from plugins.lighting.simulator import RelayBoardSimulator
+
+    logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
+
+    async def main() -> None:
+        relays = await RelayBoardSimulator({1: "waveshare"}).start()
+        q.put(relays.port)
+        await asyncio.Event().wait()
+
+    asyncio.run(main())
+
+
+async def light_commands(args: argparse.Namespace, nvr_port: int, work: Path) -> None:
     """(5) Light-command round trips on a hub in its own process, idle and during an export."""
     import json
     import subprocess
@@ -265,6 +276,10 @@ async def light_commands(args: argparse.Namespace, nvr_port: int, relay_port: in
     inbox: dict[str, asyncio.Queue[tuple[bytes, float]]] = {t: asyncio.Queue() for t in topics}
     folder = work / "light"
     folder.mkdir()
+    rq: Any = mp.get_context("spawn").Queue()
+    board = mp.get_context("spawn").Process(target=_relay_board, args=(rq,), daemon=True)
+    board.start()
+    relay_port = await asyncio.to_thread(rq.get, True, 60)
     with Mosquitto() as broker:
         client = paho.Client(CallbackAPIVersion.VERSION2, client_id="bench-officer")
         client.on_socket_open = _no_delay
@@ -360,6 +375,7 @@ devices:
             await asyncio.to_thread(hub.wait, 30)
             client.loop_stop()
             client.disconnect()
+            board.kill()
         if in_download and in_remux:
             print(f"light commands during the download phase: p50/p99 {_pct(in_download, 50) * 1000:.1f}/"
                   f"{_pct(in_download, 99) * 1000:.1f} ms ({len(in_download)}); after it (remux tail, sealing): "
