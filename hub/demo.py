@@ -124,6 +124,7 @@ class Demo:
         self.passwords = {name: secrets.token_urlsafe(9) for name in ("cam", "nvr", "onvif", "dahua")}
         self.footage: tuple[datetime, datetime] | None = None  # the NVR's real footage (its clock, naive)
         self.loop: asyncio.AbstractEventLoop | None = None
+        self.background: list[asyncio.Task[Any]] = []
 
     # ------------------------------------------------------------------ simulators
     async def start_simulators(self) -> None:
@@ -145,12 +146,15 @@ class Demo:
             for ch, days in ((1, 31), (2, 31), (3, 12), (4, 31)):
                 sim.set_recordings(ch, days)
             # the newest minutes of channel 1 (cam-kp1's street) are real files for the officer's
-            # export; added after the start, so they are made on first use (about a second), not here
+            # export; added after the start, so the start does not wait for them (about a second)
             if hasattr(sim, "add_footage"):
                 now = sim.now()
                 self.footage = (now - timedelta(seconds=FOOTAGE_SECONDS)).replace(microsecond=0, tzinfo=None), \
                     now.replace(microsecond=0, tzinfo=None)
                 sim.add_footage(1, *self.footage)
+                if hasattr(sim, "footage"):  # made in a thread while the hub starts, not on its first search
+                    self.background.append(asyncio.get_running_loop().create_task(
+                        asyncio.to_thread(sim.footage.prepare)))
             return sim
 
         cameras: list[tuple[str, str, Any, dict[str, Any]]] = [
