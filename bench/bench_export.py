@@ -20,7 +20,13 @@ takes a while). Measured:
    (target: growth < 100 MB whatever the length).
 4. **Event loop**: p50/p99 lateness of a 2 ms timer idle and during the export (a proxy for
    command latency while an export runs: a light command waits for the loop just as this timer
-   does); the target for light commands is p99 <= 1.5x idle.
+   does).
+5. **Light commands during an export** (``--light-rounds``, 0 to skip): a real Mosquitto, the hub
+   as ``anninh run`` in its own process with the NVR and a relay light (the relay board simulated
+   in a process of its own), this process as the officer's app. Each round: commands
+   (``/set`` -> coil written -> state published, one at a time, 20 ms apart) for the same time with
+   the hub idle and while the hub runs an export asked for over MQTT
+   (``bridge/request/export``); target: p99 during <= 1.5x p99 idle (median over the rounds).
 """
 
 from __future__ import annotations
@@ -45,6 +51,7 @@ import aiohttp
 import av
 
 PW = "bench-pw"
+ROOT = Path(__file__).resolve().parents[1]
 START = datetime(2026, 11, 30, 8, 0, 0)
 
 
@@ -224,9 +231,159 @@ async def run(args: argparse.Namespace) -> None:
         worst = max(r[4][1] for r in rounds)
         print(f"event-loop lateness p99: idle {idle[1]:.2f} ms, during export {worst:.2f} ms "
               f"(ratio {worst / max(idle[1], 0.01):.2f}; proxy for the light-command target <= 1.5x)")
+        if args.light_rounds:
+            await light_commands(args, port, work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
         proc.kill()
+
+
+def _pct(values: list[float], p: float) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, round(p / 100 * (len(s) - 1)))]
+
+
+def _relay_board(q: Any) -> None:
+    """Process: the light's relay board, a device of its own on the network (not in the NVR's
+    process, whose loop is busy sending footage)."""
+    import logging
+
+    from plugins.lighting.simulator import RelayBoardSimulator
+
+    logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
+
+    async def main() -> None:
+        relays = await RelayBoardSimulator({1: "waveshare"}).start()
+        q.put(relays.port)
+        await asyncio.Event().wait()
+
+    asyncio.run(main())
+
+
+async def light_commands(args: argparse.Namespace, nvr_port: int, work: Path) -> None:
+    """(5) Light-command round trips on a hub in its own process, idle and during an export."""
+    import json
+    import subprocess
+
+    import paho.mqtt.client as paho
+    from tests.support.mosquitto import Mosquitto
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    from hub.mqtt import _no_delay
+
+    loop = asyncio.get_running_loop()
+    topics = ("anninh/light-1", "anninh/bridge/state", "anninh/bridge/response/export", "anninh/bridge/event")
+    inbox: dict[str, asyncio.Queue[tuple[bytes, float]]] = {t: asyncio.Queue() for t in topics}
+    folder = work / "light"
+    folder.mkdir()
+    rq: Any = mp.get_context("spawn").Queue()
+    board = mp.get_context("spawn").Process(target=_relay_board, args=(rq,), daemon=True)
+    board.start()
+    relay_port = await asyncio.to_thread(rq.get, True, 60)
+    with Mosquitto() as broker:
+        client = paho.Client(CallbackAPIVersion.VERSION2, client_id="bench-officer")
+        client.on_socket_open = _no_delay
+        client.on_message = lambda c, u, m: loop.call_soon_threadsafe(inbox[m.topic].put_nowait,
+                                                                      (m.payload, time.perf_counter()))
+        client.connect("127.0.0.1", broker.port)
+        client.loop_start()
+        client.subscribe([(t, 1) for t in topics])
+        config = folder / "config.yaml"
+        config.write_text(f"""
+hub: {{name: bench, data_dir: ./data}}
+mqtt: {{server: "mqtt://127.0.0.1:{broker.port}", discovery: false}}
+export: {{audio: {args.audio}}}
+sites: [{{id: s1}}]
+devices:
+  - {{id: light-1, platform: lighting, site: s1, driver: modbus_coil, host: 127.0.0.1, port: {relay_port}, unit: 1,
+      channel: 0, poll_interval: 5}}
+  - {{id: nvr, platform: hikvision, site: s1, host: 127.0.0.1, port: {nvr_port}, password: {PW}, kind: nvr,
+      timeout: 10, event_stream: false}}
+""")
+        config.chmod(0o600)
+        hub = subprocess.Popen([sys.executable, "-m", "hub.cli", "-q", "run", "-c", str(config)], cwd=ROOT)  # noqa: ASYNC220
+        state = "OFF"
+        exported: list[float] = []
+        in_download: list[float] = []  # commands during an export's download phase, of all rounds
+        in_remux: list[float] = []  # ... after it (the remux's tail, sealing)
+
+        async def next_msg(topic: str, pred: Any, timeout: float = 30) -> tuple[bytes, float]:
+            while True:
+                payload, t = await asyncio.wait_for(inbox[topic].get(), timeout)
+                if pred(payload):
+                    return payload, t
+
+        async def command() -> float:
+            nonlocal state
+            state = "ON" if state == "OFF" else "OFF"
+            want = f'"state":"{state}"'.encode()
+            t0 = time.perf_counter()
+            client.publish("anninh/light-1/set/bench", f'{{"state":"{state}"}}', qos=1)
+            _, t1 = await next_msg("anninh/light-1", lambda p: want in p)
+            return t1 - t0
+
+        async def commands_for(seconds: float) -> list[float]:
+            out = []
+            end = time.perf_counter() + seconds
+            while time.perf_counter() < end:
+                out.append(await command())
+                await asyncio.sleep(0.02)
+            return out
+
+        async def commands_during_export() -> list[float]:
+            t0 = time.perf_counter()
+            client.publish("anninh/bridge/request/export", json.dumps({
+                "device": "nvr", "channel": 1, "start": f"{START:%Y-%m-%d %H:%M:%S}",
+                "end": f"{START + timedelta(minutes=args.minutes):%Y-%m-%d %H:%M:%S}", "transaction": "b"}), qos=1)
+            await next_msg("anninh/bridge/event", lambda p: b'"export_started"' in p)
+            out = []
+            answer: asyncio.Task[tuple[bytes, float]] = loop.create_task(
+                next_msg("anninh/bridge/response/export", lambda p: True, timeout=3600))
+            percent = 0
+            while not answer.done():
+                events = inbox["anninh/bridge/event"]
+                while not events.empty():  # the export's progress: downloading below 90 %, then the MP4
+                    body = json.loads(events.get_nowait()[0])
+                    if body.get("type") == "export_progress":
+                        percent = body.get("percent", percent)
+                latency = await command()
+                out.append(latency)
+                (in_download if percent < 90 else in_remux).append(latency)
+                await asyncio.sleep(0.02)
+            payload, t1 = answer.result()
+            body = json.loads(payload)
+            if body.get("status") != "ok":
+                raise RuntimeError(f"the export failed: {body}")
+            exported.append(t1 - t0)
+            shutil.rmtree(body["data"]["path"], ignore_errors=True)
+            return out
+
+        rows = []
+        try:
+            await next_msg("anninh/bridge/state", lambda p: b"online" in p)
+            await asyncio.sleep(3)  # devices connected, first polls done
+            for r in range(args.light_rounds):
+                during = await commands_during_export()
+                idle = await commands_for(min(exported[-1], 20.0))
+                rows.append((_pct(idle, 50), _pct(idle, 99), _pct(during, 50), _pct(during, 99), len(during)))
+                print(f"light round {r + 1}: idle p50/p99 {rows[-1][0] * 1000:.1f}/{rows[-1][1] * 1000:.1f} ms "
+                      f"({len(idle)} commands); during the export ({exported[-1]:.1f} s, over MQTT) "
+                      f"p50/p99 {rows[-1][2] * 1000:.1f}/{rows[-1][3] * 1000:.1f} ms ({len(during)} commands); "
+                      f"p99 ratio {rows[-1][3] / rows[-1][1]:.2f}")
+        finally:
+            hub.terminate()
+            await asyncio.to_thread(hub.wait, 30)
+            client.loop_stop()
+            client.disconnect()
+            board.kill()
+        if in_download and in_remux:
+            print(f"light commands during the download phase: p50/p99 {_pct(in_download, 50) * 1000:.1f}/"
+                  f"{_pct(in_download, 99) * 1000:.1f} ms ({len(in_download)}); after it (remux tail, sealing): "
+                  f"{_pct(in_remux, 50) * 1000:.1f}/{_pct(in_remux, 99) * 1000:.1f} ms ({len(in_remux)})")
+    ratios = sorted(r[3] / r[1] for r in rows)
+    print(f"light-command p99 during / idle: median {statistics.median(ratios):.2f} (rounds: "
+          f"{', '.join(f'{x:.2f}' for x in ratios)}; target <= 1.5); p50 during / idle median "
+          f"{statistics.median(r[2] / r[0] for r in rows):.2f}")
 
 
 def main() -> None:
@@ -237,6 +394,8 @@ def main() -> None:
     ap.add_argument("--height", type=int, default=1080)
     ap.add_argument("--bitrate", type=int, default=4_000_000)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--light-rounds", type=int, default=3,
+                    help="rounds of light commands idle and during an export on a hub process (0: skip)")
     ap.add_argument("--audio", choices=["aac", "drop"], default="aac",
                     help="export.audio: G.711 to AAC in the MP4 (default), or left out (the floor has no audio)")
     ap.add_argument("--thread", action="store_true",

@@ -4,8 +4,8 @@ An embedded MQTT broker, simulated devices of every plugin (UPS units of two mod
 meter on one Modbus simulator, a relay board with the black-spot lights, Hikvision / Dahua / ONVIF
 cameras and a Hikvision NVR), the hub with its default rules, a demo clock that runs fast, and a
 live terminal view. A scripted evening plays by itself: dusk falls and the black-spot lights come
-on, a host house loses power, an officer switches a light from the phone app (over MQTT, as a real
-app would), power returns, a house without a UPS goes dark, and morning comes.
+on, a host house loses power, an officer exports footage from the NVR and switches a light from the
+phone app (over MQTT, as a real app would), power returns, a house without a UPS goes dark, and morning comes.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ from hub.plugins import PluginManager, load_plugins
 from hub.sun import Sun
 
 log = logging.getLogger("hub.demo")
+FOOTAGE_SECONDS = 180  # real footage on the demo NVR (channel 1), made on first use
 TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 LATITUDE, LONGITUDE = 11.03, 106.76  # the demo post (its config's hub.latitude / hub.longitude)
 
@@ -121,6 +122,9 @@ class Demo:
         self.stop = asyncio.Event()
         self.played_seconds: float | None = None  # real seconds the story took, once played
         self.passwords = {name: secrets.token_urlsafe(9) for name in ("cam", "nvr", "onvif", "dahua")}
+        self.footage: tuple[datetime, datetime] | None = None  # the NVR's real footage (its clock, naive)
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.background: list[asyncio.Task[Any]] = []
 
     # ------------------------------------------------------------------ simulators
     async def start_simulators(self) -> None:
@@ -141,6 +145,16 @@ class Demo:
             sim = await factories["hikvision"](**options)
             for ch, days in ((1, 31), (2, 31), (3, 12), (4, 31)):
                 sim.set_recordings(ch, days)
+            # the newest minutes of channel 1 (cam-kp1's street) are real files for the officer's
+            # export; added after the start, so the start does not wait for them (about a second)
+            if hasattr(sim, "add_footage"):
+                now = sim.now()
+                self.footage = (now - timedelta(seconds=FOOTAGE_SECONDS)).replace(microsecond=0, tzinfo=None), \
+                    now.replace(microsecond=0, tzinfo=None)
+                sim.add_footage(1, *self.footage)
+                if hasattr(sim, "footage"):  # made in a thread while the hub starts, not on its first search
+                    self.background.append(asyncio.get_running_loop().create_task(
+                        asyncio.to_thread(sim.footage.prepare)))
             return sim
 
         cameras: list[tuple[str, str, Any, dict[str, Any]]] = [
@@ -235,6 +249,19 @@ class Demo:
             if sim is not None:
                 sim.trigger("motion", channel=1)
 
+        def export() -> None:
+            if self.footage is None:
+                self.say("(no NVR with footage in this demo: the export is left out)")
+                return
+            # the recorder films in real time while the demo clock runs fast: the officer asks for
+            # two real minutes it holds (times in the hub's local time, as the app sends them)
+            first, last = self.footage
+            start, end = last - timedelta(seconds=150), last - timedelta(seconds=30)
+            self.publish("anninh/bridge/request/export/an", json.dumps({
+                "device": "nvr-post", "channel": 1, "start": f"{max(start, first):%Y-%m-%d %H:%M:%S}",
+                "end": f"{end:%Y-%m-%d %H:%M:%S}", "case": "VV-DEMO-01",
+                "reason": "motion in front of kp1-hung", "transaction": "demo-export"}))
+
         async def house_dark() -> None:
             sim = self.sims.get("cam-kp5")
             if sim is not None:
@@ -257,6 +284,9 @@ class Demo:
                               "rule switches the black-spot lights on."),
             Step(dusk + m(20), "Power cut at Nhà ông Tâm (kp3-tam): its UPS goes on battery.", power_cut),
             Step(dusk + m(35), "Motion in front of Nhà ông Hùng (camera cam-kp1).", motion),
+            Step(dusk + m(40), "Officer An asks the post's NVR for two minutes of channel 1 (the street at "
+                               "kp1-hung) from the phone app (MQTT anninh/bridge/request/export/an); the hub "
+                               "seals a signed evidence package.", export),
             Step(dusk + m(50), "Officer An switches the market light OFF from the phone app "
                                "(MQTT anninh/light-cho/set/an).", officer({"state": "OFF"})),
             Step(dusk + m(70), "The UPS at kp3-tam is running low.", battery_low),
@@ -320,6 +350,9 @@ class Demo:
         server = self.running.extra["server"]
         self.port = int(server.rsplit(":", 1)[1])
         self.officer = paho.Client(CallbackAPIVersion.VERSION2, client_id="officer-an-phone")
+        self.loop = asyncio.get_running_loop()
+        self.officer.on_connect = lambda client, *_: client.subscribe("anninh/bridge/response/export/an", qos=1)
+        self.officer.on_message = self._on_officer_message
         self.officer.connect("127.0.0.1", self.port)
         self.officer.loop_start()
         for note in self.notes:
@@ -352,6 +385,21 @@ class Demo:
             for sim in self.sims.values():
                 with contextlib.suppress(Exception):
                     await sim.stop()
+
+    def _on_officer_message(self, client: Any, userdata: Any, message: Any) -> None:
+        """The hub's answer to the officer's export request (paho's thread: said on the loop)."""
+        try:
+            answer = json.loads(message.payload)
+            data = answer.get("data") or {}
+            if answer.get("status") == "ok":
+                text = (f"The officer's phone gets the package {data.get('package_id')} "
+                        f"({'complete' if data.get('complete') else 'with gaps'}): {data.get('path')}")
+            else:
+                text = f"The export failed: {answer.get('error')}"
+        except (ValueError, AttributeError) as exc:
+            text = f"(unreadable export answer: {exc})"
+        if self.loop is not None:
+            self.loop.call_soon_threadsafe(self.say, text)
 
     def _on_event(self, event: HubEvent) -> None:
         self.events.append(event)
@@ -562,7 +610,7 @@ class Demo:
             who = data.pop("device", None) or data.get("site", "")
             data.pop("site", None)
             style = "bold red" if ev.type in ("power_lost", "low_battery", "device_offline", "retention_low",
-                                             "power_suspected_lost", "camera_offline") else ""
+                                             "power_suspected_lost", "camera_offline", "export_failed") else ""
             rest = json.dumps(data, ensure_ascii=False, separators=(",", ":")) if data else ""
             rows.append(Text.assemble((ev.time.astimezone(TZ).strftime("%H:%M "), "dim"),
                                       (f"{ev.type} {who} ", style), rest, no_wrap=True, overflow="ellipsis"))

@@ -38,6 +38,10 @@ def test_demo_scenario_runs_end_to_end() -> None:
     assert '"cause": "site_power_lost"' in out
     # the recorder keeps 12 days against a 30-day target
     assert '"days": 12, "target": 30' in out
+    # the officer's export over MQTT: the events, and the sealed package's path on the phone
+    assert 'event export_started {"device": "nvr-post"' in out, out[-3000:]
+    assert re.search(r'event export_done \{"device": "nvr-post".*"complete": true', out), out[-3000:]
+    assert re.search(r"The officer's phone gets the package nvr-post-ch01-\S+ \(complete\): /\S+/data/exports/", out)
     # morning: lights off
     assert "light-kp3 -> OFF: daylight" in out
     assert "mosquitto_pub -h 127.0.0.1" in out

@@ -165,3 +165,52 @@ devices:
         assert sorted(p.name for p in out.iterdir()) == sorted([first["package_id"], second["package_id"]])
     finally:
         await sim.stop()
+
+
+async def test_stale_part_directories_are_removed_when_the_hub_starts(tmp_path: Path, mosquitto: Mosquitto,
+                                                                      caplog: pytest.LogCaptureFixture) -> None:
+    """A ``.part`` left by a hub killed during an export goes at the next start; one still being
+    written (changed since the start, or locked by a live export), a sealed package and other
+    files stay."""
+    import os
+    import time
+
+    from hub.export.service import lock_part
+
+    exports = tmp_path / "data" / "exports"
+    stale = exports / "nvr1-ch01-20261130T190000-aaaaaa.part"
+    (stale / "original").mkdir(parents=True)
+    (stale / "original" / "ch01_0001").write_bytes(b"\0" * 1000)
+    busy = exports / "nvr1-ch01-20261130T191000-bbbbbb.part"
+    (busy / "original").mkdir(parents=True)
+    (busy / "original" / "ch01_0002").write_bytes(b"\0" * 1000)
+    sealed = exports / "nvr1-ch01-20261130T180000-cccccc"
+    sealed.mkdir()
+    (sealed / "manifest.json").write_text("{}")
+    (exports / "notes.part").write_text("a file, not a package")
+    paused = exports / "nvr1-ch01-20261130T192000-dddddd.part"  # a live export waiting on its recorder
+    (paused / "original").mkdir(parents=True)
+    hour_ago = time.time() - 3600
+    for p in (stale / "original" / "ch01_0001", stale / "original", stale, sealed, sealed / "manifest.json",
+              busy, busy / "original", paused, paused / "original"):
+        os.utime(p, (hour_ago, hour_ago))
+    lock = lock_part(paused)
+    assert lock is not None
+    soon = time.time() + 60  # written to after the hub's start: an export in progress
+    os.utime(busy / "original" / "ch01_0002", (soon, soon))
+    text = f"""
+hub: {{name: Test post, data_dir: ./data}}
+mqtt: {{server: "mqtt://127.0.0.1:{mosquitto.port}"}}
+devices: []
+"""
+    caplog.set_level("WARNING", logger="hub.export")
+    try:
+        async with hub_from_yaml(text, tmp_path):
+            await _wait(lambda: not stale.exists(), 5)
+    finally:
+        os.close(lock)
+    assert busy.is_dir() and (busy / "original" / "ch01_0002").exists()
+    assert paused.is_dir()
+    assert (sealed / "manifest.json").exists() and (exports / "notes.part").is_file()
+    assert [r.getMessage() for r in caplog.records if "unfinished" in r.getMessage()] == [
+        f"removed {stale}: an export left unfinished when the hub stopped"]

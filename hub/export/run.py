@@ -34,6 +34,7 @@ from hub.clock import SystemClock
 from hub.export import keys as hubkeys
 from hub.export.package import seal
 from hub.export.remux import Original, RemuxJob, VideoResult, probe
+from hub.export.service import lock_part
 
 log = logging.getLogger("hub.export")
 
@@ -284,6 +285,7 @@ async def export_from_driver(driver: Driver, device: DeviceConfig, info: DeviceI
     final = request.out_dir / package_id
     (part / "original").mkdir(parents=True)
     (part / "video").mkdir()
+    lock = lock_part(part)
     try:
         originals: list[Original] = []
         hashes: dict[Path, tuple[str, int]] = {}
@@ -309,6 +311,11 @@ async def export_from_driver(driver: Driver, device: DeviceConfig, info: DeviceI
         finishing: list[asyncio.Task[VideoResult | None]] = []
         videos: list[VideoResult] = []
         try:
+            # the first remux starts now, not when its first file is in: a child process takes
+            # about a second to start (Python, PyAV), which then overlaps the first download
+            first_job = jobs[id(segments[0])][0]
+            await first_job.begin()
+            started_jobs.append(first_job)
             for i, seg in enumerate(segments):
                 name = _safe_name(seg.name)
                 if name in names:
@@ -408,5 +415,8 @@ async def export_from_driver(driver: Driver, device: DeviceConfig, info: DeviceI
     except BaseException:
         shutil.rmtree(part, ignore_errors=True)
         raise
+    finally:
+        if lock is not None:
+            os.close(lock)
     report("done", 1.0)
     return ExportResult(final, package_id, manifest, gaps)

@@ -19,9 +19,15 @@ audit row (who, when, what, the manifest's SHA-256).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import hashlib
 import logging
+import os
+import shutil
+import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 # PyAV, cryptography and the export code load on the first export, not when the hub starts (a hub
@@ -44,12 +50,19 @@ class ExportService:
         self.max_waiting = max_waiting
         self._locks: dict[str, asyncio.Lock] = {}
         self._waiting: dict[str, int] = {}
+        self.cleanup: asyncio.Task[list[Path]] | None = None
 
     def install(self) -> None:
         """Answer ``bridge/request/export`` (no user: only when the config has no users) and
-        ``bridge/request/export/<user>``."""
+        ``bridge/request/export/<user>``; remove the ``.part`` directories that a hub stopped during
+        an export left behind (in a worker thread: one may hold gigabytes)."""
         self.hub.requests.register("export", lambda body: self.request(body, None))
         self.hub.requests.register_per_user("export", self.request)
+        exports = self.hub.config.data_dir / "exports"
+        started = time.time()
+        with contextlib.suppress(RuntimeError):  # no running loop: nothing to clean up after
+            self.cleanup = asyncio.get_running_loop().create_task(
+                asyncio.to_thread(remove_stale_parts, exports, started), name="export-cleanup")
 
     def _refuse(self, user: str | None, site: str | None) -> str | None:
         users = self.hub.config.users
@@ -162,6 +175,67 @@ class ExportService:
                     "done" if result.complete else "done_with_gaps")
         return {"package_id": result.package_id, "path": str(result.path), "complete": result.complete,
                 "gaps": gaps, "manifest_sha256": digest}
+
+
+def lock_part(part: Path) -> int | None:
+    """An exclusive ``flock`` on the ``.part`` directory while the export writes it (the kernel
+    drops it when the process dies): a hub starting meanwhile sees the export is alive and leaves
+    it (:func:`remove_stale_parts`)."""
+    try:
+        fd = os.open(part, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        pass  # a file system without locks: the age test alone protects it
+    return fd
+
+
+def part_in_use(part: Path) -> bool:
+    """Whether an export (of any process) holds the ``.part`` directory's lock."""
+    try:
+        fd = os.open(part, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+    return False
+
+
+def remove_stale_parts(directory: Path, before: float) -> list[Path]:
+    """Remove the unfinished packages (``<package_id>.part``) in ``directory`` in which nothing
+    changed since ``before`` (the hub's start) and that no live export holds locked: an export
+    the hub was running when it stopped (kill -9, power cut) never finishes. One still being
+    written (``anninh export -o`` into the same directory while the hub starts) is left alone."""
+    removed: list[Path] = []
+    try:
+        entries = list(directory.iterdir())
+    except OSError:
+        return removed
+    for part in entries:
+        if not part.name.endswith(".part") or part.is_symlink() or not part.is_dir():
+            continue
+        try:
+            newest = max([part.stat().st_mtime] + [os.stat(os.path.join(root, name)).st_mtime
+                                                   for root, dirs, files in os.walk(part) for name in dirs + files])
+        except OSError:
+            continue  # changing under us: in progress
+        if newest >= before:
+            continue
+        if part_in_use(part):  # an export still writing it (its process holds the lock)
+            continue
+        shutil.rmtree(part, ignore_errors=True)
+        if not part.exists():
+            removed.append(part)
+            log.warning("removed %s: an export left unfinished when the hub stopped", part)
+    return removed
 
 
 def _text(value: Any) -> str | None:

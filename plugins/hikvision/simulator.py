@@ -672,21 +672,26 @@ class HikvisionSimulator(RtspServing, SimHttpServer):
         pos = X.as_int(X.text(root, "searchResultPosition") or X.text(root, "searchResultPostion"), 0) or 0
         sid = X.text(root, "searchID", default="") or ""
         segs: list[tuple[datetime, datetime, str, int]] = []
+        synthetic = self._segments(track // 100)
         if track // 100 in self.footage.spans:
+            # footage files, and before the first of them the synthetic recordings, if any (a
+            # recorder that keeps weeks, of which only the newest minutes are real files: the demo)
+            first = self.footage.spans[track // 100][0][0].replace(tzinfo=self.tz)
+            synthetic = [(s, min(e, first)) for s, e in synthetic if s < first]
             for n, s, e in self.footage.files(track // 100):
                 if (start is not None and e <= self._wall(start.replace(tzinfo=self.tz))) or \
                         (end is not None and s >= self._wall(end.replace(tzinfo=self.tz))):
                     continue
                 ff = await asyncio.to_thread(self.footage.get, track // 100, n, s, e)
                 segs.append((s.replace(tzinfo=self.tz), e.replace(tzinfo=self.tz), ff.name, ff.size))
-        else:
-            for s, e in self._segments(track // 100):
-                sw, ew = self._wall(s), self._wall(e)
-                if start is not None and ew < start.replace(tzinfo=None):
-                    continue
-                if end is not None and sw > end.replace(tzinfo=None):
-                    continue
-                segs.append((s, e, f"0200000{track}", 115665012))
+        for s, e in synthetic:
+            sw, ew = self._wall(s), self._wall(e)
+            if start is not None and ew < start.replace(tzinfo=None):
+                continue
+            if end is not None and sw > end.replace(tzinfo=None):
+                continue
+            segs.append((s, e, f"0200000{track}", 115665012))
+        segs.sort(key=lambda seg: seg[0])
         page = segs[pos:pos + maxr]
         status = "NO MATCHES" if not segs else "MORE" if pos + maxr < len(segs) else "OK"
         items = ""
