@@ -101,7 +101,7 @@ def bare_remux(paths: list[Path], out: Path) -> float:
         for p in paths:
             with p.open("rb") as f:
                 f.seek(40)
-                with av.open(f, format="mpeg") as c:
+                with av.open(f, mode="r", format="mpeg") as c:
                     vs = c.streams.video[0]
                     if ostream is None:
                         ostream = o.add_stream_from_template(vs)
@@ -266,10 +266,10 @@ async def light_commands(args: argparse.Namespace, nvr_port: int, work: Path) ->
     import subprocess
 
     import paho.mqtt.client as paho
-    from tests.support.mosquitto import Mosquitto
     from paho.mqtt.enums import CallbackAPIVersion
 
     from hub.mqtt import _no_delay
+    from tests.support.mosquitto import Mosquitto
 
     loop = asyncio.get_running_loop()
     topics = ("anninh/light-1", "anninh/bridge/state", "anninh/bridge/response/export", "anninh/bridge/event")
@@ -283,8 +283,10 @@ async def light_commands(args: argparse.Namespace, nvr_port: int, work: Path) ->
     with Mosquitto() as broker:
         client = paho.Client(CallbackAPIVersion.VERSION2, client_id="bench-officer")
         client.on_socket_open = _no_delay
-        client.on_message = lambda c, u, m: loop.call_soon_threadsafe(inbox[m.topic].put_nowait,
-                                                                      (m.payload, time.perf_counter()))
+        def on_message(c: paho.Client, u: Any, m: paho.MQTTMessage) -> None:
+            loop.call_soon_threadsafe(inbox[m.topic].put_nowait, (bytes(m.payload), time.perf_counter()))
+
+        client.on_message = on_message
         client.connect("127.0.0.1", broker.port)
         client.loop_start()
         client.subscribe([(t, 1) for t in topics])

@@ -267,14 +267,14 @@ async def test_an_onvif_camera_without_profile_g_says_it_cannot_export(tmp_path:
 
 async def test_a_driver_without_recording_search_cannot_export(tmp_path: Path) -> None:
     from hub.api import DeviceConfig
-    from hub.export.run import _Context
+    from hub.api.detached import DetachedContext
 
     dev = DeviceConfig(id="onvif1", platform="generic_onvif")
     from zoneinfo import ZoneInfo
     tz = ZoneInfo("Asia/Ho_Chi_Minh")
     request = ExportRequest(device="onvif1", start=at("10:00:00"), end=at("10:05:00"), out_dir=tmp_path / "out")
     with pytest.raises(ExportError, match="onvif1: this device cannot export recordings"):
-        await export_from_driver(Driver(dev, _Context(dev, tz)), dev, DeviceInfo(), 1, request, tz=tz,
+        await export_from_driver(Driver(dev, DetachedContext(dev, tz=tz)), dev, DeviceInfo(), 1, request, tz=tz,
                                  hub_name="t", data_dir=tmp_path / "data")
 
 

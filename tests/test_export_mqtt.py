@@ -10,6 +10,7 @@ import json
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -106,9 +107,11 @@ async def test_officer_exports_over_mqtt_and_a_contractor_cannot(tmp_path: Path)
                 assert progress and progress[-1] == 100 and progress == sorted(progress)
 
                 # the hub refuses a contractor even if a broker let the request through
+                per_user = hub.requests.per_user("export")
+                assert per_user is not None
                 with pytest.raises(ExportRefused, match="role contractor may not export"):
-                    await hub.requests.per_user("export")({"device": "nvr1", "start": "2026-11-30 19:01:10",
-                                                       "end": "2026-11-30 19:01:50"}, user="cora")
+                    await per_user({"device": "nvr1", "start": "2026-11-30 19:01:10",
+                                    "end": "2026-11-30 19:01:50"}, user="cora")
                 with pytest.raises(ExportRefused, match="bridge/request/export/<your user name>"):
                     await hub.requests["export"]({"device": "nvr1", "start": "2026-11-30 19:01:10",
                                                   "end": "2026-11-30 19:01:50"})
@@ -155,7 +158,7 @@ devices:
             assert [t for t, _ in events] == ["export_started", "export_done", "export_started", "export_done"]
 
             sim.freeze()  # the recorder hangs in the middle of the next export; then the hub stops
-            task = asyncio.get_running_loop().create_task(export(dict(window)))
+            task: asyncio.Future[Any] = asyncio.ensure_future(export(dict(window)))
             await _wait(lambda: events[-1][0] == "export_started")
             await asyncio.sleep(0.3)
         assert task.cancelled() or isinstance(task.exception(), BaseException)

@@ -8,6 +8,7 @@ it), so a driver that recalls a value in its constructor works here as in the hu
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable, Coroutine, Mapping
 from datetime import UTC, tzinfo
@@ -41,6 +42,7 @@ class DetachedContext:
         self.log = logging.getLogger(f"{log_name}.{config.id}")
         self.mqtt = _NoMqtt()
         self._memory: dict[str, Any] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
 
     def update(self, fields: Mapping[str, Any]) -> None:
         pass
@@ -55,7 +57,18 @@ class DetachedContext:
         except RuntimeError:
             coro.close()
             return None
-        return loop.create_task(coro, name=name)
+        task = loop.create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def cancel_tasks(self) -> None:
+        """Cancel the driver's tasks and wait for them (the command using the driver is done)."""
+        for t in list(self._tasks):
+            t.cancel()
+        for t in list(self._tasks):
+            with contextlib.suppress(BaseException):
+                await t
 
     def state(self, device_id: str | None = None) -> Mapping[str, Any]:
         return {}

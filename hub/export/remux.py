@@ -75,7 +75,7 @@ def open_input(path: Path, container: str) -> tuple[av.container.InputContainer,
     else:
         f.seek(0)
     try:
-        return av.open(f, format=FORMATS.get(container)), f
+        return av.open(f, mode="r", format=FORMATS.get(container)), f
     except Exception:
         f.close()
         raise
@@ -112,6 +112,8 @@ class _AacTrack:
     def add(self, out: av.container.OutputContainer, packet: av.Packet, at: float) -> None:
         """``at``: the packet's time in seconds on the MP4's time line."""
         for frame in packet.decode():
+            if not isinstance(frame, av.AudioFrame):
+                continue
             if self.next_sample is None:
                 self.next_sample = max(0, round(at * self.rate))
             for resampled in self.resampler.resample(frame):
@@ -196,6 +198,8 @@ def remux(originals: Iterable[Original], start: datetime, end: datetime, out_pat
     def on_audio(packet: av.Packet, first_video_pts: int, video_tb: float, file_start: datetime) -> None:
         """An audio packet: into the AAC track, or held with the GOP that will open the MP4."""
         # float seconds, not Fractions: per packet, exact to far below a microsecond
+        if packet.pts is None:  # an audio packet without a time cannot be placed
+            return
         rel_s = packet.pts * audio_tb - first_video_pts * video_tb
         if started and aac is not None and origin is not None and out is not None:
             at = (file_start - origin).total_seconds() + rel_s
@@ -225,6 +229,7 @@ def remux(originals: Iterable[Original], start: datetime, end: datetime, out_pat
                             "it is kept in original/")
                     if note not in notes:
                         notes.append(note)
+                assert vs.time_base is not None  # set by the demuxer for every stream it opens
                 tb = float(vs.time_base)
                 audio_tb = float(audio_in.time_base or vs.time_base) if audio_in is not None else 0.0
                 early_audio: list[av.Packet] = []
@@ -392,7 +397,7 @@ class RemuxJob:
         assert self._task is not None
         if self._proc is None:
             self._queue.put(None)
-            return await self._task  # type: ignore[no-any-return]
+            return await self._task
         import json
 
         assert self._proc.stdin is not None

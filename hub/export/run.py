@@ -19,7 +19,7 @@ import os
 import re
 import secrets
 import shutil
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, tzinfo
 from pathlib import Path
@@ -30,7 +30,7 @@ import av
 
 from hub import __version__
 from hub.api import AuthError, DeviceConfig, DeviceError, DeviceInfo, Driver, ExportUnsupportedError, Segment
-from hub.clock import SystemClock
+from hub.api.detached import DetachedContext
 from hub.export import keys as hubkeys
 from hub.export.package import seal
 from hub.export.remux import Original, RemuxJob, VideoResult, probe
@@ -77,48 +77,6 @@ class ExportResult:
         return not self.gaps
 
 
-class _Context:
-    """The :class:`hub.api.DeviceContext` of a driver started only to export."""
-
-    def __init__(self, device: DeviceConfig, tz: tzinfo) -> None:
-        self.device_id = device.id
-        self.site = device.site
-        self.clock = SystemClock()
-        self.tz = tz
-        self.log = logging.getLogger(f"hub.export.{device.id}")
-        self.sun = None
-        self.mqtt: Any = None
-        self._tasks: set[asyncio.Task[Any]] = set()
-
-    def update(self, fields: Mapping[str, Any]) -> None:
-        pass
-
-    def event(self, type: str, **data: Any) -> None:
-        pass
-
-    def create_task(self, coro: Coroutine[Any, Any, Any], name: str | None = None) -> asyncio.Task[Any]:
-        task = asyncio.get_running_loop().create_task(coro, name=name)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
-
-    def state(self, device_id: str | None = None) -> Mapping[str, Any]:
-        return {}
-
-    def remember(self, key: str, value: Any) -> None:
-        pass
-
-    def recall(self, key: str) -> Any:
-        return None
-
-    async def cancel_tasks(self) -> None:
-        for t in list(self._tasks):
-            t.cancel()
-        for t in list(self._tasks):
-            with contextlib.suppress(BaseException):
-                await t
-
-
 def resolve_device(config: Any, device_id: str, channel: int | None) -> tuple[DeviceConfig, int, str | None]:
     """``(recorder config, channel, camera id)``: a camera that records on a recorder
     (``recorder``/``recorder_channel``) is exported from that recorder."""
@@ -142,7 +100,7 @@ async def export(config: Any, plugins: Any, request: ExportRequest, progress: Pr
     if spec is None:
         raise ExportError(f"platform {device.platform!r} of {device.id!r} is not loaded")
     tz = ZoneInfo(config.hub.timezone)
-    ctx = _Context(device, tz)
+    ctx = DetachedContext(device, tz=tz, log_name="hub.export")
     driver = spec.driver(device, ctx)
     try:
         try:
@@ -374,7 +332,9 @@ async def export_from_driver(driver: Driver, device: DeviceConfig, info: DeviceI
         read = {k: v for video in videos for k, v in video.originals.items()}
         for o in originals:
             digest, size = hashes[o.path]
-            meta = read.get(str(o.path)) or await asyncio.to_thread(probe, o.path, o.segment.container)
+            meta = read.get(str(o.path))
+            if not meta:
+                meta = await asyncio.to_thread(probe, o.path, o.segment.container)
             files.append({"path": f"original/{o.path.name}", "bytes": size, "sha256": digest, "kind": "original",
                           "duration_s": round((o.segment.end - o.segment.start).total_seconds(), 3), **meta,
                           "recorder_start": o.segment.start.isoformat(), "recorder_end": o.segment.end.isoformat(),

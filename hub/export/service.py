@@ -91,7 +91,8 @@ class ExportService:
 
         config = self.hub.config
         device_id = str(body.get("device") or "")[:64]
-        what = {k: body.get(k) for k in ("device", "channel", "start", "end", "case", "reason") if k in body}
+        what: dict[str, Any] = {k: body.get(k) for k in ("device", "channel", "start", "end", "case", "reason")
+                                if k in body}
         try:
             if not device_id:
                 raise ExportRefused("give the device to export from")
