@@ -29,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -81,6 +81,32 @@ class HttpResponse:
                 yield chunk
         except Exception as exc:
             raise self._owner._error(exc) from None
+
+    async def copy_from(self, offset: int, sink: Callable[[bytes], Awaitable[None]], where: str,
+                        check_first: Callable[[bytes], None] | None = None) -> int:
+        """Copy a download's body into ``sink`` from byte ``offset`` of the file: a 206 answer starts
+        there; a device that ignored the ``Range`` sends the whole file again and the first ``offset``
+        bytes are skipped here. ``check_first`` sees the first chunk of a download from the start (a
+        recorder that answers an error document with 200). Returns the bytes given to ``sink``;
+        :class:`hub.api.DeviceError` when fewer arrived than ``Content-Length`` promised."""
+        skip = offset if self.status_code != 206 else 0
+        sent = 0
+        check = check_first if offset == 0 else None
+        async for chunk in self.aiter_raw():
+            if check is not None:
+                check(chunk)
+                check = None
+            if skip:
+                if len(chunk) <= skip:
+                    skip -= len(chunk)
+                    continue
+                chunk, skip = chunk[skip:], 0
+            await sink(chunk)
+            sent += len(chunk)
+        length = self.headers.get("Content-Length", "")
+        if length.isdigit() and sent < int(length) - (0 if self.status_code == 206 else offset):
+            raise DeviceError(f"{where} ended the download early")
+        return sent
 
     def close(self) -> None:
         """Drop the connection (a stream that is still running)."""

@@ -35,6 +35,7 @@ from hub.export import keys as hubkeys
 from hub.export.package import seal
 from hub.export.remux import Original, RemuxJob, VideoResult, probe
 from hub.export.service import lock_part
+from hub.storage import fsync_dir
 
 log = logging.getLogger("hub.export")
 
@@ -366,12 +367,7 @@ async def export_from_driver(driver: Driver, device: DeviceConfig, info: DeviceI
         }
         await asyncio.to_thread(seal, part, manifest, key)
         os.replace(part, final)
-        with contextlib.suppress(OSError):
-            fd = os.open(request.out_dir, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+        fsync_dir(request.out_dir)
     except BaseException:
         shutil.rmtree(part, ignore_errors=True)
         raise

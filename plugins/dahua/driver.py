@@ -382,20 +382,7 @@ class DahuaDriver(CameraBase):
         headers = {"Range": f"bytes={offset}-"} if offset else None
         async with self._http().stream("/cgi-bin/RPC_Loadfile" + quote(segment.ref, safe="/@"), headers=headers,
                                        read_timeout=self.config.timeout * 3) as resp:
-            skip = offset if resp.status_code != 206 else 0
-            sent = 0
-            async for chunk in resp.aiter_raw():
-                if skip:
-                    if len(chunk) <= skip:
-                        skip -= len(chunk)
-                        continue
-                    chunk, skip = chunk[skip:], 0
-                await sink(chunk)
-                sent += len(chunk)
-            length = resp.headers.get("Content-Length", "")
-            if length.isdigit() and sent < int(length) - (0 if resp.status_code == 206 else offset):
-                raise DeviceError(f"{self.config.host} ended the download early")
-            return sent
+            return await resp.copy_from(offset, sink, self.config.host)
 
     # ------------------------------------------------------------------ event stream
     async def probe(self) -> None:

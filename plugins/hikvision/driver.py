@@ -408,25 +408,7 @@ class HikvisionDriver(CameraBase):
                 if resp.status_code >= 400:
                     continue
                 self._download_method = method
-                skip = offset if resp.status_code != 206 else 0
-                sent = 0
-                first = True
-                async for chunk in resp.aiter_raw():
-                    if first and offset == 0 and chunk.lstrip()[:1] == b"<" and b"ResponseStatus" in chunk[:512]:
-                        root = X.parse(chunk, "download")
-                        raise DeviceError(f"download refused: {X.text(root, 'statusString') or 'error'}")
-                    first = False
-                    if skip:
-                        if len(chunk) <= skip:
-                            skip -= len(chunk)
-                            continue
-                        chunk, skip = chunk[skip:], 0
-                    await sink(chunk)
-                    sent += len(chunk)
-                length = X.as_int(resp.headers.get("Content-Length"))
-                if length is not None and sent < length - (0 if resp.status_code == 206 else offset):
-                    raise DeviceError(f"{self.config.host} ended the download early")
-                return sent
+                return await resp.copy_from(offset, sink, self.config.host, check_first=_refused_download)
         raise DeviceError("the recorder refused the download (GET and POST /ContentMgmt/download)")
 
     _download_method: str | None = None
@@ -486,3 +468,10 @@ class HikvisionDriver(CameraBase):
         if io:
             return io if self.is_recorder else 1
         return None
+
+
+def _refused_download(chunk: bytes) -> None:
+    """Some firmware answers a refused download with 200 and a ResponseStatus document."""
+    if chunk.lstrip()[:1] == b"<" and b"ResponseStatus" in chunk[:512]:
+        root = X.parse(chunk, "download")
+        raise DeviceError(f"download refused: {X.text(root, 'statusString') or 'error'}")
