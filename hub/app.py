@@ -6,6 +6,8 @@ import asyncio
 import gc
 import logging
 import signal
+import sys
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -145,3 +147,16 @@ async def run_forever(config: Config, plugins: PluginManager) -> None:
     finally:
         log.info("stopping")
         await running.stop()
+
+
+def run_to_end(main: Coroutine[Any, Any, Any]) -> int:
+    """Run the hub's (or the demo's) main coroutine until it ends or Ctrl-C: 0, or 1 with one line
+    when the embedded broker could not be started."""
+    try:
+        asyncio.run(main)
+    except KeyboardInterrupt:
+        pass
+    except BrokerError as exc:
+        print(f"error: embedded broker: {exc}", file=sys.stderr)
+        return 1
+    return 0

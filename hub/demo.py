@@ -34,8 +34,8 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
 from hub.api import HubEvent
-from hub.app import RunningHub, start_hub
-from hub.broker import BrokerError, free_port, port_is_free
+from hub.app import RunningHub, run_to_end, start_hub
+from hub.broker import free_port, port_is_free
 from hub.clock import ScaledClock
 from hub.config import load_config
 from hub.core import Backoff, Listener
@@ -344,6 +344,9 @@ class Demo:
             p.chmod(0o600)
         plugins = self.plugins or load_plugins()
         config = load_config(cfg_path, plugins)
+        from hub.cli.common import use_log_timezone  # here: hub.cli imports this module
+
+        use_log_timezone(config.hub.timezone)  # log lines in the post's time, as `anninh run` prints them
         self.running = await start_hub(config, plugins, clock=self.clock,
                                        backoff=Backoff(initial=1, maximum=5, auth_minimum=10))
         self.running.hub.add_listener(Listener(on_event=self._on_event))
@@ -659,11 +662,4 @@ def run_demo(args: argparse.Namespace) -> int:
         demo = Demo(args.speed, port, Path(tmp))
         if not args.no_view:
             logging.getLogger().setLevel(logging.WARNING)
-        try:
-            asyncio.run(demo.run(args.duration, view=not args.no_view))
-        except KeyboardInterrupt:
-            pass
-        except BrokerError as exc:
-            print(f"error: embedded broker: {exc}", file=sys.stderr)
-            return 1
-    return 0
+        return run_to_end(demo.run(args.duration, view=not args.no_view))

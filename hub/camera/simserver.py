@@ -47,6 +47,16 @@ class Request:
 StreamFn = Callable[[asyncio.StreamWriter], Awaitable[None]]
 
 
+def byte_range(req: Request, total: int, honour: bool = True) -> tuple[int, int, dict[str, str]]:
+    """``(status, first byte, headers)`` of a download of ``total`` bytes: ``Range: bytes=N-`` gives
+    206 from byte N when ``honour`` (a recorder that ignores ranges answers 200 with the whole body)."""
+    rng = req.headers.get("range", "")
+    if honour and rng.startswith("bytes=") and rng[6:].rstrip("-").isdigit():
+        skip = min(int(rng[6:].rstrip("-")), total)
+        return 206, skip, {"Content-Length": str(total - skip), "Content-Range": f"bytes {skip}-{total - 1}/{total}"}
+    return 200, 0, {"Content-Length": str(total)}
+
+
 @dataclass
 class Response:
     status: int = 200

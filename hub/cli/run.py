@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
-import sys
 
 from hub.api import CliContext, CommandSpec
 from hub.cli.common import config_arg, load_or_exit
@@ -17,18 +15,10 @@ RUN_DESCRIPTION = (
 
 
 def cmd_run(args: argparse.Namespace, cli: CliContext | None = None) -> int:
-    from hub.app import run_forever
-    from hub.broker import BrokerError
+    from hub.app import run_forever, run_to_end
 
     config, plugins = load_or_exit(args.config)
-    try:
-        asyncio.run(run_forever(config, plugins))
-    except KeyboardInterrupt:
-        pass
-    except BrokerError as exc:
-        print(f"error: embedded broker: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    return run_to_end(run_forever(config, plugins))
 
 
 RUN = CommandSpec(name="run", help="run the hub in the foreground until Ctrl-C or SIGTERM", run=cmd_run,

@@ -60,7 +60,7 @@ from hub.camera import xml as X
 from hub.camera.images import picture_bytes, scene
 from hub.camera.simfootage import FootageFile, VideoFormat
 from hub.camera.simrtsp import RtspServing, rtsp_unavailable
-from hub.camera.simserver import Request, Response, SimHttpServer
+from hub.camera.simserver import Request, Response, SimHttpServer, byte_range
 
 from .simfootage import IMKH_SIZE, ps_store
 
@@ -731,14 +731,7 @@ class HikvisionSimulator(RtspServing, SimHttpServer):
                 if t <= offset:
                     begin = off
         total = IMKH_SIZE + ff.size - begin
-        skip = 0
-        status = 200
-        headers = {"Content-Length": str(total)}
-        rng = req.headers.get("range", "")
-        if self.range_support and rng.startswith("bytes=") and rng[6:].rstrip("-").isdigit():
-            skip = min(int(rng[6:].rstrip("-")), total)
-            status = 206
-            headers = {"Content-Length": str(total - skip), "Content-Range": f"bytes {skip}-{total - 1}/{total}"}
+        status, skip, headers = byte_range(req, total, self.range_support)
         drop = self.download_drops.pop(0) if self.download_drops else None
         self.downloads += 1
 
