@@ -177,6 +177,22 @@ class SimHttpServer:
     async def wait_unfrozen(self) -> None:
         await self._frozen.wait()
 
+    async def send_download_chunk(self, writer: asyncio.StreamWriter, chunk: bytes, sent: int,
+                                  drop: int | None) -> bool:
+        """Write one chunk of a download that has ``sent`` bytes out: a frozen device stalls first; a
+        scenario that breaks the connection after ``drop`` bytes writes what fits and aborts.
+        Returns False once the connection is broken."""
+        if drop is not None and sent + len(chunk) > drop:
+            writer.write(chunk[:drop - sent])
+            await writer.drain()
+            writer.transport.abort()
+            return False
+        if self.frozen:
+            await self.wait_unfrozen()
+        writer.write(chunk)
+        await writer.drain()
+        return True
+
     # ------------------------------------------------------------------ auth
     def _challenge(self, stale: bool = False) -> list[tuple[str, str]]:
         nonce = os.urandom(16).hex()

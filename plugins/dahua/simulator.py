@@ -533,16 +533,9 @@ class DahuaSimulator(RtspServing, SimHttpServer):
             with ff.path.open("rb") as f:
                 f.seek(skip)
                 while chunk := f.read(65536):
-                    if drop is not None and sent + len(chunk) > drop:
-                        writer.write(chunk[:drop - sent])
-                        await writer.drain()
-                        writer.transport.abort()
+                    if not await self.send_download_chunk(writer, chunk, sent, drop):
                         return
                     sent += len(chunk)
-                    if self.frozen:
-                        await self.wait_unfrozen()
-                    writer.write(chunk)
-                    await writer.drain()
 
         return Response(status, content_type="application/octet-stream", headers=headers, stream=send)
 

@@ -762,16 +762,9 @@ class HikvisionSimulator(RtspServing, SimHttpServer):
                     if not chunk:
                         break
                     remaining -= len(chunk)
-                    if drop is not None and sent + len(chunk) > drop:
-                        writer.write(chunk[:drop - sent])
-                        await writer.drain()
-                        writer.transport.abort()
+                    if not await self.send_download_chunk(writer, chunk, sent, drop):
                         return
                     sent += len(chunk)
-                    if self.frozen:
-                        await self.wait_unfrozen()
-                    writer.write(chunk)
-                    await writer.drain()
         with contextlib.suppress(ConnectionError):
             await writer.drain()
 
