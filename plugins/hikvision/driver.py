@@ -305,27 +305,35 @@ class HikvisionDriver(CameraBase):
         return now
 
     async def oldest_recording(self, channel: int, device_now: datetime) -> datetime | None:
-        start = (device_now - timedelta(days=3650)).strftime("%Y-%m-%dT%H:%M:%SZ")
-        end = device_now.strftime("%Y-%m-%dT%H:%M:%SZ")
-        body = (f'<?xml version="1.0" encoding="utf-8"?>\n<CMSearchDescription>\n'
-                f"<searchID>{str(uuid.uuid4()).upper()}</searchID>\n"
-                f"<trackIDList><trackID>{channel * 100 + 1}</trackID></trackIDList>\n"
-                f"<timeSpanList><timeSpan>\n<startTime>{start}</startTime>\n<endTime>{end}</endTime>\n"
-                "</timeSpan></timeSpanList>\n<maxResults>5</maxResults>\n"
-                "<searchResultPostion>0</searchResultPostion>\n<searchResultPosition>0</searchResultPosition>\n"
-                "<metadataList><metadataDescriptor>//recordType.meta.std-cgi.com</metadataDescriptor></metadataList>\n"
-                "</CMSearchDescription>").encode()
-        resp = await self._http().request("POST", f"{self.prefix}/ContentMgmt/search", content=body,
-                                          headers={"Content-Type": "application/xml"})
-        if resp.status_code >= 400:
-            raise HttpStatusError(f"recording search answered HTTP {resp.status_code}", resp.status_code)
-        root = X.parse(resp.content, "search")
+        root = await self._search_page(str(uuid.uuid4()).upper(), channel, device_now - timedelta(days=3650),
+                                       device_now, 0, 5)
         starts = []
         for item in root.iter("searchMatchItem"):
             t = X.parse_datetime(X.deep_text(item, "startTime"))
             if t is not None:
                 starts.append(t.replace(tzinfo=None))
         return min(starts) if starts else None
+
+    async def _search_page(self, search_id: str, channel: int, start: datetime, end: datetime, position: int,
+                           max_results: int) -> Any:
+        """One ``CMSearchDescription`` page of the main stream's track (``channel``×100+1); both
+        spellings of the position element, as firmwares differ. Times: the recorder's wall clock
+        written with ``Z`` (docs/reference/protocols.md §1.11)."""
+        body = (f'<?xml version="1.0" encoding="utf-8"?>\n<CMSearchDescription>\n'
+                f"<searchID>{search_id}</searchID>\n"
+                f"<trackIDList><trackID>{channel * 100 + 1}</trackID></trackIDList>\n"
+                f"<timeSpanList><timeSpan>\n<startTime>{start:%Y-%m-%dT%H:%M:%SZ}</startTime>\n"
+                f"<endTime>{end:%Y-%m-%dT%H:%M:%SZ}</endTime>\n</timeSpan></timeSpanList>\n"
+                f"<maxResults>{max_results}</maxResults>\n"
+                f"<searchResultPostion>{position}</searchResultPostion>\n"
+                f"<searchResultPosition>{position}</searchResultPosition>\n"
+                "<metadataList><metadataDescriptor>//recordType.meta.std-cgi.com</metadataDescriptor>"
+                "</metadataList>\n</CMSearchDescription>").encode()
+        resp = await self._http().request("POST", f"{self.prefix}/ContentMgmt/search", content=body,
+                                          headers={"Content-Type": "application/xml"})
+        if resp.status_code >= 400:
+            raise HttpStatusError(f"recording search answered HTTP {resp.status_code}", resp.status_code)
+        return X.parse(resp.content, "search")
 
     # ------------------------------------------------------------------ export: search and download
     SEARCH_PAGE = 40
@@ -350,21 +358,7 @@ class HikvisionDriver(CameraBase):
         search_id = str(uuid.uuid4()).upper()
         position = 0
         for _page in range(self.MAX_PAGES):
-            body = (f'<?xml version="1.0" encoding="utf-8"?>\n<CMSearchDescription>\n'
-                    f"<searchID>{search_id}</searchID>\n"
-                    f"<trackIDList><trackID>{channel * 100 + 1}</trackID></trackIDList>\n"
-                    f"<timeSpanList><timeSpan>\n<startTime>{start:%Y-%m-%dT%H:%M:%SZ}</startTime>\n"
-                    f"<endTime>{end:%Y-%m-%dT%H:%M:%SZ}</endTime>\n</timeSpan></timeSpanList>\n"
-                    f"<maxResults>{self.SEARCH_PAGE}</maxResults>\n"
-                    f"<searchResultPostion>{position}</searchResultPostion>\n"
-                    f"<searchResultPosition>{position}</searchResultPosition>\n"
-                    "<metadataList><metadataDescriptor>//recordType.meta.std-cgi.com</metadataDescriptor>"
-                    "</metadataList>\n</CMSearchDescription>").encode()
-            resp = await self._http().request("POST", f"{self.prefix}/ContentMgmt/search", content=body,
-                                              headers={"Content-Type": "application/xml"})
-            if resp.status_code >= 400:
-                raise HttpStatusError(f"recording search answered HTTP {resp.status_code}", resp.status_code)
-            root = X.parse(resp.content, "search")
+            root = await self._search_page(search_id, channel, start, end, position, self.SEARCH_PAGE)
             if X.local(root.tag) == "ResponseStatus":
                 raise DeviceError(f"recording search refused: {X.text(root, 'statusString') or 'error'}")
             status = (X.text(root, "responseStatusStrg") or "").upper()
