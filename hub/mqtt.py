@@ -221,7 +221,9 @@ class MqttConnection:
         self.client.on_disconnect = self._paho_disconnect
         self.client.on_message = self._paho_message
         self.client.enable_logger(_ErrorSink(self))  # type: ignore[arg-type]  # until connected
-        self.client.on_publish = self._paho_published
+        # on_publish is set only while outbox rows wait for their PUBACK: with it, paho builds a
+        # ReasonCode and a Properties object and calls back for every publish (bench_core: hub/bare
+        # 0.62 with it always set, 1.15 without)
 
     # ---------------------------------------------------------------- paho's socket in the loop
     def _in_loop(self, fn: Callable[..., Any], *args: Any) -> None:
@@ -387,6 +389,8 @@ class MqttConnection:
     def _paho_published(self, client: paho.Client, userdata: Any, mid: int, reason_code: Any,
                         properties: Any) -> None:
         row = self._outbox_sent.pop(mid, None)
+        if not self._outbox_sent:
+            self.client.on_publish = None
         if row is not None and self.outbox is not None:
             self.outbox.done(row)
             self._in_loop(self._schedule_outbox_commit)
@@ -456,6 +460,7 @@ class MqttConnection:
             return 0
         sending = set(self._outbox_sent.values())
         sent = 0
+        self.client.on_publish = self._paho_published
         for row, topic, payload, qos, retain in rows:
             if row in sending:
                 continue
@@ -465,6 +470,8 @@ class MqttConnection:
                 self._outbox_sent[info.mid] = row
             else:
                 self.outbox.done(row)
+        if not self._outbox_sent:
+            self.client.on_publish = None
         self.dropped += self.outbox.take_dropped()
         self._schedule_outbox_commit()
         return sent
