@@ -24,11 +24,13 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import Self
 
 import cv2
 import numpy as np
 
 from hub.camera.images import scene
+from hub.camera.simserver import SimHttpServer
 from hub.process import stop_process
 
 SYSTEM_PYTHON = "/usr/bin/python3"
@@ -194,3 +196,26 @@ class RtspServing:
         if self._rtsp_server is not None:
             await self._rtsp_server.stop()
             self._rtsp_server = None
+
+
+class RtspHttpSimulator(RtspServing, SimHttpServer):
+    """An HTTP device simulator that also serves its streams over RTSP (``rtsp=True``):
+    :meth:`prepare` runs first (what a recorder has before anyone asks, e.g. its footage), then
+    the HTTP server listens, then the RTSP server starts; a failure there stops the HTTP server."""
+
+    async def prepare(self) -> None:
+        return None
+
+    async def start(self) -> Self:
+        await self.prepare()
+        await super().start()
+        try:
+            await self.start_rtsp()
+        except BaseException:
+            await super().stop()
+            raise
+        return self
+
+    async def stop(self) -> None:
+        await super().stop()
+        await self.stop_rtsp()

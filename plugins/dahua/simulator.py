@@ -43,14 +43,14 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import ClassVar, Literal, Self
 
 import numpy as np
 
 from hub.camera.images import picture_bytes, scene
 from hub.camera.simfootage import FootageFile, VideoFormat
-from hub.camera.simrtsp import RtspServing, rtsp_unavailable
-from hub.camera.simserver import Request, Response, SimHttpServer, byte_range
+from hub.camera.simrtsp import RtspHttpSimulator, rtsp_unavailable
+from hub.camera.simserver import Request, Response, byte_range
 
 from .simfootage import dav_store
 
@@ -79,7 +79,7 @@ class _Find:
     pos: int = 0
 
 
-class DahuaSimulator(RtspServing, SimHttpServer):
+class DahuaSimulator(RtspHttpSimulator):
     def __init__(self, kind: Literal["camera", "nvr", "dvr"] = "camera", channels: int | None = None, *,
                  username: str = "admin", password: str = "admin", port: int = 0,
                  auth: Literal["digest", "basic", "both", "none"] = "digest", model: str | None = None,
@@ -179,21 +179,14 @@ class DahuaSimulator(RtspServing, SimHttpServer):
         return t
 
     # ------------------------------------------------------------------ lifecycle
-    async def start(self) -> DahuaSimulator:
-        """Listen; footage added before is generated first."""
+    async def prepare(self) -> None:
+        """Footage added before is generated before listening."""
         await asyncio.to_thread(self.footage.prepare)
+
+    async def start(self) -> Self:
         await super().start()
-        try:
-            await self.start_rtsp()
-        except BaseException:
-            await super().stop()
-            raise
         self.config["RTSP.Port"] = str(self.rtsp_port)
         return self
-
-    async def stop(self) -> None:
-        await super().stop()
-        await self.stop_rtsp()
 
     def rtsp_paths(self) -> dict[str, int]:
         """RTSP path -> channel. GStreamer matches the path only, so every ``channel=`` of

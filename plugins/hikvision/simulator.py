@@ -59,8 +59,8 @@ import numpy as np
 from hub.camera import xml as X
 from hub.camera.images import picture_bytes, scene
 from hub.camera.simfootage import FootageFile, VideoFormat
-from hub.camera.simrtsp import RtspServing, rtsp_unavailable
-from hub.camera.simserver import Request, Response, SimHttpServer, byte_range
+from hub.camera.simrtsp import RtspHttpSimulator, rtsp_unavailable
+from hub.camera.simserver import Request, Response, byte_range
 
 from .simfootage import IMKH_SIZE, ps_store
 
@@ -95,7 +95,7 @@ class Disk:
     status: str = "ok"
 
 
-class HikvisionSimulator(RtspServing, SimHttpServer):
+class HikvisionSimulator(RtspHttpSimulator):
 
     def __init__(self, kind: Kind = "camera", channels: int | None = None, *, username: str = "admin",
                  password: str = "admin", port: int = 0, auth: Literal["digest", "basic", "both", "none"] = "digest",
@@ -168,21 +168,10 @@ class HikvisionSimulator(RtspServing, SimHttpServer):
         self.downloads = 0
 
     # ------------------------------------------------------------------ lifecycle
-    async def start(self) -> HikvisionSimulator:
-        """Listen; footage added before is generated first (as a recorder has its files before
-        anyone searches them)."""
+    async def prepare(self) -> None:
+        """Footage added before is generated before listening (as a recorder has its files
+        before anyone searches them)."""
         await asyncio.to_thread(self.footage.prepare)
-        await super().start()
-        try:
-            await self.start_rtsp()
-        except BaseException:
-            await super().stop()
-            raise
-        return self
-
-    async def stop(self) -> None:
-        await super().stop()
-        await self.stop_rtsp()
 
     def rtsp_paths(self) -> dict[str, int]:
         """RTSP path -> channel: ``/Streaming/Channels/<ch>0<stream>`` (both casings clients use);
