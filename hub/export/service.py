@@ -178,36 +178,35 @@ class ExportService:
                 "gaps": gaps, "manifest_sha256": digest}
 
 
-def lock_part(part: Path) -> int | None:
-    """An exclusive ``flock`` on the ``.part`` directory while the export writes it (the kernel
-    drops it when the process dies): a hub starting meanwhile sees the export is alive and leaves
-    it (:func:`remove_stale_parts`)."""
+def _try_lock(part: Path) -> tuple[int | None, bool]:
+    """Open the ``.part`` directory and try its exclusive ``flock``: ``(fd, held elsewhere)``;
+    ``fd`` is None when it cannot be opened. A file system without locks counts as not held."""
     try:
         fd = os.open(part, os.O_RDONLY)
     except OSError:
-        return None
+        return None, False
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return fd, True
     except OSError:
-        pass  # a file system without locks: the age test alone protects it
-    return fd
+        pass
+    return fd, False
+
+
+def lock_part(part: Path) -> int | None:
+    """An exclusive ``flock`` on the ``.part`` directory while the export writes it (the kernel
+    drops it when the process dies): a hub starting meanwhile sees the export is alive and leaves
+    it (:func:`remove_stale_parts`). On a file system without locks the age test alone protects it."""
+    return _try_lock(part)[0]
 
 
 def part_in_use(part: Path) -> bool:
     """Whether an export (of any process) holds the ``.part`` directory's lock."""
-    try:
-        fd = os.open(part, os.O_RDONLY)
-    except OSError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    except OSError:
-        return False
-    finally:
+    fd, held = _try_lock(part)
+    if fd is not None:
         os.close(fd)
-    return False
+    return held
 
 
 def remove_stale_parts(directory: Path, before: float) -> list[Path]:
