@@ -18,6 +18,7 @@ API_MODULES = (
     "hub.camera.simrtsp",
     "hub.camera.simfootage",
     "hub.modbus",
+    "hub.i18n",
 )
 """Plugin API v1: the only hub modules a plugin may import (``hub.api`` with its submodules; the
 others exactly). docs/plugins.md lists them with what each is for; tests/test_boundary.py fails
