@@ -86,8 +86,8 @@ SITE_STATE = "{base}/site/{site}"
 SITE_EVENT = "{base}/site/{site}/event"
 """``str.format`` templates of the topics above, for code that builds them."""
 
-COMMON_FIELDS = ("type", "time", "device", "site")
-"""Fields any event may carry besides its own."""
+COMMON_FIELDS = ("type", "time", "device", "site", "message")
+"""Fields any event may carry besides its own (``message``: the sentence for people, in the hub's language)."""
 
 
 @dataclass(frozen=True)
@@ -100,6 +100,10 @@ class EventType:
     optional: Mapping[str, str] = field(default_factory=dict)
     source: str = "hub"
     open: bool = False
+    #: the sentence a person reads, marked with ``N_`` and translated when the event is emitted (in
+    #: ``hub.language``) or shown (in the reader's language); ``{device}``, ``{site}`` and the event's
+    #: fields are its placeholders. Empty: the event's meaning is used.
+    message: str = ""
 
 
 _WHO = {"user": "the user who asked, when a named user did"}
@@ -127,6 +131,26 @@ _UPS_MEANING = {"on_battery": "the UPS runs on its battery (mains lost)", "on_li
 _IMAGE_MEANING = {"stream_down": "no picture can be had", "image_covered": "the lens is covered",
                   "image_dark": "the picture is dark by day", "image_blurry": "the picture is blurred",
                   "image_frozen": "the picture does not change", "scene_moved": "the camera points elsewhere"}
+
+
+def event_message(type: str, fields: Mapping[str, Any]) -> str:
+    """The sentence for one event, in the current language (``hub.i18n.use_language`` to choose).
+
+    ``fields`` are the event's JSON fields (``device``, ``site`` and its data); a placeholder the event
+    does not carry shows as ``{name}`` rather than failing, and an unknown type gives its code."""
+    from hub.i18n import tr
+
+    spec = EVENTS.get(type)
+    if spec is None:
+        return type
+    params = {k: _spoken(v) for k, v in fields.items() if k not in ("type", "time", "message")}
+    return tr(spec.message or spec.meaning, **params)
+
+
+def _spoken(value: Any) -> Any:
+    if isinstance(value, list | tuple):
+        return ", ".join(str(v) for v in value)
+    return value
 
 
 def _events() -> dict[str, EventType]:

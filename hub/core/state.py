@@ -17,6 +17,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from hub.api import AvailabilityChange, HubEvent, Rule, StateChange
+from hub.api.contract import event_message
 from hub.clock import Clock
 from hub.core.runner import describe_error
 
@@ -166,6 +167,8 @@ class StateStore:
         if device is not None and site is None:
             site = self.sites.get(device)
         data = {k: v for k, v in data.items() if v is not None}
+        if "message" not in data:
+            data["message"] = event_message(type, {"device": device, "site": site, **data})
         event = HubEvent(type=type, time=self.local_now(), device=device, site=site, data=data)
         for lst in self.listeners:
             if lst.on_event:
