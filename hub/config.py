@@ -258,6 +258,14 @@ class SiteConfig(StrictModel):
     id: Id
     name: str | None = None
     blackspot: bool = Field(False, description="lights there follow the night rule")
+    latitude: float | None = Field(None, ge=-90, le=90, description="the site on the web console's map")
+    longitude: float | None = Field(None, ge=-180, le=180, description="see `latitude`")
+
+    @model_validator(mode="after")
+    def _both_or_none(self) -> SiteConfig:
+        if (self.latitude is None) != (self.longitude is None):
+            raise ValueError("give both latitude and longitude, or neither")
+        return self
 
 
 class UserConfig(StrictModel):
@@ -273,10 +281,30 @@ class ExportSection(StrictModel):
                                           "out (faster; it stays in original/)")
 
 
+class WebSection(StrictModel):
+    bind: str = Field("127.0.0.1", description="address the web console listens on (beyond loopback: give it "
+                      "a certificate, or the hub warns)")
+    port: int = Field(8080, ge=0, le=65535, description="its port (0: a free one, printed at start)")
+    cert_file: str | None = Field(None, description="TLS: the console's certificate (PEM), with `web.key_file`")
+    key_file: str | None = Field(None, description="TLS: its private key (PEM)")
+    enabled: bool = Field(True, description="`false`: no web console")
+    tile_url: str | None = Field(None, description="map tiles for the overview, e.g. a tile server on the post's "
+                                 "network `http://10.0.0.5/tiles/{z}/{x}/{y}.png`; none: markers on a plain "
+                                 "background (no internet needed)")
+    session_hours: float = Field(12, gt=0, le=720, description="a sign-in lasts this long")
+
+    @model_validator(mode="after")
+    def _pair(self) -> WebSection:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("give both cert_file and key_file, or neither")
+        return self
+
+
 class _TopModel(StrictModel):
     hub: HubSection = HubSection()
     mqtt: MqttSection = MqttSection()
     export: ExportSection = ExportSection()
+    web: WebSection = WebSection()
     sites: list[SiteConfig] = []
     devices: list[dict[str, Any]] = []
     users: list[UserConfig] = []
@@ -297,6 +325,7 @@ class Config:
     rules_enabled: dict[str, bool]
     warnings: list[str] = field(default_factory=list)
     export: ExportSection = field(default_factory=ExportSection)
+    web: WebSection = field(default_factory=WebSection)
 
     @property
     def data_dir(self) -> Path:
@@ -674,4 +703,5 @@ def load_config(path: str | Path, plugins: Any | None = None) -> Config:
     if ck.issues:
         raise ConfigError(ck.issues, resolved)
     return Config(path=path, hub=top.hub, mqtt=top.mqtt, sites=top.sites, devices=devices,
-                  users=top.users, rules=rules, rules_enabled=enabled, warnings=ck.warnings, export=top.export)
+                  users=top.users, rules=rules, rules_enabled=enabled, warnings=ck.warnings, export=top.export,
+                  web=top.web)

@@ -125,6 +125,8 @@ class Demo:
         self.footage: tuple[datetime, datetime] | None = None  # the NVR's real footage (its clock, naive)
         self.loop: asyncio.AbstractEventLoop | None = None
         self.background: list[asyncio.Task[Any]] = []
+        self.web: Any = None  # the web console (hub.web.server.WebConsole), once started
+        self.web_port = 8080
 
     # ------------------------------------------------------------------ simulators
     async def start_simulators(self) -> None:
@@ -218,6 +220,8 @@ class Demo:
               server: embedded
               embedded_port: {self.port}
               discovery: true
+            web:
+              port: {self.web_port}
             rules:
               night_light: {{evaluate_interval: 1, min_switch_interval: 300}}
               host_power: {{suspect_window: 30}}
@@ -338,6 +342,7 @@ class Demo:
             print("AnNinh Hub demo: starting the simulated devices and the hub…", flush=True)
         await self.start_simulators()
         cfg_path = self.dir / "config.yaml"
+        self.web_port = 8080 if port_is_free("127.0.0.1", 8080) else free_port("127.0.0.1")
         cfg_path.write_text(self.config_text())
         (self.dir / "secrets.yaml").write_text("".join(f"{k}_password: {v}\n" for k, v in self.passwords.items()))
         for p in (cfg_path, self.dir / "secrets.yaml"):
@@ -350,6 +355,11 @@ class Demo:
         self.running = await start_hub(config, plugins, clock=self.clock,
                                        backoff=Backoff(initial=1, maximum=5, auth_minimum=10))
         self.running.hub.add_listener(Listener(on_event=self._on_event))
+        from hub.web.server import start_console  # here: only the demo and `run` serve the console
+
+        self.web = await start_console(self.running.hub)
+        if self.web is not None:
+            self.notes.append(self.web.banner())
         server = self.running.extra["server"]
         self.port = int(server.rsplit(":", 1)[1])
         self.officer = paho.Client(CallbackAPIVersion.VERSION2, client_id="officer-an-phone")
@@ -384,6 +394,8 @@ class Demo:
                     self._print_summary()
             self.officer.loop_stop()
             self.officer.disconnect()
+            if self.web is not None:
+                await self.web.stop()
             await self.running.stop()
             for sim in self.sims.values():
                 with contextlib.suppress(Exception):

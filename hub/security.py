@@ -353,3 +353,47 @@ def generate(config: Config, plugins: Any | None, out_dir: Path, opts: ListenerO
     conf = out_dir / "mosquitto.conf"
     conf.write_text(render_mosquitto_conf(out_dir, opts or ListenerOptions()), encoding="utf-8")
     return AclResult([passwd, acl, conf], method, len(logins))
+
+
+# ------------------------------------------------------------------ what a person sees (web console)
+@dataclass(frozen=True)
+class Access:
+    """What one person may see and do, read from :data:`RIGHTS` and their ``sites`` exactly as
+    :func:`plan_acl` writes the broker's ACL (the web console asks this, never the role name)."""
+
+    user: str | None
+    role: str
+    sites: frozenset[str] | None
+    """the sites they see; None: every site"""
+    state_kinds: frozenset[str] | None
+    """driver kinds whose state they read; None: every kind"""
+    command: bool
+    events: bool
+    snapshot: bool
+    export: bool
+
+    def sees_site(self, site: str | None) -> bool:
+        return self.sites is None or (site is not None and site in self.sites)
+
+    def sees_state(self, kind: str) -> bool:
+        return self.state_kinds is None or kind in self.state_kinds
+
+    def commands(self, site: str | None, switchable: bool) -> bool:
+        """Whether the ACL lets them write the device's ``/set/<user>`` topic."""
+        return self.command and switchable and self.sees_site(site)
+
+
+def user_access(config: Config, user: UserConfig | None) -> Access:
+    """The rights of ``user``; ``None`` (a config without ``users:``, where the broker trusts every
+    loopback client) gets the installer's."""
+    if user is None:
+        r = RIGHTS["installer"]
+        return Access(None, "installer", None, r.state_kinds, command=True, events=True, snapshot=True,
+                      export=True)
+    rights = RIGHTS[user.role]
+    limited = user.sites is not None and rights.honours_sites
+    requests = rights.requests if not limited else tuple(r for r in rights.requests if r in SITE_SAFE_REQUESTS)
+    return Access(user.name, user.role, frozenset(user.sites or ()) if limited else None, rights.state_kinds,
+                  command=rights.command, events=rights.events,
+                  snapshot="#" in requests or any(r in requests for r in SNAPSHOT_REQUESTS),
+                  export=user.role in EXPORT_ROLES)

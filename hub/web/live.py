@@ -1,0 +1,228 @@
+"""Live updates: state changes reach open pages over a WebSocket, within a second.
+
+The feed is a listener of the state store. A change only marks its device (and site) dirty; every
+:data:`TICK` seconds the dirty ones are rendered, once per group of clients that see the same thing
+(language, what their role and sites let them read, the page they have open), and the one encoded
+message is queued to each client of the group. A client that does not read its socket has at most
+:data:`MAX_QUEUED` messages waiting; past that it is told to reload (its page is then rebuilt whole),
+so a stalled phone costs memory for a few messages, never for the stream.
+
+Messages are JSON: ``{"rows": [{"id", "cls", "f": {cell: text}}], "sites": [...], "events": [...]}``;
+the browser sets each cell with ``textContent`` (never as HTML).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import WSMsgType, web
+
+from hub.api import AvailabilityChange, HubEvent, StateChange
+from hub.core import Listener
+from hub.i18n import use_language
+from hub.security import Access
+from hub.web import model
+
+if TYPE_CHECKING:
+    from hub.core import Hub
+
+log = logging.getLogger("hub.web")
+
+TICK = 0.05
+"""Seconds between a first change and the message that carries it (changes in between are merged)."""
+MAX_QUEUED = 50
+MAX_EVENTS = 50
+"""Events carried by one message at most (the newest)."""
+
+
+@dataclass(frozen=True)
+class View:
+    """What a page shows live: ``overview``, ``site`` (one site), ``events`` (filtered), ``export``."""
+
+    page: str
+    site: str | None = None
+    device: str | None = None
+    type: str | None = None
+
+
+@dataclass(eq=False)
+class Client:
+    ws: web.WebSocketResponse
+    access: Access
+    lang: str
+    view: View
+    queue: list[str] = field(default_factory=list)
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    closed: bool = False
+
+    def group(self) -> tuple[Any, ...]:
+        a = self.access
+        return (self.lang, a.sites, a.state_kinds, a.events, self.view,
+                a.user if self.view.page == "export" else None)
+
+
+class LiveFeed:
+    """Dirty devices and sites, new events; rendered and sent every :data:`TICK`."""
+
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+        self.clients: set[Client] = set()
+        self.seen: dict[str, datetime] = {}
+        """device -> when it last answered (a state change or coming online)"""
+        self.by_site: dict[str | None, list[str]] = {}
+        self._dirty_devices: set[str] = set()
+        self._dirty_sites: set[str] = set()
+        self._events: list[dict[str, Any]] = []
+        self._scheduled: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.sent = 0
+
+    def install(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        for device_id, runner in self.hub.runners.items():
+            self.by_site.setdefault(runner.config.site, []).append(device_id)
+        self.hub.add_listener(Listener(on_state=self._on_state, on_availability=self._on_availability,
+                                       on_event=self._on_event, on_site=self._on_site))
+
+    # ---------------------------------------------------------------- the store's listener
+    def _schedule(self) -> None:
+        if self._scheduled is None and self.clients and self._loop is not None:
+            self._scheduled = self._loop.call_later(TICK, self.flush)
+
+    def _mark(self, device_id: str, site: str | None) -> None:
+        self._dirty_devices.add(device_id)
+        if site is not None:
+            self._dirty_sites.add(site)
+        self._schedule()
+
+    def _on_state(self, change: StateChange) -> None:
+        self.seen[change.device_id] = change.time
+        self._mark(change.device_id, change.site)
+
+    def _on_availability(self, change: AvailabilityChange) -> None:
+        if change.available:
+            self.seen[change.device_id] = change.time
+        self._mark(change.device_id, change.site)
+
+    def _on_site(self, site: str, state: Mapping[str, Any]) -> None:
+        self._dirty_sites.add(site)
+        self._schedule()
+
+    def _on_event(self, event: HubEvent) -> None:
+        if not self.clients:
+            return
+        self._events.append({"time": event.time, "type": event.type, "device": event.device, "site": event.site,
+                             **event.data})
+        del self._events[:-MAX_EVENTS]
+        self._schedule()
+
+    # ---------------------------------------------------------------- rendering
+    def flush(self) -> None:
+        self._scheduled = None
+        devices, self._dirty_devices = self._dirty_devices, set()
+        sites, self._dirty_sites = self._dirty_sites, set()
+        events, self._events = self._events, []
+        groups: dict[tuple[Any, ...], list[Client]] = {}
+        for client in self.clients:
+            groups.setdefault(client.group(), []).append(client)
+        for members in groups.values():
+            first = members[0]
+            with use_language(first.lang):
+                message = self.render(first.access, first.view, devices, sites, events)
+            if message is None:
+                continue
+            text = json.dumps(message, ensure_ascii=False, separators=(",", ":"))
+            for client in members:
+                self.queue(client, text)
+
+    def queue(self, client: Client, text: str) -> None:
+        if client.closed:
+            return
+        if len(client.queue) >= MAX_QUEUED:
+            client.queue[:] = ['{"reload":true}']
+        else:
+            client.queue.append(text)
+        client.wake.set()
+
+    def render(self, access: Access, view: View, devices: set[str], sites: set[str],
+               events: list[dict[str, Any]]) -> dict[str, Any] | None:
+        hub = self.hub
+        out: dict[str, Any] = {}
+        if view.page in ("overview", "site"):
+            shown = [s for s in sites if access.sees_site(s) and (view.site is None or s == view.site)]
+            if shown:
+                out["sites"] = [model.site_card(hub, s, self.by_site.get(s, ())) for s in shown]
+        if view.page == "site" and view.site is not None:
+            rows = []
+            for device_id in devices:
+                runner = hub.runners.get(device_id)
+                if runner is None or runner.config.site != view.site or not access.sees_site(view.site):
+                    continue
+                rows.append(model.device_row(hub, access, model.device_facts(hub, device_id),
+                                             self.seen.get(device_id)))
+            if rows:
+                out["rows"] = rows
+        wanted = [e for e in events if self._shows(access, view, e)]
+        if wanted:
+            out["events"] = [model.event_line(hub, e) for e in wanted]
+        return out or None
+
+    @staticmethod
+    def _shows(access: Access, view: View, event: Mapping[str, Any]) -> bool:
+        if view.page == "export":
+            return str(event.get("type", "")).startswith("export_") and (
+                access.user is None or event.get("user") == access.user)
+        if not access.events or not access.sees_site(event.get("site")):
+            return False
+        if view.site is not None and event.get("site") != view.site:
+            return False
+        if view.device is not None and event.get("device") != view.device:
+            return False
+        return view.type is None or event.get("type") == view.type
+
+    # ---------------------------------------------------------------- a client's socket
+    async def serve(self, request: web.Request, access: Access, lang: str, view: View) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(heartbeat=30, max_msg_size=4096)
+        await ws.prepare(request)
+        client = Client(ws, access, lang, view)
+        self.clients.add(client)
+        writer = asyncio.get_running_loop().create_task(self._write(client), name="web-live-writer")
+        try:
+            async for msg in ws:
+                if msg.type in (WSMsgType.ERROR, WSMsgType.CLOSE):
+                    break  # the browser sends nothing we act on
+        finally:
+            client.closed = True
+            self.clients.discard(client)
+            writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await writer
+        return ws
+
+    async def _write(self, client: Client) -> None:
+        ws = client.ws
+        try:
+            while not ws.closed:
+                await client.wake.wait()
+                client.wake.clear()
+                batch, client.queue = client.queue, []
+                for text in batch:
+                    await ws.send_str(text)
+                    self.sent += 1
+        except (ConnectionError, RuntimeError):
+            pass  # the page was closed mid-send
+
+    async def close(self) -> None:
+        for client in list(self.clients):
+            client.closed = True
+            with contextlib.suppress(Exception):
+                await client.ws.close()
+        if self._scheduled is not None:
+            self._scheduled.cancel()
