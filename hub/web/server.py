@@ -36,8 +36,11 @@ from hub.i18n import LANGUAGES, _, format_number, language, ngettext, normalize,
 from hub.security import Access, user_access
 from hub.web.live import LiveFeed, View
 from hub.web.model import ROLE_TEXT
-from hub.web.pages import Page, load_pages
+from hub.web.pages import ACCESS, Page, load_pages
 from hub.web.sessions import COOKIE, Session, SessionStore, Throttle, check_password, csrf_ok
+
+SESSION = web.RequestKey("anninh_session", Session)
+NEW_SESSION = web.RequestKey("anninh_new_session", Session)
 
 if TYPE_CHECKING:
     from hub.core import Hub
@@ -163,14 +166,15 @@ class WebConsole:
         path = request.path
         static = path.startswith("/static/")
         session = None if static else self.sessions.decode(request.cookies.get(COOKIE))
-        request["session"] = session
-        request["new_session"] = None
+        if session is not None:
+            request[SESSION] = session
         account = self.account(session)
         if not self.config.users:
             access: Access | None = user_access(self.config, None)
         else:
             access = user_access(self.config, account) if account is not None else None
-        request["access"] = access
+        if access is not None:
+            request[ACCESS] = access
         lang = session.lang if session is not None else language()
         try:
             if request.method not in ("GET", "HEAD") or path == "/ws":
@@ -190,7 +194,7 @@ class WebConsole:
         except web.HTTPException as exc:  # answered as a plain response, so the headers below apply
             response = web.Response(status=exc.status, reason=exc.reason, headers=exc.headers, text=exc.text)
         self._headers(response, static)
-        new = request.get("new_session")
+        new = request.get(NEW_SESSION)
         if new is not None:
             response.set_cookie(COOKIE, self.sessions.encode(new), httponly=True, samesite="Strict",
                                 secure=self.tls, path="/", max_age=int(self.sessions.lifetime))
@@ -218,14 +222,14 @@ class WebConsole:
     # ---------------------------------------------------------------- rendering
     def session_of(self, request: web.Request) -> Session:
         """The request's session, a new anonymous one if it has none (set as a cookie on the answer)."""
-        session = request.get("new_session") or request["session"]
+        session = request.get(NEW_SESSION) or request.get(SESSION)
         if session is None:
             session = Session.new(language())
-            request["new_session"] = session
+            request[NEW_SESSION] = session
         return session
 
     def render(self, request: web.Request, template: str, status: int = 200, **context: Any) -> web.Response:
-        access: Access | None = request["access"]
+        access = request.get(ACCESS)
         session = self.session_of(request)
         nav = [p for p in self.pages if p.menu and access is not None and p.visible(access)]
         text = self.env.get_template(template).render(
@@ -239,7 +243,7 @@ class WebConsole:
 
     # ---------------------------------------------------------------- sign-in, sign-out, language
     async def login_form(self, request: web.Request) -> web.StreamResponse:
-        if request["access"] is not None:
+        if ACCESS in request:
             raise web.HTTPSeeOther("/")
         return self.render(request, "login.html", error=None, name="", live=None)
 
@@ -262,20 +266,20 @@ class WebConsole:
             return self.render(request, "login.html", status=401, name=name, live=None,
                                error=_("Wrong user name or password."))
         self.throttle.succeeded(keys[0])
-        old = request["session"]
+        old = request.get(SESSION)
         if old is not None:
             self.sessions.revoke(old)  # a new session id at sign-in (no fixation)
         new = Session.new(old.lang if old is not None else language())
         new.user = account.name
-        request["new_session"] = new
+        request[NEW_SESSION] = new
         log.info("web sign-in: %s from %s", account.name, address)
         raise web.HTTPSeeOther("/")
 
     async def logout(self, request: web.Request) -> web.StreamResponse:
-        old = request["session"]
+        old = request.get(SESSION)
         if old is not None:
             self.sessions.revoke(old)
-        request["new_session"] = Session.new(old.lang if old is not None else language())
+        request[NEW_SESSION] = Session.new(old.lang if old is not None else language())
         raise web.HTTPSeeOther("/login")
 
     async def set_lang(self, request: web.Request) -> web.StreamResponse:
@@ -284,16 +288,15 @@ class WebConsole:
             lang = normalize(str(form.get("lang", "")))
         except ValueError:
             raise web.HTTPBadRequest(text="unknown language") from None
-        session = request["session"]
-        assert session is not None  # the CSRF check needs one
-        request["new_session"] = Session(sid=session.sid, csrf=session.csrf, user=session.user, lang=lang,
+        session = request[SESSION]  # the CSRF check needed one
+        request[NEW_SESSION] = Session(sid=session.sid, csrf=session.csrf, user=session.user, lang=lang,
                                          since=session.since)
         back = str(form.get("back", "/"))
         raise web.HTTPSeeOther(back if back.startswith("/") and not back.startswith("//") else "/")
 
     # ---------------------------------------------------------------- live updates
     async def websocket(self, request: web.Request) -> web.StreamResponse:
-        access: Access = request["access"]
+        access = request[ACCESS]
         q = request.query
         page = q.get("view", "overview")
         site = q.get("site") or None
@@ -302,7 +305,7 @@ class WebConsole:
         if page == "events" and not access.events:
             raise web.HTTPForbidden(text="not allowed")
         view = View(page, site, q.get("device") or None, q.get("type") or None)
-        session = request["session"]
+        session = request.get(SESSION)
         return await self.feed.serve(request, access, session.lang if session else language(), view)
 
 

@@ -3,7 +3,7 @@
 A page module defines ``PAGE = Page(...)``: its name, its menu title (``N_``-marked), its path, where
 it goes in the menu, who sees it in the menu, and ``setup(router, console)`` adding its routes. The
 tickets and reports pages are such modules too: adding ``hub/web/pages/tickets.py`` is all it takes.
-A handler checks the person's rights (``request["access"]``, a :class:`hub.security.Access`) itself:
+A handler checks the person's rights (``access_of(request)``, a :class:`hub.security.Access`) itself:
 the menu only hides what they may not use.
 """
 
@@ -24,6 +24,15 @@ if TYPE_CHECKING:
     from hub.web.server import WebConsole
 
 log = logging.getLogger("hub.web")
+
+
+ACCESS = web.RequestKey("anninh_access", Access)
+"""The person's rights (set by the console's middleware for every page; absent before sign-in)."""
+
+
+def access_of(request: web.Request) -> Access:
+    """The signed-in person's rights (the middleware lets no page handler run without them)."""
+    return request[ACCESS]
 
 
 def _everyone(access: Access) -> bool:

@@ -13,9 +13,8 @@ from aiohttp import web
 
 from hub.api.contract import EVENTS
 from hub.i18n import N_, _
-from hub.security import Access
 from hub.web import model
-from hub.web.pages import Page
+from hub.web.pages import Page, access_of
 
 if TYPE_CHECKING:
     from hub.web.server import WebConsole
@@ -56,7 +55,7 @@ def setup(router: web.UrlDispatcher, console: WebConsole) -> None:
     hub = console.hub
 
     async def events(request: web.Request) -> web.StreamResponse:
-        access: Access = request["access"]
+        access = access_of(request)
         if not access.events:
             return console.refuse(request, _("Your role does not read the event stream."))
         q = request.query

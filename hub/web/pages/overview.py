@@ -9,7 +9,7 @@ from aiohttp import web
 
 from hub.i18n import N_
 from hub.web import model
-from hub.web.pages import Page
+from hub.web.pages import Page, access_of
 
 if TYPE_CHECKING:
     from hub.web.server import WebConsole
@@ -19,7 +19,7 @@ def setup(router: web.UrlDispatcher, console: WebConsole) -> None:
     hub = console.hub
 
     async def overview(request: web.Request) -> web.StreamResponse:
-        access = request["access"]
+        access = access_of(request)
         cards = []
         markers = []
         for site in hub.config.sites:

@@ -14,9 +14,8 @@ from aiohttp import web
 from hub.api import DeviceError
 from hub.core.runner import describe_error
 from hub.i18n import N_, _
-from hub.security import Access
 from hub.web import model
-from hub.web.pages import Page
+from hub.web.pages import Page, access_of
 
 if TYPE_CHECKING:
     from hub.web.server import WebConsole
@@ -36,14 +35,14 @@ def setup(router: web.UrlDispatcher, console: WebConsole) -> None:
 
     def site_or_404(request: web.Request) -> str:
         site = request.match_info["site"]
-        access: Access = request["access"]
+        access = access_of(request)
         if hub.config.site(site) is None or not access.sees_site(site):
             raise web.HTTPNotFound(text="no such site")
         return site
 
     async def site_page(request: web.Request) -> web.StreamResponse:
         site = site_or_404(request)
-        access: Access = request["access"]
+        access = access_of(request)
         rows = []
         for facts in model.visible_devices(hub, access, site):
             row = model.device_row(hub, access, facts, console.feed.seen.get(facts.id))
@@ -59,7 +58,7 @@ def setup(router: web.UrlDispatcher, console: WebConsole) -> None:
 
     async def light(request: web.Request) -> web.StreamResponse:
         site = site_or_404(request)
-        access: Access = request["access"]
+        access = access_of(request)
         device_id = request.match_info["device"]
         runner = hub.runners.get(device_id)
         form = await request.post()
@@ -77,7 +76,7 @@ def setup(router: web.UrlDispatcher, console: WebConsole) -> None:
         raise web.HTTPSeeOther(f"/site/{site}?result={'ok' if ok else 'failed'}")
 
     async def snapshot(request: web.Request) -> web.StreamResponse:
-        access: Access = request["access"]
+        access = access_of(request)
         device_id = request.match_info["device"]
         runner = hub.runners.get(device_id)
         if runner is None or not access.sees_site(runner.config.site) or not access.snapshot:

@@ -1,0 +1,225 @@
+"""The web console over real HTTP: a real Mosquitto, the UPS, relay-board and Hikvision simulators,
+the hub and its console (tests/support/web.py). The browser tests are in tests/test_web_browser.py."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from yarl import URL
+
+from hub.web.server import WebConsole, WebError
+from tests.support.hubrun import hub_from_yaml
+from tests.support.web import CAM_PASSWORD, XSS, client, commune, csrf_of, sign_in
+
+
+async def _wait(predicate: Any, timeout: float = 5.0, what: str = "") -> None:
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    while not predicate():
+        assert loop.time() - t0 < timeout, f"timed out waiting for {what}"
+        await asyncio.sleep(0.05)
+
+
+async def test_roles_lights_forged_posts_and_the_audit(mosquitto: Any, tmp_path: Path) -> None:
+    async with commune(tmp_path, mosquitto.port) as c:
+        hub = c.hub
+        # officer: sees both sites, switches the light; the relay follows; the audit names her
+        async with client() as s:
+            status, html = await sign_in(s, c.url, "an")
+            assert status == 200 and "Tổng quan" in html  # Vietnamese by default
+            assert 'data-site="kp3"' in html and 'data-site="cho"' in html
+            async with s.get(c.url + "site/kp3") as r:
+                page = await r.text()
+            assert 'value="on"' in page
+            async with s.post(c.url + "site/kp3/light/light-kp3", data={"csrf": csrf_of(page), "action": "on"}) as r:
+                assert r.status == 200 and "result=ok" in str(r.url)
+            assert c.relays.relay(1, 0) is True
+            await asyncio.to_thread(hub.history.flush)
+            rows = [a for a in hub.history.audit() if a["device"] == "light-kp3"]
+            assert rows[-1]["user"] == "an" and rows[-1]["result"] == "ok" and rows[-1]["command"] == {"state": "ON"}
+            commands = [e for e in hub.history.events(type="command") if e["device"] == "light-kp3"]
+            assert commands[-1]["user"] == "an" and commands[-1]["source"] == "web"
+        # contractor: only their site, no light buttons, a forged POST refused and audited
+        async with client() as s:
+            status, html = await sign_in(s, c.url, "thau1")
+            assert 'data-site="cho"' in html and 'data-site="kp3"' not in html
+            assert "Camera KP3" not in html
+            async with s.get(c.url + "site/kp3") as r:
+                assert r.status == 404
+            async with s.get(c.url + "site/cho") as r:
+                page = await r.text()
+            assert 'name="action"' not in page and "UPS chợ" in page
+            csrf = csrf_of(page)
+            async with s.post(c.url + "site/cho/light/light-cho", data={"csrf": csrf, "action": "on"}) as r:
+                assert r.status == 403
+            async with s.post(c.url + "site/kp3/light/light-kp3", data={"csrf": csrf, "action": "off"}) as r:
+                assert r.status == 404
+            async with s.get(c.url + "events") as r:  # the ACL gives contractors no event stream
+                assert r.status == 403
+            async with s.get(c.url + "snapshot/cam-kp3.jpg") as r:
+                assert r.status == 404
+            assert c.relays.relay(1, 1) is False and c.relays.relay(1, 0) is True
+            await asyncio.to_thread(hub.history.flush)
+            refused = [a for a in hub.history.audit() if a["user"] == "thau1"]
+            assert refused and refused[-1]["result"] == "rejected" and refused[-1]["device"] == "light-cho"
+        # viewer: looks, never switches
+        async with client() as s:
+            await sign_in(s, c.url, "xem")
+            async with s.get(c.url + "site/kp3") as r:
+                page = await r.text()
+            assert 'name="action"' not in page
+            async with s.post(c.url + "site/kp3/light/light-kp3", data={"csrf": csrf_of(page), "action": "off"}) as r:
+                assert r.status == 403
+            assert c.relays.relay(1, 0) is True
+
+
+async def test_csrf_origin_sign_out_and_throttling(mosquitto: Any, tmp_path: Path) -> None:
+    async with commune(tmp_path, mosquitto.port) as c:
+        async with client() as s:
+            await sign_in(s, c.url, "an")
+            async with s.get(c.url + "site/kp3") as r:
+                csrf = csrf_of(await r.text())
+            # no token, a wrong one, another site's Origin: refused, nothing switched
+            for data, headers in (({"action": "on"}, {}), ({"action": "on", "csrf": "x" * 43}, {}),
+                                  ({"action": "on", "csrf": csrf}, {"Origin": "http://evil.example"})):
+                async with s.post(c.url + "site/kp3/light/light-kp3", data=data, headers=headers) as r:
+                    assert r.status == 403
+            assert c.relays.relay(1, 0) is False
+            cookie = s.cookie_jar.filter_cookies(URL(c.url))["anninh_session"].value
+            async with s.post(c.url + "logout", data={"csrf": csrf}) as r:
+                assert str(r.url).endswith("/login")
+        async with client() as s:  # the signed-out session's cookie, replayed, is dead
+            async with s.get(c.url, headers={"Cookie": f"anninh_session={cookie}"}) as r:
+                assert str(r.url).endswith("/login")
+        # wrong passwords: refused; past five, throttled even with the right one
+        async with client() as s:
+            for _ in range(5):
+                status, html = await sign_in(s, c.url, "an", "wrong")
+                assert status == 401 and "Sai tên đăng nhập hoặc mật khẩu" in html
+            status, html = await sign_in(s, c.url, "an")
+            assert status == 429 and "thử lại sau" in html
+        # per address too: another name from the same address is throttled
+        async with client() as s:
+            status, _ = await sign_in(s, c.url, "xem")
+            assert status == 429
+
+
+async def test_headers_escaping_and_no_secrets_in_pages(mosquitto: Any, tmp_path: Path) -> None:
+    async with commune(tmp_path, mosquitto.port) as c:
+        async with client() as s:
+            await sign_in(s, c.url, "an")
+            pages = {}
+            for path in ("", "site/kp3", "events", "site/cho"):
+                async with s.get(c.url + path) as r:
+                    assert r.status == 200
+                    csp = r.headers["Content-Security-Policy"]
+                    assert "script-src 'self'" in csp and "unsafe-inline" not in csp and "frame-ancestors 'none'" in csp
+                    assert r.headers["X-Frame-Options"] == "DENY"
+                    assert r.headers["Cache-Control"] == "no-store"
+                    pages[path] = await r.text()
+            for path, html in pages.items():
+                assert XSS not in html, path
+                assert CAM_PASSWORD not in html and f":{c.cam.port}" not in html and f":{c.ups.port}" not in html
+                bare = html.replace('<script src="', "").replace('<script type="application/json"', "")
+                assert "<script>" not in bare  # no inline script
+            assert "&lt;script&gt;alert(1)&lt;/script&gt;" in pages[""]
+            # the map's data block is JSON with <, > escaped: it cannot close its <script> element
+            assert "\\u003cscript\\u003e" in pages[""]
+            async with s.get(c.url + "snapshot/cam-kp3.jpg") as r:
+                assert r.status == 200 and r.content_type == "image/jpeg"
+                assert (await r.read())[:2] == b"\xff\xd8"
+            async with s.get(c.url + "static/app.js") as r:
+                assert r.status == 200 and "max-age" in r.headers["Cache-Control"]
+        async with client() as s:  # not signed in: nothing but the sign-in page
+            async with s.get(c.url + "site/kp3") as r:
+                assert str(r.url).endswith("/login")
+            async with s.get(c.url + "snapshot/cam-kp3.jpg") as r:
+                assert str(r.url).endswith("/login")
+
+
+async def test_live_update_within_a_second_and_languages(mosquitto: Any, tmp_path: Path) -> None:
+    async with commune(tmp_path, mosquitto.port) as c:
+        async with client() as s:
+            await sign_in(s, c.url, "an")
+            async with s.ws_connect(c.url + "ws?view=site&site=kp3") as ws:
+                await asyncio.sleep(0.3)
+                changed: list[float] = []
+                loop = asyncio.get_running_loop()
+
+                def on_state(change: Any) -> None:
+                    if change.device_id == "ups-kp3" and change.changed.get("on_battery") is True:
+                        changed.append(loop.time())
+
+                from hub.core import Listener
+
+                c.hub.add_listener(Listener(on_state=on_state))
+                c.ups.set_state(1, mains=False)
+                row = None
+                while row is None:
+                    msg = json.loads((await asyncio.wait_for(ws.receive(), 10)).data)
+                    row = next((r for r in msg.get("rows", []) if r["id"] == "ups-kp3"
+                                and "mất điện lưới" in r["f"]["state"]), None)
+                arrived = loop.time()
+                assert row["cls"] == "power"
+                assert changed and arrived - changed[0] < 1.0
+            # English for this session only; event lines in the reader's language
+            async with s.get(c.url) as r:
+                csrf = csrf_of(await r.text())
+            async with s.post(c.url + "lang", data={"csrf": csrf, "lang": "en", "back": "/events"}) as r:
+                html = await r.text()
+            assert "Events" in html and "Overview" in html and "Sự kiện" not in html
+            assert 'lang="en"' in html
+        async with client() as s:
+            await sign_in(s, c.url, "an")
+            async with s.get(c.url + "events?site=kp3&type=on_battery&period=1h") as r:
+                html = await r.text()
+            assert 'lang="vi"' in html and "<li class=\"ev-on_battery\">" in html
+            assert "ev-command" not in html  # the type filter
+
+
+async def test_contractor_live_feed_is_limited_to_their_sites(mosquitto: Any, tmp_path: Path) -> None:
+    async with commune(tmp_path, mosquitto.port) as c:
+        async with client() as s:
+            await sign_in(s, c.url, "thau1")
+            with pytest.raises(aiohttp.WSServerHandshakeError) as refused:  # not their site
+                async with s.ws_connect(c.url + "ws?view=site&site=kp3"):
+                    pass
+            assert refused.value.status == 403
+            async with s.ws_connect(c.url + "ws?view=site&site=cho"):
+                pass
+        async with client() as s:
+            with pytest.raises(aiohttp.WSServerHandshakeError):  # not signed in
+                async with s.ws_connect(c.url + "ws?view=overview"):
+                    pass
+
+
+async def test_without_users_only_loopback(mosquitto: Any, tmp_path: Path) -> None:
+    yaml_text = f"""
+hub: {{data_dir: ./data}}
+mqtt: {{server: "mqtt://127.0.0.1:{mosquitto.port}", discovery: false}}
+web: {{bind: 0.0.0.0, port: 0}}
+"""
+    async with hub_from_yaml(yaml_text, tmp_path) as running:
+        console = WebConsole(running.hub)
+        with pytest.raises(WebError, match="no users"):
+            await console.start()
+        await console.stop()
+
+
+def test_password_check_and_throttle_units() -> None:
+    from hub.web.sessions import Throttle
+
+    now = [0.0]
+    t = Throttle(limit=3, window=60, clock=lambda: now[0])
+    for _ in range(3):
+        assert t.wait("user:a") == 0
+        t.failed("user:a", "addr:x")
+    assert t.wait("user:a") == pytest.approx(60)
+    assert t.wait("addr:x") > 0 and t.wait("user:b") == 0
+    now[0] = 61
+    assert t.wait("user:a") == 0
