@@ -11,7 +11,7 @@ Every request goes through :meth:`WebConsole.middleware`:
   this console;
 * the handler runs in the reader's language (``hub.i18n.use_language``);
 * every answer carries the security headers: a Content-Security-Policy without inline scripts or
-  styles, ``X-Frame-Options: DENY``, ``nosniff``, no referrer, and ``Cache-Control: no-store`` on
+  styles, ``X-Frame-Options: DENY``, ``nosniff``, referrer only to itself, and ``Cache-Control: no-store`` on
   everything but the vendored static files.
 
 Without ``users:`` in the config (where the broker trusts every loopback client) the console signs
@@ -214,7 +214,7 @@ class WebConsole:
         h["Content-Security-Policy"] = self.csp
         h["X-Frame-Options"] = "DENY"
         h["X-Content-Type-Options"] = "nosniff"
-        h["Referrer-Policy"] = "no-referrer"
+        h["Referrer-Policy"] = "same-origin"  # with no-referrer, Chrome sends "Origin: null" on our own forms
         h["Cache-Control"] = "public, max-age=3600" if static else "no-store"
         if self.tls:
             h["Strict-Transport-Security"] = "max-age=31536000"

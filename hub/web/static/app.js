@@ -89,6 +89,6 @@
     if (bounds.length === 1) { m.setView(bounds[0], 15); } else { m.fitBounds(bounds, { padding: [30, 30] }); }
   }
 
-  map();
   connect();
+  try { map(); } catch (e) { if (window.console) { console.error("map: " + e); } }
 })();
