@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -222,3 +223,90 @@ def test_password_check_and_throttle_units() -> None:
     assert t.wait("addr:x") > 0 and t.wait("user:b") == 0
     now[0] = 61
     assert t.wait("user:a") == 0
+
+
+async def test_export_page_requests_follows_and_downloads_a_package(mosquitto: Any, tmp_path: Path) -> None:
+    """The export page module: an officer requests an export from the NVR simulator's footage,
+    the page shows it done, the ZIP holds a package that verifies; a contractor gets no export."""
+    import io
+    import zipfile
+    from datetime import datetime
+
+    from hub.export.package import verify
+    from plugins.hikvision.simulator import HikvisionSimulator
+
+    sim = HikvisionSimulator("nvr", channels=2, password="Nvr:pw/9")
+    sim.add_footage(1, datetime(2026, 11, 30, 19, 1), datetime(2026, 11, 30, 19, 2))
+    await sim.start()
+    yaml_text = f"""
+hub: {{data_dir: ./data}}
+mqtt: {{server: "mqtt://127.0.0.1:{mosquitto.port}", discovery: false}}
+web: {{port: 0}}
+sites: [{{id: kp3}}, {{id: cho}}]
+devices:
+  - {{id: nvr1, platform: hikvision, site: kp3, host: 127.0.0.1, port: {sim.port}, password: "Nvr:pw/9",
+      kind: nvr, timeout: 3, event_stream: false}}
+users:
+  - {{name: an, role: officer, password: an-pass-1}}
+  - {{name: thau1, role: contractor, password: thau-pass-2, sites: [kp3]}}
+  - {{name: bac, role: officer, password: bac-pass-3, sites: [cho]}}
+"""
+    try:
+        async with hub_from_yaml(yaml_text, tmp_path) as running:
+            hub = running.hub
+            console = WebConsole(hub)
+            url = await console.start()
+            try:
+                await _wait(lambda: hub.runners["nvr1"].connected, 10, "the NVR")
+                async with client() as s:
+                    await sign_in(s, url, "an", "an-pass-1")
+                    async with s.get(url + "export") as r:
+                        page = await r.text()
+                    assert 'value="nvr1"' in page and "Xuất" in page
+                    form = {"csrf": csrf_of(page), "device": "nvr1", "channel": "1", "start": "2026-11-30T19:01:10",
+                            "end": "2026-11-30T19:01:50", "case": "VV-2026-117", "reason": "<b>test</b>"}
+                    async with s.post(url + "export", data=form) as r:
+                        assert r.status == 200
+                    package = ""
+                    for _ in range(300):
+                        async with s.get(url + "export") as r:
+                            page = await r.text()
+                        found = re.search(r'href="/export/([^"]+)\.zip"', page)
+                        if found:
+                            package = found.group(1)
+                            break
+                        assert "thất bại" not in page, page[-2000:]
+                        await asyncio.sleep(0.1)
+                    assert package.startswith("nvr1-ch01-")
+                    async with s.get(url + f"export/{package}.zip") as r:
+                        assert r.status == 200 and r.headers["Content-Type"] == "application/zip"
+                        assert r.headers["Cache-Control"] == "no-store"
+                        data = await r.read()
+                    out = tmp_path / "unzipped"
+                    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+                        zf.extractall(out)
+                    assert verify(out / package)[0] == []
+                    manifest = json.loads((out / package / "manifest.json").read_text())
+                    assert manifest["requested_by"] == "an" and manifest["case"] == "VV-2026-117"
+                    async with s.get(url + "export/..%2F..%2Fconfig.yaml.zip") as r:
+                        assert r.status == 404
+                    await asyncio.to_thread(hub.history.flush)
+                    audit = [(a["user"], a["result"]) for a in hub.history.audit() if a["device"] == "nvr1"]
+                    assert ("an", "done") in audit and audit[-1] == ("an", "downloaded")
+                async with client() as s:  # a contractor: no export page, no request, no download
+                    await sign_in(s, url, "thau1", "thau-pass-2")
+                    async with s.get(url + "export") as r:
+                        assert r.status == 403
+                        csrf = csrf_of(await r.text())
+                    async with s.post(url + "export", data={**form, "csrf": csrf}) as r:
+                        assert r.status == 403
+                    async with s.get(url + f"export/{package}.zip") as r:
+                        assert r.status == 403
+                async with client() as s:  # an officer of another site: not this site's package
+                    await sign_in(s, url, "bac", "bac-pass-3")
+                    async with s.get(url + f"export/{package}.zip") as r:
+                        assert r.status == 404
+            finally:
+                await console.stop()
+    finally:
+        await sim.stop()

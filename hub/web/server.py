@@ -208,8 +208,11 @@ class WebConsole:
             raise web.HTTPForbidden(text="request from another site refused")
 
     def _headers(self, response: web.StreamResponse, static: bool) -> None:
-        if response.prepared:  # a WebSocket
-            return
+        if not response.prepared:  # a WebSocket or a download already has them (:meth:`secure`)
+            self.secure(response, static)
+
+    def secure(self, response: web.StreamResponse, static: bool = False) -> None:
+        """The security headers; a handler that streams its answer calls this before ``prepare``."""
         h = response.headers
         h["Content-Security-Policy"] = self.csp
         h["X-Frame-Options"] = "DENY"

@@ -51,6 +51,13 @@
       });
       while (list.children.length > 300) { list.removeChild(list.lastChild); }
     }
+    if (body.dataset.live === "export") {
+      (msg.events || []).forEach(function (e) {
+        var job = document.querySelector('[data-job-device="' + CSS.escape(e.device) + '"] [data-f="progress"]');
+        if (job && e.type === "export_progress") { job.textContent = e.text; }
+        if (e.type === "export_done" || e.type === "export_failed") { setTimeout(function () { window.location.reload(); }, 500); }
+      });
+    }
   }
 
   function connect() {
