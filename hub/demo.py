@@ -47,6 +47,9 @@ FOOTAGE_SECONDS = 180  # real footage on the demo NVR (channel 1), made on first
 TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 LATITUDE, LONGITUDE = 11.03, 106.76  # the demo post (its config's hub.latitude / hub.longitude)
 
+SITE_OFFSETS = [(0.004, -0.005), (0.006, 0.003), (-0.002, 0.006), (-0.004, -0.001), (-0.006, -0.006),
+                (0.001, 0.009), (0.0, 0.0)]
+"""(latitude, longitude) of each of SITES from the post, in degrees"""
 SITES = [
     ("kp1-hung", "Nhà ông Hùng, khu phố 1", False),
     ("kp2-lan", "Nhà bà Lan, khu phố 2", False),
@@ -208,7 +211,11 @@ class Demo:
             devices.append(f"{{id: {dev_id}, platform: {platform}, site: {site}, host: 127.0.0.1, "
                            f"port: {sim.port}, username: admin, password: !secret {pw}_password, "
                            f"poll_interval: 2, timeout: 3, health_interval: 0{extra}}}")
-        sites = "\n".join(f"  - {{id: {i}, name: \"{n}\", blackspot: {str(b).lower()}}}" for i, n, b in SITES)
+        # each site a few hundred metres from the post, for the web console's map
+        sites = "\n".join(f"  - {{id: {i}, name: \"{n}\", blackspot: {str(b).lower()}, "
+                          f"latitude: {LATITUDE + SITE_OFFSETS[k][0]:.4f}, "
+                          f"longitude: {LONGITUDE + SITE_OFFSETS[k][1]:.4f}}}"
+                          for k, (i, n, b) in enumerate(SITES))
         return textwrap.dedent(f"""\
             hub:
               name: "Demo: Khánh Bình ward police post"

@@ -75,7 +75,7 @@ class LiveFeed:
         self.hub = hub
         self.clients: set[Client] = set()
         self.seen: dict[str, datetime] = {}
-        """device -> when it last answered (a state change or coming online)"""
+        """device -> when it was last seen: its last state change, or when it came online or went offline"""
         self.by_site: dict[str | None, list[str]] = {}
         self._dirty_devices: set[str] = set()
         self._dirty_sites: set[str] = set()
@@ -107,8 +107,8 @@ class LiveFeed:
         self._mark(change.device_id, change.site)
 
     def _on_availability(self, change: AvailabilityChange) -> None:
-        if change.available:
-            self.seen[change.device_id] = change.time
+        # going offline is noticed within a poll of the last answer: that is when it was last seen
+        self.seen[change.device_id] = change.time
         self._mark(change.device_id, change.site)
 
     def _on_site(self, site: str, state: Mapping[str, Any]) -> None:

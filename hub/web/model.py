@@ -170,7 +170,7 @@ def device_row(hub: Hub, access: Access, facts: DeviceFacts, seen: datetime | No
     shows_state = access.sees_state(facts.kind)
     f: dict[str, str] = {
         "avail": _("online") if available else _("offline") if available is False else _("not yet seen"),
-        "seen": _when(hub, seen),
+        "seen": _("now") if available else _when(hub, seen),
         "cause": "—", "state": "—", "power": "—", "disks": "—", "image": "—",
     }
     if available is False:

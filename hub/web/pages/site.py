@@ -5,6 +5,7 @@ checked, carried out and audited under the person's name)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import TYPE_CHECKING, Any
@@ -15,12 +16,14 @@ from hub.api import DeviceError
 from hub.core.runner import describe_error
 from hub.i18n import N_, _
 from hub.web import model
-from hub.web.pages import Page, access_of
+from hub.web.pages import Page, access_of, events
 
 if TYPE_CHECKING:
     from hub.web.server import WebConsole
 
 LIGHT_ACTIONS: dict[str, dict[str, Any]] = {"on": {"state": "ON"}, "off": {"state": "OFF"}, "auto": {"mode": "auto"}}
+LATEST = 20
+"""The site's events shown when its page opens."""
 SNAPSHOT_CACHE_S = 10.0
 """A camera is asked for a picture at most this often, however many pages show it."""
 log = logging.getLogger("hub.web")
@@ -51,9 +54,14 @@ def setup(router: web.UrlDispatcher, console: WebConsole) -> None:
                        snapshot=access.snapshot and facts.kind == "camera")
             rows.append(row)
         card = model.site_card(hub, site, console.feed.by_site.get(site, ()))
+        lines = []
+        if access.events:  # the site's latest events, then new ones live
+            rows_ = await asyncio.to_thread(events.query, hub.config.data_dir / "history.db", 0.0, site, None, None,
+                                            access.sites, LATEST)
+            lines = [model.event_line(hub, e) for e in rows_]
         result = request.query.get("result")
         return console.render(request, "site.html", site=site, site_name=model.site_name(hub, site), card=card,
-                              rows=rows, result=_(RESULTS[result]) if result in RESULTS else None,
+                              rows=rows, lines=lines, result=_(RESULTS[result]) if result in RESULTS else None,
                               live="site", live_site=site)
 
     async def light(request: web.Request) -> web.StreamResponse:
