@@ -97,6 +97,8 @@ class LiveFeed:
             self._scheduled = self._loop.call_later(TICK, self.flush)
 
     def _mark(self, device_id: str, site: str | None) -> None:
+        if not self.clients:  # nobody watching: nothing to send later either (a page opens with the state)
+            return
         self._dirty_devices.add(device_id)
         if site is not None:
             self._dirty_sites.add(site)
@@ -112,6 +114,8 @@ class LiveFeed:
         self._mark(change.device_id, change.site)
 
     def _on_site(self, site: str, state: Mapping[str, Any]) -> None:
+        if not self.clients:
+            return
         self._dirty_sites.add(site)
         self._schedule()
 
