@@ -202,7 +202,7 @@ class Browsers:
         self.conn.send("stop")
         out = self.conn.recv()
         self.proc.join(10)
-        return out  # type: ignore[no-any-return]
+        return out
 
 
 def _latencies(stamps: dict[int, float], arrivals: list[tuple[int, float]]) -> list[float]:

@@ -290,8 +290,10 @@ users:
                     assert manifest["requested_by"] == "an" and manifest["case"] == "VV-2026-117"
                     async with s.get(url + "export/..%2F..%2Fconfig.yaml.zip") as r:
                         assert r.status == 404
-                    await asyncio.to_thread(hub.history.flush)
-                    audit = [(a["user"], a["result"]) for a in hub.history.audit() if a["device"] == "nvr1"]
+                    history = hub.history
+                    assert history is not None
+                    await asyncio.to_thread(history.flush)
+                    audit = [(a["user"], a["result"]) for a in history.audit() if a["device"] == "nvr1"]
                     assert ("an", "done") in audit and audit[-1] == ("an", "downloaded")
                 async with client() as s:  # a contractor: no export page, no request, no download
                     await sign_in(s, url, "thau1", "thau-pass-2")

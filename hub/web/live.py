@@ -136,10 +136,14 @@ class LiveFeed:
         groups: dict[tuple[Any, ...], list[Client]] = {}
         for client in self.clients:
             groups.setdefault(client.group(), []).append(client)
+        where = self.hub.store.sites
+        by_site: dict[str | None, list[str]] = {}
+        for device_id in devices:
+            by_site.setdefault(where.get(device_id), []).append(device_id)
         for members in groups.values():
             first = members[0]
             with use_language(first.lang):
-                message = self.render(first.access, first.view, devices, sites, events)
+                message = self.render(first.access, first.view, by_site, sites, events)
             if message is None:
                 continue
             text = json.dumps(message, ensure_ascii=False, separators=(",", ":"))
@@ -155,8 +159,9 @@ class LiveFeed:
             client.queue.append(text)
         client.wake.set()
 
-    def render(self, access: Access, view: View, devices: set[str], sites: set[str],
+    def render(self, access: Access, view: View, devices: Mapping[str | None, list[str]], sites: set[str],
                events: list[dict[str, Any]]) -> dict[str, Any] | None:
+        """One group's message: ``devices`` are the changed ones by site."""
         hub = self.hub
         out: dict[str, Any] = {}
         if view.page in ("overview", "site"):
@@ -165,10 +170,7 @@ class LiveFeed:
                 out["sites"] = [model.site_card(hub, s, self.by_site.get(s, ())) for s in shown]
         if view.page == "site" and view.site is not None:
             rows = []
-            for device_id in devices:
-                runner = hub.runners.get(device_id)
-                if runner is None or runner.config.site != view.site or not access.sees_site(view.site):
-                    continue
+            for device_id in devices.get(view.site, ()) if access.sees_site(view.site) else ():
                 rows.append(model.device_row(hub, access, model.device_facts(hub, device_id),
                                              self.seen.get(device_id)))
             if rows:
