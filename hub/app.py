@@ -135,11 +135,13 @@ async def _start_hub(config: Config, plugins: PluginManager, server: str, userna
 async def run_forever(config: Config, plugins: PluginManager) -> None:
     """``anninh run``: until SIGINT/SIGTERM, then stop cleanly."""
     running = await start_hub(config, plugins)
-    from hub.web.server import start_console  # aiohttp's server and Jinja2 load here, not for every command
+    console = None
+    if config.web.enabled:
+        from hub.web.server import start_console  # aiohttp's server and Jinja2 load only to serve the console
 
-    console = await start_console(running.hub)
-    if console is not None:
-        print(console.banner(), flush=True)
+        console = await start_console(running.hub)
+        if console is not None:
+            print(console.banner(), flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

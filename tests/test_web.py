@@ -312,3 +312,70 @@ users:
                 await console.stop()
     finally:
         await sim.stop()
+
+
+def _run_hub(tmp_path: Path, text: str) -> Any:
+    import os
+    import subprocess
+    import sys
+
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(text)
+    cfg.chmod(0o600)
+    root = str(Path(__file__).resolve().parent.parent)
+    env = {**os.environ, "PYTHONPATH": root}
+    return subprocess.Popen([sys.executable, "-m", "hub.cli", "run", "-c", str(cfg)], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+async def test_anninh_run_prints_the_address_and_warns_without_tls(mosquitto: Any, tmp_path: Path) -> None:
+    import signal
+
+    proc = _run_hub(tmp_path, f"""
+hub: {{data_dir: ./data}}
+mqtt: {{server: "mqtt://127.0.0.1:{mosquitto.port}", discovery: false}}
+web: {{bind: 0.0.0.0, port: 0}}
+users: [{{name: an, role: officer, password: an-pass-1}}]
+""")
+    try:
+        assert proc.stdout is not None
+        first = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), 30)
+        second = await asyncio.wait_for(asyncio.to_thread(proc.stdout.readline), 5)
+        found = re.fullmatch(r"Trang điều khiển web: (http://127\.0\.0\.1:\d+/)\n", first)
+        assert found, first
+        assert second.startswith("Cảnh báo:") and "0.0.0.0" in second and "TLS" in second
+        async with client() as s, s.get(found.group(1) + "login") as r:
+            assert r.status == 200 and "Đăng nhập" in await r.text()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = await asyncio.to_thread(proc.communicate, None, 20)
+    assert proc.returncode == 0
+    assert "without TLS" in err  # the log line too, in English
+
+
+async def test_console_over_tls(mosquitto: Any, tmp_path: Path) -> None:
+    import ssl
+
+    from tests.certs import make_ca
+
+    ca = make_ca(tmp_path / "ca")
+    crt, key = ca.issue("web", "localhost", server=True)
+    yaml_text = f"""
+hub: {{data_dir: ./data}}
+mqtt: {{server: "mqtt://127.0.0.1:{mosquitto.port}", discovery: false}}
+web: {{port: 0, cert_file: {crt}, key_file: {key}}}
+users: [{{name: an, role: officer, password: an-pass-1}}]
+"""
+    async with hub_from_yaml(yaml_text, tmp_path) as running:
+        console = WebConsole(running.hub)
+        url = await console.start()
+        try:
+            assert url.startswith("https://127.0.0.1:") and "Cảnh báo" not in console.banner()
+            context = ssl.create_default_context(cafile=str(ca.ca))
+            async with client() as s:
+                async with s.get(url + "login", ssl=context) as r:
+                    assert r.status == 200
+                    assert r.headers["Strict-Transport-Security"].startswith("max-age=")
+                    assert "Secure" in r.headers["Set-Cookie"]
+        finally:
+            await console.stop()

@@ -67,6 +67,7 @@ def config_text(broker_port: int, ups_port: int, relay_port: int) -> str:
     return textwrap.dedent(f"""\
         hub: {{name: Idle post, data_dir: ./data}}
         mqtt: {{server: "mqtt://127.0.0.1:{broker_port}", discovery: false}}
+        web: {{enabled: false}}  # the hub core alone (the console's server: docs/web.md, bench/bench_web.py)
         sites: [{{id: kp3}}]
         devices:
           - {{id: ups-kp3, platform: ups_modbus, site: kp3, model: apc_smt, host: 127.0.0.1, port: {ups_port},
