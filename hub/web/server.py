@@ -176,6 +176,19 @@ class WebConsole:
         if access is not None:
             request[ACCESS] = access
         lang = session.lang if session is not None else language()
+        with use_language(lang):
+            response = await self._answer(request, handler, session, access)
+        self._headers(response, static)
+        new = request.get(NEW_SESSION)
+        if new is not None:
+            response.set_cookie(COOKIE, self.sessions.encode(new), httponly=True, samesite="Strict",
+                                secure=self.tls, path="/", max_age=int(self.sessions.lifetime))
+        return response
+
+    async def _answer(self, request: web.Request, handler: Handler, session: Session | None,
+                      access: Access | None) -> web.StreamResponse:
+        """The checks every request passes, then the handler (in the reader's language)."""
+        path = request.path
         try:
             if request.method not in ("GET", "HEAD") or path == "/ws":
                 self._check_origin(request)
@@ -184,28 +197,21 @@ class WebConsole:
                 if token is None and request.content_type == "application/x-www-form-urlencoded":
                     token = str((await request.post()).get("csrf", ""))
                 if not csrf_ok(session, token):
-                    raise web.HTTPForbidden(text="CSRF token missing or wrong: reload the page")
+                    raise web.HTTPForbidden(text=_("CSRF token missing or wrong: reload the page."))
             if access is None and not any(path == p or (p.endswith("/") and path.startswith(p)) for p in PUBLIC):
                 if request.method == "GET" and path != "/ws":
                     raise web.HTTPSeeOther("/login")
-                raise web.HTTPForbidden(text="sign in first")
-            with use_language(lang):
-                response = await handler(request)
-        except web.HTTPException as exc:  # answered as a plain response, so the headers below apply
-            response = web.Response(status=exc.status, reason=exc.reason, headers=exc.headers, text=exc.text)
-        self._headers(response, static)
-        new = request.get(NEW_SESSION)
-        if new is not None:
-            response.set_cookie(COOKIE, self.sessions.encode(new), httponly=True, samesite="Strict",
-                                secure=self.tls, path="/", max_age=int(self.sessions.lifetime))
-        return response
+                raise web.HTTPForbidden(text=_("Sign in first."))
+            return await handler(request)
+        except web.HTTPException as exc:  # answered as a plain response, so the headers apply
+            return web.Response(status=exc.status, reason=exc.reason, headers=exc.headers, text=exc.text)
 
     def _check_origin(self, request: web.Request) -> None:
         origin = request.headers.get("Origin")
         if origin is None:
             return
         if urlsplit(origin).netloc != request.host:
-            raise web.HTTPForbidden(text="request from another site refused")
+            raise web.HTTPForbidden(text=_("A request from another site is refused."))
 
     def _headers(self, response: web.StreamResponse, static: bool) -> None:
         if not response.prepared:  # a WebSocket or a download already has them (:meth:`secure`)
@@ -290,7 +296,7 @@ class WebConsole:
         try:
             lang = normalize(str(form.get("lang", "")))
         except ValueError:
-            raise web.HTTPBadRequest(text="unknown language") from None
+            raise web.HTTPBadRequest(text=_("Unknown language.")) from None
         session = request[SESSION]  # the CSRF check needed one
         request[NEW_SESSION] = Session(sid=session.sid, csrf=session.csrf, user=session.user, lang=lang,
                                          since=session.since)
@@ -304,9 +310,9 @@ class WebConsole:
         page = q.get("view", "overview")
         site = q.get("site") or None
         if page not in ("overview", "site", "events", "export") or (site is not None and not access.sees_site(site)):
-            raise web.HTTPForbidden(text="not allowed")
+            raise web.HTTPForbidden(text=_("Not allowed."))
         if page == "events" and not access.events:
-            raise web.HTTPForbidden(text="not allowed")
+            raise web.HTTPForbidden(text=_("Not allowed."))
         view = View(page, site, q.get("device") or None, q.get("type") or None)
         session = request.get(SESSION)
         return await self.feed.serve(request, access, session.lang if session else language(), view)

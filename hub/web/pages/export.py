@@ -146,15 +146,15 @@ def setup(router: web.UrlDispatcher, console: WebConsole) -> None:
 
     def package_dir(access: Access, package_id: str) -> tuple[Path, dict[str, Any]]:
         if not PACKAGE_ID.fullmatch(package_id) or package_id.endswith(".part"):
-            raise web.HTTPNotFound(text="no such package")
+            raise web.HTTPNotFound(text=_("No such package."))
         folder = exports_dir / package_id
         try:
             manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
         except (OSError, ValueError):
-            raise web.HTTPNotFound(text="no such package") from None
+            raise web.HTTPNotFound(text=_("No such package.")) from None
         device = manifest.get("device") or {}
         if not access.sees_site(device.get("site")):
-            raise web.HTTPNotFound(text="no such package")
+            raise web.HTTPNotFound(text=_("No such package."))
         return folder, manifest
 
     async def download(request: web.Request) -> web.StreamResponse:

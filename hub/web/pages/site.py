@@ -40,7 +40,7 @@ def setup(router: web.UrlDispatcher, console: WebConsole) -> None:
         site = request.match_info["site"]
         access = access_of(request)
         if hub.config.site(site) is None or not access.sees_site(site):
-            raise web.HTTPNotFound(text="no such site")
+            raise web.HTTPNotFound(text=_("No such site."))
         return site
 
     async def site_page(request: web.Request) -> web.StreamResponse:
@@ -72,7 +72,7 @@ def setup(router: web.UrlDispatcher, console: WebConsole) -> None:
         form = await request.post()
         action = str(form.get("action", ""))
         if runner is None or runner.config.site != site or action not in LIGHT_ACTIONS:
-            raise web.HTTPNotFound(text="no such light or action")
+            raise web.HTTPNotFound(text=_("No such light or action."))
         payload = dict(LIGHT_ACTIONS[action])
         facts = model.device_facts(hub, device_id)
         if not access.commands(site, facts.switchable):
@@ -88,7 +88,7 @@ def setup(router: web.UrlDispatcher, console: WebConsole) -> None:
         device_id = request.match_info["device"]
         runner = hub.runners.get(device_id)
         if runner is None or not access.sees_site(runner.config.site) or not access.snapshot:
-            raise web.HTTPNotFound(text="no such camera")
+            raise web.HTTPNotFound(text=_("No such camera."))
         now = time.monotonic()
         cached = snapshots.get(device_id)
         if cached is None or now - cached[0] > SNAPSHOT_CACHE_S:
@@ -98,7 +98,7 @@ def setup(router: web.UrlDispatcher, console: WebConsole) -> None:
                 if device_id not in failed:  # once per camera, not per page view
                     failed.add(device_id)
                     log.info("snapshot of %s for the web console failed: %s", device_id, describe_error(exc))
-                raise web.HTTPServiceUnavailable(text="no picture now") from None
+                raise web.HTTPServiceUnavailable(text=_("No picture now.")) from None
             cached = (now, image)
             snapshots[device_id] = cached
         return web.Response(body=cached[1], content_type="image/jpeg")
