@@ -196,6 +196,8 @@ def device_row(hub: Hub, access: Access, facts: DeviceFacts, seen: datetime | No
                 cls = "image"
         elif facts.kind == "meter" and state.get("input_voltage") is not None:
             f["state"] = tr("{volts} V", volts=format_number(state["input_voltage"], 0))
+        elif state.get("status") is not None:  # another kind (a drop-in's) that reports a status
+            f["state"] = str(state["status"])
     return {"id": facts.id, "cls": cls, "f": f}
 
 
