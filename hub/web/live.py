@@ -81,6 +81,7 @@ class LiveFeed:
         self._dirty_sites: set[str] = set()
         self._events: list[dict[str, Any]] = []
         self._scheduled: asyncio.TimerHandle | None = None
+        self._flushing: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.sent = 0
 
@@ -94,7 +95,15 @@ class LiveFeed:
     # ---------------------------------------------------------------- the store's listener
     def _schedule(self) -> None:
         if self._scheduled is None and self.clients and self._loop is not None:
-            self._scheduled = self._loop.call_later(TICK, self.flush)
+            self._scheduled = self._loop.call_later(TICK, self._tick)
+
+    def _tick(self) -> None:
+        self._scheduled = None
+        if self._flushing is not None and not self._flushing.done():  # the last one is still sending
+            self._schedule()
+            return
+        assert self._loop is not None
+        self._flushing = self._loop.create_task(self.flush(), name="web-live-flush")
 
     def _mark(self, device_id: str, site: str | None) -> None:
         if not self.clients:  # nobody watching: nothing to send later either (a page opens with the state)
@@ -106,7 +115,12 @@ class LiveFeed:
 
     def _on_state(self, change: StateChange) -> None:
         self.seen[change.device_id] = change.time
-        self._mark(change.device_id, change.site)
+        if not self.clients:
+            return
+        self._dirty_devices.add(change.device_id)
+        if change.site is not None and not model.SUMMARY_FIELDS.isdisjoint(change.changed):
+            self._dirty_sites.add(change.site)  # only what a site's card counts recomputes the card
+        self._schedule()
 
     def _on_availability(self, change: AvailabilityChange) -> None:
         # going offline is noticed within a poll of the last answer: that is when it was last seen
@@ -128,8 +142,9 @@ class LiveFeed:
         self._schedule()
 
     # ---------------------------------------------------------------- rendering
-    def flush(self) -> None:
-        self._scheduled = None
+    async def flush(self) -> None:
+        """Render and queue what changed since the last tick; one group at a time, letting the loop
+        serve commands and polls between groups."""
         devices, self._dirty_devices = self._dirty_devices, set()
         sites, self._dirty_sites = self._dirty_sites, set()
         events, self._events = self._events, []
@@ -149,6 +164,7 @@ class LiveFeed:
             text = json.dumps(message, ensure_ascii=False, separators=(",", ":"))
             for client in members:
                 self.queue(client, text)
+            await asyncio.sleep(0)
 
     def queue(self, client: Client, text: str) -> None:
         if client.closed:
@@ -167,7 +183,8 @@ class LiveFeed:
         if view.page in ("overview", "site"):
             shown = [s for s in sites if access.sees_site(s) and (view.site is None or s == view.site)]
             if shown:
-                out["sites"] = [model.site_card(hub, s, self.by_site.get(s, ())) for s in shown]
+                lights = access.sees_state("light")
+                out["sites"] = [model.site_card(hub, s, self.by_site.get(s, ()), lights=lights) for s in shown]
         if view.page == "site" and view.site is not None:
             rows = []
             for device_id in devices.get(view.site, ()) if access.sees_site(view.site) else ():
@@ -232,3 +249,7 @@ class LiveFeed:
                 await client.ws.close()
         if self._scheduled is not None:
             self._scheduled.cancel()
+        if self._flushing is not None:
+            self._flushing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flushing

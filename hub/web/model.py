@@ -21,6 +21,9 @@ from hub.security import Access
 if TYPE_CHECKING:
     from hub.core import Hub
 
+SUMMARY_FIELDS = frozenset({"state", "on_battery", "image", "disks", "retention_days", "retention_target_days"})
+"""The state fields a site's card counts (with the devices' availability and the site's power)."""
+
 SEVERITY = ("power", "offline", "image", "disk", "ok")
 """A site's colour: its worst problem first."""
 
@@ -232,12 +235,13 @@ def site_problem(hub: Hub, site: str, devices: Iterable[str] | None = None) -> t
     return worst, counts
 
 
-def site_card(hub: Hub, site: str, devices: Iterable[str] | None = None) -> dict[str, Any]:
+def site_card(hub: Hub, site: str, devices: Iterable[str] | None = None, *, lights: bool = True) -> dict[str, Any]:
+    """A site's card; ``lights``: whether the reader may read the lights' state (contractors may not)."""
     worst, c = site_problem(hub, site, devices)
     f = {
         "problem": _(PROBLEM_TEXT[worst]),
         "cams": tr("cameras: {up} up, {down} down", up=c["cam_up"], down=c["cam_down"]),
-        "lights": tr("lights: {on} on, {off} off", on=c["light_on"], off=c["light_off"]),
+        "lights": tr("lights: {on} on, {off} off", on=c["light_on"], off=c["light_off"]) if lights else "",
         "offline": tr("{n} device(s) offline", n=c["offline"]) if c["offline"] else _("every device answers"),
     }
     return {"id": site, "cls": worst, "f": f}

@@ -25,7 +25,8 @@ def setup(router: web.UrlDispatcher, console: WebConsole) -> None:
         for site in hub.config.sites:
             if not access.sees_site(site.id):
                 continue
-            card = model.site_card(hub, site.id, console.feed.by_site.get(site.id, ()))
+            card = model.site_card(hub, site.id, console.feed.by_site.get(site.id, ()),
+                                   lights=access.sees_state("light"))
             card["name"] = site.name or site.id
             cards.append(card)
             if site.latitude is not None and site.longitude is not None:

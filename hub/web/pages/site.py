@@ -53,7 +53,7 @@ def setup(router: web.UrlDispatcher, console: WebConsole) -> None:
                        buttons=access.commands(site, facts.switchable) and facts.kind == "light",
                        snapshot=access.snapshot and facts.kind == "camera")
             rows.append(row)
-        card = model.site_card(hub, site, console.feed.by_site.get(site, ()))
+        card = model.site_card(hub, site, console.feed.by_site.get(site, ()), lights=access.sees_state("light"))
         lines = []
         if access.events:  # the site's latest events, then new ones live
             rows_ = await asyncio.to_thread(events.query, hub.config.data_dir / "history.db", 0.0, site, None, None,
