@@ -379,3 +379,19 @@ users: [{{name: an, role: officer, password: an-pass-1}}]
                     assert "Secure" in r.headers["Set-Cookie"]
         finally:
             await console.stop()
+
+
+def test_a_client_that_stops_reading_is_told_to_reload_not_buffered() -> None:
+    from aiohttp import web
+
+    from hub.security import Access
+    from hub.web.live import MAX_QUEUED, Client, LiveFeed, View
+
+    feed = LiveFeed(hub=None)  # type: ignore[arg-type]  # queue() needs no hub
+    access = Access("an", "officer", None, None, command=True, events=True, snapshot=True, export=True)
+    stalled = Client(web.WebSocketResponse(), access, "vi", View("overview"))
+    for i in range(MAX_QUEUED * 3):
+        feed.queue(stalled, f'{{"n":{i}}}')
+    assert len(stalled.queue) <= MAX_QUEUED
+    assert '{"reload":true}' in stalled.queue
+    assert stalled.wake.is_set()
