@@ -37,6 +37,8 @@ log = logging.getLogger("hub.web")
 
 TICK = 0.05
 """Seconds between a first change and the message that carries it (changes in between are merged)."""
+SLICE = 0.01
+"""Seconds of rendering at most before the tick lets the loop serve something else."""
 MAX_QUEUED = 50
 MAX_EVENTS = 50
 """Events carried by one message at most (the newest)."""
@@ -143,8 +145,8 @@ class LiveFeed:
 
     # ---------------------------------------------------------------- rendering
     async def flush(self) -> None:
-        """Render and queue what changed since the last tick; one group at a time, letting the loop
-        serve commands and polls between groups."""
+        """Render and queue what changed since the last tick, group by group, letting the loop serve
+        commands and polls every :data:`SLICE` seconds of work."""
         devices, self._dirty_devices = self._dirty_devices, set()
         sites, self._dirty_sites = self._dirty_sites, set()
         events, self._events = self._events, []
@@ -155,6 +157,8 @@ class LiveFeed:
         by_site: dict[str | None, list[str]] = {}
         for device_id in devices:
             by_site.setdefault(where.get(device_id), []).append(device_id)
+        loop = asyncio.get_running_loop()
+        slice_end = loop.time() + SLICE
         for members in groups.values():
             first = members[0]
             with use_language(first.lang):
@@ -164,7 +168,9 @@ class LiveFeed:
             text = json.dumps(message, ensure_ascii=False, separators=(",", ":"))
             for client in members:
                 self.queue(client, text)
-            await asyncio.sleep(0)
+            if loop.time() > slice_end:  # let commands and polls through, then go on
+                await asyncio.sleep(0)
+                slice_end = loop.time() + SLICE
 
     def queue(self, client: Client, text: str) -> None:
         if client.closed:
