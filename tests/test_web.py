@@ -91,8 +91,12 @@ async def test_csrf_origin_sign_out_and_throttling(mosquitto: Any, tmp_path: Pat
                     assert r.status == 403
             assert c.relays.relay(1, 0) is False
             cookie = next(m.value for m in s.cookie_jar if m.key == "anninh_session")
+            ws = await s.ws_connect(c.url + "ws?view=overview")
             async with s.post(c.url + "logout", data={"csrf": csrf}) as r:
                 assert str(r.url).endswith("/login")
+            msg = await ws.receive(timeout=5)  # the signed-out session's open page is cut off too
+            assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+            await ws.close()
         async with client() as s:  # the signed-out session's cookie, replayed, is dead
             async with s.get(c.url, headers={"Cookie": f"anninh_session={cookie}"}) as r:
                 assert str(r.url).endswith("/login")

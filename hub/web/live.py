@@ -60,6 +60,8 @@ class Client:
     access: Access
     lang: str
     view: View
+    sid: str = ""
+    """the session's id: its sockets close when it signs out"""
     queue: list[str] = field(default_factory=list)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     closed: bool = False
@@ -217,10 +219,11 @@ class LiveFeed:
         return view.type is None or event.get("type") == view.type
 
     # ---------------------------------------------------------------- a client's socket
-    async def serve(self, request: web.Request, access: Access, lang: str, view: View) -> web.WebSocketResponse:
+    async def serve(self, request: web.Request, access: Access, lang: str, view: View,
+                    sid: str = "") -> web.WebSocketResponse:
         ws = web.WebSocketResponse(heartbeat=30, max_msg_size=4096)
         await ws.prepare(request)
-        client = Client(ws, access, lang, view)
+        client = Client(ws, access, lang, view, sid)
         self.clients.add(client)
         writer = asyncio.get_running_loop().create_task(self._write(client), name="web-live-writer")
         try:
@@ -247,6 +250,13 @@ class LiveFeed:
                     self.sent += 1
         except (ConnectionError, RuntimeError):
             pass  # the page was closed mid-send
+
+    async def drop(self, sid: str) -> None:
+        """Close the sockets of a session that signed out."""
+        for client in [c for c in self.clients if c.sid == sid]:
+            client.closed = True
+            with contextlib.suppress(Exception):
+                await client.ws.close()
 
     async def close(self) -> None:
         for client in list(self.clients):

@@ -288,6 +288,7 @@ class WebConsole:
         old = request.get(SESSION)
         if old is not None:
             self.sessions.revoke(old)
+            await self.feed.drop(old.sid)  # its open pages stop getting updates too
         request[NEW_SESSION] = Session.new(old.lang if old is not None else language())
         raise web.HTTPSeeOther("/login")
 
@@ -315,7 +316,8 @@ class WebConsole:
             raise web.HTTPForbidden(text=_("Not allowed."))
         view = View(page, site, q.get("device") or None, q.get("type") or None)
         session = request.get(SESSION)
-        return await self.feed.serve(request, access, session.lang if session else language(), view)
+        return await self.feed.serve(request, access, session.lang if session else language(), view,
+                                     session.sid if session else "")
 
 
 async def start_console(hub: Hub) -> WebConsole | None:
