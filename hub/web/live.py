@@ -72,6 +72,14 @@ class Client:
                 a.user if self.view.page == "export" else None)
 
 
+@dataclass
+class _Tick:
+    groups: list[list[Client]]
+    by_site: dict[str | None, list[str]]
+    sites: set[str]
+    events: list[dict[str, Any]]
+
+
 class LiveFeed:
     """Dirty devices and sites, new events; rendered and sent every :data:`TICK`."""
 
@@ -107,7 +115,9 @@ class LiveFeed:
             self._schedule()
             return
         assert self._loop is not None
-        self._flushing = self._loop.create_task(self.flush(), name="web-live-flush")
+        work = self._collect()
+        if not self._send_some(work):  # the first slice at once, the rest in a task that yields between
+            self._flushing = self._loop.create_task(self._send_rest(work), name="web-live-flush")
 
     def _mark(self, device_id: str, site: str | None) -> None:
         if not self.clients:  # nobody watching: nothing to send later either (a page opens with the state)
@@ -146,9 +156,8 @@ class LiveFeed:
         self._schedule()
 
     # ---------------------------------------------------------------- rendering
-    async def flush(self) -> None:
-        """Render and queue what changed since the last tick, group by group, letting the loop serve
-        commands and polls every :data:`SLICE` seconds of work."""
+    def _collect(self) -> _Tick:
+        """What changed since the last tick, and who is to be told (grouped)."""
         devices, self._dirty_devices = self._dirty_devices, set()
         sites, self._dirty_sites = self._dirty_sites, set()
         events, self._events = self._events, []
@@ -159,20 +168,28 @@ class LiveFeed:
         by_site: dict[str | None, list[str]] = {}
         for device_id in devices:
             by_site.setdefault(where.get(device_id), []).append(device_id)
-        loop = asyncio.get_running_loop()
-        slice_end = loop.time() + SLICE
-        for members in groups.values():
+        return _Tick(list(groups.values()), by_site, sites, events)
+
+    def _send_some(self, work: _Tick) -> bool:
+        """Render and queue groups for :data:`SLICE` seconds at most; True when all are done."""
+        assert self._loop is not None
+        slice_end = self._loop.time() + SLICE
+        while work.groups:
+            members = work.groups.pop()
             first = members[0]
             with use_language(first.lang):
-                message = self.render(first.access, first.view, by_site, sites, events)
-            if message is None:
-                continue
-            text = json.dumps(message, ensure_ascii=False, separators=(",", ":"))
-            for client in members:
-                self.queue(client, text)
-            if loop.time() > slice_end:  # let commands and polls through, then go on
-                await asyncio.sleep(0)
-                slice_end = loop.time() + SLICE
+                message = self.render(first.access, first.view, work.by_site, work.sites, work.events)
+            if message is not None:
+                text = json.dumps(message, ensure_ascii=False, separators=(",", ":"))
+                for client in members:
+                    self.queue(client, text)
+            if self._loop.time() > slice_end:
+                return not work.groups
+        return True
+
+    async def _send_rest(self, work: _Tick) -> None:
+        while not self._send_some(work):
+            await asyncio.sleep(0)  # let commands and polls through, then go on
 
     def queue(self, client: Client, text: str) -> None:
         if client.closed:

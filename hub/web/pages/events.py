@@ -70,7 +70,7 @@ def setup(router: web.UrlDispatcher, console: WebConsole) -> None:
         if type_ is not None and type_ not in EVENTS:
             type_ = None
         if hub.history is not None:
-            await asyncio.to_thread(hub.history.flush)
+            hub.history.flush()  # the last second's events too (in the loop, as the hub's own flushes)
         path = hub.config.data_dir / "history.db"
         rows = await asyncio.to_thread(query, path, time.time() - PERIODS[period][1], site, device, type_,
                                        access.sites)
