@@ -113,6 +113,15 @@ def _hub_process(conn: Any, mq_port: int, relay_port: int, devices: int, workdir
         threading.Thread(target=read_orders, daemon=True).start()
         conn.send(url)
         ids = [f"d{i}" for i in range(devices)]
+        lateness: list[tuple[float, float]] = []  # (wall time, how late a 5 ms sleep woke): the loop's lag
+
+        async def probe() -> None:
+            while True:
+                t = loop.time()
+                await asyncio.sleep(0.005)
+                lateness.append((time.time(), loop.time() - t - 0.005))
+
+        prober = loop.create_task(probe())
         stamps: dict[int, float] = {}
         seq = iter(range(1 << 40))
         churn: asyncio.Task[None] | None = None
@@ -148,13 +157,15 @@ def _hub_process(conn: Any, mq_port: int, relay_port: int, devices: int, workdir
             elif order[0] == "churn":
                 stamps.clear()
                 queued.clear()
+                lateness.clear()
                 churn = loop.create_task(steady(order[1]))
                 conn.send("ok")
             elif order[0] == "stop":
                 if churn is not None:
                     churn.cancel()
                 await asyncio.sleep(1.0)
-                conn.send((dict(stamps), list(queued)))
+                conn.send((dict(stamps), list(queued), list(lateness)))
+        prober.cancel()
         await console.stop()
         await running.stop()
 
@@ -234,7 +245,8 @@ async def _sign_in(url: str) -> str:
         return next(m.value for m in s.cookie_jar if m.key == "anninh_session")
 
 
-def _command_rounds(mq_port: int, relay_port: int, commands: int, browsers: Any) -> dict[str, list[float]]:
+def _command_rounds(mq_port: int, relay_port: int, commands: int,
+                    browsers: Any) -> tuple[dict[str, list[float]], list[tuple[str, float, float]]]:
     """The light command of bench_power_lighting, without and with the clients in alternating rounds."""
     import queue
 
@@ -256,6 +268,7 @@ def _command_rounds(mq_port: int, relay_port: int, commands: int, browsers: Any)
     mb.connect()
     state = "OFF"
     out: dict[str, list[float]] = {"without": [], "with": []}
+    rounds: list[tuple[str, float, float]] = []
 
     def once(into: list[float]) -> None:
         nonlocal state
@@ -277,15 +290,17 @@ def _command_rounds(mq_port: int, relay_port: int, commands: int, browsers: Any)
         for _ in range(max(1, commands // per_round)):
             for label in ("without", "with"):
                 b = browsers() if label == "with" else None
+                began = time.time()
                 for _ in range(per_round):
                     once(out[label])
+                rounds.append((label, began, time.time()))
                 if b is not None:
                     b.close()
     finally:
         client.loop_stop()
         client.disconnect()
         mb.close()
-    return out
+    return out, rounds
 
 
 def main() -> int:
@@ -334,19 +349,25 @@ def main() -> int:
             hub_conn.send(("churn", args.rate))
             assert hub_conn.recv() == "ok"
             time.sleep(1.0)
-            c0, t0 = _cpu_seconds(hub.pid), time.monotonic()
+            c0, t0, w0 = _cpu_seconds(hub.pid), time.monotonic(), time.time()
             time.sleep(args.window)
             cpu_without = (_cpu_seconds(hub.pid) - c0) / (time.monotonic() - t0)
+            window_without = (w0, time.time())
             browsers = Browsers(url, cookie, args.clients)
             time.sleep(1.0)
-            c0, t0 = _cpu_seconds(hub.pid), time.monotonic()
+            c0, t0, w0 = _cpu_seconds(hub.pid), time.monotonic(), time.time()
             time.sleep(args.window)
             cpu_with = (_cpu_seconds(hub.pid) - c0) / (time.monotonic() - t0)
+            window_with = (w0, time.time())
             arrivals, received = browsers.close()
-            cmd = _command_rounds(broker.port, relay_port, args.commands,
+            cmd, rounds = _command_rounds(broker.port, relay_port, args.commands,
                                   lambda: Browsers(url, cookie, args.clients))
             hub_conn.send(("stop",))
-            stamps, queued = hub_conn.recv()
+            stamps, queued, lateness = hub_conn.recv()
+            lag = {name: [late for t, late in lateness if a <= t <= b]
+                   for name, (a, b) in (("without", window_without), ("with", window_with))}
+            cmd_lag = {name: [late for t, late in lateness for label, a, b in rounds if label == name and a <= t <= b]
+                       for name in ("without", "with")}
             lat_b = _latencies(stamps, arrivals)
             hub_b = _latencies(stamps, [q for q in queued if q[1] <= max(t for _, t in arrivals)] if arrivals else [])
             print(f"(b) steady churn of {args.rate:,.0f} state changes/s over {args.devices:,} devices:")
@@ -356,11 +377,16 @@ def main() -> int:
                   f"p99 {_pct(lat_b, 99) * ms:.0f} ms  (target p99 < 250 ms)")
             print(f"    of which update -> queued for the socket in the hub: p50 {_pct(hub_b, 50) * ms:.0f} ms  "
                   f"p99 {_pct(hub_b, 99) * ms:.0f} ms")
+            print(f"    the hub's event loop lag (a 5 ms sleep's lateness): without clients p99 "
+                  f"{_pct(lag['without'], 99) * ms:.1f} ms, max {max(lag['without']) * ms:.1f} ms; with "
+                  f"p99 {_pct(lag['with'], 99) * ms:.1f} ms, max {max(lag['with']) * ms:.1f} ms")
             w, c = cmd["without"], cmd["with"]
             print(f"    MQTT light command ({len(w)} + {len(c)}, alternating rounds of 50):")
             print(f"      without clients  p50 {_pct(w, 50) * ms:6.2f} ms  p99 {_pct(w, 99) * ms:6.2f} ms")
             print(f"      with clients     p50 {_pct(c, 50) * ms:6.2f} ms  p99 {_pct(c, 99) * ms:6.2f} ms   "
                   f"ratio p99 {_pct(c, 99) / _pct(w, 99):.2f}  (target <= 1.5)")
+            print(f"      the loop's lag meanwhile: without clients p99 {_pct(cmd_lag['without'], 99) * ms:.1f} ms, "
+                  f"with p99 {_pct(cmd_lag['with'], 99) * ms:.1f} ms, max {max(cmd_lag['with']) * ms:.1f} ms")
         finally:
             hub_conn.send(None)
             hub.join(30)
