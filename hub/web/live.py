@@ -240,7 +240,9 @@ class LiveFeed:
     # ---------------------------------------------------------------- a client's socket
     async def serve(self, request: web.Request, access: Access, lang: str, view: View,
                     sid: str = "") -> web.WebSocketResponse:
-        ws = web.WebSocketResponse(heartbeat=30, max_msg_size=4096)
+        # no permessage-deflate: browsers ask for it, and it would compress the one shared message once
+        # per reader (for large ones in a thread each), where sending it as it is costs a write
+        ws = web.WebSocketResponse(heartbeat=30, max_msg_size=4096, compress=False)
         await ws.prepare(request)
         client = Client(ws, access, lang, view, sid)
         self.clients.add(client)
