@@ -122,6 +122,18 @@ def _hub_process(conn: Any, mq_port: int, relay_port: int, devices: int, workdir
                 lateness.append((time.time(), loop.time() - t - 0.005))
 
         prober = loop.create_task(probe())
+        import gc
+
+        pauses: list[tuple[float, int, float]] = []  # (wall time, generation, seconds) of each collection
+        started: list[float] = [0.0]
+
+        def on_gc(phase: str, info: dict[str, Any]) -> None:
+            if phase == "start":
+                started[0] = time.perf_counter()
+            else:
+                pauses.append((time.time(), int(info["generation"]), time.perf_counter() - started[0]))
+
+        gc.callbacks.append(on_gc)
         stamps: dict[int, float] = {}
         seq = iter(range(1 << 40))
         churn: asyncio.Task[None] | None = None
@@ -158,13 +170,14 @@ def _hub_process(conn: Any, mq_port: int, relay_port: int, devices: int, workdir
                 stamps.clear()
                 queued.clear()
                 lateness.clear()
+                pauses.clear()
                 churn = loop.create_task(steady(order[1]))
                 conn.send("ok")
             elif order[0] == "stop":
                 if churn is not None:
                     churn.cancel()
                 await asyncio.sleep(1.0)
-                conn.send((dict(stamps), list(queued), list(lateness)))
+                conn.send((dict(stamps), list(queued), list(lateness), list(pauses)))
         prober.cancel()
         await console.stop()
         await running.stop()
@@ -363,11 +376,13 @@ def main() -> int:
             cmd, rounds = _command_rounds(broker.port, relay_port, args.commands,
                                   lambda: Browsers(url, cookie, args.clients))
             hub_conn.send(("stop",))
-            stamps, queued, lateness = hub_conn.recv()
+            stamps, queued, lateness, pauses = hub_conn.recv()
             lag = {name: [late for t, late in lateness if a <= t <= b]
                    for name, (a, b) in (("without", window_without), ("with", window_with))}
             cmd_lag = {name: [late for t, late in lateness for label, a, b in rounds if label == name and a <= t <= b]
                        for name in ("without", "with")}
+            gc_max = {name: max([p for t, _g, p in pauses for label, a, b in rounds if label == name and a <= t <= b],
+                                default=0.0) for name in ("without", "with")}
             lat_b = _latencies(stamps, arrivals)
             hub_b = _latencies(stamps, [q for q in queued if q[1] <= max(t for _, t in arrivals)] if arrivals else [])
             print(f"(b) steady churn of {args.rate:,.0f} state changes/s over {args.devices:,} devices:")
@@ -386,7 +401,8 @@ def main() -> int:
             print(f"      with clients     p50 {_pct(c, 50) * ms:6.2f} ms  p99 {_pct(c, 99) * ms:6.2f} ms   "
                   f"ratio p99 {_pct(c, 99) / _pct(w, 99):.2f}  (target <= 1.5)")
             print(f"      the loop's lag meanwhile: without clients p99 {_pct(cmd_lag['without'], 99) * ms:.1f} ms, "
-                  f"with p99 {_pct(cmd_lag['with'], 99) * ms:.1f} ms, max {max(cmd_lag['with']) * ms:.1f} ms")
+                  f"with p99 {_pct(cmd_lag['with'], 99) * ms:.1f} ms, max {max(cmd_lag['with']) * ms:.1f} ms; "
+                  f"longest garbage collection {gc_max['without'] * ms:.1f} / {gc_max['with'] * ms:.1f} ms")
         finally:
             hub_conn.send(None)
             hub.join(30)
