@@ -87,7 +87,13 @@ def _hub_process(conn: Any, mq_port: int, relay_port: int, devices: int, workdir
         hub = running.hub
         console = WebConsole(hub)
         url = await console.start()
-        queued: list[tuple[int, float]] = []  # (update, when the hub queued it for a client's socket)
+        import gc
+
+        gc.freeze()  # as anninh run does once the console is up
+        # (update, when the hub queued it for a client's socket), as two lists of numbers: tuples would be
+        # objects for the garbage collector to walk, which the hub without this measurement does not have
+        queued_k: list[int] = []
+        queued_t: list[float] = []
         number = re.compile(r"OL (\d+)")
         send_queue = console.feed.queue
         recorded: set[Any] = set()
@@ -97,7 +103,9 @@ def _hub_process(conn: Any, mq_port: int, relay_port: int, devices: int, workdir
             if client.view.site in recorded or len(recorded) < SITES // 2:  # one reader per site, as measured
                 recorded.add(client.view.site)
                 t = time.time()
-                queued.extend((int(m.group(1)), t) for m in number.finditer(text))
+                for m in number.finditer(text):
+                    queued_k.append(int(m.group(1)))
+                    queued_t.append(t)
 
         console.feed.queue = queue  # type: ignore[method-assign]
         while len(hub.availability) < devices + 1:
@@ -113,16 +121,17 @@ def _hub_process(conn: Any, mq_port: int, relay_port: int, devices: int, workdir
         threading.Thread(target=read_orders, daemon=True).start()
         conn.send(url)
         ids = [f"d{i}" for i in range(devices)]
-        lateness: list[tuple[float, float]] = []  # (wall time, how late a 5 ms sleep woke): the loop's lag
+        late_t: list[float] = []  # wall time, and how late a 5 ms sleep woke: the loop's lag
+        late_s: list[float] = []
 
         async def probe() -> None:
             while True:
                 t = loop.time()
                 await asyncio.sleep(0.005)
-                lateness.append((time.time(), loop.time() - t - 0.005))
+                late_t.append(time.time())
+                late_s.append(loop.time() - t - 0.005)
 
         prober = loop.create_task(probe())
-        import gc
 
         pauses: list[tuple[float, int, float]] = []  # (wall time, generation, seconds) of each collection
         started: list[float] = [0.0]
@@ -164,12 +173,15 @@ def _hub_process(conn: Any, mq_port: int, relay_port: int, devices: int, workdir
                         await asyncio.sleep(0)
                 wall = time.perf_counter() - t0
                 await asyncio.sleep(1.0)  # the last ticks reach the clients
-                conn.send((time.process_time() - c0, wall, dict(stamps), list(queued)))
-                queued.clear()
+                conn.send((time.process_time() - c0, wall, dict(stamps), list(zip(queued_k, queued_t, strict=True))))
+                queued_k.clear()
+                queued_t.clear()
             elif order[0] == "churn":
                 stamps.clear()
-                queued.clear()
-                lateness.clear()
+                queued_k.clear()
+                queued_t.clear()
+                late_t.clear()
+                late_s.clear()
                 pauses.clear()
                 churn = loop.create_task(steady(order[1]))
                 conn.send("ok")
@@ -177,7 +189,8 @@ def _hub_process(conn: Any, mq_port: int, relay_port: int, devices: int, workdir
                 if churn is not None:
                     churn.cancel()
                 await asyncio.sleep(1.0)
-                conn.send((dict(stamps), list(queued), list(lateness), list(pauses)))
+                conn.send((dict(stamps), list(zip(queued_k, queued_t, strict=True)),
+                           list(zip(late_t, late_s, strict=True)), list(pauses)))
         prober.cancel()
         await console.stop()
         await running.stop()

@@ -142,6 +142,7 @@ async def run_forever(config: Config, plugins: PluginManager) -> None:
         console = await start_console(running.hub)
         if console is not None:
             print(console.banner(), flush=True)
+            gc.freeze()  # the console's templates and routes live as long as the hub (see _start_hub)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
