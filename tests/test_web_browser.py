@@ -140,8 +140,8 @@ async def test_officer_and_contractor_in_a_browser_at_360px(mosquitto: Any, tmp_
             def wrong_password() -> list[str]:
                 texts = []
                 for _ in range(6):
-                    sign_in(driver, url, "thau1", "not-the-password")
-                    texts.append(driver.find_element(By.ID, "login-error").text)
+                    sign_in(driver, url, "thau1", "not-the-password")  # from a fresh sign-in page, without the error
+                    texts.append(until(driver, lambda d: d.find_elements(By.ID, "login-error"))[0].text)
                 shot(driver, "login-throttled-360")
                 return texts
 
