@@ -525,3 +525,45 @@ def test_overlapping_files_are_copied_once(footage_dir: Path, tmp_path: Path) ->
     with av.open(str(tmp_path / "o.mp4")) as c:
         pts = [p.pts for p in c.demux(video=0) if p.pts is not None]
     assert pts == sorted(pts) and len(set(pts)) == len(pts)
+
+
+def top_level_boxes(mp4: Path) -> list[str]:
+    """The MP4's top-level box types in file order (ISO/IEC 14496-12 box headers)."""
+    boxes = []
+    with mp4.open("rb") as f:
+        while header := f.read(8):
+            size, kind = int.from_bytes(header[:4], "big"), header[4:].decode("latin-1")
+            if size == 1:
+                size = int.from_bytes(f.read(8), "big") - 8
+            boxes.append(kind)
+            f.seek(size - 8, os.SEEK_CUR)
+    return boxes
+
+
+def test_the_mp4_index_is_written_once_in_front(footage_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """The index (moov) goes in front of the media without a second pass over the file (space
+    reserved for it); an index that outgrows that space is caught and the copy made again with
+    FFmpeg's faststart pass, with the same frames."""
+    from hub.api import Segment
+    from hub.export import remux as rx
+    from plugins.hikvision.simfootage import ps_store
+
+    store = ps_store(footage_dir)
+    a = store.get(1, 0, at("19:01:00"), at("19:02:00"))
+    originals = [rx.Original(a.path, Segment(1, a.start, a.end, "a", "a", "ps"))]
+    window = (at("19:01:10"), at("19:01:40"))
+    first = rx.remux(iter(originals), *window, tmp_path / "reserved.mp4")
+    boxes = top_level_boxes(tmp_path / "reserved.mp4")
+    assert boxes.index("moov") < boxes.index("mdat") and "free" in boxes
+    assert "outgrew" not in caplog.text
+
+    monkeypatch.setattr(rx, "MOOV_BYTES_PER_FRAME", 0)
+    monkeypatch.setattr(rx, "MOOV_SLACK", 64)
+    second = rx.remux(iter(originals), *window, tmp_path / "faststart.mp4")
+    assert "outgrew the space reserved" in caplog.text
+    boxes = top_level_boxes(tmp_path / "faststart.mp4")
+    assert boxes.index("moov") < boxes.index("mdat")
+    assert first is not None and second is not None and first.frames == second.frames == 150
+    assert stamps(tmp_path / "reserved.mp4") == stamps(tmp_path / "faststart.mp4")
+    assert first.mp4["duration_s"] == second.mp4["duration_s"]

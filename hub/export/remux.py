@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import hashlib
 import io
+import logging
 import queue
 import sys
 from collections.abc import Iterable
@@ -29,12 +30,18 @@ import av
 
 from hub.api import Segment
 
+log = logging.getLogger("hub.export")
+
 IMKH_SIZE = 40
 OUT_TIME_BASE = Fraction(1, 90_000)
 PTS_WRAP = 1 << 33
 FORMATS = {"ps": "mpeg", "dav": "dhav"}
 AAC_QUALITY = 118
 """FFmpeg's AAC encoder at constant quality 1 (``-q:a 1``, in its lambda units: 1 x FF_QP2LAMBDA)."""
+MOOV_BYTES_PER_FRAME = 40
+"""Index bytes reserved per sample: size 4, time offset 8, sync 4, chunk offset 8, chunk run 12,
+and slack."""
+MOOV_SLACK = 64 * 1024
 REMUX_NICE = 10
 """The remux child's niceness (``process=True``, a running hub): the hub's own work goes first."""
 
@@ -143,13 +150,49 @@ class _AacTrack:
             out.mux(p)
 
 
+def moov_reserve(seconds: float, fps: float, audio_rate: int | None) -> int:
+    """Bytes to reserve at the front of the MP4 for its index (``moov``) of ``seconds`` of video
+    at up to ``fps`` (at least 30) and AAC at ``audio_rate``: :data:`MOOV_BYTES_PER_FRAME` per
+    sample, several times what FFmpeg writes (about 4 bytes per frame without B-frames)."""
+    samples = max(seconds, 0.0) + 10.0
+    frames = samples * max(fps, 30.0) + (samples * audio_rate / 1024 if audio_rate else 0.0)
+    return int(frames * MOOV_BYTES_PER_FRAME) + MOOV_SLACK
+
+
+class _MoovTooLarge(Exception):
+    """The index did not fit in the space reserved for it at the front of the MP4."""
+
+
 def remux(originals: Iterable[Original], start: datetime, end: datetime, out_path: Path,
           audio: bool = True) -> VideoResult | None:
     """Copy the video of ``originals`` (consecutive files, oldest first) between ``start`` and
     ``end`` (recorder wall clock) into ``out_path`` (MP4). ``None`` when no frame falls inside.
     ``originals`` may be a lazy iterator that yields each file once it is downloaded. With
     ``audio``, the first audio stream is transcoded to AAC (the one thing re-encoded: G.711 has no
-    place in MP4); without it, or when it cannot be decoded, it is left out with a note."""
+    place in MP4); without it, or when it cannot be decoded, it is left out with a note.
+
+    The MP4's index (``moov``) goes in front of the media, so a phone plays it while reading:
+    written once into space reserved for it (:func:`moov_reserve`), instead of FFmpeg's
+    ``+faststart``, which moves it there by rewriting the whole file a second time (gigabytes,
+    on the USB disk an officer exports to). Should the index outgrow the space, the files are
+    remuxed again with ``+faststart``."""
+    taken: list[Original] = []
+
+    def taking() -> Iterable[Original]:
+        for original in originals:
+            taken.append(original)
+            yield original
+
+    try:
+        return _remux(taking(), start, end, out_path, audio, reserve=True)
+    except _MoovTooLarge as exc:
+        log.warning("%s: the MP4 index outgrew the space reserved for it (%s); remuxing again with faststart",
+                    out_path.name, exc)
+        return _remux(taken, start, end, out_path, audio, reserve=False)
+
+
+def _remux(originals: Iterable[Original], start: datetime, end: datetime, out_path: Path, audio: bool, *,
+           reserve: bool) -> VideoResult | None:
     out: av.container.OutputContainer | None = None
     aac: _AacTrack | None = None
     audio_in: Any = None
@@ -172,7 +215,13 @@ def remux(originals: Iterable[Original], start: datetime, end: datetime, out_pat
             return  # files that overlap (a recorder listing one moment twice): keep the first copy
         last_dts = dwall
         if out is None:
-            out = av.open(str(out_path), "w", format="mp4", options={"movflags": "+faststart"})
+            if reserve:
+                rate = (audio_in.codec_context.sample_rate or 8000) if audio_in is not None else None
+                options = {"moov_size": str(moov_reserve((end - dwall).total_seconds(),
+                                                         float(template.average_rate or 0), rate))}
+            else:
+                options = {"movflags": "+faststart"}
+            out = av.open(str(out_path), "w", format="mp4", options=options)
             ostream = out.add_stream_from_template(template)
             ostream.time_base = OUT_TIME_BASE
             origin = dwall
@@ -298,7 +347,12 @@ def remux(originals: Iterable[Original], start: datetime, end: datetime, out_pat
             if aac is not None:
                 with contextlib.suppress(av.FFmpegError):
                     aac.close(out)
-            out.close()
+            try:
+                out.close()
+            except av.ArgumentError as exc:  # FFmpeg's answer when the reserved space is too small
+                if reserve:
+                    raise _MoovTooLarge(str(exc)) from None
+                raise
     if result is not None:
         durations.sort()
         result.frame_duration = durations[len(durations) // 2] if durations else 0.0
