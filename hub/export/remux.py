@@ -24,11 +24,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import av
-
-from hub.api import Segment
 
 log = logging.getLogger("hub.export")
 
@@ -46,12 +44,34 @@ REMUX_NICE = 10
 """The remux child's niceness (``process=True``, a running hub): the hub's own work goes first."""
 
 
+class Span(Protocol):
+    """What the remux reads of a recording's :class:`hub.api.Segment` (recorder wall clock).
+    The remux child process gets these three alone: it does not import :mod:`hub.api` (and
+    pydantic, which its config models need), a third of a second of CPU at each export's start."""
+
+    @property
+    def start(self) -> datetime: ...
+
+    @property
+    def end(self) -> datetime: ...
+
+    @property
+    def container(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class _Span:
+    start: datetime
+    end: datetime
+    container: str
+
+
 @dataclass
 class Original:
     """A downloaded file and the segment it came from."""
 
     path: Path
-    segment: Segment
+    segment: Span
 
 
 @dataclass
@@ -380,15 +400,13 @@ def video_info(path: Path) -> dict[str, Any]:
 def _original_json(o: Original) -> str:
     import json
 
-    return json.dumps({"path": str(o.path), "channel": o.segment.channel, "start": o.segment.start.isoformat(),
-                       "end": o.segment.end.isoformat(), "ref": o.segment.ref, "name": o.segment.name,
-                       "container": o.segment.container, "size": o.segment.size})
+    return json.dumps({"path": str(o.path), "start": o.segment.start.isoformat(), "end": o.segment.end.isoformat(),
+                       "container": o.segment.container})
 
 
 def _original_from(o: dict[str, Any]) -> Original:
-    return Original(Path(o["path"]), Segment(o["channel"], datetime.fromisoformat(o["start"]),
-                                             datetime.fromisoformat(o["end"]), o["ref"], o["name"], o["container"],
-                                             o["size"]))
+    return Original(Path(o["path"]), _Span(datetime.fromisoformat(o["start"]), datetime.fromisoformat(o["end"]),
+                                           o["container"]))
 
 
 def _main() -> None:
