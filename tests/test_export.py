@@ -218,6 +218,42 @@ async def test_five_minutes_from_a_dahua_nvr_in_dav(tmp_path: Path, footage_dir:
     assert verify(result.path)[0] == []
 
 
+async def test_a_dahua_firmware_without_rpc_loadfile_is_downloaded_by_time(tmp_path: Path, footage_dir: Path) -> None:
+    """RPC_Loadfile refused (404): each file comes by its time span from loadfile.cgi?action=startLoad,
+    a broken one resumed by Range, the bytes exactly those the recorder holds."""
+    sim = DahuaSimulator("nvr", channels=4, password=PW, footage_dir=footage_dir / "dahua", rpc_loadfile=False)
+    sim.add_footage(2, at("19:01:00"), at("19:04:00"))
+    sim.drop_download_after(150_000)
+    await sim.start()
+    try:
+        cfg = write_config(tmp_path, f"""
+            hub:
+              data_dir: {tmp_path / 'data'}
+            devices:
+              - id: xvr
+                platform: dahua
+                host: 127.0.0.1
+                port: {sim.port}
+                password: {PW!r}
+                timeout: 3
+            """)
+        plugins = make_plugins()
+        request = ExportRequest(device="xvr", channel=2, start=at("19:01:30"), end=at("19:03:30"),
+                                out_dir=tmp_path / "out")
+        result = await export(load_config(cfg, plugins), plugins, request)
+    finally:
+        await sim.stop()
+    originals = [f for f in result.manifest["files"] if f["kind"] == "original"]
+    held = {hashlib.sha256(ff.path.read_bytes()).hexdigest()
+            for ff in (sim.footage.get(2, n, s, e) for n, s, e in sim.footage.files(2))}
+    assert len(originals) == 3 and {f["sha256"] for f in originals} == held
+    assert sim.downloads == 3 + 1  # one by-time download broke and was resumed
+    assert result.complete and verify(result.path)[0] == []
+    (mp4,) = (result.path / f["path"] for f in result.manifest["files"] if f["kind"] == "mp4")
+    seen = stamps(mp4)
+    assert (seen[0], seen[-1]) == (seconds_of_day(at("19:01:30")), seconds_of_day(at("19:03:29")))
+
+
 def test_find_gaps_tolerates_file_boundaries() -> None:
     from hub.api import Segment
 
