@@ -173,17 +173,13 @@ async def test_gaps_are_listed_and_each_stretch_gets_its_mp4(tmp_path: Path, foo
         assert not c.streams.audio
 
 
-async def test_five_minutes_from_a_dahua_nvr_in_dav(tmp_path: Path, footage_dir: Path) -> None:
-    # a recorder that ignores Range: the resumed download skips what it already has
-    sim = DahuaSimulator("nvr", channels=4, password=PW, footage_dir=footage_dir / "dahua", range_support=False)
-    sim.add_footage(2, at("19:01:00"), at("19:04:00"))
-    sim.add_footage(2, at("19:05:00"), at("19:07:00"))
-    sim.drop_download_after(150_000)
+async def dahua_export(tmp: Path, sim: DahuaSimulator, request: ExportRequest) -> Any:
+    """Start ``sim``, export ``request`` from it (device ``xvr``), stop it."""
     await sim.start()
     try:
-        cfg = write_config(tmp_path, f"""
+        cfg = write_config(tmp, f"""
             hub:
-              data_dir: {tmp_path / 'data'}
+              data_dir: {tmp / 'data'}
             devices:
               - id: xvr
                 platform: dahua
@@ -193,11 +189,19 @@ async def test_five_minutes_from_a_dahua_nvr_in_dav(tmp_path: Path, footage_dir:
                 timeout: 3
             """)
         plugins = make_plugins()
-        request = ExportRequest(device="xvr", channel=2, start=at("19:01:30"), end=at("19:06:30"),
-                                out_dir=tmp_path / "out", requested_by="an")
-        result = await export(load_config(cfg, plugins), plugins, request)
+        return await export(load_config(cfg, plugins), plugins, request)
     finally:
         await sim.stop()
+
+
+async def test_five_minutes_from_a_dahua_nvr_in_dav(tmp_path: Path, footage_dir: Path) -> None:
+    # a recorder that ignores Range: the resumed download skips what it already has
+    sim = DahuaSimulator("nvr", channels=4, password=PW, footage_dir=footage_dir / "dahua", range_support=False)
+    sim.add_footage(2, at("19:01:00"), at("19:04:00"))
+    sim.add_footage(2, at("19:05:00"), at("19:07:00"))
+    sim.drop_download_after(150_000)
+    result = await dahua_export(tmp_path, sim, ExportRequest(
+        device="xvr", channel=2, start=at("19:01:30"), end=at("19:06:30"), out_dir=tmp_path / "out", requested_by="an"))
     m = result.manifest
     assert m["device"]["model"] == sim.model and m["device"]["serial"] == sim.serial and m["channel"] == 2
     assert abs(m["clock_skew_s"]) <= 1
@@ -224,25 +228,8 @@ async def test_a_dahua_firmware_without_rpc_loadfile_is_downloaded_by_time(tmp_p
     sim = DahuaSimulator("nvr", channels=4, password=PW, footage_dir=footage_dir / "dahua", rpc_loadfile=False)
     sim.add_footage(2, at("19:01:00"), at("19:04:00"))
     sim.drop_download_after(150_000)
-    await sim.start()
-    try:
-        cfg = write_config(tmp_path, f"""
-            hub:
-              data_dir: {tmp_path / 'data'}
-            devices:
-              - id: xvr
-                platform: dahua
-                host: 127.0.0.1
-                port: {sim.port}
-                password: {PW!r}
-                timeout: 3
-            """)
-        plugins = make_plugins()
-        request = ExportRequest(device="xvr", channel=2, start=at("19:01:30"), end=at("19:03:30"),
-                                out_dir=tmp_path / "out")
-        result = await export(load_config(cfg, plugins), plugins, request)
-    finally:
-        await sim.stop()
+    result = await dahua_export(tmp_path, sim, ExportRequest(
+        device="xvr", channel=2, start=at("19:01:30"), end=at("19:03:30"), out_dir=tmp_path / "out"))
     originals = [f for f in result.manifest["files"] if f["kind"] == "original"]
     held = {hashlib.sha256(ff.path.read_bytes()).hexdigest()
             for ff in (sim.footage.get(2, n, s, e) for n, s, e in sim.footage.files(2))}
@@ -487,6 +474,20 @@ async def test_cli_export_exit_codes_and_key(tmp_path: Path, footage_dir: Path,
         await sim.stop()
 
 
+async def kill_9_mid_download(sim: HikvisionSimulator, proc: asyncio.subprocess.Process) -> None:
+    """Once ``proc`` (a hub or ``anninh export``) downloads from ``sim``: freeze the recorder
+    mid-download (it hangs), kill -9 the process meanwhile."""
+    for _ in range(1500):
+        if sim.downloads:
+            break
+        await asyncio.sleep(0.01)
+    assert sim.downloads, "the export never started downloading"
+    sim.freeze()
+    await asyncio.sleep(0.3)
+    proc.send_signal(signal.SIGKILL)
+    await proc.wait()
+
+
 async def test_kill_9_mid_export_leaves_no_complete_looking_package(tmp_path: Path, footage_dir: Path) -> None:
     sim = nvr(footage_dir, ("19:01:00", "19:03:00"))
     await sim.start()
@@ -498,15 +499,7 @@ async def test_kill_9_mid_export_leaves_no_complete_looking_package(tmp_path: Pa
             "2026-11-30 19:01:00", "--end", "2026-11-30 19:03:00", "-o", str(out),
             stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
             env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)})
-        for _ in range(1500):
-            if sim.downloads:
-                break
-            await asyncio.sleep(0.01)
-        assert sim.downloads, "the export never started downloading"
-        sim.freeze()  # the recorder hangs mid-download; the hub is killed meanwhile
-        await asyncio.sleep(0.3)
-        proc.send_signal(signal.SIGKILL)
-        await proc.wait()
+        await kill_9_mid_download(sim, proc)
         sim.unfreeze()
     finally:
         await sim.stop()
@@ -615,3 +608,40 @@ def test_the_remux_child_starts_without_the_config_models() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parents[1])
     assert out.stdout.strip() == "[]"
+
+
+async def test_a_hub_killed_mid_export_takes_its_export_process_with_it(tmp_path: Path, footage_dir: Path) -> None:
+    """A running hub exports in a child process (hub.export.child); kill -9 the hub mid-download:
+    the child sees its pipe close, removes the .part directory and ends. It does not go on to seal
+    a package the hub's audit table never records, even once the recorder answers again."""
+    sim = nvr(footage_dir, ("19:01:00", "19:03:00"))
+    await sim.start()
+    cfg = config_for(tmp_path, sim)
+    out = tmp_path / "out"
+    hub = ("import asyncio, sys\n"
+           "from datetime import datetime\n"
+           "from pathlib import Path\n"
+           "from hub.export.child import export_in_child\n"
+           "from hub.export.run import ExportRequest\n"
+           "def progress(message, fraction):\n"
+           "    print(message, flush=True)\n"
+           f"request = ExportRequest(device='nvr1', start=datetime(2026, 11, 30, 19, 1), "
+           f"end=datetime(2026, 11, 30, 19, 3), out_dir=Path({str(out)!r}))\n"
+           f"asyncio.run(export_in_child(Path({str(cfg)!r}), request, progress))\n")
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", hub, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+            cwd=Path(__file__).parent.parent)
+        assert proc.stdout is not None
+        await kill_9_mid_download(sim, proc)
+        # the recorder still hangs (its read timeout is 9 s): only the closed pipe can end the child
+        for _ in range(250):
+            if out.exists() and not any(out.iterdir()):
+                break
+            await asyncio.sleep(0.02)
+        cleaned = list(out.iterdir())
+        sim.unfreeze()  # an export process still alive would now finish the package
+        await asyncio.sleep(1.0)
+    finally:
+        await sim.stop()
+    assert cleaned == [] and list(out.iterdir()) == []

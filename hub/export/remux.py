@@ -419,7 +419,7 @@ def _main() -> None:
     # below the hub in the CPU queue: on a small box the remux would otherwise take the core a
     # light command or a power-cut event is waiting for (the export is the one that can wait)
     with contextlib.suppress(OSError):
-        os.nice(REMUX_NICE)
+        os.nice(max(0, REMUX_NICE - os.nice(0)))  # an export child is already niced
     job = json.loads(sys.stdin.readline())
     originals = (_original_from(json.loads(line)) for line in sys.stdin if line.strip())
     r = remux(originals, datetime.fromisoformat(job["start"]), datetime.fromisoformat(job["end"]), Path(job["out"]),
