@@ -151,6 +151,26 @@ async def test_five_minutes_with_a_recorder_90_s_fast_and_a_dropped_download(tmp
     assert problems == []
 
 
+async def test_a_recorder_set_to_another_timezone_is_not_taken_for_a_drifting_one(tmp_path: Path,
+                                                                                footage_dir: Path) -> None:
+    """A recorder left on UTC+8 (a Chinese factory default) beside a hub on UTC+7, its clock
+    right: its files are an hour later on its own wall clock. The window moves by the hour, the
+    skew stays 0, the offset is recorded apart with a note."""
+    sim = nvr(footage_dir, ("20:01:00", "20:04:00"), tz_offset_hours=8)
+    await sim.start()
+    try:
+        result = await run_export(tmp_path, sim, "19:01:30", "19:03:30")
+    finally:
+        await sim.stop()
+    m = result.manifest
+    assert abs(m["clock_skew_s"]) <= 1 and m["recorder_utc_offset"] == "+08:00"
+    assert m["recorded"] == {"start": "2026-11-30T19:01:30+07:00", "end": "2026-11-30T19:03:30+07:00"}
+    assert result.complete and any("UTC+08:00" in note and "not drift" in note for note in m["notes"])
+    (mp4,) = (result.path / f["path"] for f in m["files"] if f["kind"] == "mp4")
+    seen = stamps(mp4)  # the picture shows the recorder's own time
+    assert (seen[0], seen[-1]) == (seconds_of_day(at("20:01:30")), seconds_of_day(at("20:03:29")))
+
+
 async def test_gaps_are_listed_and_each_stretch_gets_its_mp4(tmp_path: Path, footage_dir: Path) -> None:
     sim = nvr(footage_dir, ("19:01:00", "19:03:00"), ("19:05:00", "19:07:00"))
     await sim.start()

@@ -26,7 +26,7 @@ from __future__ import annotations
 import re
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, tzinfo
+from datetime import datetime, timedelta, tzinfo
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Protocol
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
@@ -311,6 +311,14 @@ class Driver:
     async def recorder_clock_skew(self) -> float | None:
         """Seconds the recorder's clock is ahead of the real time (negative: behind), or ``None``
         when unknown. The export adds it to the requested times and records it."""
+        return None
+
+    async def recorder_utc_offset(self) -> timedelta | None:
+        """The UTC offset of the recorder's own wall clock (the times of its file list), when the
+        device tells it (Hikvision's ``currentDeviceTime`` carries it); ``None``: unknown, taken as
+        the hub's. A recorder set to another timezone (a Chinese default of UTC+8) is then not
+        taken for one whose clock drifted an hour: the export moves the window by the difference
+        of the offsets besides the skew, and records the two apart."""
         return None
 
     def entities(self) -> list[Entity]:
