@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import json
 import os
@@ -14,6 +15,7 @@ import shutil
 import signal
 import stat
 import sys
+from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -94,6 +96,16 @@ def served_bytes(sim: HikvisionSimulator, name: str) -> bytes:
     return ff.path.read_bytes()
 
 
+@contextlib.asynccontextmanager
+async def served(sim: HikvisionSimulator) -> AsyncIterator[HikvisionSimulator]:
+    """``sim`` started, stopped after."""
+    await sim.start()
+    try:
+        yield sim
+    finally:
+        await sim.stop()
+
+
 async def run_export(tmp: Path, sim: HikvisionSimulator, start: str, end: str, **kw: Any) -> Any:
     plugins = make_plugins()
     config = load_config(config_for(tmp, sim, kw.pop("password", PW), kw.pop("audio", "aac")), plugins)
@@ -156,12 +168,8 @@ async def test_a_recorder_set_to_another_timezone_is_not_taken_for_a_drifting_on
     """A recorder left on UTC+8 (a Chinese factory default) beside a hub on UTC+7, its clock
     right: its files are an hour later on its own wall clock. The window moves by the hour, the
     skew stays 0, the offset is recorded apart with a note."""
-    sim = nvr(footage_dir, ("20:01:00", "20:04:00"), tz_offset_hours=8)
-    await sim.start()
-    try:
+    async with served(nvr(footage_dir, ("20:01:00", "20:04:00"), tz_offset_hours=8)) as sim:
         result = await run_export(tmp_path, sim, "19:01:30", "19:03:30")
-    finally:
-        await sim.stop()
     m = result.manifest
     assert abs(m["clock_skew_s"]) <= 1 and m["recorder_utc_offset"] == "+08:00"
     assert m["recorded"] == {"start": "2026-11-30T19:01:30+07:00", "end": "2026-11-30T19:03:30+07:00"}
