@@ -26,8 +26,9 @@ minutes. Measured:
    sending): on a machine shared with other work the wall time of each side depends on what
    else runs at that moment, the CPU seconds much less.
 3. **Memory**: this process's RSS before the export and its peak during it (sampled every 20 ms),
-   for the clip length given; run two lengths to see that it does not grow with the length
-   (target: growth < 100 MB whatever the length).
+   and the peak RSS of the export's processes (the child and the remux grandchild: the largest
+   of this process's ended children), for the clip length given; run two lengths to see that it
+   does not grow with the length (target: growth < 100 MB whatever the length).
 4. **Event loop**: p50/p99 lateness of a 2 ms timer idle and during the export (a proxy for
    command latency while an export runs: a light command waits for the loop just as this timer
    does).
@@ -278,6 +279,7 @@ async def run(args: argparse.Namespace) -> None:
                 result = await export(config, plugins, request, progress, remux_process=args.mode == "process")
             exp = time.perf_counter() - t
             export_cpu = cpu_s() - c0 + cpu_s(proc.pid) - s0 + children_cpu_s() - k0
+            child_peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # KB on Linux
             marks = [("connect", t), *sorted(phases.items(), key=lambda kv: kv[1])]
             print("  phases: " + ", ".join(f"{a} {b[1] - a_t:.2f} s" for (a, a_t), b in itertools.pairwise(marks)))
             busy = await probe.stop()
@@ -286,7 +288,8 @@ async def run(args: argparse.Namespace) -> None:
             rounds.append((dl, rx, exp, peak[0] - base, busy, floor_cpu, export_cpu))
             print(f"round {r + 1}: download {dl:.2f} s + bare remux {rx:.2f} s = floor {dl + rx:.2f} s; "
                   f"export {exp:.2f} s (ratio {exp / (dl + rx):.2f}); RSS {base:.0f} -> peak {peak[0]:.0f} MB "
-                  f"(+{peak[0] - base:.0f}); loop lateness p50/p99 {busy[0]:.2f}/{busy[1]:.2f} ms; "
+                  f"(+{peak[0] - base:.0f}; export processes peak {child_peak:.0f} MB); "
+                  f"loop lateness p50/p99 {busy[0]:.2f}/{busy[1]:.2f} ms; "
                   f"gaps {len(result.gaps)}; CPU floor {floor_cpu:.2f} s, export {export_cpu:.2f} s "
                   f"(ratio {export_cpu / floor_cpu:.2f}); load {os.getloadavg()[0]:.1f}")
             shutil.rmtree(cfg_dir)
