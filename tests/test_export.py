@@ -673,3 +673,25 @@ async def test_a_hub_killed_mid_export_takes_its_export_process_with_it(tmp_path
     finally:
         await sim.stop()
     assert cleaned == [] and list(out.iterdir()) == []
+
+
+def test_g711_audio_decoded_in_bulk_gives_the_same_aac(footage_dir: Path, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The recorder's G.711 is decoded a second at a time with a table made by FFmpeg's decoder:
+    the AAC track is byte for byte the one FFmpeg's decoder and resampler feed, packet by packet."""
+    from hub.api import Segment
+    from hub.export import remux as rx
+    from plugins.hikvision.simfootage import ps_store
+
+    a = ps_store(footage_dir).get(1, 0, at("19:01:00"), at("19:02:00"))
+    originals = [rx.Original(a.path, Segment(1, a.start, a.end, "a", "a", "ps"))]
+
+    def aac_packets(name: str) -> list[bytes]:
+        rx.remux(iter(originals), at("19:01:10"), at("19:01:50"), tmp_path / name)
+        with av.open(str(tmp_path / name)) as c:
+            assert c.streams.audio[0].codec_context.name == "aac"
+            return [bytes(p) for p in c.demux(audio=0) if p.size]
+
+    bulk = aac_packets("bulk.mp4")
+    monkeypatch.setattr(rx, "G711", ())
+    assert len(bulk) > 250 and bulk == aac_packets("per_packet.mp4")

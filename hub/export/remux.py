@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import av
+import numpy as np
 
 log = logging.getLogger("hub.export")
 
@@ -40,6 +41,7 @@ MOOV_BYTES_PER_FRAME = 40
 """Index bytes reserved per sample: size 4, time offset 8, sync 4, chunk offset 8, chunk run 12,
 and slack."""
 MOOV_SLACK = 64 * 1024
+G711 = ("pcm_alaw", "pcm_mulaw")
 REMUX_NICE = 10
 """The remux child's niceness (``process=True``, a running hub): the hub's own work goes first."""
 
@@ -126,8 +128,15 @@ class _AacTrack:
     """The recorder's audio (G.711 on most DVRs, which MP4 cannot carry) decoded and encoded to
     AAC-LC at its own sample rate, laid on the MP4's time line from its first sample on."""
 
-    def __init__(self, out: av.container.OutputContainer, rate: int) -> None:
+    def __init__(self, out: av.container.OutputContainer, rate: int, codec: str | None = None) -> None:
         self.rate = rate
+        self.table = _g711_table(codec) if codec in G711 else None
+        """G.711 (what recorders send): each byte one sample, turned into a float by a table made
+        with FFmpeg's own decoder and decoded a second of packets at once, instead of a decode, a
+        resample and a FIFO write per 40 ms packet (60 us each: more than the AAC encoder)."""
+        self.raw: list[bytes] = []
+        self.raw_samples = 0
+        self.samples = np.zeros(0, np.float32)
         self.stream: Any = out.add_stream("aac", rate=rate, layout="mono")
         self.stream.codec_context.options = {"aac_coder": "fast"}  # 2.5x faster than twoloop
         # constant quality, not a bit rate: to hold a bit rate FFmpeg's encoder codes a frame up
@@ -142,6 +151,14 @@ class _AacTrack:
 
     def add(self, out: av.container.OutputContainer, packet: av.Packet, at: float) -> None:
         """``at``: the packet's time in seconds on the MP4's time line."""
+        if self.table is not None:
+            if self.next_sample is None:
+                self.next_sample = max(0, round(at * self.rate))
+            self.raw.append(bytes(packet))
+            self.raw_samples += packet.size
+            if self.raw_samples >= self.rate:
+                self._encode_g711(out, final=False)
+            return
         for frame in packet.decode():
             if not isinstance(frame, av.AudioFrame):
                 continue
@@ -164,10 +181,40 @@ class _AacTrack:
             for p in self.stream.encode(frame):
                 out.mux(p)
 
+    def _encode_g711(self, out: av.container.OutputContainer, final: bool) -> None:
+        """Decode the G.711 bytes gathered, encode every whole AAC frame (and the rest: ``final``)."""
+        assert self.table is not None
+        data = self.table[np.frombuffer(b"".join(self.raw), np.uint8)] if self.raw else np.zeros(0, np.float32)
+        self.raw, self.raw_samples = [], 0
+        data = np.concatenate((self.samples, data)) if len(self.samples) else data
+        size = self.stream.codec_context.frame_size or 1024
+        whole = len(data) if final else len(data) - len(data) % size
+        for at in range(0, whole, size):
+            frame = av.AudioFrame.from_ndarray(data[at:at + size].reshape(1, -1), format="fltp", layout="mono")
+            frame.sample_rate = self.rate
+            frame.pts = self.next_sample
+            frame.time_base = Fraction(1, self.rate)
+            self.next_sample = (self.next_sample or 0) + frame.samples
+            for p in self.stream.encode(frame):
+                out.mux(p)
+        self.samples = data[whole:]
+
     def close(self, out: av.container.OutputContainer) -> None:
+        if self.table is not None:
+            self._encode_g711(out, final=True)
         self._drain(out, final=True)
         for p in self.stream.encode(None):
             out.mux(p)
+
+
+def _g711_table(codec: str) -> np.ndarray:
+    """The 256 sample values of a G.711 codec (``pcm_alaw``, ``pcm_mulaw``) as FFmpeg decodes
+    them, as float32 in -1..1 (16-bit / 32768, as FFmpeg's resampler converts them)."""
+    cc: Any = av.CodecContext.create(codec, "r")
+    cc.sample_rate = 8000
+    cc.layout = "mono"
+    (frame,) = cc.decode(av.Packet(bytes(range(256))))
+    return (frame.to_ndarray().reshape(-1).astype(np.float32) / np.float32(32768)).astype(np.float32)
 
 
 def moov_reserve(seconds: float, fps: float, audio_rate: int | None) -> int:
@@ -247,7 +294,7 @@ def _remux(originals: Iterable[Original], start: datetime, end: datetime, out_pa
             origin = dwall
             if audio_in is not None:
                 try:
-                    aac = _AacTrack(out, audio_in.codec_context.sample_rate or 8000)
+                    aac = _AacTrack(out, audio_in.codec_context.sample_rate or 8000, audio_in.codec_context.name)
                 except (av.FFmpegError, ValueError) as exc:
                     notes.append(f"audio ({audio_in.codec_context.name}) could not be encoded to AAC ({exc}); "
                                  "it is kept in original/")
