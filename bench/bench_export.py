@@ -16,18 +16,18 @@ minutes. Measured:
    mux every video packet, nothing else).
 2. **Export** (search, download, remux, hashing, signing) as the running hub does it
    (``--mode child``, the default: ``hub.export.child.export_in_child``, the whole export in a
-   process of its own at niceness 10, the remux in a grandchild; its start, about 0.7 s of CPU
+   process of its own at niceness 10, the remux in a thread of it; its start, about 1 s of CPU
    for Python, the plugins and the config, is counted), or in this process as ``anninh export``
    does it (``--mode thread``: ``hub.export.run.export``, the remux in a worker thread;
    ``--mode process``: the remux in a child process). Ratio = export / floor; target <= 1.3.
    The floor copies video only;
    ``--audio drop`` compares like with like, the default also transcodes the G.711 audio to AAC.
-   Beside the wall times, the CPU seconds of each (this process, the remux child, the simulator
+   Beside the wall times, the CPU seconds of each (this process, the export's processes, the simulator
    sending): on a machine shared with other work the wall time of each side depends on what
    else runs at that moment, the CPU seconds much less.
 3. **Memory**: this process's RSS before the export and its peak during it (sampled every 20 ms),
-   and the peak RSS of the export's processes (the child and the remux grandchild: the largest
-   of this process's ended children), for the clip length given; run two lengths to see that it
+   and the peak RSS of the export's process (``--mode child``; ``process``: the remux child; the
+   largest of this process's ended children), for the clip length given; run two lengths to see that it
    does not grow with the length (target: growth < 100 MB whatever the length).
 4. **Event loop**: p50/p99 lateness of a 2 ms timer idle and during the export (a proxy for
    command latency while an export runs: a light command waits for the loop just as this timer

@@ -2,9 +2,10 @@
 
 The hub's event loop only relays the progress: the download (a recorder sends as fast as the
 network allows: 300 MB/s over loopback), the SHA-256 of every byte, the files written and the
-remux (a grandchild, as in :func:`hub.export.run.export_from_driver`) all run below the hub in the
-CPU queue (niceness :data:`CHILD_NICE`), so a light command or a power-cut event that arrives
-meanwhile gets a core first. On a small box the export is the one that can wait.
+remux (in a worker thread of this process: one process of about 125 MB whatever the length,
+where a remux grandchild added 75 MB for the same CPU) all run below the hub in the CPU queue
+(niceness :data:`CHILD_NICE`), so a light command or a power-cut event that arrives meanwhile
+gets a core first. On a small box the export is the one that can wait.
 
 Protocol: the hub writes one JSON line (the config file, the request) and keeps the pipe open;
 the child answers JSON lines on stdout, ``{"progress": [message, fraction]}`` as it goes and one
@@ -143,7 +144,7 @@ async def _child(job: dict[str, Any]) -> dict[str, Any]:
         sys.stdout.flush()
 
     loop = asyncio.get_running_loop()
-    work = loop.create_task(export(config, plugins, _request_from(job["request"]), progress, remux_process=True))
+    work = loop.create_task(export(config, plugins, _request_from(job["request"]), progress, remux_process=False))
     # the hub closes the pipe to stop the export (and so does its death); a daemon thread waits
     # for that, so that the end of the export does not wait for it
     closed: asyncio.Future[None] = loop.create_future()
