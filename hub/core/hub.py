@@ -171,7 +171,9 @@ class Hub:
     async def start(self) -> None:
         if self._use_storage:
             self.storage.open()
-            self.add_listener(Listener(on_state=self.storage.record_state, on_event=self.storage.record_event))
+            self.add_listener(Listener(on_state=self.storage.record_state, on_event=self.storage.record_event,
+                                       on_availability=self.storage.record_availability))
+            self.storage.kind_of = lambda device: self.runners[device].kind if device in self.runners else "device"
             self.create_task(self.storage.flush_loop(), name="storage-flush")
         platforms = self.plugins.platforms()
         for dev in self.config.devices:

@@ -1,0 +1,1 @@
+"""Operations: maintenance tickets, periodic reports."""
