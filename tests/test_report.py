@@ -3,14 +3,18 @@ history's causes and pruning, the rendered PDF (text read back with pdftotext) a
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 
 from hub.api import AvailabilityChange, HubEvent
-from hub.ops.report.data import ReportDevice, compute, days_period, month_period, quarter_period
+from hub.ops.report.data import ReportData, ReportDevice, compute, days_period, month_period, quarter_period
 from hub.storage import History
 
 TZ = ZoneInfo("Asia/Ho_Chi_Minh")
@@ -35,7 +39,7 @@ def synthetic(path: Path) -> History:
     """The history of November 2026 with known answers (see the test's assertions)."""
     h = History(path)
     for dev in ("cam1", "rec1", "ups1", "light1"):
-        h.add_availability(t("2026-10-20"), dev, True, kind="x", site="s1")
+        h.add_availability(t("2026-10-20"), dev, True)
     # cam1: offline 3 h 12 min on 10 November (device fault)
     h.add_availability(t("2026-11-10", "08:00"), "cam1", False, "device")
     h.add_availability(t("2026-11-10", "11:12"), "cam1", True)
@@ -62,13 +66,15 @@ def synthetic(path: Path) -> History:
         h.add_event(t(when), kind, "cam1", "s1", {"problem": kind})
     h.add_event(t("2026-10-30"), "image_covered", "cam1", "s1", {"problem": "x"})  # before the month
     # light1: night rule ON 18:00 .. 06:00 (12 h), an officer ON 20:00 .. the rule OFF 22:00 (2 h 5 s)
-    for when, state in ((t("2026-10-28"), {"state": "OFF", "mode": "auto"}),
+    light_states: tuple[tuple[datetime, dict[str, str]], ...] = (
+                       (t("2026-10-28"), {"state": "OFF", "mode": "auto"}),
                         (t("2026-11-01", "18:00"), {"state": "ON"}),
                         (t("2026-11-02", "06:00"), {"state": "OFF"}),
                         (t("2026-11-03", "20:00"), {"state": "ON", "mode": "manual"}),
                         (t("2026-11-03", "22:00"), {"mode": "auto"}),
-                        (t("2026-11-03", "22:00:05"), {"state": "OFF"})):
-        h.add_state(when, "light1", state)
+                        (t("2026-11-03", "22:00:05"), {"state": "OFF"}))
+    for at, state in light_states:
+        h.add_state(at, "light1", state)
         h.flush()
     h.add_audit(t("2026-11-03", "20:00"), "officer1", "light1", {"state": "ON"}, "ok")
     h.add_audit(t("2026-11-03", "20:01"), "officer1", "light1", {"state": "ON"}, "rejected", "no")
@@ -94,9 +100,9 @@ def synthetic(path: Path) -> History:
     return h
 
 
-def nov(h: History, **kw: object):  # type: ignore[no-untyped-def]
+def nov(h: History, **kw: Any) -> ReportData:
     start, end = month_period("2026-11", TZ)
-    return compute(h, DEVICES, start, end, commune="Xã An Bình", **kw)  # type: ignore[arg-type]
+    return compute(h, DEVICES, start, end, commune="Xã An Bình", **kw)
 
 
 def test_report_figures_from_a_synthetic_month(tmp_path: Path) -> None:
@@ -106,7 +112,7 @@ def test_report_figures_from_a_synthetic_month(tmp_path: Path) -> None:
     by_id = {f.device.id: f for f in d.devices}
     cam1 = by_id["cam1"].availability
     assert cam1.observed_s == month and cam1.down_s["device"] == 3 * H + 12 * 60
-    assert round(cam1.ratio * 100, 3) == 99.556  # type: ignore[operator]
+    assert cam1.ratio is not None and round(cam1.ratio * 100, 3) == 99.556
     cam2 = by_id["cam2"].availability  # added on the 16th: counted from then
     assert cam2.observed_s == 15 * DAY and cam2.down_s["network"] == H
     assert cam2.ratio == pytest.approx(1 - H / (15 * DAY))
@@ -173,17 +179,20 @@ def test_pruning_keeps_what_the_last_period_needs(tmp_path: Path) -> None:
 
 
 def test_periods() -> None:
+    from hub.i18n import use_language
+
     assert month_period("2026-12", TZ) == (t("2026-12-01"), t("2027-01-01"))
     assert quarter_period("2026-Q4", TZ) == (t("2026-10-01"), t("2027-01-01"))
     assert quarter_period("2026-q1", TZ) == (t("2026-01-01"), t("2026-04-01"))
     assert days_period("2026-11-01", "2026-11-15", TZ) == (t("2026-11-01"), t("2026-11-16"))
-    for bad in ("2026-13", "2026", "nov"):
-        with pytest.raises(ValueError, match="bad month"):
-            month_period(bad, TZ)
-    with pytest.raises(ValueError, match="bad quarter"):
-        quarter_period("2026-Q5", TZ)
-    with pytest.raises(ValueError, match="before"):
-        days_period("2026-11-15", "2026-11-01", TZ)
+    with use_language("en"):
+        for bad in ("2026-13", "2026", "nov"):
+            with pytest.raises(ValueError, match="bad month"):
+                month_period(bad, TZ)
+        with pytest.raises(ValueError, match="bad quarter"):
+            quarter_period("2026-Q5", TZ)
+        with pytest.raises(ValueError, match="before"):
+            days_period("2026-11-15", "2026-11-01", TZ)
 
 
 def test_daylight_saving_days(tmp_path: Path) -> None:
@@ -241,3 +250,145 @@ def test_history_records_outage_causes(tmp_path: Path) -> None:
     reopened = History(tmp_path / "history.db")
     assert reopened.device_kinds()["f"] == ("camera", "s3")
     reopened.close()
+
+
+# ------------------------------------------------------------------------------------- rendering, CLI
+
+CONFIG = """
+    hub:
+      name: "Xã An Bình <Công an>"
+      data_dir: {data}
+    mqtt:
+      server: mqtt://127.0.0.1:1
+    sites:
+      - id: s1
+        name: "Nhà ông Tư <b>&"
+      - id: s2
+        name: Ngã ba chợ
+    devices:
+      - id: cam1
+        platform: hikvision
+        site: s1
+        name: "Camera <Chợ>"
+        host: 127.0.0.1
+        password: x
+      - id: cam2
+        platform: hikvision
+        site: s2
+        host: 127.0.0.1
+        password: x
+      - id: rec1
+        platform: hikvision
+        kind: nvr
+        site: s1
+        host: 127.0.0.1
+        password: x
+      - id: ups1
+        platform: ups_modbus
+        site: s1
+        host: 127.0.0.1
+        model: apc_smt
+      - id: light1
+        platform: lighting
+        site: s2
+        driver: modbus_coil
+        host: 127.0.0.1
+        channel: 0
+"""
+
+
+@pytest.fixture
+def configured(tmp_path: Path) -> Path:
+    """A config whose data dir holds the synthetic history (kinds known from the config only)."""
+    from tests.support.hubrun import write_config
+
+    data = tmp_path / "data"
+    data.mkdir()
+    synthetic(data / "history.db").close()
+    return write_config(tmp_path, CONFIG.format(data=data))
+
+
+@pytest.fixture
+def run_cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., tuple[int, str, str]]:
+    """``anninh report ARGS`` in this process: (exit code, stdout, stderr)."""
+    from hub.cli.main import main
+
+    def run(*args: str) -> tuple[int, str, str]:
+        capsys.readouterr()
+        code = main(["report", *args])
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    return run
+
+
+@pytest.mark.skipif(shutil.which("pdftotext") is None,
+                    reason="pdftotext (poppler-utils) missing: scripts/test.sh installs it")
+def test_pdf_keeps_vietnamese_text(configured: Path, tmp_path: Path, run_cli) -> None:
+    out = tmp_path / "bao-cao.pdf"
+    code, stdout, stderr = run_cli("-c", str(configured), "--month", "2026-11", "-o", str(out))
+    assert code == 0, stderr
+    assert stdout.strip() == str(out)
+    text = subprocess.run(["pdftotext", "-layout", str(out), "-"], capture_output=True, text=True,
+                          check=True).stdout
+    for heading in ("Báo cáo tình hình hoạt động hệ thống camera an ninh", "Tỷ lệ hoạt động theo điểm",
+                    "Mất điện tại các nhà đặt thiết bị", "Đầu ghi: số ngày lưu hình", "Lỗi hình ảnh theo camera",
+                    "Đèn điểm đen", "Phiếu sửa chữa", "Xã An Bình <Công an>", "Nhà ông Tư <b>&",
+                    "tháng 11, 2026"):
+        assert heading in text, heading
+    assert "99,556 %" in text  # cam1, the Vietnamese way of writing numbers
+    fonts = subprocess.run(["pdffonts", str(out)], capture_output=True, text=True).stdout
+    assert "DejaVuSans" in fonts or "AnNinhSans" in fonts
+
+
+def test_html_escapes_and_same_content_in_english(configured: Path, tmp_path: Path, run_cli) -> None:
+    out = tmp_path / "report.html"
+    code, _out, stderr = run_cli("-c", str(configured), "--from", "2026-11-01", "--to", "2026-11-30",
+                                 "--lang", "en", "-o", str(out))
+    assert code == 0, stderr
+    html = out.read_text(encoding="utf-8")
+    assert "Camera &lt;Chợ&gt; (cam1)" in html and "<Chợ>" not in html
+    assert "Nhà ông Tư &lt;b&gt;&amp;" in html and "Xã An Bình &lt;Công an&gt;" in html
+    assert "Availability by site" in html and "99.556%" in html
+    assert html.count("data:image/png;base64,") == 3  # the three charts
+    assert "Recorder" in html and "Đầu ghi" not in html  # rec1: kind from the config (nvr)
+
+
+def test_same_view_in_html_and_pdf(tmp_path: Path) -> None:
+    from hub.ops.report.render import build_view, render_html
+
+    h = synthetic(tmp_path / "history.db")
+    view = build_view(nov(h), "vi", charts=False)
+    h.close()
+    html = render_html(view)
+    import html as html_mod
+
+    for section in view.sections:
+        assert html_mod.escape(section.title, quote=False) in html
+        for table in section.tables:
+            for row in table.rows:
+                for cell in row:
+                    assert html_mod.escape(cell, quote=True) in html or html_mod.escape(cell, quote=False) in html
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--month", "2026-13"], "tháng không hợp lệ '2026-13'"),
+    (["--quarter", "2026-Q7"], "quý không hợp lệ"),
+    (["--from", "2026-11-05"], "--from và --to"),
+    (["--month", "2026-11", "--quarter", "2026-Q4"], "chọn một kỳ"),
+    (["--month", "2026-11", "--site", "nowhere"], "không có điểm 'nowhere'"),
+])
+def test_cli_errors_exit_1_with_one_line(configured: Path, tmp_path: Path, args: list[str], message: str,
+                                        run_cli) -> None:
+    code, stdout, stderr = run_cli("-c", str(configured), *args, "-o", str(tmp_path / "r.pdf"))
+    assert code == 1 and stdout == ""
+    assert stderr.count("\n") == 1 and message in stderr, stderr
+    assert not (tmp_path / "r.pdf").exists()
+
+
+def test_cli_errors_in_english_and_bad_output(configured: Path, tmp_path: Path, run_cli) -> None:
+    code, _o, stderr = run_cli("-c", str(configured), "--month", "nov", "--lang", "en", "-o", str(tmp_path / "r.pdf"))
+    assert (code, stderr) == (1, "error: bad month 'nov': expected YYYY-MM, e.g. 2026-11\n")
+    code, _o, stderr = run_cli("-c", str(configured), "--month", "2026-11", "--lang", "en", "-o",
+                               str(tmp_path / "r.docx"))
+    assert code == 1 and "written as .pdf or .html" in stderr

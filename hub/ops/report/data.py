@@ -32,6 +32,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from hub.i18n import tr
 from hub.storage import CAUSES, History
 
 KINDS = ("camera", "recorder", "ups", "light")
@@ -189,7 +190,7 @@ def month_period(text: str, tz: ZoneInfo) -> tuple[datetime, datetime]:
         year, month = (int(p) for p in text.split("-"))
         start = datetime(year, month, 1, tzinfo=tz)
     except ValueError:
-        raise ValueError(f"bad month {text!r}: expected YYYY-MM, e.g. 2026-11") from None
+        raise ValueError(tr("bad month {text!r}: expected YYYY-MM, e.g. 2026-11", text=text)) from None
     end = datetime(year + (month == 12), month % 12 + 1, 1, tzinfo=tz)
     return start, end
 
@@ -203,7 +204,7 @@ def quarter_period(text: str, tz: ZoneInfo) -> tuple[datetime, datetime]:
             raise ValueError
         start = datetime(year, 3 * q - 2, 1, tzinfo=tz)
     except ValueError:
-        raise ValueError(f"bad quarter {text!r}: expected YYYY-Qn, e.g. 2026-Q4") from None
+        raise ValueError(tr("bad quarter {text!r}: expected YYYY-Qn, e.g. 2026-Q4", text=text)) from None
     end = datetime(year + (q == 4), (3 * q) % 12 + 1, 1, tzinfo=tz)
     return start, end
 
@@ -213,9 +214,10 @@ def days_period(first: str, last: str, tz: ZoneInfo) -> tuple[datetime, datetime
     try:
         a, b = date.fromisoformat(first), date.fromisoformat(last)
     except ValueError:
-        raise ValueError(f"bad date {first!r} or {last!r}: expected YYYY-MM-DD") from None
+        raise ValueError(tr("bad date {first!r} or {last!r}: expected YYYY-MM-DD", first=first,
+                            last=last)) from None
     if b < a:
-        raise ValueError(f"--to {last} is before --from {first}")
+        raise ValueError(tr("--to {last} is before --from {first}", first=first, last=last))
     return datetime(a.year, a.month, a.day, tzinfo=tz), datetime(b.year, b.month, b.day, tzinfo=tz) + timedelta(days=1)
 
 
