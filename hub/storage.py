@@ -190,7 +190,7 @@ CREATE TABLE IF NOT EXISTS device_data (
     device TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (device, key));
 CREATE TABLE IF NOT EXISTS availability (
     device TEXT NOT NULL, ts REAL NOT NULL, available INTEGER NOT NULL, cause TEXT);
-CREATE INDEX IF NOT EXISTS availability_device_ts ON availability (device, ts);
+CREATE INDEX IF NOT EXISTS availability_device_ts ON availability (device, ts, available, cause);
 CREATE TABLE IF NOT EXISTS device_kinds (device TEXT PRIMARY KEY, kind TEXT NOT NULL, site TEXT);
 """
 

@@ -272,15 +272,6 @@ def compute(history: History, devices: Iterable[ReportDevice], start: datetime, 
         **_tickets(history, site, s, e))
 
 
-def _day_of(bounds: list[float]) -> str:
-    """An SQL expression giving the index of the local day of ``ts`` (``bounds``: midnights)."""
-    lengths = {round(bounds[i + 1] - bounds[i]) for i in range(len(bounds) - 2)}
-    if lengths <= {86400}:  # no daylight-saving change in the period (always so in Vietnam)
-        return f"CAST((ts - {bounds[0]!r}) / 86400 AS INTEGER)"
-    cases = " ".join(f"WHEN ts < {b!r} THEN {i}" for i, b in enumerate(bounds[1:]))
-    return f"(CASE {cases} ELSE {len(bounds) - 1} END)"
-
-
 def _split(a: float, b: float, bounds: list[float], into: dict[int, float]) -> None:
     """Add the seconds of [a, b) to the local days they fall in."""
     import bisect
@@ -296,56 +287,41 @@ def _split(a: float, b: float, bounds: list[float], into: dict[int, float]) -> N
 
 def _availability(history: History, devs: list[ReportDevice], s: float, e: float,
                   bounds: list[float]) -> tuple[list[DeviceFigures], dict[int, float]]:
-    ids = {d.id for d in devs}
-    # one pass of the period's transitions in SQL: each offline row lasts until the device's next row
-    # (or the end); summed per device and cause, and per local day for rows that stay within one day
-    spans = ("WITH t AS (SELECT device, ts, available, cause, "
-             "LEAD(ts, 1, :e) OVER (PARTITION BY device ORDER BY ts) AS nx "
-             "FROM availability WHERE ts >= :s AND ts < :e) ")
-    args = {"s": s, "e": e}
-    down: dict[str, dict[str, float]] = defaultdict(lambda: dict.fromkeys(CAUSES, 0.0))
-    outages: dict[str, int] = defaultdict(int)
-    for device, cause, seconds, n in history.query(
-            spans + "SELECT device, cause, SUM(MIN(nx, :e) - ts), COUNT(*) FROM t WHERE available = 0 "
-                    "GROUP BY device, cause", args):  # type: ignore[arg-type]
-        if device in ids:
-            down[device][cause if cause in CAUSES else "unknown"] += seconds
-            outages[device] += n
+    # per device, its transitions of the period read through the covering index (device, ts,
+    # available, cause), walked once: each offline row lasts until the next row (or the end). Plain
+    # rows walked in Python measured faster here than SQLite's LEAD() window over the same rows.
     daily: dict[int, float] = defaultdict(float)
-    day = _day_of(bounds)
-    day_nx = day.replace("ts", "nx")
-    ids_sql = ",".join("?" * len(ids))
-    id_args = sorted(ids)
-    if ids:
-        q = spans.replace(":s", "?").replace(":e", "?")
-        head = (e, s, e)
-        for d, seconds in history.query(
-                q + f"SELECT {day}, SUM(nx - ts) FROM t WHERE available = 0 AND device IN ({ids_sql}) "
-                    f"AND {day} = {day_nx} AND nx < ? GROUP BY 1", (*head, *id_args, e)):
-            daily[int(d)] += seconds
-        for a, b in history.query(
-                q + f"SELECT ts, MIN(nx, ?) FROM t WHERE available = 0 AND device IN ({ids_sql}) "
-                    f"AND NOT ({day} = {day_nx} AND nx < ?)", (*head, e, *id_args, e)):
-            _split(a, b, bounds, daily)
+    last_day = len(bounds) - 2
     figures = []
     for dev in devs:
         before = history.availability_before(dev.id, s)
-        first_in = history.query("SELECT min(ts) FROM availability WHERE device=? AND ts>=? AND ts<?",
-                                 (dev.id, s, e))[0][0]
-        if before is None and first_in is None:
-            fig = DeviceFigures(dev, Availability())
-            figures.append(fig)
+        rows = history.query("SELECT ts, available, cause FROM availability WHERE device=? AND ts>=? AND ts<? "
+                             "ORDER BY ts", (dev.id, s, e))
+        if before is None and not rows:
+            figures.append(DeviceFigures(dev, Availability()))
             continue
-        begin = s if before is not None else float(first_in)
-        avail = Availability(observed_s=e - begin, down_s=down[dev.id])
-        n = outages.get(dev.id, 0)
-        if before is not None and not before[1]:  # offline when the period began
-            until = float(first_in) if first_in is not None else e
-            cause = before[2] if before[2] in CAUSES else "unknown"
-            avail.down_s[cause] += until - s
-            _split(s, until, bounds, daily)
-            n += 1
-        figures.append(DeviceFigures(dev, avail, n, begin, e))
+        begin = s if before is not None else float(rows[0][0])
+        down = dict.fromkeys(CAUSES, 0.0)
+        outages = 0
+        day = 0
+        # the state when the period began (its last transition before), then each transition
+        at, up, cause = (s, before[1], before[2]) if before is not None else rows[0]
+        was_up = True
+        for nxt in (*rows[1 if before is None else 0:], (e, True, None)):
+            until = nxt[0]
+            if not up and was_up:  # an outage begins (a second "offline" row, e.g. after a restart, does not)
+                outages += 1
+            if not up and until > at:
+                down[cause if cause in CAUSES else "unknown"] += until - at
+                while day < last_day and bounds[day + 1] <= at:
+                    day += 1
+                if until <= bounds[day + 1]:
+                    daily[day] += until - at
+                else:
+                    _split(at, until, bounds, daily)
+            was_up = bool(up)
+            at, up, cause = nxt
+        figures.append(DeviceFigures(dev, Availability(observed_s=e - begin, down_s=down), outages, begin, e))
     return figures, daily
 
 
@@ -389,19 +365,22 @@ def _power(history: History, sites: list[str], s: float, e: float) -> list[SiteP
 
 def _state_rows(history: History, device: str, keys: tuple[str, ...], s: float,
                 e: float) -> list[tuple[float, dict[str, Any]]]:
-    """The device's state rows of the period carrying one of ``keys``, led by a row at the period's
-    start with each key's last value before it (when it had one)."""
+    """The device's state rows of the period carrying one of ``keys`` (only those keys; JSON null
+    kept as ``None``), led by a row at the period's start with each key's last value before it.
+    SQLite picks the rows (``instr``, cheaper than its JSON functions); only those are parsed here."""
+    marks = [f'"{k}":' for k in keys]
     first: dict[str, Any] = {}
-    for key in keys:
-        prior = history.query("SELECT state FROM states WHERE device=? AND ts<? AND state LIKE ? "
-                              "ORDER BY ts DESC LIMIT 1", (device, s, f'%"{key}":%'))
+    for key, mark in zip(keys, marks, strict=True):
+        prior = history.query("SELECT state FROM states WHERE device=? AND ts<? AND instr(state, ?) "
+                              "ORDER BY ts DESC LIMIT 1", (device, s, mark))
         if prior:
             first[key] = json.loads(prior[0][0]).get(key)
-    rows = [(s, first)] if first else []
-    likes = " OR ".join("state LIKE ?" for _ in keys)
-    rows += [(ts, json.loads(st)) for ts, st in history.query(
-        f"SELECT ts, state FROM states WHERE device=? AND ts>=? AND ts<? AND ({likes}) ORDER BY ts",
-        (device, s, e, *(f'%"{k}":%' for k in keys)))]
+    rows: list[tuple[float, dict[str, Any]]] = [(s, first)] if first else []
+    present = " OR ".join("instr(state, ?)" for _ in keys)
+    for ts, state in history.query(f"SELECT ts, state FROM states WHERE device=? AND ts>=? AND ts<? AND ({present}) "
+                                   "ORDER BY ts", (device, s, e, *marks)):
+        values = json.loads(state)
+        rows.append((ts, {k: values[k] for k in keys if k in values}))
     return rows
 
 
@@ -411,18 +390,18 @@ def _recorders(history: History, devs: list[ReportDevice], s: float, e: float) -
         if dev.kind != "recorder":
             continue
         target: float | None = None
-        for _ts, st in _state_rows(history, dev.id, ("retention_target_days",), s, e):
+        rows = _state_rows(history, dev.id, ("retention_days", "retention_target_days"), s, e)
+        for _ts, st in rows:
             if st.get("retention_target_days") is not None:
                 target = float(st["retention_target_days"])
-        rows = _state_rows(history, dev.id, ("retention_days",), s, e)
         values: list[float] = []
         weighted = 0.0
         span = 0.0
-        for i, (ts, st) in enumerate(rows):
-            value = st.get("retention_days")
+        kept = [(ts, st["retention_days"]) for ts, st in rows if "retention_days" in st]  # null: unknown from then
+        for i, (ts, value) in enumerate(kept):
             if value is None:
                 continue
-            until = rows[i + 1][0] if i + 1 < len(rows) else e
+            until = kept[i + 1][0] if i + 1 < len(kept) else e
             values.append(float(value))
             weighted += float(value) * (until - ts)
             span += until - ts
