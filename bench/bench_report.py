@@ -10,7 +10,8 @@ days): each device changes availability every 2 to ``2 * every - 2`` minutes (me
 500 devices changing every 30 min on average make a change every 3.6 s in the commune), with causes;
 state rows as the hub records changes: cameras' motion and UPS charge every ``--state-every``
 minutes, recorders' retention hourly, lights at their switches; sites lose power every few days;
-image faults, officer commands and tickets sprinkled in. ``--every 6`` is the stress case (each device flapping all quarter). Then,
+image faults, officer commands and tickets sprinkled in. ``--every 6`` is the stress case (each
+device flapping all quarter). Then,
 each in a fresh process so that its peak RSS is its own:
 
 1. **Floor**: a bare SQLite scan of the rows the report reads (the period's availability rows
