@@ -385,9 +385,19 @@ class Demo:
             self.officer.loop_stop()
             self.officer.disconnect()
             await self.running.stop()
+            self._report(config, plugins)
             for sim in self.sims.values():
                 with contextlib.suppress(Exception):
                     await sim.stop()
+
+    def _report(self, config: Any, plugins: Any) -> None:
+        """The report of the scripted evening, from the hub's history, beside the demo's (temporary) directory."""
+        from hub.i18n import language
+        from hub.ops.report.service import evening_report
+
+        out = self.dir.parent / f"{self.dir.name}-report.html"
+        with contextlib.suppress(OSError):  # stdout closed (`| head`)
+            print(evening_report(config, plugins, self.start, self.clock.now(), out, language()), flush=True)
 
     def _on_officer_message(self, client: Any, userdata: Any, message: Any) -> None:
         """The hub's answer to the officer's export request (paho's thread: said on the loop)."""

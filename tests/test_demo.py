@@ -47,6 +47,9 @@ def test_demo_scenario_runs_end_to_end() -> None:
     assert "mosquitto_pub -h 127.0.0.1" in out
     assert "Traceback" not in out
     assert "Scenario complete" in out  # the whole story fits the duration
+    # at the end, the report of the evening, from the hub's history
+    report = re.search(r"(/\S+-report\.html)$", out, re.MULTILINE)
+    assert report and "kp5-hoa" in Path(report.group(1)).read_text(encoding="utf-8"), out[-2000:]
 
 
 # ---------------------------------------------------------------- the story's length, from the script

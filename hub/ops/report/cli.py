@@ -38,18 +38,6 @@ def _fail(message: str) -> int:
     return 1
 
 
-def guess_kind(device: Any, plugins: Any) -> str:
-    """A device's kind from its config when the history has not recorded it (never online)."""
-    if getattr(device, "kind", None) in ("nvr", "dvr"):
-        return "recorder"
-    try:
-        driver = plugins.platforms()[device.platform].driver
-    except Exception:
-        return "device"
-    kind = getattr(driver, "kind", None) if isinstance(driver, type) else None
-    return kind if isinstance(kind, str) else "device"
-
-
 def period_of(args: argparse.Namespace, tz: ZoneInfo) -> tuple[datetime, datetime]:
     from .data import days_period, month_period, quarter_period
 
@@ -80,10 +68,7 @@ def cmd_report(args: argparse.Namespace, cli: CliContext | None = None) -> int:
 
 
 def _report(args: argparse.Namespace, config: Any, plugins: Any) -> int:
-    from hub.storage import History
-
-    from .data import ReportDevice, compute
-    from .render import build_view, write
+    from .service import write_report
 
     tz = ZoneInfo(config.hub.timezone)
     try:
@@ -94,24 +79,16 @@ def _report(args: argparse.Namespace, config: Any, plugins: Any) -> int:
         return _fail(tr("{path}: the report is written as .pdf or .html", path=str(args.out)))
     if not args.out.parent.is_dir():
         return _fail(tr("{path}: no such directory", path=str(args.out.parent)))
-    sites = {s.id: s.name or s.id for s in config.sites}
+    sites = [s.id for s in config.sites]
     if args.site is not None and args.site not in sites:
         return _fail(tr("unknown site {site!r} (the config has: {sites})", site=args.site,
                         sites=", ".join(sites) or "-"))
     path = config.data_dir / "history.db"
     if not path.exists():
         return _fail(tr("no history at {path}: has the hub run with this config?", path=str(path)))
-    history = History(path)
     try:
-        kinds = history.device_kinds()
-        devices = [ReportDevice(d.id, kinds[d.id][0] if d.id in kinds else guess_kind(d, plugins), d.site, d.name)
-                   for d in config.devices]
-        data = compute(history, devices, start, end, commune=config.hub.name, site=args.site, site_names=sites,
-                       now=datetime.now(tz))
-    finally:
-        history.close()
-    try:
-        write(build_view(data, lang_of(args, config)), args.out)
+        write_report(config, plugins, start, end, args.out, lang_of(args, config), site=args.site,
+                     now=datetime.now(tz))
     except OSError as exc:
         return _fail(tr("cannot write {path}: {error}", path=str(args.out), error=exc.strerror or str(exc)))
     print(args.out)

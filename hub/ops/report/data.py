@@ -222,10 +222,10 @@ def days_period(first: str, last: str, tz: ZoneInfo) -> tuple[datetime, datetime
 
 
 def local_midnights(start: datetime, end: datetime) -> list[datetime]:
-    """Local midnights from ``start`` (a midnight) to ``end`` inclusive, as aware datetimes."""
+    """``start``, the local midnights after it, and ``end``: the bounds of the period's days."""
     tz = start.tzinfo
-    out = []
-    day = start.date()
+    out = [start]
+    day = start.date() + timedelta(days=1)
     while True:
         m = datetime(day.year, day.month, day.day, tzinfo=tz)
         if m >= end:
