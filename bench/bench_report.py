@@ -164,7 +164,8 @@ def child_report(path: str, n: int, days: int, out: str) -> None:
 
 def run_child(*args: str) -> dict[str, float]:
     out = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True, check=True).stdout
-    return json.loads(out.strip().splitlines()[-1])  # type: ignore[no-any-return]
+    result: dict[str, float] = json.loads(out.strip().splitlines()[-1])
+    return result
 
 
 def main() -> int:

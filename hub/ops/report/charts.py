@@ -77,13 +77,14 @@ def power_timeline(data: ReportData) -> bytes:
     fig, ax = _figure(max(1.8, 0.3 * len(sites) + 1.2))
     s0 = data.start.timestamp()
     day = 86400.0
+    length = (data.end.timestamp() - s0) / day
     for y, p in enumerate(sites):
-        spans = [((c.start - s0) / day, max((c.end - c.start) / day, 0.02)) for c in p.cuts]
+        # at least 1/150 of the period wide, so that a cut of minutes stays visible
+        spans = [((c.start - s0) / day, max((c.end - c.start) / day, length / 150)) for c in p.cuts]
         colors = ["#e39b2d" if c.suspected else "#c0392b" for c in p.cuts]
         ax.broken_barh(spans, (y - 0.35, 0.7), facecolors=colors)
     ax.set_yticks(range(len(sites)), [data.site_names.get(p.site) or p.site for p in sites])
     ax.invert_yaxis()
-    length = (data.end.timestamp() - s0) / day
     ax.set_xlim(0, length)
     ticks = list(range(0, int(length) + 1, max(1, int(length) // 8)))
     ax.set_xticks(ticks, [format_date(datetime.fromtimestamp(s0 + t * day, data.start.tzinfo).date(), "d/M")

@@ -160,15 +160,15 @@ def build_view(data: ReportData, lang: str, *, generated: datetime | None = None
                                 [Table([_("Site"), _("Cuts"), _("Total"), _("Longest")], power_rows)]))
 
         rec_rows = [[_device(r.device), _site(data, r.device.site),
+                     _("below target") if r.below_target else _("met") if r.min_days is not None else "—",
+                     ", ".join(f"{_(FAULT_NAMES[k])}: {n}" for k, n in r.disk_faults.items() if n) or "0",
                      format_number(r.target_days, 0) if r.target_days is not None else "—",
                      format_number(r.min_days, 1) if r.min_days is not None else "—",
-                     format_number(r.avg_days, 1) if r.avg_days is not None else "—",
-                     _("below target") if r.below_target else _("met") if r.min_days is not None else "—",
-                     ", ".join(f"{_(FAULT_NAMES[k])}: {n}" for k, n in r.disk_faults.items() if n) or "0"]
+                     format_number(r.avg_days, 1) if r.avg_days is not None else "—"]
                     for r in data.recorders]
         sections.append(Section(_("Recorders: footage kept"), tables=[Table(
-            [_("Recorder"), _("Site"), _("Target (days)"), _("Minimum (days)"), _("Average (days)"), _("Result"),
-             _("Disk faults")], rec_rows, numeric_from=2)]))
+            [_("Recorder"), _("Site"), _("Result"), _("Disk faults"), _("Target (days)"), _("Minimum (days)"),
+             _("Average (days)")], rec_rows, numeric_from=4)]))
 
         faulty = [c for c in data.cameras if c.total]
         cam_rows = [[_device(c.device), _site(data, c.device.site), *(format_number(c.faults[k]) for k in IMAGE_FAULTS)]
