@@ -12,7 +12,7 @@ from hub.i18n import _, format_date
 
 from .data import ReportData
 
-DPI = 110
+DPI = 100
 
 
 def _figure(height: float) -> tuple[Any, Any]:
@@ -22,7 +22,8 @@ def _figure(height: float) -> tuple[Any, Any]:
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(9, height), dpi=DPI)
-    fig.set_layout_engine("constrained")
+    # fixed margins: the "constrained" layout engine cost a second per chart on a 50-site commune
+    fig.subplots_adjust(left=0.2, right=0.97, top=1 - 0.2 / height, bottom=0.55 / height)
     ax = fig.add_subplot()
     for item in ("top", "right"):
         ax.spines[item].set_visible(False)

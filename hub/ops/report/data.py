@@ -384,11 +384,13 @@ def _state_rows(history: History, device: str, keys: tuple[str, ...], s: float,
     return rows
 
 
+def _of_kind(devs: list[ReportDevice], kind: str) -> Iterable[ReportDevice]:
+    return (d for d in devs if d.kind == kind)
+
+
 def _recorders(history: History, devs: list[ReportDevice], s: float, e: float) -> list[RecorderFigures]:
     out = []
-    for dev in devs:
-        if dev.kind != "recorder":
-            continue
+    for dev in _of_kind(devs, "recorder"):
         target: float | None = None
         rows = _state_rows(history, dev.id, ("retention_days", "retention_target_days"), s, e)
         for _ts, st in rows:
@@ -423,9 +425,7 @@ def _events_of(history: History, device: str, types: tuple[str, ...], s: float,
 
 def _camera_faults(history: History, devs: list[ReportDevice], s: float, e: float) -> list[CameraFaults]:
     out = []
-    for dev in devs:
-        if dev.kind != "camera":
-            continue
+    for dev in _of_kind(devs, "camera"):
         faults = dict.fromkeys(IMAGE_FAULTS, 0)
         for _ts, type_, *_rest in _events_of(history, dev.id, IMAGE_FAULTS, s, e):
             faults[type_] += 1
@@ -435,9 +435,7 @@ def _camera_faults(history: History, devs: list[ReportDevice], s: float, e: floa
 
 def _lights(history: History, devs: list[ReportDevice], s: float, e: float) -> list[LightFigures]:
     out = []
-    for dev in devs:
-        if dev.kind != "light":
-            continue
+    for dev in _of_kind(devs, "light"):
         rows = _state_rows(history, dev.id, ("state", "mode"), s, e)
         on_s = 0.0
         rule = 0

@@ -153,11 +153,12 @@ def build_view(data: ReportData, lang: str, *, generated: datetime | None = None
 
         power_rows = [[_site(data, p.site), format_number(p.count), _dur(p.total_s), _dur(p.longest_s)]
                       for p in data.power]
-        sections.append(Section(_("Power cuts at the host houses"),
-                                [_("Cuts confirmed by a UPS or meter and cuts suspected when every device of a "
-                                   "site dropped together; a cut across the period's edge counts only its part "
-                                   "inside the period.")],
-                                [Table([_("Site"), _("Cuts"), _("Total"), _("Longest")], power_rows)]))
+        power = Section(_("Power cuts at the host houses"),
+                        [_("Cuts confirmed by a UPS or meter and cuts suspected when every device of a "
+                           "site dropped together; a cut across the period's edge counts only its part "
+                           "inside the period.")],
+                        [Table([_("Site"), _("Cuts"), _("Total"), _("Longest")], power_rows)])
+        sections.append(power)
 
         rec_rows = [[_device(r.device), _site(data, r.device.site),
                      _("below target") if r.below_target else _("met") if r.min_days is not None else "—",
@@ -204,7 +205,7 @@ def build_view(data: ReportData, lang: str, *, generated: datetime | None = None
 
             by_site.charts.append(Chart(_("Availability per site"), ch.site_bars(data)))
             by_site.charts.append(Chart(_("Daily availability, all devices"), ch.daily_line(data)))
-            sections[3].charts.append(Chart(_("Power cuts over the period"), ch.power_timeline(data)))
+            power.charts.append(Chart(_("Power cuts over the period"), ch.power_timeline(data)))
         return View(lang=code, title=_("Report on the security camera system"), commune=data.commune,
                     period=period, generated=tr("Generated on {time} by AnNinh Hub", time=format_datetime(
                         generated or datetime.now(data.start.tzinfo), "short")),
