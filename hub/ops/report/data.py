@@ -367,20 +367,22 @@ def _state_rows(history: History, device: str, keys: tuple[str, ...], s: float,
                 e: float) -> list[tuple[float, dict[str, Any]]]:
     """The device's state rows of the period carrying one of ``keys`` (only those keys; JSON null
     kept as ``None``), led by a row at the period's start with each key's last value before it.
-    SQLite picks the rows (``instr``, cheaper than its JSON functions); only those are parsed here."""
+    SQLite picks the rows (``instr``) and the values (``json_extract``): no row is parsed in Python."""
     marks = [f'"{k}":' for k in keys]
+    paths = [f"$.{k}" for k in keys]
     first: dict[str, Any] = {}
-    for key, mark in zip(keys, marks, strict=True):
-        prior = history.query("SELECT state FROM states WHERE device=? AND ts<? AND instr(state, ?) "
-                              "ORDER BY ts DESC LIMIT 1", (device, s, mark))
+    for key, mark, path in zip(keys, marks, paths, strict=True):
+        prior = history.query("SELECT json_extract(state, ?) FROM states WHERE device=? AND ts<? AND instr(state, ?) "
+                              "ORDER BY ts DESC LIMIT 1", (path, device, s, mark))
         if prior:
-            first[key] = json.loads(prior[0][0]).get(key)
+            first[key] = prior[0][0]
     rows: list[tuple[float, dict[str, Any]]] = [(s, first)] if first else []
+    cols = ", ".join("instr(state, ?), json_extract(state, ?)" for _ in keys)
     present = " OR ".join("instr(state, ?)" for _ in keys)
-    for ts, state in history.query(f"SELECT ts, state FROM states WHERE device=? AND ts>=? AND ts<? AND ({present}) "
-                                   "ORDER BY ts", (device, s, e, *marks)):
-        values = json.loads(state)
-        rows.append((ts, {k: values[k] for k in keys if k in values}))
+    for ts, *values in history.query(
+            f"SELECT ts, {cols} FROM states WHERE device=? AND ts>=? AND ts<? AND ({present}) ORDER BY ts",
+            (*(x for pair in zip(marks, paths, strict=True) for x in pair), device, s, e, *marks)):
+        rows.append((ts, {k: values[2 * i + 1] for i, k in enumerate(keys) if values[2 * i]}))
     return rows
 
 
