@@ -181,6 +181,8 @@ class HubSection(StrictModel):
                                    description="the post's location: sun elevation for the night-light rule")
     longitude: float | None = Field(None, ge=-180, le=180, description="see `hub.latitude`")
     timezone: str = Field("Asia/Ho_Chi_Minh", description="local times in events and reasons")
+    language: str = Field("vi", description="language of what people read (event messages, lights' reasons, "
+                                            "command output): `vi` (Vietnamese) or `en` (English)")
     data_dir: str = Field("./data", description="registry (`registry.json`), history (`history.db`), reference "
                                                 "images, drop-in plugins")
     history_days: int = Field(400, ge=1, le=3650, description="days of history kept (monthly and yearly reports)")
@@ -197,6 +199,13 @@ class HubSection(StrictModel):
             raise ValueError(f"unknown timezone {value!r} (expected an IANA name such as "
                              "Asia/Ho_Chi_Minh)") from None
         return value
+
+    @field_validator("language")
+    @classmethod
+    def _language(cls, value: str) -> str:
+        from hub.i18n import normalize
+
+        return normalize(value)
 
     @model_validator(mode="after")
     def _both_or_none(self) -> HubSection:

@@ -75,7 +75,7 @@ async def _wait(rec: Recorder, topic: str, pred: Any, after: int, timeout: float
 
 
 LIGHT = """\
-hub: {{data_dir: ./data, latitude: 0.0, longitude: {lon}, timezone: Asia/Ho_Chi_Minh}}
+hub: {{data_dir: ./data, latitude: 0.0, longitude: {lon}, timezone: Asia/Ho_Chi_Minh, language: en}}
 mqtt: {{server: "mqtt://127.0.0.1:{mqtt}", discovery: false}}
 sites: [{{id: kp3, name: Khu pho 3, blackspot: true}}]
 devices:

@@ -116,6 +116,8 @@ class Command:
     source: str = "mqtt"
     user: str | None = None
     reason: str | None = None
+    #: the stable code of ``reason`` (a light publishes it as ``reason_code``), e.g. ``night_rule_dark``
+    reason_code: str | None = None
 
     @property
     def by_person(self) -> bool:
@@ -393,8 +395,10 @@ class RuleContext(Protocol):
 
     def device_kind(self, device_id: str) -> str: ...
 
-    async def command(self, device_id: str, payload: Mapping[str, Any], *, reason: str | None = None) -> None:
-        """Send a command to a device as this rule (validated like any other)."""
+    async def command(self, device_id: str, payload: Mapping[str, Any], *, reason: str | None = None,
+                      reason_code: str | None = None) -> None:
+        """Send a command to a device as this rule (validated like any other); ``reason``: the sentence
+        (in the hub's language), ``reason_code``: its stable code."""
 
     def event(self, type: str, **data: Any) -> None: ...
 

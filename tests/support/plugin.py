@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from hub.i18n import set_language
 from hub.redact import clear_secrets
 from tests.support.mosquitto import Mosquitto
 
@@ -25,6 +26,13 @@ def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
 def _reset_secrets() -> Iterator[None]:
     yield
     clear_secrets()
+
+
+@pytest.fixture(autouse=True)
+def _reset_language() -> Iterator[None]:
+    """A hub started in a test sets the process language from its config: back to the default after."""
+    yield
+    set_language(None)
 
 
 @pytest.fixture(autouse=True)
