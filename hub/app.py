@@ -28,6 +28,7 @@ from hub.clock import Clock
 from hub.config import Config
 from hub.core import Backoff, Hub
 from hub.export.service import install as install_export
+from hub.i18n import tr
 from hub.mqtt import BrokerAddress, MqttConnection
 from hub.plugins import PluginManager
 from hub.redact import register_secrets
@@ -157,6 +158,6 @@ def run_to_end(main: Coroutine[Any, Any, Any]) -> int:
     except KeyboardInterrupt:
         pass
     except BrokerError as exc:
-        print(f"error: embedded broker: {exc}", file=sys.stderr)
+        print(tr("error: embedded broker: {error}", error=exc), file=sys.stderr)
         return 1
     return 0

@@ -69,7 +69,7 @@ def _setup(tmp_path: Path, text: str) -> Path:
 
 def _check(cfg: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
     try:
-        code = main(["-q", "check", "-c", str(cfg)])
+        code = main(["-q", "--lang", "en", "check", "-c", str(cfg)])
     except SystemExit as exc:
         code = int(exc.code or 0)
     out = capsys.readouterr()

@@ -124,6 +124,13 @@ def dropin_config_arg(p: argparse.ArgumentParser) -> None:
                    help=_("also load the drop-in plugins of this config's data_dir (default: ./data/plugins)"))
 
 
+def config_language(args: argparse.Namespace) -> None:
+    """For a command that reads no config but may name one (``plugins``, ``simulate``): speak ``--lang``,
+    else that config's ``hub.language``, else Vietnamese."""
+    config = getattr(args, "config", None)
+    set_language(lang_override or (peek_language(config) if config is not None else None))
+
+
 def dropin_dir(args: argparse.Namespace) -> Path:
     """Where `plugins` and `simulate` look for drop-ins: ``--data-dir``, else the data_dir of
     ``-c CONFIG``, else ./data (the default data_dir)."""
