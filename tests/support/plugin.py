@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from hub.i18n import set_language
+from hub.i18n import set_language, use_language
 from hub.redact import clear_secrets
 from tests.support.mosquitto import Mosquitto
 
@@ -33,6 +33,13 @@ def _reset_language() -> Iterator[None]:
     """A hub started in a test sets the process language from its config: back to the default after."""
     yield
     set_language(None)
+
+
+@pytest.fixture
+def english() -> Iterator[None]:
+    """The test reads the hub's English texts (Vietnamese is the default language)."""
+    with use_language("en"):
+        yield
 
 
 @pytest.fixture(autouse=True)
