@@ -223,3 +223,12 @@ async def test_the_evening_speaks_the_hubs_language(lang: str, other: str, tmp_p
     if lang == "vi":
         assert any("điểm đen" in r for r in reasons), reasons
         assert json.dumps(events, ensure_ascii=False).count("Mất điện lưới tại kp3-tam") == 1
+
+
+def test_reason_codes_are_documented_and_the_night_rule_uses_them() -> None:
+    from hub.api.lights import REASON_CODES
+    from plugins.default_rules.night_light import REASONS
+
+    doc = (ROOT / "docs" / "i18n.md").read_text(encoding="utf-8")
+    assert all(f"| `{code}` |" in doc for code in REASON_CODES), [c for c in REASON_CODES if f"`{c}`" not in doc]
+    assert {key.removesuffix("_brightness") for key in REASONS} <= set(REASON_CODES)
