@@ -25,7 +25,7 @@ import yaml
 from pydantic import BaseModel, Field, SecretStr, TypeAdapter, ValidationError, field_validator, model_validator
 
 from hub.api import DeviceConfig, Id, StrictModel
-from hub.i18n import _, tr
+from hub.i18n import N_, _, tr, use_language
 
 SECRETS_FILE = "secrets.yaml"
 
@@ -380,10 +380,44 @@ def _describe(err: Mapping[str, Any], model: type[BaseModel] | None, loc: tuple[
         return _("required key is missing")
     msg = str(err.get("msg", "invalid"))
     msg = msg.removeprefix("Value error, ")
+    msg = _pydantic_in_language(kind, msg, err.get("ctx") or {})
     if "input" in err and kind not in ("model_type", "dict_type", "list_type") and not isinstance(
             err["input"], (dict, list, SecretRef)):
         msg += " " + tr("(got {value})", value=repr(err["input"]))
     return msg
+
+
+#: pydantic's sentences for the errors a config most often has, as templates to translate
+_PYDANTIC_MESSAGES: dict[str, str] = {
+    "int_parsing": N_("Input should be a valid integer, unable to parse string as an integer"),
+    "int_type": N_("Input should be a valid integer"),
+    "int_from_float": N_("Input should be a valid integer, got a number with a fractional part"),
+    "float_parsing": N_("Input should be a valid number, unable to parse string as a number"),
+    "float_type": N_("Input should be a valid number"),
+    "bool_parsing": N_("Input should be a valid boolean, unable to interpret input"),
+    "bool_type": N_("Input should be a valid boolean"),
+    "string_type": N_("Input should be a valid string"),
+    "list_type": N_("Input should be a valid list"),
+    "dict_type": N_("Input should be a valid dictionary"),
+    "literal_error": N_("Input should be {expected}"),
+    "less_than_equal": N_("Input should be less than or equal to {le}"),
+    "less_than": N_("Input should be less than {lt}"),
+    "greater_than_equal": N_("Input should be greater than or equal to {ge}"),
+    "greater_than": N_("Input should be greater than {gt}"),
+}
+
+
+def _pydantic_in_language(kind: str, msg: str, ctx: Mapping[str, Any]) -> str:
+    """pydantic's own sentence in the current language, when it is one of :data:`_PYDANTIC_MESSAGES`
+    worded as that pydantic version words it (otherwise pydantic's English stays)."""
+    template = _PYDANTIC_MESSAGES.get(kind)
+    if template is None:
+        return msg
+    params = {k: str(v) for k, v in ctx.items()}
+    with use_language("en"):
+        if tr(template, **params) != msg:
+            return msg
+    return tr(template, **params)
 
 
 def _allowed_keys(model: type[BaseModel] | None, loc: tuple[Any, ...]) -> list[str]:

@@ -232,3 +232,29 @@ def test_reason_codes_are_documented_and_the_night_rule_uses_them() -> None:
     doc = (ROOT / "docs" / "i18n.md").read_text(encoding="utf-8")
     assert all(f"| `{code}` |" in doc for code in REASON_CODES), [c for c in REASON_CODES if f"`{c}`" not in doc]
     assert {key.removesuffix("_brightness") for key in REASONS} <= set(REASON_CODES)
+
+
+def test_check_speaks_vietnamese_by_default_and_keeps_file_line_field(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from hub.cli import main
+
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text("hub: {data_dir: ./data}\nsites: [{id: kp1}]\ndevices:\n"
+                   "  - {id: ups-1, platform: ups_modbus, site: kp1, host: 127.0.0.1, port: 70000}\n"
+                   "  - {id: ups-2, platform: ups_modbus, site: kp9, host: 'http://x'}\n")
+    cfg.chmod(0o600)
+    with pytest.raises(SystemExit):
+        main(["check", "-c", str(cfg)])
+    err = capsys.readouterr().err
+    assert f"lỗi: {cfg}:4: devices[0].port: Giá trị phải nhỏ hơn hoặc bằng 65535 (nhận được 70000)" in err, err
+    assert f"lỗi: {cfg}:5: devices[1].host: 'http://x': chỉ ghi địa chỉ, không kèm giao thức" in err, err
+    assert "Input should" not in err and "error:" not in err
+    cfg.write_text(cfg.read_text().replace("hub: {data_dir: ./data}", "hub: {data_dir: ./data, language: en}"))
+    with pytest.raises(SystemExit):
+        main(["check", "-c", str(cfg)])
+    err = capsys.readouterr().err
+    assert f"error: {cfg}:4: devices[0].port: Input should be less than or equal to 65535 (got 70000)" in err, err
+    cfg.write_text(cfg.read_text().replace("language: en", "language: fr"))
+    with pytest.raises(SystemExit):
+        main(["check", "-c", str(cfg)])
+    assert f"{cfg}:1: hub.language: unsupported language 'fr'" in capsys.readouterr().err

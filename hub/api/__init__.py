@@ -31,6 +31,8 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Protocol
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from hub.i18n import tr
+
 if TYPE_CHECKING:
     import logging
 
@@ -45,9 +47,11 @@ _ID_RE = re.compile(ID_PATTERN)
 def check_id(value: str) -> str:
     """Validate an id: lower-case ``[a-z0-9_-]+`` and not reserved."""
     if not _ID_RE.match(value):
-        raise ValueError(f"{value!r} is not a valid id: use lower-case letters, digits, '-' and '_'")
+        raise ValueError(tr("{value} is not a valid id: use lower-case letters, digits, '-' and '_'",
+                            value=repr(value)))
     if value in RESERVED_IDS:
-        raise ValueError(f"{value!r} is reserved (reserved ids: {', '.join(sorted(RESERVED_IDS))})")
+        raise ValueError(tr("{value} is reserved (reserved ids: {ids})", value=repr(value),
+                            ids=", ".join(sorted(RESERVED_IDS))))
     return value
 
 
