@@ -253,7 +253,7 @@ async def _until(probe: Any, timeout: float = 20) -> Any:
 
 async def test_cli_simulate_and_plugins_find_dropins(tmp_path: Path) -> None:
     _install(tmp_path / "data", "shelly_light", "nut_ups")
-    cfg = _write(tmp_path, "hub: {data_dir: ./data}\n")
+    cfg = _write(tmp_path, "hub: {data_dir: ./data, language: en}\n")
     out, listed, listed_here = await asyncio.gather(
         asyncio.to_thread(_cli, "plugins", "-c", str(cfg)),
         asyncio.to_thread(_cli, "simulate", "-c", str(cfg), "list"),
