@@ -604,7 +604,8 @@ class Demo:
             st = hub.states.get(dev_id, {})
             ok = hub.availability.get(dev_id)
             mark = Text("●", style="green") if ok else Text("●", style="red" if ok is False else "yellow")
-            table.add_row(dev_id, runner.kind, mark, self._summary(runner.kind, st, hub.errors.get(dev_id)))
+            # Text: a reason or error in [brackets] is words, not rich markup
+            table.add_row(dev_id, runner.kind, mark, Text(self._summary(runner.kind, st, hub.errors.get(dev_id))))
         return table
 
     def _story(self, height: int, width: int, lines: Callable[[Any, int], int]) -> Any:
