@@ -254,6 +254,9 @@ def test_check_speaks_vietnamese_by_default_and_keeps_file_line_field(
         main(["check", "-c", str(cfg)])
     err = capsys.readouterr().err
     assert f"error: {cfg}:4: devices[0].port: Input should be less than or equal to 65535 (got 70000)" in err, err
+    with pytest.raises(SystemExit):  # --lang wins over the config's hub.language
+        main(["--lang", "vi", "check", "-c", str(cfg)])
+    assert f"lỗi: {cfg}:4: devices[0].port: Giá trị phải nhỏ hơn" in capsys.readouterr().err
     cfg.write_text(cfg.read_text().replace("language: en", "language: fr"))
     with pytest.raises(SystemExit):
         main(["check", "-c", str(cfg)])
