@@ -565,7 +565,9 @@ class Demo:
         hub = self.running.hub
         table = Table(box=None, expand=True, padding=(0, 1), pad_edge=False, header_style="bold magenta")
         table.add_column(_("Site (★ black spot)"), ratio=1, no_wrap=True, overflow="ellipsis")  # what is left
-        powers = {"ok": _("ok"), "lost": _("lost"), "unknown": _("unknown"), "suspected": _("suspected cut")}
+        # msgids with "power" so that the short words do not stand for others (English catalog: "ok" …)
+        powers = {"ok": _("power ok"), "lost": _("power lost"), "unknown": _("power unknown"),
+                  "suspected": _("suspected cut")}
         # at least "suspected cut", "3/3 online", "OFF manual" wide
         for col, least in ((_("Power"), max(map(len, powers.values()))),
                            (_("Devices"), len(tr("{online}/{total} online", online=3, total=3))),

@@ -77,7 +77,7 @@ def test_light_reason_codes_and_the_vietnamese_sentences() -> None:
         assert (h.code, h.reason) == ("manual_mqtt", "bật đèn qua mqtt (thủ công, giữ đến khi trả về tự động)")
         h, _ = decide(h, _cmd({"mode": "auto"}, user="binh"), target=None, actual=True, now=NOW, tz=ICT,
                       next_transition=None)
-        assert (h.code, h.reason) == ("released", "trả về tự động bởi binh")
+        assert (h.code, h.reason) == ("released", "binh trả đèn về tự động")
         rule = _cmd({"state": "ON"}, source="rule:night_light")
         h, _ = decide(h, rule, target=True, actual=False, now=NOW, tz=ICT, next_transition=None)
         assert (h.code, h.reason) == ("relay_mismatch", "tắt đèn theo quy tắc night_light; rơ-le không chuyển "
