@@ -29,6 +29,7 @@ from hub.config import Config
 from hub.core import Backoff, Hub
 from hub.export.service import install as install_export
 from hub.mqtt import BrokerAddress, MqttConnection
+from hub.ops.tickets import install as install_tickets
 from hub.plugins import PluginManager
 from hub.redact import register_secrets
 
@@ -120,6 +121,7 @@ async def _start_hub(config: Config, plugins: PluginManager, server: str, userna
         outbox=config.data_dir / "outbox.db", clean_session=False)
     bridge = MqttBridge(hub, conn)
     install_export(hub)
+    install_tickets(hub)
     await hub.start()
     await bridge.start()
     if not await conn.wait_connected(connect_timeout):
