@@ -117,7 +117,7 @@ class Ticket:
         return self.resolved is None
 
     def overdue(self, now: float) -> bool:
-        return (self.resolved if self.resolved is not None else now) > self.due
+        return self.resolved > self.due if self.resolved is not None else now >= self.due
 
     def as_json(self, tz: ZoneInfo, now: float) -> dict[str, Any]:
         out: dict[str, Any] = {"id": self.id, "device": self.device, "site": self.site, "kind": self.kind,
@@ -536,8 +536,8 @@ class TicketService:
         self._emit("ticket_resolved", ticket, **closed_fields(ticket, self.hub.tz))
         self.publish_site(ticket.site)
 
-    def _emit(self, type: str, ticket: Ticket, **data: Any) -> None:
-        self.hub.emit(type, device=ticket.device, site=ticket.site, **data)
+    def _emit(self, type: str, about: Ticket, /, **data: Any) -> None:
+        self.hub.emit(type, device=about.device, site=about.site, **data)
         history = self.hub.history
         if history is not None:  # the ticket's row is committed: its event too, at once
             history.flush()
