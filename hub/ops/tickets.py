@@ -204,7 +204,7 @@ class TicketDB:
         return int(cur.lastrowid or 0)
 
     def pending(self) -> list[tuple[int, int, str, str | None, str | None]]:
-        return [tuple(r) for r in self._db.execute(  # type: ignore[misc]
+        return [tuple(r) for r in self._db.execute(
             "SELECT id, ticket, action, user, note FROM ticket_requests WHERE done = 0 ORDER BY id")]
 
     def finish(self, request_id: int, error: str | None) -> None:
@@ -313,6 +313,26 @@ def closed_fields(t: Ticket, tz: ZoneInfo) -> dict[str, Any]:
     return {"ticket": t.id, "fault": t.fault, "kind": t.kind, "resolution": t.resolution, "opened": iso(t.opened, tz),
             "due": iso(t.due, tz), "within_deadline": t.resolved is not None and t.resolved <= t.due,
             "by": t.resolved_by, "note": t.note if t.resolution == "resolved" else None, "contractor": t.contractor}
+
+
+RESOLUTION_NAMES = {"recovered": N_("recovered"), "resolved": N_("resolved")}
+
+
+def ticket_message(type: str, device: str, site: str | None, data: Mapping[str, Any]) -> str:
+    """The event's sentence in the current language, with the fault and resolution in words and the
+    times as ``dd/mm/yyyy HH:MM`` (the template of :mod:`hub.api.contract` with the codes spelt out)."""
+    from hub.api.contract import event_message
+
+    words = dict(data)
+    if "fault" in words:
+        words["fault"] = _(FAULT_NAMES.get(words["fault"], words["fault"]))
+    if "resolution" in words:
+        words["resolution"] = _(RESOLUTION_NAMES.get(words["resolution"], words["resolution"]))
+    for key in ("due", "opened"):
+        if isinstance(words.get(key), str):
+            with contextlib.suppress(ValueError):
+                words[key] = datetime.fromisoformat(words[key]).strftime("%d/%m/%Y %H:%M")
+    return event_message(type, {"device": device, "site": site, **words})
 
 
 def audit_form(ticket_id: Any, action: Any, note: Any) -> dict[str, Any]:
@@ -537,7 +557,9 @@ class TicketService:
         self.publish_site(ticket.site)
 
     def _emit(self, type: str, about: Ticket, /, **data: Any) -> None:
-        self.hub.emit(type, device=about.device, site=about.site, **data)
+        data = {k: v for k, v in data.items() if v is not None}
+        self.hub.emit(type, device=about.device, site=about.site,
+                      message=ticket_message(type, about.device, about.site, data), **data)
         history = self.hub.history
         if history is not None:  # the ticket's row is committed: its event too, at once
             history.flush()

@@ -36,6 +36,7 @@ from hub.ops.tickets import (
     audit_form,
     history_path,
     lock_path,
+    ticket_message,
 )
 
 WAIT = 15.0
@@ -146,7 +147,6 @@ def _ask_the_hub(db: TicketDB, ticket_id: int, action: str, user: str, note: str
 
 def _act_here(config: Config, db: TicketDB, ticket_id: int, action: str, user: str, note: str | None) -> int:
     """No hub runs: carry the action out here, with the events and audit rows the hub would write."""
-    from hub.api.contract import event_message
     from hub.storage import History
 
     tz = ZoneInfo(config.hub.timezone)
@@ -163,7 +163,7 @@ def _act_here(config: Config, db: TicketDB, ticket_id: int, action: str, user: s
         history.add_audit(now, user, ticket.device, audit_form(ticket_id, action, note), "ok")
         type_, data = action_event(ticket, action, tz)
         data = {k: v for k, v in data.items() if v is not None}
-        data["message"] = event_message(type_, {"device": ticket.device, "site": ticket.site, **data})
+        data["message"] = ticket_message(type_, ticket.device, ticket.site, data)
         history.add_event(now.astimezone(tz), type_, ticket.device, ticket.site, data)
     finally:
         history.close()
