@@ -718,9 +718,20 @@ def _check_rules(ck: _Check, options_by_rule: dict[str, dict[str, Any] | None],
     return rules, enabled
 
 
+def _unknown_sites(ck: _Check, i: int, c: ContractorConfig, site_ids: dict[str, int]) -> bool:
+    bad = False
+    for j, s in enumerate(c.sites or []):
+        if s not in site_ids:
+            ck.add(("contractors", i, "sites", j), f"contractors[{i}].sites[{j}]",
+                   f"unknown site {s!r} (defined sites: {', '.join(site_ids) or 'none'})")
+            bad = True
+    return bad
+
+
 def _check_contractors(ck: _Check, contractors: list[ContractorConfig], users: list[UserConfig],
                        site_ids: dict[str, int]) -> None:
-    """Each contractor is a user with role contractor, named once, at known sites. Its sites are
+    """Each contractor is a user with role contractor (when the config has ``users:``), named once, at
+    known sites. Its sites are
     given once: ``contractors[].sites`` or the user's ``sites`` (the same list in both is accepted);
     after this both hold them, so the broker's ACL (``anninh acl``) and the hub read one list."""
     seen: dict[str, int] = {}
@@ -732,6 +743,10 @@ def _check_contractors(ck: _Check, contractors: list[ContractorConfig], users: l
             continue
         seen[c.name] = i
         k, user = next(((k, u) for k, u in enumerate(users) if u.name == c.name), (-1, None))
+        if user is None and not users:
+            # no users: no logins and no roles (a loopback broker): the contractor is a name on its tickets
+            _unknown_sites(ck, i, c, site_ids)
+            continue
         if user is None:
             ck.add((*loc, "name"), f"contractors[{i}].name",
                    f"unknown user {c.name!r} (a contractor is a user with role contractor under users:)")
@@ -740,13 +755,7 @@ def _check_contractors(ck: _Check, contractors: list[ContractorConfig], users: l
             ck.add((*loc, "name"), f"contractors[{i}].name",
                    f"user {c.name!r} has role {user.role}, not contractor")
             continue
-        bad = False
-        for j, s in enumerate(c.sites or []):
-            if s not in site_ids:
-                ck.add((*loc, "sites", j), f"contractors[{i}].sites[{j}]",
-                       f"unknown site {s!r} (defined sites: {', '.join(site_ids) or 'none'})")
-                bad = True
-        if bad:
+        if _unknown_sites(ck, i, c, site_ids):
             continue
         if c.sites is not None and user.sites is not None and sorted(c.sites) != sorted(user.sites):
             ck.add(("users", k, "sites"), f"users[{k}].sites",
