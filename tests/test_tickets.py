@@ -361,3 +361,107 @@ rules:
     finally:
         await relays.stop()
         await ups.stop()
+
+
+def test_contractors_config_errors_and_one_list_of_sites(tmp_path: Path) -> None:
+    """Errors name file, line and field; a contractor's sites are one list, used by the ACL too."""
+    from hub.config import ConfigError
+    from hub.security import device_facts, plan_acl
+
+    bad = write_config(tmp_path, """
+sites: [{id: kp3}, {id: cho}]
+users:
+  - {name: thau1, role: contractor, password: a}
+  - {name: an, role: officer, password: b}
+  - {name: thau3, role: contractor, password: c, sites: [cho]}
+contractors:
+  - {name: thau1, sites: [kp3, nowhere]}
+  - {name: an}
+  - {name: bob}
+  - {name: thau3, sites: [kp3]}
+""")
+    with pytest.raises(ConfigError) as err:
+        load_config(bad)
+    lines = str(err.value).splitlines()
+    assert f"{bad}:8: contractors[0].sites[1]: unknown site 'nowhere' (defined sites: kp3, cho)" in lines
+    assert f"{bad}:9: contractors[1].name: user 'an' has role officer, not contractor" in lines
+    assert any(line.startswith(f"{bad}:10: contractors[2].name: unknown user 'bob'") for line in lines)
+    assert any(line.startswith(f"{bad}:6: users[2].sites: the sites of contractor 'thau3'") for line in lines)
+    assert len(lines) == 4
+    duration = write_config(tmp_path, """
+tickets: {open_after: 2d}
+""")
+    with pytest.raises(ConfigError, match=r"config.yaml:2: tickets.open_after: bad duration '2d'"):
+        load_config(duration)
+
+    good = write_config(tmp_path, """
+mqtt: {username: hub, password: hub-pw}
+sites: [{id: kp3}, {id: cho}]
+users:
+  - {name: thau1, role: contractor, password: a}
+  - {name: an, role: officer, password: b}
+contractors:
+  - {name: thau1, sites: [kp3], deadlines: {camera: 90s, recorder: 30m, ups: 3600}}
+tickets: {open_after: 90s, close_after: 2h}
+""")
+    config = load_config(good)
+    assert config.user("thau1") is not None and config.user("thau1").sites == ["kp3"]  # type: ignore[union-attr]
+    c = config.contractors[0]
+    assert (c.deadlines.camera, c.deadlines.recorder, c.deadlines.ups, c.deadlines.light) == (90, 1800, 3600, 72 * 3600)
+    assert (config.tickets.open_after, config.tickets.close_after) == (90, 7200)
+    acl = {e.name: e for e in plan_acl(config, device_facts(config, None))}
+    assert "anninh/site/kp3/tickets" in acl["thau1"].read and "anninh/site/cho/tickets" not in acl["thau1"].read
+    assert "anninh/bridge/request/ticket/thau1" in acl["thau1"].write
+    assert "anninh/bridge/response/ticket/thau1" in acl["thau1"].read
+    assert not any("ticket" in t for t in acl["an"].write)
+
+
+async def test_no_ticket_while_the_site_has_no_power(tmp_path: Path, mosquitto: Any) -> None:
+    """A light offline during its site's power cut is no fault; once mains are back and it is still
+    offline, it is one."""
+    ups = UpsSimulator(models={1: "apc_smt"}, port=0)
+    relays = RelayBoardSimulator(boards={1: "waveshare"}, port=0)
+    await ups.start()
+    await relays.start()
+    text = f"""
+hub: {{name: Test post, data_dir: ./data}}
+mqtt: {{server: "mqtt://127.0.0.1:{mosquitto.port}"}}
+sites: [{{id: kp3}}]
+devices:
+  - {{id: ups-kp3, platform: ups_modbus, site: kp3, host: 127.0.0.1, port: {ups.port}, unit: 1, model: apc_smt,
+      poll_interval: 0.3, timeout: 0.5}}
+  - {{id: light-kp3, platform: lighting, site: kp3, driver: modbus_coil, host: 127.0.0.1, port: {relays.port},
+      unit: 1, channel: 0, poll_interval: 0.3, timeout: 0.5}}
+contractors:
+  - {{name: thau1}}
+tickets: {{open_after: 30m}}
+rules:
+  night_light: {{enabled: false}}
+"""
+    clock = ManualClock(START)
+    events = Events()
+    try:
+        async with hub_from_yaml(text, tmp_path, clock=clock) as running:
+            hub = running.hub
+            hub.add_listener(Listener(on_event=events))
+            await _wait(lambda: hub.availability.get("light-kp3") is True and hub.site_states["kp3"]["power"] == "ok")
+            ups.set_state(1, mains=False)
+            await _wait(lambda: hub.site_states["kp3"]["power"] == "lost")
+            relays.board(1).dead = True  # the house's power is cut: the relay board is dark
+            await _wait(lambda: hub.availability.get("light-kp3") is False)
+            clock.advance(3 * 3600)
+            await _settle(running)
+            assert events.of("ticket_opened") == []
+            ups.set_state(1, mains=True)  # mains back, the board still dead: now it is a fault
+            await _wait(lambda: hub.site_states["kp3"]["power"] == "ok")
+            clock.advance(29 * 60)
+            await _settle(running)
+            assert events.of("ticket_opened") == []
+            clock.advance(61)
+            await _settle(running)
+            [opened] = events.of("ticket_opened")
+            assert opened["device"] == "light-kp3" and opened["fault"] == "offline" and opened["contractor"] == "thau1"
+            assert opened["detail"]  # what the hub saw: the driver's error
+    finally:
+        await relays.stop()
+        await ups.stop()
