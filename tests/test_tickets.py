@@ -87,6 +87,17 @@ class Events:
         return [{"device": e.device, "site": e.site, **e.data} for e in self.all if e.type == type]
 
 
+async def _only_after(running: Any, clock: ManualClock, before: float, after: float,
+                      happened: Callable[[], bool]) -> None:
+    """``before`` seconds on the clock: not yet; ``after`` more: it happens."""
+    clock.advance(before)
+    await _settle(running)
+    assert not happened()
+    clock.advance(after)
+    await _settle(running)
+    await _wait(happened)
+
+
 async def _settle(running: Any) -> None:
     """A check of the deadlines now (the hub's own runs every second), then a moment for its effects."""
     running.extra["tickets"].tick()
@@ -124,11 +135,7 @@ async def test_tickets_open_dedupe_ack_resolve_overdue_and_recover(tmp_path: Pat
                 # the light's board stops answering: offline, while the UPS says mains are fine
                 relays.board(1).dead = True
                 await _wait(lambda: hub.availability.get("light-kp3") is False)
-                clock.advance(29 * 60)
-                await _settle(running)
-                assert events.of("ticket_opened") == []
-                clock.advance(61)
-                await _wait(lambda: len(events.of("ticket_opened")) == 1)
+                await _only_after(running, clock, 29 * 60, 61, lambda: len(events.of("ticket_opened")) == 1)
                 opened = events.of("ticket_opened")[0]
                 assert opened["fault"] == "offline" and opened["kind"] == "light" and opened["device"] == "light-kp3"
                 assert opened["site"] == "kp3" and opened["contractor"] == "thau1"
@@ -208,11 +215,7 @@ async def test_tickets_open_dedupe_ack_resolve_overdue_and_recover(tmp_path: Pat
                 # the light answers again; 10 minutes later the ticket closes as recovered
                 relays.board(1).dead = False
                 await _wait(lambda: hub.availability.get("light-kp3") is True)
-                clock.advance(9 * 60)
-                await _settle(running)
-                assert events.of("ticket_resolved") == []
-                clock.advance(61)
-                await _wait(lambda: len(events.of("ticket_resolved")) == 1)
+                await _only_after(running, clock, 9 * 60, 61, lambda: len(events.of("ticket_resolved")) == 1)
                 closed = events.of("ticket_resolved")[0]
                 assert closed["resolution"] == "recovered" and closed["within_deadline"] is False
                 assert closed["ticket"] == number and closed["fault"] == "offline"
@@ -454,11 +457,7 @@ rules:
             assert events.of("ticket_opened") == []
             ups.set_state(1, mains=True)  # mains back, the board still dead: now it is a fault
             await _wait(lambda: hub.site_states["kp3"]["power"] == "ok")
-            clock.advance(29 * 60)
-            await _settle(running)
-            assert events.of("ticket_opened") == []
-            clock.advance(61)
-            await _settle(running)
+            await _only_after(running, clock, 29 * 60, 61, lambda: len(events.of("ticket_opened")) == 1)
             [opened] = events.of("ticket_opened")
             assert opened["device"] == "light-kp3" and opened["fault"] == "offline" and opened["contractor"] == "thau1"
             assert opened["detail"]  # what the hub saw: the driver's error
