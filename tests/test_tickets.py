@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -87,6 +87,18 @@ class Events:
         return [{"device": e.device, "site": e.site, **e.data} for e in self.all if e.type == type]
 
 
+@pytest.fixture
+async def sims() -> AsyncIterator[tuple[UpsSimulator, RelayBoardSimulator]]:
+    """Two APC UPS units (Modbus units 1 and 2) and a relay board (unit 1), on loopback."""
+    ups = UpsSimulator(models={1: "apc_smt", 2: "apc_smt"}, port=0)
+    relays = RelayBoardSimulator(boards={1: "waveshare"}, port=0)
+    await ups.start()
+    await relays.start()
+    yield ups, relays
+    await relays.stop()
+    await ups.stop()
+
+
 async def _only_after(running: Any, clock: ManualClock, before: float, after: float,
                       happened: Callable[[], bool]) -> None:
     """``before`` seconds on the clock: not yet; ``after`` more: it happens."""
@@ -104,11 +116,8 @@ async def _settle(running: Any) -> None:
     await asyncio.sleep(0.1)
 
 
-async def test_tickets_open_dedupe_ack_resolve_overdue_and_recover(tmp_path: Path) -> None:
-    ups = UpsSimulator(models={1: "apc_smt", 2: "apc_smt"}, port=0)
-    relays = RelayBoardSimulator(boards={1: "waveshare"}, port=0)
-    await ups.start()
-    await relays.start()
+async def test_tickets_open_dedupe_ack_resolve_overdue_and_recover(tmp_path: Path, sims: Any) -> None:
+    ups, relays = sims
     port = _free_port()
     gen = tmp_path / "gen"
     gen.mkdir()
@@ -117,162 +126,155 @@ async def test_tickets_open_dedupe_ack_resolve_overdue_and_recover(tmp_path: Pat
     config = load_config(write_config(gen, text, SECRETS), pm)
     clock = ManualClock(START)
     events = Events()
-    try:
-        with GeneratedBroker(config, pm, tmp_path / "broker", port=port) as broker:
-            thau1 = Recorder(broker.port, topics=(f"{BASE}/bridge/response/ticket/thau1", f"{BASE}/site/kp3/tickets"),
-                             username="thau1", password=SECRETS["thau1"])
-            thau2 = Recorder(broker.port, topics=(f"{BASE}/bridge/response/ticket/thau2", f"{BASE}/site/+/tickets"),
-                             username="thau2", password=SECRETS["thau2"])
-            async with hub_from_yaml(text, gen, plugins=pm, secrets=SECRETS, clock=clock) as running:
-                hub = running.hub
-                hub.add_listener(Listener(on_event=events))
-                await _wait(lambda: all(hub.availability.get(d) for d in ("ups-kp3", "ups-cho", "light-kp3")))
-                await _wait(lambda: hub.site_states["kp3"].get("power") == "ok")
-                # the retained (empty) list of each site
-                empty = await asyncio.to_thread(thau1.wait_topic, f"{BASE}/site/kp3/tickets", lambda j: True)
-                assert empty == {"site": "kp3", "count": 0, "tickets": []}
+    with GeneratedBroker(config, pm, tmp_path / "broker", port=port) as broker:
+        thau1 = Recorder(broker.port, topics=(f"{BASE}/bridge/response/ticket/thau1", f"{BASE}/site/kp3/tickets"),
+                         username="thau1", password=SECRETS["thau1"])
+        thau2 = Recorder(broker.port, topics=(f"{BASE}/bridge/response/ticket/thau2", f"{BASE}/site/+/tickets"),
+                         username="thau2", password=SECRETS["thau2"])
+        async with hub_from_yaml(text, gen, plugins=pm, secrets=SECRETS, clock=clock) as running:
+            hub = running.hub
+            hub.add_listener(Listener(on_event=events))
+            await _wait(lambda: all(hub.availability.get(d) for d in ("ups-kp3", "ups-cho", "light-kp3")))
+            await _wait(lambda: hub.site_states["kp3"].get("power") == "ok")
+            # the retained (empty) list of each site
+            empty = await asyncio.to_thread(thau1.wait_topic, f"{BASE}/site/kp3/tickets", lambda j: True)
+            assert empty == {"site": "kp3", "count": 0, "tickets": []}
 
-                # the light's board stops answering: offline, while the UPS says mains are fine
-                relays.board(1).dead = True
-                await _wait(lambda: hub.availability.get("light-kp3") is False)
-                await _only_after(running, clock, 29 * 60, 61, lambda: len(events.of("ticket_opened")) == 1)
-                opened = events.of("ticket_opened")[0]
-                assert opened["fault"] == "offline" and opened["kind"] == "light" and opened["device"] == "light-kp3"
-                assert opened["site"] == "kp3" and opened["contractor"] == "thau1"
-                t_open = datetime.fromisoformat(opened["opened"])
-                assert datetime.fromisoformat(opened["due"]) - t_open == timedelta(hours=2)
-                assert opened["message"]  # in the hub's language
-                number = opened["ticket"]
-                listed = await asyncio.to_thread(thau1.wait_topic, f"{BASE}/site/kp3/tickets",
-                                                 lambda j: j["count"] == 1)
-                assert listed["tickets"][0]["id"] == number and listed["tickets"][0]["fault"] == "offline"
+            # the light's board stops answering: offline, while the UPS says mains are fine
+            relays.board(1).dead = True
+            await _wait(lambda: hub.availability.get("light-kp3") is False)
+            await _only_after(running, clock, 29 * 60, 61, lambda: len(events.of("ticket_opened")) == 1)
+            opened = events.of("ticket_opened")[0]
+            assert opened["fault"] == "offline" and opened["kind"] == "light" and opened["device"] == "light-kp3"
+            assert opened["site"] == "kp3" and opened["contractor"] == "thau1"
+            t_open = datetime.fromisoformat(opened["opened"])
+            assert datetime.fromisoformat(opened["due"]) - t_open == timedelta(hours=2)
+            assert opened["message"]  # in the hub's language
+            number = opened["ticket"]
+            listed = await asyncio.to_thread(thau1.wait_topic, f"{BASE}/site/kp3/tickets",
+                                             lambda j: j["count"] == 1)
+            assert listed["tickets"][0]["id"] == number and listed["tickets"][0]["fault"] == "offline"
 
-                # one ticket per device and fault: it stays one while the fault lasts, and a short
-                # return (under close_after) does not close it
-                clock.advance(40 * 60)
-                await _settle(running)
-                relays.board(1).dead = False
-                await _wait(lambda: hub.availability.get("light-kp3") is True)
-                clock.advance(5 * 60)
-                await _settle(running)
-                relays.board(1).dead = True
-                await _wait(lambda: hub.availability.get("light-kp3") is False)
-                clock.advance(31 * 60)
-                await _settle(running)
-                assert len(events.of("ticket_opened")) == 1 and events.of("ticket_resolved") == []
+            # one ticket per device and fault: it stays one while the fault lasts, and a short
+            # return (under close_after) does not close it
+            clock.advance(40 * 60)
+            await _settle(running)
+            relays.board(1).dead = False
+            await _wait(lambda: hub.availability.get("light-kp3") is True)
+            clock.advance(5 * 60)
+            await _settle(running)
+            relays.board(1).dead = True
+            await _wait(lambda: hub.availability.get("light-kp3") is False)
+            clock.advance(31 * 60)
+            await _settle(running)
+            assert len(events.of("ticket_opened")) == 1 and events.of("ticket_resolved") == []
 
-                # an officer may not even publish the request; the broker refuses it
-                officer = Client(broker.port, "an", SECRETS["an"])
-                assert not (await asyncio.to_thread(officer.connect)).is_failure
-                for topic in (f"{BASE}/bridge/request/ticket/an", f"{BASE}/bridge/request/ticket/thau1",
-                              f"{BASE}/bridge/request/ticket"):
-                    rc = await asyncio.to_thread(officer.publish, topic, json.dumps({"action": "ack",
-                                                                                     "ticket": number}))
-                    assert rc.value == NOT_AUTHORIZED, topic
-                officer.close()
-                # ... nor publish under another contractor's name
-                other = Client(broker.port, "thau2", SECRETS["thau2"])
-                assert not (await asyncio.to_thread(other.connect)).is_failure
-                rc = await asyncio.to_thread(other.publish, f"{BASE}/bridge/request/ticket/thau1", "{}")
-                assert rc.value == NOT_AUTHORIZED
-                other.close()
-                # the other site's contractor may ask on their own topic: the hub refuses (sites)
-                thau2.publish(f"{BASE}/bridge/request/ticket/thau2",
-                              json.dumps({"action": "ack", "ticket": number, "transaction": "x1"}))
-                refused = await asyncio.to_thread(thau2.wait_topic, f"{BASE}/bridge/response/ticket/thau2",
-                                                  lambda j: j.get("transaction") == "x1")
-                assert refused["status"] == "error"
-                # nor does thau2 see kp3's list (the broker's ACL)
-                assert all(m.topic != f"{BASE}/site/kp3/tickets" for m in thau2.messages)
-                # the hub refuses an officer even if a broker let the request through
-                per_user = hub.requests.per_user("ticket")
-                assert per_user is not None
-                with pytest.raises(TicketRefused, match="officer"):
-                    await per_user({"action": "ack", "ticket": number}, user="an")
-                assert events.of("ticket_acknowledged") == []
+            # an officer may not even publish the request; the broker refuses it
+            officer = Client(broker.port, "an", SECRETS["an"])
+            assert not (await asyncio.to_thread(officer.connect)).is_failure
+            for topic in (f"{BASE}/bridge/request/ticket/an", f"{BASE}/bridge/request/ticket/thau1",
+                          f"{BASE}/bridge/request/ticket"):
+                rc = await asyncio.to_thread(officer.publish, topic, json.dumps({"action": "ack",
+                                                                                 "ticket": number}))
+                assert rc.value == NOT_AUTHORIZED, topic
+            officer.close()
+            # ... nor publish under another contractor's name
+            other = Client(broker.port, "thau2", SECRETS["thau2"])
+            assert not (await asyncio.to_thread(other.connect)).is_failure
+            rc = await asyncio.to_thread(other.publish, f"{BASE}/bridge/request/ticket/thau1", "{}")
+            assert rc.value == NOT_AUTHORIZED
+            other.close()
+            # the other site's contractor may ask on their own topic: the hub refuses (sites)
+            thau2.publish(f"{BASE}/bridge/request/ticket/thau2",
+                          json.dumps({"action": "ack", "ticket": number, "transaction": "x1"}))
+            refused = await asyncio.to_thread(thau2.wait_topic, f"{BASE}/bridge/response/ticket/thau2",
+                                              lambda j: j.get("transaction") == "x1")
+            assert refused["status"] == "error"
+            # nor does thau2 see kp3's list (the broker's ACL)
+            assert all(m.topic != f"{BASE}/site/kp3/tickets" for m in thau2.messages)
+            # the hub refuses an officer even if a broker let the request through
+            per_user = hub.requests.per_user("ticket")
+            assert per_user is not None
+            with pytest.raises(TicketRefused, match="officer"):
+                await per_user({"action": "ack", "ticket": number}, user="an")
+            assert events.of("ticket_acknowledged") == []
 
-                # the site's contractor acknowledges it
-                thau1.publish(f"{BASE}/bridge/request/ticket/thau1",
-                              json.dumps({"action": "ack", "ticket": number, "note": "đang tới", "transaction": "a1"}))
-                ack = await asyncio.to_thread(thau1.wait_topic, f"{BASE}/bridge/response/ticket/thau1",
-                                              lambda j: j.get("transaction") == "a1")
-                assert ack["status"] == "ok", ack
-                assert ack["data"]["ack_by"] == "thau1" and ack["data"]["acknowledged"]
-                await _wait(lambda: len(events.of("ticket_acknowledged")) == 1)
-                assert events.of("ticket_acknowledged")[0]["by"] == "thau1"
-                await asyncio.to_thread(thau1.wait_topic, f"{BASE}/site/kp3/tickets",
-                                        lambda j: j["count"] == 1 and j["tickets"][0]["ack_by"] == "thau1")
+            # the site's contractor acknowledges it
+            thau1.publish(f"{BASE}/bridge/request/ticket/thau1",
+                          json.dumps({"action": "ack", "ticket": number, "note": "đang tới", "transaction": "a1"}))
+            ack = await asyncio.to_thread(thau1.wait_topic, f"{BASE}/bridge/response/ticket/thau1",
+                                          lambda j: j.get("transaction") == "a1")
+            assert ack["status"] == "ok", ack
+            assert ack["data"]["ack_by"] == "thau1" and ack["data"]["acknowledged"]
+            await _wait(lambda: len(events.of("ticket_acknowledged")) == 1)
+            assert events.of("ticket_acknowledged")[0]["by"] == "thau1"
+            await asyncio.to_thread(thau1.wait_topic, f"{BASE}/site/kp3/tickets",
+                                    lambda j: j["count"] == 1 and j["tickets"][0]["ack_by"] == "thau1")
 
-                # the deadline (2 h after opening) passes: ticket_overdue, once
-                clock.set(t_open + timedelta(hours=2, seconds=1))
-                await _wait(lambda: len(events.of("ticket_overdue")) == 1)
-                overdue = events.of("ticket_overdue")[0]
-                assert overdue["ticket"] == number and overdue["contractor"] == "thau1"
-                clock.advance(3600)
-                await _settle(running)
-                assert len(events.of("ticket_overdue")) == 1
+            # the deadline (2 h after opening) passes: ticket_overdue, once
+            clock.set(t_open + timedelta(hours=2, seconds=1))
+            await _wait(lambda: len(events.of("ticket_overdue")) == 1)
+            overdue = events.of("ticket_overdue")[0]
+            assert overdue["ticket"] == number and overdue["contractor"] == "thau1"
+            clock.advance(3600)
+            await _settle(running)
+            assert len(events.of("ticket_overdue")) == 1
 
-                # the light answers again; 10 minutes later the ticket closes as recovered
-                relays.board(1).dead = False
-                await _wait(lambda: hub.availability.get("light-kp3") is True)
-                await _only_after(running, clock, 9 * 60, 61, lambda: len(events.of("ticket_resolved")) == 1)
-                closed = events.of("ticket_resolved")[0]
-                assert closed["resolution"] == "recovered" and closed["within_deadline"] is False
-                assert closed["ticket"] == number and closed["fault"] == "offline"
-                await asyncio.to_thread(thau1.wait_topic, f"{BASE}/site/kp3/tickets", lambda j: j["count"] == 0)
+            # the light answers again; 10 minutes later the ticket closes as recovered
+            relays.board(1).dead = False
+            await _wait(lambda: hub.availability.get("light-kp3") is True)
+            await _only_after(running, clock, 9 * 60, 61, lambda: len(events.of("ticket_resolved")) == 1)
+            closed = events.of("ticket_resolved")[0]
+            assert closed["resolution"] == "recovered" and closed["within_deadline"] is False
+            assert closed["ticket"] == number and closed["fault"] == "offline"
+            await asyncio.to_thread(thau1.wait_topic, f"{BASE}/site/kp3/tickets", lambda j: j["count"] == 0)
 
-                # the UPS asks for a new battery: a ticket, resolved by the contractor with a note
-                ups.set_state(1, replace_battery=True)
-                await _wait(lambda: hub.states["ups-kp3"].get("replace_battery") is True)
-                clock.advance(31 * 60)
-                await _wait(lambda: len(events.of("ticket_opened")) == 2)
-                battery = events.of("ticket_opened")[1]
-                assert battery["fault"] == "replace_battery" and battery["kind"] == "ups"
-                assert (datetime.fromisoformat(battery["due"]) - datetime.fromisoformat(battery["opened"])
-                        == timedelta(hours=72))
-                thau1.publish(f"{BASE}/bridge/request/ticket/thau1",
-                              json.dumps({"action": "resolve", "ticket": battery["ticket"], "transaction": "r0"}))
-                no_note = await asyncio.to_thread(thau1.wait_topic, f"{BASE}/bridge/response/ticket/thau1",
-                                                  lambda j: j.get("transaction") == "r0")
-                assert no_note["status"] == "error"
-                thau1.publish(f"{BASE}/bridge/request/ticket/thau1",
-                              json.dumps({"action": "resolve", "ticket": battery["ticket"],
-                                          "note": "thay ắc quy mới", "transaction": "r1"}))
-                done = await asyncio.to_thread(thau1.wait_topic, f"{BASE}/bridge/response/ticket/thau1",
-                                               lambda j: j.get("transaction") == "r1")
-                assert done["status"] == "ok" and done["data"]["resolution"] == "resolved"
-                resolved = events.of("ticket_resolved")[1]
-                assert resolved["resolution"] == "resolved" and resolved["by"] == "thau1"
-                assert resolved["note"] == "thay ắc quy mới" and resolved["within_deadline"] is True
-                # a ticket closed is closed: acting on it again is refused
-                with pytest.raises(TicketRefused):
-                    await per_user({"action": "ack", "ticket": battery["ticket"]}, user="thau1")
+            # the UPS asks for a new battery: a ticket, resolved by the contractor with a note
+            ups.set_state(1, replace_battery=True)
+            await _wait(lambda: hub.states["ups-kp3"].get("replace_battery") is True)
+            clock.advance(31 * 60)
+            await _wait(lambda: len(events.of("ticket_opened")) == 2)
+            battery = events.of("ticket_opened")[1]
+            assert battery["fault"] == "replace_battery" and battery["kind"] == "ups"
+            assert (datetime.fromisoformat(battery["due"]) - datetime.fromisoformat(battery["opened"])
+                    == timedelta(hours=72))
+            thau1.publish(f"{BASE}/bridge/request/ticket/thau1",
+                          json.dumps({"action": "resolve", "ticket": battery["ticket"], "transaction": "r0"}))
+            no_note = await asyncio.to_thread(thau1.wait_topic, f"{BASE}/bridge/response/ticket/thau1",
+                                              lambda j: j.get("transaction") == "r0")
+            assert no_note["status"] == "error"
+            thau1.publish(f"{BASE}/bridge/request/ticket/thau1",
+                          json.dumps({"action": "resolve", "ticket": battery["ticket"],
+                                      "note": "thay ắc quy mới", "transaction": "r1"}))
+            done = await asyncio.to_thread(thau1.wait_topic, f"{BASE}/bridge/response/ticket/thau1",
+                                           lambda j: j.get("transaction") == "r1")
+            assert done["status"] == "ok" and done["data"]["resolution"] == "resolved"
+            resolved = events.of("ticket_resolved")[1]
+            assert resolved["resolution"] == "resolved" and resolved["by"] == "thau1"
+            assert resolved["note"] == "thay ắc quy mới" and resolved["within_deadline"] is True
+            # a ticket closed is closed: acting on it again is refused
+            with pytest.raises(TicketRefused):
+                await per_user({"action": "ack", "ticket": battery["ticket"]}, user="thau1")
 
-                # the audit trail: who did what
-                assert hub.history is not None
-                await asyncio.to_thread(hub.history.flush)
-                audit = [(a["user"], a["result"], a["command"]["ticket"]["action"]) for a in hub.history.audit()
-                         if "ticket" in a["command"]]
-                assert ("thau2", "rejected", "ack") in audit and ("an", "rejected", "ack") in audit
-                assert ("thau1", "ok", "ack") in audit and ("thau1", "ok", "resolve") in audit
-                assert ("thau1", "rejected", "resolve") in audit
-                stored = [e["type"] for e in hub.history.events() if e["type"].startswith("ticket_")]
-                assert stored.count("ticket_opened") == 2 and stored.count("ticket_resolved") == 2
-            thau1.close()
-            thau2.close()
-    finally:
-        await relays.stop()
-        await ups.stop()
+            # the audit trail: who did what
+            assert hub.history is not None
+            await asyncio.to_thread(hub.history.flush)
+            audit = [(a["user"], a["result"], a["command"]["ticket"]["action"]) for a in hub.history.audit()
+                     if "ticket" in a["command"]]
+            assert ("thau2", "rejected", "ack") in audit and ("an", "rejected", "ack") in audit
+            assert ("thau1", "ok", "ack") in audit and ("thau1", "ok", "resolve") in audit
+            assert ("thau1", "rejected", "resolve") in audit
+            stored = [e["type"] for e in hub.history.events() if e["type"].startswith("ticket_")]
+            assert stored.count("ticket_opened") == 2 and stored.count("ticket_resolved") == 2
+        thau1.close()
+        thau2.close()
 
 
 async def test_tickets_survive_a_restart_and_the_cli_acts(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                                          mosquitto: Any) -> None:
+                                                          mosquitto: Any, sims: Any) -> None:
     """An open ticket survives a hub restart (and its overdue is not sent twice); ``anninh tickets``
     lists it, acknowledges it through the running hub and resolves it with no hub running."""
-    ups = UpsSimulator(models={1: "apc_smt", 2: "apc_smt"}, port=0)
-    relays = RelayBoardSimulator(boards={1: "waveshare"}, port=0)
-    await ups.start()
-    await relays.start()
+    ups, _relays = sims
     text = f"""
 hub: {{name: Test post, data_dir: ./data}}
 mqtt: {{server: "mqtt://127.0.0.1:{mosquitto.port}"}}
@@ -294,76 +296,72 @@ rules:
     clock = ManualClock(START)
     events = Events()
     config_path = tmp_path / "config.yaml"
-    try:
-        async with hub_from_yaml(text, tmp_path, clock=clock) as running:
-            hub = running.hub
-            hub.add_listener(Listener(on_event=events))
-            await _wait(lambda: hub.availability.get("ups-cho") is True and hub.availability.get("ups-kp3") is True)
-            ups.set_state(2, dead=True)  # ups-cho stops answering; kp3's power says nothing about cho
-            await _wait(lambda: hub.availability.get("ups-cho") is False)
-            clock.advance(91)
-            await _wait(lambda: len(events.of("ticket_opened")) == 1)
-            number = events.of("ticket_opened")[0]["ticket"]
-            assert events.of("ticket_opened")[0]["contractor"] == "thau2"
-            clock.advance(3600)
-            await _wait(lambda: len(events.of("ticket_overdue")) == 1)
+    async with hub_from_yaml(text, tmp_path, clock=clock) as running:
+        hub = running.hub
+        hub.add_listener(Listener(on_event=events))
+        await _wait(lambda: hub.availability.get("ups-cho") is True and hub.availability.get("ups-kp3") is True)
+        ups.set_state(2, dead=True)  # ups-cho stops answering; kp3's power says nothing about cho
+        await _wait(lambda: hub.availability.get("ups-cho") is False)
+        clock.advance(91)
+        await _wait(lambda: len(events.of("ticket_opened")) == 1)
+        number = events.of("ticket_opened")[0]["ticket"]
+        assert events.of("ticket_opened")[0]["contractor"] == "thau2"
+        clock.advance(3600)
+        await _wait(lambda: len(events.of("ticket_overdue")) == 1)
 
-        # the hub is stopped: the ticket is in the database, open, its overdue sent
-        db = TicketDB(tmp_path / "data" / "history.db")
-        [row] = db.tickets()
-        db.close()
-        assert row.id == number and row.is_open and row.overdue_sent == 1
+    # the hub is stopped: the ticket is in the database, open, its overdue sent
+    db = TicketDB(tmp_path / "data" / "history.db")
+    [row] = db.tickets()
+    db.close()
+    assert row.id == number and row.is_open and row.overdue_sent == 1
 
-        events2 = Events()
-        async with hub_from_yaml(text, tmp_path, clock=clock) as running:
-            hub = running.hub
-            hub.add_listener(Listener(on_event=events2))
-            await _wait(lambda: hub.availability.get("ups-kp3") is True)
-            rec = Recorder(mosquitto.port, topics=(f"{BASE}/site/cho/tickets",))
-            listed = await asyncio.to_thread(rec.wait_topic, f"{BASE}/site/cho/tickets", lambda j: j["count"] == 1)
-            assert listed["tickets"][0]["id"] == number and listed["tickets"][0]["overdue"] is True
-            rec.close()
-            clock.advance(600)
-            await _settle(running)
-            assert events2.of("ticket_overdue") == [] and events2.of("ticket_opened") == []
+    events2 = Events()
+    async with hub_from_yaml(text, tmp_path, clock=clock) as running:
+        hub = running.hub
+        hub.add_listener(Listener(on_event=events2))
+        await _wait(lambda: hub.availability.get("ups-kp3") is True)
+        rec = Recorder(mosquitto.port, topics=(f"{BASE}/site/cho/tickets",))
+        listed = await asyncio.to_thread(rec.wait_topic, f"{BASE}/site/cho/tickets", lambda j: j["count"] == 1)
+        assert listed["tickets"][0]["id"] == number and listed["tickets"][0]["overdue"] is True
+        rec.close()
+        clock.advance(600)
+        await _settle(running)
+        assert events2.of("ticket_overdue") == [] and events2.of("ticket_opened") == []
 
-            # the command line lists it (in Vietnamese by default) ...
-            assert await asyncio.to_thread(anninh, ["tickets", "-c", str(config_path)]) == 0
-            out = capsys.readouterr().out
-            assert f"#{number}" in out and "ups-cho" in out and "Nhà thầu" in out and "quá hạn" in out
-            # ... an officer may not act on it, the contractor acknowledges it through the running hub
-            assert await asyncio.to_thread(anninh, ["tickets", "ack", str(number), "--by", "an",
-                                                    "-c", str(config_path)]) == 1
-            assert await asyncio.to_thread(anninh, ["tickets", "ack", str(number), "--by", "thau2",
-                                                    "-c", str(config_path)]) == 0
-            assert len(events2.of("ticket_acknowledged")) == 1
-            assert events2.of("ticket_acknowledged")[0]["by"] == "thau2"
-            capsys.readouterr()
-
-        # with no hub running, the command line resolves it itself and writes the event
-        assert await asyncio.to_thread(anninh, ["tickets", "resolve", str(number), "--by", "thau2",
-                                                "-c", str(config_path)]) == 1  # a note is needed
-        assert await asyncio.to_thread(anninh, ["tickets", "resolve", str(number), "--by", "thau2", "--note",
-                                                "thay nguồn", "-c", str(config_path)]) == 0
-        assert f"#{number}" in capsys.readouterr().out  # "Đã đóng phiếu #1."
+        # the command line lists it (in Vietnamese by default) ...
         assert await asyncio.to_thread(anninh, ["tickets", "-c", str(config_path)]) == 0
-        assert f"#{number}" not in capsys.readouterr().out
-        assert await asyncio.to_thread(anninh, ["tickets", "-c", str(config_path), "--all", "--site", "cho"]) == 0
-        assert f"#{number}" in capsys.readouterr().out
-        from hub.storage import History
+        out = capsys.readouterr().out
+        assert f"#{number}" in out and "ups-cho" in out and "Nhà thầu" in out and "quá hạn" in out
+        # ... an officer may not act on it, the contractor acknowledges it through the running hub
+        assert await asyncio.to_thread(anninh, ["tickets", "ack", str(number), "--by", "an",
+                                                "-c", str(config_path)]) == 1
+        assert await asyncio.to_thread(anninh, ["tickets", "ack", str(number), "--by", "thau2",
+                                                "-c", str(config_path)]) == 0
+        assert len(events2.of("ticket_acknowledged")) == 1
+        assert events2.of("ticket_acknowledged")[0]["by"] == "thau2"
+        capsys.readouterr()
 
-        history = History(tmp_path / "data" / "history.db")
-        try:
-            resolved = history.events(type="ticket_resolved")
-            audit = [(a["user"], a["result"]) for a in history.audit() if "ticket" in a["command"]]
-        finally:
-            history.close()
-        assert len(resolved) == 1 and resolved[0]["resolution"] == "resolved" and resolved[0]["by"] == "thau2"
-        assert resolved[0]["note"] == "thay nguồn" and resolved[0]["message"]
-        assert audit == [("an", "rejected"), ("thau2", "ok"), ("thau2", "rejected"), ("thau2", "ok")]
+    # with no hub running, the command line resolves it itself and writes the event
+    assert await asyncio.to_thread(anninh, ["tickets", "resolve", str(number), "--by", "thau2",
+                                            "-c", str(config_path)]) == 1  # a note is needed
+    assert await asyncio.to_thread(anninh, ["tickets", "resolve", str(number), "--by", "thau2", "--note",
+                                            "thay nguồn", "-c", str(config_path)]) == 0
+    assert f"#{number}" in capsys.readouterr().out  # "Đã đóng phiếu #1."
+    assert await asyncio.to_thread(anninh, ["tickets", "-c", str(config_path)]) == 0
+    assert f"#{number}" not in capsys.readouterr().out
+    assert await asyncio.to_thread(anninh, ["tickets", "-c", str(config_path), "--all", "--site", "cho"]) == 0
+    assert f"#{number}" in capsys.readouterr().out
+    from hub.storage import History
+
+    history = History(tmp_path / "data" / "history.db")
+    try:
+        resolved = history.events(type="ticket_resolved")
+        audit = [(a["user"], a["result"]) for a in history.audit() if "ticket" in a["command"]]
     finally:
-        await relays.stop()
-        await ups.stop()
+        history.close()
+    assert len(resolved) == 1 and resolved[0]["resolution"] == "resolved" and resolved[0]["by"] == "thau2"
+    assert resolved[0]["note"] == "thay nguồn" and resolved[0]["message"]
+    assert audit == [("an", "rejected"), ("thau2", "ok"), ("thau2", "rejected"), ("thau2", "ok")]
 
 
 def test_contractors_config_errors_and_one_list_of_sites(tmp_path: Path) -> None:
@@ -419,13 +417,10 @@ tickets: {open_after: 90s, close_after: 2h}
     assert not any("ticket" in t for t in acl["an"].write)
 
 
-async def test_no_ticket_while_the_site_has_no_power(tmp_path: Path, mosquitto: Any) -> None:
+async def test_no_ticket_while_the_site_has_no_power(tmp_path: Path, mosquitto: Any, sims: Any) -> None:
     """A light offline during its site's power cut is no fault; once mains are back and it is still
     offline, it is one."""
-    ups = UpsSimulator(models={1: "apc_smt"}, port=0)
-    relays = RelayBoardSimulator(boards={1: "waveshare"}, port=0)
-    await ups.start()
-    await relays.start()
+    ups, relays = sims
     text = f"""
 hub: {{name: Test post, data_dir: ./data}}
 mqtt: {{server: "mqtt://127.0.0.1:{mosquitto.port}"}}
@@ -443,24 +438,20 @@ rules:
 """
     clock = ManualClock(START)
     events = Events()
-    try:
-        async with hub_from_yaml(text, tmp_path, clock=clock) as running:
-            hub = running.hub
-            hub.add_listener(Listener(on_event=events))
-            await _wait(lambda: hub.availability.get("light-kp3") is True and hub.site_states["kp3"]["power"] == "ok")
-            ups.set_state(1, mains=False)
-            await _wait(lambda: hub.site_states["kp3"]["power"] == "lost")
-            relays.board(1).dead = True  # the house's power is cut: the relay board is dark
-            await _wait(lambda: hub.availability.get("light-kp3") is False)
-            clock.advance(3 * 3600)
-            await _settle(running)
-            assert events.of("ticket_opened") == []
-            ups.set_state(1, mains=True)  # mains back, the board still dead: now it is a fault
-            await _wait(lambda: hub.site_states["kp3"]["power"] == "ok")
-            await _only_after(running, clock, 29 * 60, 61, lambda: len(events.of("ticket_opened")) == 1)
-            [opened] = events.of("ticket_opened")
-            assert opened["device"] == "light-kp3" and opened["fault"] == "offline" and opened["contractor"] == "thau1"
-            assert opened["detail"]  # what the hub saw: the driver's error
-    finally:
-        await relays.stop()
-        await ups.stop()
+    async with hub_from_yaml(text, tmp_path, clock=clock) as running:
+        hub = running.hub
+        hub.add_listener(Listener(on_event=events))
+        await _wait(lambda: hub.availability.get("light-kp3") is True and hub.site_states["kp3"]["power"] == "ok")
+        ups.set_state(1, mains=False)
+        await _wait(lambda: hub.site_states["kp3"]["power"] == "lost")
+        relays.board(1).dead = True  # the house's power is cut: the relay board is dark
+        await _wait(lambda: hub.availability.get("light-kp3") is False)
+        clock.advance(3 * 3600)
+        await _settle(running)
+        assert events.of("ticket_opened") == []
+        ups.set_state(1, mains=True)  # mains back, the board still dead: now it is a fault
+        await _wait(lambda: hub.site_states["kp3"]["power"] == "ok")
+        await _only_after(running, clock, 29 * 60, 61, lambda: len(events.of("ticket_opened")) == 1)
+        [opened] = events.of("ticket_opened")
+        assert opened["device"] == "light-kp3" and opened["fault"] == "offline" and opened["contractor"] == "thau1"
+        assert opened["detail"]  # what the hub saw: the driver's error
