@@ -455,3 +455,56 @@ rules:
         [opened] = events.of("ticket_opened")
         assert opened["device"] == "light-kp3" and opened["fault"] == "offline" and opened["contractor"] == "thau1"
         assert opened["detail"]  # what the hub saw: the driver's error
+
+
+async def test_recorder_faults_open_their_own_tickets(tmp_path: Path, mosquitto: Any, sims: Any) -> None:
+    """A recorder (the Hikvision simulator) with a failing disk and too few days of footage: one
+    ticket per fault, with the recorder's deadline; the disk replaced, its ticket closes, the other stays."""
+    from plugins.hikvision.simulator import HikvisionSimulator
+
+    ups, _relays = sims
+    nvr = HikvisionSimulator("nvr", channels=2, password="Nvr-pw-1")
+    nvr.set_recordings(1, 31)
+    nvr.set_recordings(2, 12)
+    await nvr.start()
+    text = f"""
+hub: {{name: Test post, data_dir: ./data}}
+mqtt: {{server: "mqtt://127.0.0.1:{mosquitto.port}"}}
+sites: [{{id: post}}]
+devices:
+  - {{id: ups-post, platform: ups_modbus, site: post, host: 127.0.0.1, port: {ups.port}, unit: 1, model: apc_smt,
+      poll_interval: 0.3, timeout: 0.5}}
+  - {{id: nvr1, platform: hikvision, site: post, host: 127.0.0.1, port: {nvr.port}, password: Nvr-pw-1, kind: nvr,
+      poll_interval: 0.3, timeout: 2, event_stream: false, retention_interval: 1}}
+contractors:
+  - {{name: thau1, deadlines: {{recorder: 12h}}}}
+tickets: {{open_after: 10m, close_after: 5m}}
+rules:
+  night_light: {{enabled: false}}
+"""
+    clock = ManualClock(START)
+    events = Events()
+    try:
+        async with hub_from_yaml(text, tmp_path, clock=clock) as running:
+            hub = running.hub
+            hub.add_listener(Listener(on_event=events))
+            await _wait(lambda: hub.states.get("nvr1", {}).get("retention_days") == 12)
+            nvr.set_disk(1, status="error")
+            await _wait(lambda: any(d.get("status") == "error" for d in hub.states["nvr1"].get("disks") or []))
+            await _only_after(running, clock, 9 * 60, 61, lambda: len(events.of("ticket_opened")) == 2)
+            opened = {e["fault"]: e for e in events.of("ticket_opened")}
+            assert set(opened) == {"disk_error", "retention_low"}
+            for e in opened.values():
+                assert e["device"] == "nvr1" and e["kind"] == "recorder" and e["contractor"] == "thau1"
+                assert datetime.fromisoformat(e["due"]) - datetime.fromisoformat(e["opened"]) == timedelta(hours=12)
+            nvr.set_disk(1, status="ok")
+            await _wait(lambda: all(d.get("status") == "ok" for d in hub.states["nvr1"].get("disks") or []))
+            await _only_after(running, clock, 4 * 60, 61, lambda: len(events.of("ticket_resolved")) == 1)
+            [closed] = events.of("ticket_resolved")
+            assert closed["fault"] == "disk_error" and closed["resolution"] == "recovered"
+            assert closed["within_deadline"] is True
+            clock.advance(3600)
+            await _settle(running)
+            assert len(events.of("ticket_resolved")) == 1  # footage is still short: that ticket stays open
+    finally:
+        await nvr.stop()
