@@ -508,3 +508,42 @@ rules:
             assert len(events.of("ticket_resolved")) == 1  # footage is still short: that ticket stays open
     finally:
         await nvr.stop()
+
+
+async def test_a_relay_that_does_not_follow(tmp_path: Path, mosquitto: Any, sims: Any) -> None:
+    """relay_mismatch is known from its event only: the ticket opens after open_after, and closes once
+    a command is carried out without a mismatch and close_after has passed."""
+    ups, relays = sims
+    text = f"""
+hub: {{name: Test post, data_dir: ./data}}
+mqtt: {{server: "mqtt://127.0.0.1:{mosquitto.port}"}}
+sites: [{{id: kp3}}]
+devices:
+  - {{id: ups-kp3, platform: ups_modbus, site: kp3, host: 127.0.0.1, port: {ups.port}, unit: 1, model: apc_smt,
+      poll_interval: 0.3, timeout: 0.5}}
+  - {{id: light-kp3, platform: lighting, site: kp3, driver: modbus_coil, host: 127.0.0.1, port: {relays.port},
+      unit: 1, channel: 0, poll_interval: 0.3, timeout: 0.5}}
+tickets: {{open_after: 30m, close_after: 10m}}
+rules:
+  night_light: {{enabled: false}}
+"""
+    clock = ManualClock(START)
+    events = Events()
+    async with hub_from_yaml(text, tmp_path, clock=clock) as running:
+        hub = running.hub
+        hub.add_listener(Listener(on_event=events))
+        await _wait(lambda: hub.availability.get("light-kp3") is True)
+        relays.ignore_writes = True
+        await hub.command("light-kp3", {"state": "ON"})
+        await _only_after(running, clock, 29 * 60, 61, lambda: len(events.of("ticket_opened")) == 1)
+        [opened] = events.of("ticket_opened")
+        assert opened["fault"] == "relay_mismatch" and opened["kind"] == "light" and "contractor" not in opened
+        assert datetime.fromisoformat(opened["due"]) - datetime.fromisoformat(opened["opened"]) == timedelta(hours=72)
+        await hub.command("light-kp3", {"state": "ON"})  # still not following: the fault stays
+        clock.advance(3600)
+        await _settle(running)
+        assert events.of("ticket_resolved") == []
+        relays.ignore_writes = False
+        await hub.command("light-kp3", {"state": "ON"})
+        await _only_after(running, clock, 9 * 60, 61, lambda: len(events.of("ticket_resolved")) == 1)
+        assert events.of("ticket_resolved")[0]["resolution"] == "recovered"
