@@ -86,6 +86,8 @@ CREATE TABLE IF NOT EXISTS ticket_requests (
     id INTEGER PRIMARY KEY, ts REAL NOT NULL, ticket INTEGER NOT NULL, action TEXT NOT NULL, user TEXT,
     note TEXT, done INTEGER NOT NULL DEFAULT 0, error TEXT);
 CREATE INDEX IF NOT EXISTS ticket_requests_done ON ticket_requests (done);
+CREATE TABLE IF NOT EXISTS ticket_faults (
+    device TEXT NOT NULL, fault TEXT NOT NULL, since REAL NOT NULL, PRIMARY KEY (device, fault));
 """
 
 
@@ -196,6 +198,16 @@ class TicketDB:
         del values["id"]
         self._db.execute(f"UPDATE tickets SET {', '.join(f'{k} = ?' for k in values)} WHERE id = ?",
                          (*values.values(), t.id))
+
+    # ---------------------------------------------------------------- faults not yet old enough for a ticket
+    def fault_since(self) -> dict[tuple[str, str], float]:
+        return {(d, f): since for d, f, since in self._db.execute("SELECT device, fault, since FROM ticket_faults")}
+
+    def set_fault_since(self, device: str, fault: str, since: float | None) -> None:
+        if since is None:
+            self._db.execute("DELETE FROM ticket_faults WHERE device = ? AND fault = ?", (device, fault))
+        else:
+            self._db.execute("INSERT OR REPLACE INTO ticket_faults VALUES (?, ?, ?)", (device, fault, since))
 
     # ---------------------------------------------------------------- the command line's queue
     def queue(self, ticket_id: int, action: str, user: str | None, note: str | None) -> int:
@@ -354,6 +366,9 @@ class TicketService:
         self.open: dict[tuple[str, str], Ticket] = {}
         self.present_since: dict[tuple[str, str], float] = {}
         self.absent_since: dict[tuple[str, str], float] = {}
+        self.restored: dict[tuple[str, str], float] = {}
+        """Faults present when the hub last stopped, with their start: one still there when its device
+        reports again keeps its start (a restart does not reset the open_after count)."""
         self.mismatch: set[str] = set()
         self._mismatch_now: set[str] = set()
         self.task: asyncio.Task[None] | None = None
@@ -365,6 +380,7 @@ class TicketService:
             log.warning("another hub holds %s: tickets are not handled by this one", self.lock.path)
             return
         self.db = TicketDB(history_path(self.config))
+        self.restored = self.db.fault_since()
         for t in self.db.open_tickets():
             self.open[(t.device, t.fault)] = t
             if t.fault in EVENT_FAULTS:
@@ -455,14 +471,26 @@ class TicketService:
             present = known.get(fault)
             if present:
                 self.absent_since.pop(key, None)
-                self.present_since.setdefault(key, now)
+                if key not in self.present_since:
+                    self._since(key, self.restored.pop(key, now))
             elif present is False:
-                self.present_since.pop(key, None)
+                self.restored.pop(key, None)
+                self._since(key, None)
                 if key in self.open:
                     self.absent_since.setdefault(key, now)
             else:  # unknown: neither opens nor closes
-                self.present_since.pop(key, None)
+                self._since(key, None)
                 self.absent_since.pop(key, None)
+
+    def _since(self, key: tuple[str, str], since: float | None) -> None:
+        """Start (a time) or forget (None) a fault's count towards open_after, kept in the database."""
+        if since is None:
+            if self.present_since.pop(key, None) is None:
+                return
+        else:
+            self.present_since[key] = since
+        if self.db is not None:
+            self.db.set_fault_since(*key, since)
 
     def _on_state(self, change: StateChange) -> None:
         self.evaluate(change.device_id)
@@ -590,7 +618,7 @@ class TicketService:
             self.open.pop(key, None)
             self.absent_since.pop(key, None)
             if key in self.present_since:  # still there: it must last open_after again to reopen
-                self.present_since[key] = now
+                self._since(key, now)
             if ticket.fault in EVENT_FAULTS:
                 self.mismatch.discard(ticket.device)
         type_, data = action_event(ticket, str(action), self.hub.tz)
