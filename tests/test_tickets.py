@@ -556,3 +556,56 @@ rules:
         await hub.command("light-kp3", {"state": "ON"})
         await _only_after(running, clock, 9 * 60, 61, lambda: len(events.of("ticket_resolved")) == 1)
         assert events.of("ticket_resolved")[0]["resolution"] == "recovered"
+
+
+async def test_kill_9_keeps_the_ticket_and_its_event(tmp_path: Path, mosquitto: Any, sims: Any) -> None:
+    """The hub as a real process (real clock, open_after 1 s): SIGKILL once the ticket's retained list is
+    out; the ticket and its ticket_opened event are in the history, and the restarted hub does not open
+    it again."""
+    import os
+    import signal
+    import sqlite3
+    import subprocess
+    import sys
+
+    ups, relays = sims
+    relays.board(1).dead = True
+    cfg = write_config(tmp_path, f"""
+hub: {{name: Test post, data_dir: ./data}}
+mqtt: {{server: "mqtt://127.0.0.1:{mosquitto.port}"}}
+sites: [{{id: kp3}}]
+devices:
+  - {{id: ups-kp3, platform: ups_modbus, site: kp3, host: 127.0.0.1, port: {ups.port}, unit: 1, model: apc_smt,
+      poll_interval: 0.3, timeout: 0.5}}
+  - {{id: light-kp3, platform: lighting, site: kp3, driver: modbus_coil, host: 127.0.0.1, port: {relays.port},
+      unit: 1, channel: 0, poll_interval: 0.3, timeout: 0.5}}
+tickets: {{open_after: 1, close_after: 10m}}
+rules:
+  night_light: {{enabled: false}}
+""")
+    rec = await asyncio.to_thread(Recorder, mosquitto.port, (f"{BASE}/site/kp3/tickets",))
+
+    def opened_rows() -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+        db = sqlite3.connect(f"file:{tmp_path / 'data' / 'history.db'}?mode=ro", uri=True)
+        try:
+            return (db.execute("SELECT id, device, fault, resolved FROM tickets").fetchall(),
+                    db.execute("SELECT device, data FROM events WHERE type = 'ticket_opened'").fetchall())
+        finally:
+            db.close()
+
+    for run in (1, 2):
+        mark = rec.count()
+        proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "hub.cli", "-q", "run", "-c", str(cfg),
+                                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            listed = await asyncio.to_thread(rec.wait_topic, f"{BASE}/site/kp3/tickets", lambda j: j["count"] == 1,
+                                             30, mark)
+            if run == 2:
+                await asyncio.sleep(2.5)  # the restarted hub's checks: it must not open the ticket again
+        finally:
+            os.kill(proc.pid, signal.SIGKILL)
+            await asyncio.wait_for(proc.wait(), 10)
+        tickets, events = opened_rows()
+        assert tickets == [(1, "light-kp3", "offline", None)] and listed["tickets"][0]["id"] == 1
+        assert len(events) == 1 and events[0][0] == "light-kp3" and json.loads(events[0][1])["ticket"] == 1
+    rec.close()
