@@ -22,7 +22,9 @@ A core component of the hub (not a plugin), fed by the state store's listeners:
 * the open tickets of each site are retained on ``<base>/site/<site>/tickets``.
 
 Storage: the ``tickets`` table in the history database (``history.db``; SQLite WAL, its own
-connection, each change committed at once, so a kill -9 keeps them), beside a ``ticket_requests``
+connection, each change committed at once, so a kill -9 keeps them; the ``ticket_opened`` … events
+are flushed into the history right after), ``ticket_faults`` (when each fault not yet old enough for
+a ticket began: a restart does not reset its count), and a ``ticket_requests``
 table through which the command line hands a running hub its actions: the hub holds an exclusive
 ``flock`` on ``<data_dir>/tickets.lock`` while it runs; ``anninh tickets ack`` that cannot take it
 queues the action there and waits for the hub's answer (the hub reads the queue every second), so
