@@ -73,6 +73,9 @@ FAULT_NAMES = {
     "replace_battery": N_("UPS battery to replace"), "relay_mismatch": N_("light relay does not follow"),
 }
 KIND_NAMES = {"camera": N_("camera"), "recorder": N_("recorder"), "ups": N_("UPS"), "light": N_("light")}
+FAULT_FIELDS = frozenset({"image", "disks", "retention_days", "retention_target_days", "replace_battery",
+                          "offline_cause"})
+"""The state fields :meth:`TicketService.faults` reads (a state change without them changes no fault)."""
 ACTING_ROLES = ("contractor", "installer")
 TICKET_REQUEST = "ticket"
 TICK = 1.0
@@ -205,11 +208,15 @@ class TicketDB:
     def fault_since(self) -> dict[tuple[str, str], float]:
         return {(d, f): since for d, f, since in self._db.execute("SELECT device, fault, since FROM ticket_faults")}
 
-    def set_fault_since(self, device: str, fault: str, since: float | None) -> None:
-        if since is None:
-            self._db.execute("DELETE FROM ticket_faults WHERE device = ? AND fault = ?", (device, fault))
-        else:
-            self._db.execute("INSERT OR REPLACE INTO ticket_faults VALUES (?, ?, ?)", (device, fault, since))
+    def set_fault_since(self, changes: Mapping[tuple[str, str], float | None]) -> None:
+        """Starts (a time) and ends (None) of faults, in one transaction."""
+        with self._db:
+            self._db.execute("BEGIN")
+            for (device, fault), since in changes.items():
+                if since is None:
+                    self._db.execute("DELETE FROM ticket_faults WHERE device = ? AND fault = ?", (device, fault))
+                else:
+                    self._db.execute("INSERT OR REPLACE INTO ticket_faults VALUES (?, ?, ?)", (device, fault, since))
 
     # ---------------------------------------------------------------- the command line's queue
     def queue(self, ticket_id: int, action: str, user: str | None, note: str | None) -> int:
@@ -371,6 +378,7 @@ class TicketService:
         self.restored: dict[tuple[str, str], float] = {}
         """Faults present when the hub last stopped, with their start: one still there when its device
         reports again keeps its start (a restart does not reset the open_after count)."""
+        self._since_dirty: dict[tuple[str, str], float | None] = {}
         self.mismatch: set[str] = set()
         self._mismatch_now: set[str] = set()
         self.task: asyncio.Task[None] | None = None
@@ -485,17 +493,18 @@ class TicketService:
                 self.absent_since.pop(key, None)
 
     def _since(self, key: tuple[str, str], since: float | None) -> None:
-        """Start (a time) or forget (None) a fault's count towards open_after, kept in the database."""
+        """Start (a time) or forget (None) a fault's count towards open_after, written to the database
+        with the next :meth:`tick` (one transaction a second, not one per change)."""
         if since is None:
             if self.present_since.pop(key, None) is None:
                 return
         else:
             self.present_since[key] = since
-        if self.db is not None:
-            self.db.set_fault_since(*key, since)
+        self._since_dirty[key] = since
 
     def _on_state(self, change: StateChange) -> None:
-        self.evaluate(change.device_id)
+        if not FAULT_FIELDS.isdisjoint(change.changed):  # motion and the like: nothing to evaluate
+            self.evaluate(change.device_id)
 
     def _on_availability(self, change: AvailabilityChange) -> None:
         self.evaluate(change.device_id)
@@ -528,6 +537,9 @@ class TicketService:
         if db is None:
             return
         now = self.hub.clock.now().timestamp()
+        if self._since_dirty:
+            dirty, self._since_dirty = self._since_dirty, {}
+            db.set_fault_since(dirty)
         for key, since in list(self.present_since.items()):
             if key not in self.open and now - since >= self.open_after:
                 self._open(key, now)
