@@ -197,6 +197,8 @@ async def test_tickets_open_dedupe_ack_resolve_overdue_and_recover(tmp_path: Pat
             assert per_user is not None
             with pytest.raises(TicketRefused, match="officer"):
                 await per_user({"action": "ack", "ticket": number}, user="an")
+            with pytest.raises(TicketRefused):  # strict, as commands are: "1" is not 1
+                await per_user({"action": "ack", "ticket": str(number)}, user="thau1")
             assert events.of("ticket_acknowledged") == []
 
             # the site's contractor acknowledges it

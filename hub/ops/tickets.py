@@ -269,15 +269,10 @@ class HubLock:
 
 # -------------------------------------------------------------------- the actions (hub and command line)
 def parse_ticket_id(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | str):
+    """The ticket's number: a JSON integer (strict, as commands are: ``"12"`` is not 12)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise TicketRefused(_("give the ticket's number"))
-    try:
-        number = int(value)
-    except ValueError:
-        raise TicketRefused(_("give the ticket's number")) from None
-    if number <= 0:
-        raise TicketRefused(_("give the ticket's number"))
-    return number
+    return value
 
 
 def check_user(config: Config, user: str | None, site: str | None) -> None:
@@ -521,6 +516,8 @@ class TicketService:
             self.mismatch.add(event.device)
             self._mismatch_now.add(event.device)
             self.evaluate(event.device)
+        elif event.type == "command_failed":
+            self._mismatch_now.discard(event.device)
         elif event.type == "command" and event.device in self.mismatch:
             # the command event follows the relay_mismatch of the same command; a command without one
             # means the relay follows again
