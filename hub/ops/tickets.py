@@ -411,6 +411,9 @@ class TicketService:
                 await asyncio.sleep(TICK)
         finally:
             if self.db is not None:
+                if self._since_dirty:
+                    with contextlib.suppress(sqlite3.Error):
+                        self.db.set_fault_since(self._since_dirty)
                 self.db.close()
                 self.db = None
             self.lock.release()
