@@ -31,7 +31,7 @@ import hashlib
 import re
 import secrets
 import struct
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from fractions import Fraction
@@ -309,7 +309,7 @@ class RtspReplay:
         return control or self.url
 
     # ------------------------------------------------------------ RTP
-    async def frames(self, idle: float) -> AsyncIterator[ReplayFrame]:
+    async def frames(self, idle: float) -> AsyncGenerator[ReplayFrame, None]:
         """The access units as they arrive, until the recorder ends the range (RTCP BYE, the T
         flag) or goes quiet for ``idle`` seconds."""
         assert self.reader is not None

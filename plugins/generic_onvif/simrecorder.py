@@ -189,6 +189,9 @@ class ProfileG:
 
     recordings: Recordings
     searches: dict[str, Search] = field(default_factory=dict)
+    page_limit: int = 100
+    """Most results per GetRecordingSearchResults / GetEventSearchResults answer, whatever the
+    client's ``MaxResults`` (devices cap it: the client must page)."""
 
 
 def recording_information(rec: Recordings, channel: int) -> str:
@@ -280,7 +283,7 @@ class ReplayServer:
         self._tasks: set[asyncio.Task[Any]] = set()
 
     def drop_replay_after(self, nbytes: int, times: int = 1) -> None:
-        """Close the next ``times`` replay connections after ``nbytes`` of RTP each."""
+        """Close the next ``times`` replay connections that get that far after ``nbytes`` of RTP."""
         self.drop_after, self.drop_times = nbytes, times
 
     def url(self, token: str) -> str:
@@ -381,7 +384,14 @@ class ReplayServer:
             channel = self.recordings.channel_of(token)
         else:
             channel = None
-        if channel is None and method != "TEARDOWN":
+        if method == "TEARDOWN":
+            sender = state.get("sender")
+            if sender is not None:
+                sender.cancel()
+            self._reply(writer, cseq, extra=f"Session: {state.get('session', '')}\r\n")
+            await writer.drain()
+            return False
+        if channel is None:
             self._reply(writer, cseq, "404 Not Found")
             return True
         if method == "DESCRIBE":
@@ -431,13 +441,6 @@ class ReplayServer:
             state["sender"] = asyncio.get_running_loop().create_task(
                 self._send(writer, frames, first, state["interleaved"], int(cseq or 0), fast))
             return True
-        if method == "TEARDOWN":
-            sender = state.get("sender")
-            if sender is not None:
-                sender.cancel()
-            self._reply(writer, cseq, extra=f"Session: {state.get('session', '')}\r\n")
-            await writer.drain()
-            return False
         self._reply(writer, cseq, "405 Method Not Allowed")
         return True
 
@@ -464,9 +467,7 @@ class ReplayServer:
         ssrc = secrets.randbits(32)
         seq = secrets.randbits(16)
         sent = 0
-        drop = None
-        if self.drop_after is not None and self.drop_times > 0:
-            drop, self.drop_times = self.drop_after, self.drop_times - 1
+        drop = self.drop_after if self.drop_times > 0 else None
         loop = asyncio.get_running_loop()
         t0 = loop.time()
         origin = first.when if first is not None else None
@@ -483,7 +484,8 @@ class ReplayServer:
                 writer.write(interleaved(rtp_channel, packet))
                 seq += 1
                 sent += len(packet)
-                if drop is not None and sent >= drop:
+                if drop is not None and sent >= drop and self.drop_times > 0:
+                    self.drop_times -= 1
                     await writer.drain()
                     writer.transport.abort()
                     return
@@ -593,7 +595,7 @@ class ProfileGServices:
         if search is None or search.kind != kind:
             return self._search_fault()
         size = text(op, "MaxResults")
-        n = int(size) if size and size.isdigit() and int(size) > 0 else SEARCH_PAGE
+        n = min(int(size) if size and size.isdigit() and int(size) > 0 else SEARCH_PAGE, g.page_limit)
         page, search.results = search.results[:n], search.results[n:]
         search.expires = datetime.now(UTC) + timedelta(seconds=60)
         return search, page, not search.results
@@ -613,7 +615,8 @@ class ProfileGServices:
         rec = self._require_g().recordings
         try:
             start = parse_datetime(text(op, "StartPoint") or "")
-            end = parse_datetime(text(op, "EndPoint")) if text(op, "EndPoint") else None
+            end_text = text(op, "EndPoint")
+            end = parse_datetime(end_text) if end_text else None
         except SoapParseError:
             return self._fault("ter:InvalidArgVal", "Bad StartPoint or EndPoint")
         if end is not None and end < start:

@@ -318,9 +318,10 @@ class OnvifSimulator(ProfileGServices, RtspServing):
         self.profile_g.recordings.store.add(channel, start, end)
 
     async def start(self) -> OnvifSimulator:
-        if self.profile_g is not None and self.replay is None:
+        if self.profile_g is not None:
             await asyncio.to_thread(self.profile_g.recordings.store.prepare)
-            self.replay = ReplayServer(self.profile_g.recordings, self.username, self.password, self.host)
+            if self.replay is None:
+                self.replay = ReplayServer(self.profile_g.recordings, self.username, self.password, self.host)
             await self.replay.start()
         await self.start_rtsp()
         try:
@@ -339,8 +340,7 @@ class OnvifSimulator(ProfileGServices, RtspServing):
             self._discovery = None
         await self.stop_rtsp()
         if self.replay is not None:
-            await self.replay.stop()
-            self.replay = None
+            await self.replay.stop()  # kept: its counters and the PLAY requests it saw stay readable
 
     async def __aenter__(self) -> OnvifSimulator:
         return await self.start()

@@ -1,0 +1,186 @@
+"""Footage export from an ONVIF Profile G device (issue 10, generic_onvif): the ONVIF simulator's
+search and replay services and its RTSP replay server over real loopback sockets, onvif-zeep-async
+as the SOAP client, into a signed evidence package. Frames carry their recorder time as a block
+pattern (hub.camera.simfootage), so the tests read which second each end of the MP4 shows."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import struct
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import av
+import pytest
+
+from hub.camera.simfootage import read_stamp, seconds_of_day
+from hub.config import load_config
+from hub.export.package import verify
+from hub.export.run import ExportError, ExportRequest, export
+from plugins.generic_onvif.replay import H264Depacketizer
+from plugins.generic_onvif.simulator import OnvifSimulator
+from tests.support.hubrun import make_plugins, write_config
+
+PW = "Ev1dence:pw/2026"
+DAY = datetime(2026, 11, 30)
+
+
+def at(hms: str) -> datetime:
+    h, m, s = (int(x) for x in hms.split(":"))
+    return DAY.replace(hour=h, minute=m, second=s)
+
+
+@pytest.fixture(scope="module")
+def footage_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One cache of generated recordings for the module (same footage, same bytes)."""
+    return tmp_path_factory.mktemp("onvif-footage")
+
+
+def camera(footage_dir: Path, *spans: tuple[str, str], **kw: Any) -> OnvifSimulator:
+    sim = OnvifSimulator(password=PW, recordings=True, footage_dir=footage_dir, **kw)
+    for a, b in spans:
+        sim.add_footage(1, at(a), at(b))
+    return sim
+
+
+async def run_export(tmp: Path, sim: OnvifSimulator, start: str, end: str, password: str = PW) -> Any:
+    cfg = write_config(tmp, f"""
+        hub:
+          name: Cong an xa Test
+          data_dir: {tmp / 'data'}
+        mqtt:
+          server: mqtt://127.0.0.1:1
+        devices:
+          - id: cam-cong
+            platform: generic_onvif
+            site: post
+            host: 127.0.0.1
+            port: {sim.port}
+            username: admin
+            password: !secret cam
+            events: false
+            timeout: 3
+        sites:
+          - id: post
+        """, secrets={"cam": password})
+    plugins = make_plugins()
+    request = ExportRequest(device="cam-cong", start=at(start), end=at(end), out_dir=tmp / "out",
+                            case="VV-2026-118", reason="trom xe", requested_by="an")
+    return await export(load_config(cfg, plugins), plugins, request)
+
+
+def stamps(mp4: Path) -> list[int]:
+    with av.open(str(mp4)) as c:
+        return [read_stamp(f.to_ndarray(format="bgr24"))[0] for f in c.decode(video=0)]
+
+
+async def test_five_minutes_replayed_from_a_camera_90_s_fast_with_a_dropped_replay(tmp_path: Path,
+                                                                                   footage_dir: Path) -> None:
+    sim = camera(footage_dir, ("19:01:00", "19:09:00"), clock_skew=90)
+    await sim.start()
+    assert sim.replay is not None
+    sim.replay.drop_replay_after(150_000)  # the first replay connection breaks mid-stream
+    try:
+        result = await run_export(tmp_path, sim, "19:01:30", "19:06:30")
+    finally:
+        await sim.stop()
+    pkg = result.path
+    assert pkg.is_dir() and not list((tmp_path / "out").glob("*.part"))
+    m = json.loads((pkg / "manifest.json").read_bytes())
+    assert m["clock_skew_s"] == 90 and m["gaps"] == [] and result.complete
+    assert m["device"]["serial"] == sim.info["SerialNumber"] and m["device"]["model"] == sim.info["Model"]
+    (original,) = [f for f in m["files"] if f["kind"] == "original"]
+    assert original["path"].endswith(".ts") and original["recorder_start"][11:] == "19:03:00"
+    with av.open(str(pkg / original["path"])) as c:  # original/: the recorder's H.264 in MPEG-TS
+        assert c.format.name == "mpegts" and c.streams.video[0].codec_context.name == "h264"
+    (mp4,) = [f for f in m["files"] if f["kind"] == "mp4"]
+    assert (mp4["codec"], mp4["width"], mp4["height"]) == ("h264", 320, 180)
+    assert 299 <= mp4["duration_s"] <= 301.2
+    seen = stamps(pkg / mp4["path"])
+    # the picture shows the recorder's clock: the requested seconds + 90 s (±1 s: keyframe start)
+    assert seconds_of_day(at("19:03:00")) - 1 <= seen[0] <= seconds_of_day(at("19:03:00"))
+    assert seconds_of_day(at("19:07:59")) <= seen[-1] <= seconds_of_day(at("19:08:00"))
+    assert len(seen) == len(set(seen)) * 5  # 5 frames a second, none lost or doubled by the resume
+    # what the replays asked for (ONVIF Streaming, playback): UTC clock ranges, as fast as possible
+    plays = sim.replay.plays
+    assert len(plays) >= 3  # the search's look at the first frame, the broken replay, the resumed one
+    assert all(p["require"] == "onvif-replay" and p["rate-control"] == "no" for p in plays)
+    assert plays[-1]["range"] == "clock=20261130T120300Z-20261130T120800Z"  # 19:03..19:08 at UTC+7
+    assert sim.stats["FindRecordings"] == 1 and sim.stats["GetReplayUri"] >= 2
+    problems, _ = verify(pkg)
+    assert problems == []
+
+
+async def test_gaps_are_found_with_the_event_search_and_each_stretch_gets_its_mp4(tmp_path: Path,
+                                                                                 footage_dir: Path) -> None:
+    sim = camera(footage_dir, ("19:01:00", "19:03:00"), ("19:05:00", "19:07:00"))
+    assert sim.profile_g is not None
+    sim.profile_g.page_limit = 1  # one result per answer: the driver must page until Completed
+    await sim.start()
+    try:
+        result = await run_export(tmp_path, sim, "19:02:00", "19:07:30")
+    finally:
+        await sim.stop()
+    m = result.manifest
+    assert m["gaps"] == [{"start": "2026-11-30T19:03:00+07:00", "end": "2026-11-30T19:05:00+07:00"},
+                         {"start": "2026-11-30T19:07:00+07:00", "end": "2026-11-30T19:07:30+07:00"}]
+    assert not result.complete
+    assert sim.stats["GetEventSearchResults"] >= 4 and sim.stats["EndSearch"] == 2
+    mp4s = [f for f in m["files"] if f["kind"] == "mp4"]
+    assert len(mp4s) == 2
+    first, second = (stamps(result.path / f["path"]) for f in mp4s)
+    assert (first[0], first[-1]) == (seconds_of_day(at("19:02:00")), seconds_of_day(at("19:02:59")))
+    assert (second[0], second[-1]) == (seconds_of_day(at("19:05:00")), seconds_of_day(at("19:06:59")))
+    assert m["recorded"] == {"start": "2026-11-30T19:02:00+07:00", "end": "2026-11-30T19:07:00+07:00"}
+
+
+async def test_no_footage_and_a_wrong_password_are_clear(tmp_path: Path, footage_dir: Path) -> None:
+    sim = camera(footage_dir, ("19:01:00", "19:03:00"))
+    await sim.start()
+    try:
+        with pytest.raises(ExportError, match="no footage on cam-cong channel 1"):
+            await run_export(tmp_path, sim, "20:00:00", "20:05:00")
+        with pytest.raises(ExportError, match="wrong username or password") as exc:
+            await run_export(tmp_path, sim, "19:01:00", "19:02:00", password="wrong")
+        assert PW not in str(exc.value)
+    finally:
+        await sim.stop()
+
+
+@pytest.mark.skipif(shutil.which("ffprobe") is None, reason="ffprobe (FFmpeg) is not installed")
+async def test_ffmpeg_plays_the_simulators_replay_uri(footage_dir: Path) -> None:
+    """A third-party RTSP client (FFmpeg, Digest auth, RTP over TCP) decodes the replay stream."""
+    sim = camera(footage_dir, ("19:01:00", "19:03:00"))
+    await sim.start()
+    try:
+        assert sim.replay is not None
+        user = f"admin:{quote(PW, safe='')}@"
+        url = sim.replay.url("Recording_1").replace("rtsp://", f"rtsp://{user}")
+        proc = await asyncio.create_subprocess_exec(
+            "ffprobe", "-v", "error", "-rtsp_transport", "tcp", "-analyzeduration", "500000", "-select_streams", "v",
+            "-read_intervals", "%+#5", "-show_entries", "stream=codec_name,width,height", "-of", "json", url,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        out, err = await asyncio.wait_for(proc.communicate(), 30)
+    finally:
+        await sim.stop()
+    assert proc.returncode == 0, err.decode()
+    (stream,) = json.loads(out)["streams"]
+    assert (stream["codec_name"], stream["width"], stream["height"]) == ("h264", 320, 180)
+
+
+def test_depacketizer_reads_stap_a_and_fu_a() -> None:
+    """RFC 6184 §5.7.1 (STAP-A) and §5.8 (FU-A), packets built by hand from the RFC's layout."""
+    sps, pps = bytes([0x67, 0x42, 0xC0, 0x1E, 0x95]), bytes([0x68, 0xCE, 0x3C, 0x80])
+    idr = bytes([0x65]) + bytes(range(1, 200))
+    d = H264Depacketizer([])
+    d.add(bytes([0x78]) + struct.pack(">H", len(sps)) + sps + struct.pack(">H", len(pps)) + pps)
+    d.add(bytes([0x7C, 0x85]) + idr[1:100])  # FU indicator (NRI 3, type 28), FU header S=1 type 5
+    d.add(bytes([0x7C, 0x45]) + idr[100:])   # E=1
+    unit = d.take()
+    assert unit == (True, b"".join(b"\x00\x00\x00\x01" + n for n in (sps, pps, idr)))
+    d.add(bytes([0x7C, 0x05]) + b"lost start")  # a fragment whose start never came: dropped
+    assert d.take() is None
