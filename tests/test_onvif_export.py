@@ -9,7 +9,6 @@ import asyncio
 import json
 import shutil
 import struct
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -17,27 +16,16 @@ from urllib.parse import quote
 import av
 import pytest
 
-from hub.camera.simfootage import read_stamp, seconds_of_day
+from hub.camera.simfootage import seconds_of_day
 from hub.config import load_config
 from hub.export.package import verify
 from hub.export.run import ExportError, ExportRequest, export
 from plugins.generic_onvif.replay import H264Depacketizer
 from plugins.generic_onvif.simulator import OnvifSimulator
 from tests.support.hubrun import make_plugins, write_config
+from tests.test_export import PW, at, footage_dir, stamps
 
-PW = "Ev1dence:pw/2026"
-DAY = datetime(2026, 11, 30)
-
-
-def at(hms: str) -> datetime:
-    h, m, s = (int(x) for x in hms.split(":"))
-    return DAY.replace(hour=h, minute=m, second=s)
-
-
-@pytest.fixture(scope="module")
-def footage_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One cache of generated recordings for the module (same footage, same bytes)."""
-    return tmp_path_factory.mktemp("onvif-footage")
+__all__ = ["footage_dir"]  # the module's cache of generated recordings (a fixture)
 
 
 def camera(footage_dir: Path, *spans: tuple[str, str], **kw: Any) -> OnvifSimulator:
@@ -71,11 +59,6 @@ async def run_export(tmp: Path, sim: OnvifSimulator, start: str, end: str, passw
     request = ExportRequest(device="cam-cong", start=at(start), end=at(end), out_dir=tmp / "out",
                             case="VV-2026-118", reason="trom xe", requested_by="an")
     return await export(load_config(cfg, plugins), plugins, request)
-
-
-def stamps(mp4: Path) -> list[int]:
-    with av.open(str(mp4)) as c:
-        return [read_stamp(f.to_ndarray(format="bgr24"))[0] for f in c.decode(video=0)]
 
 
 async def test_five_minutes_replayed_from_a_camera_90_s_fast_with_a_dropped_replay(tmp_path: Path,

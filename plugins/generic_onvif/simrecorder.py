@@ -583,11 +583,12 @@ class ProfileGServices:
                 continue
             if wanted_recordings and rec.token(ch) not in wanted_recordings:
                 continue
-            results.append(f"<tt:RecordingInformation>{recording_information(rec, ch)}</tt:RecordingInformation>")
+            results.append(recording_information(rec, ch))
         token = self._new_search("recordings", results, op)
         return f"<tse:FindRecordingsResponse><tse:SearchToken>{token}</tse:SearchToken></tse:FindRecordingsResponse>"
 
-    def _page(self, op: Any, kind: str) -> tuple[Search, list[str], bool] | Any:
+    def _page(self, op: Any, kind: str, response: str, item: str) -> Any:
+        """The next page of a search session, as the ``response`` element of ``ResultList``."""
         from .soapxml import text
 
         g = self._require_g()
@@ -598,16 +599,12 @@ class ProfileGServices:
         n = min(int(size) if size and size.isdigit() and int(size) > 0 else SEARCH_PAGE, g.page_limit)
         page, search.results = search.results[:n], search.results[n:]
         search.expires = datetime.now(UTC) + timedelta(seconds=60)
-        return search, page, not search.results
+        state = "Searching" if search.results else "Completed"
+        return (f"<tse:{response}><tse:ResultList><tt:SearchState>{state}</tt:SearchState>"
+                f"{''.join(f'<tt:{item}>{x}</tt:{item}>' for x in page)}</tse:ResultList></tse:{response}>")
 
     def _op_recording_results(self, op: Any) -> Any:
-        paged = self._page(op, "recordings")
-        if not isinstance(paged, tuple):
-            return paged
-        _, page, done = paged
-        return ("<tse:GetRecordingSearchResultsResponse><tse:ResultList>"
-                f"<tt:SearchState>{'Completed' if done else 'Searching'}</tt:SearchState>{''.join(page)}"
-                "</tse:ResultList></tse:GetRecordingSearchResultsResponse>")
+        return self._page(op, "recordings", "GetRecordingSearchResultsResponse", "RecordingInformation")
 
     def _op_find_events(self, op: Any) -> Any:
         from .soapxml import SoapParseError, children, parse_datetime, path, text
@@ -637,18 +634,11 @@ class ProfileGServices:
                     if start < t and (end is None or t <= end):
                         results.append((t, track_state_event(rec, ch, t, present, False)))
         results.sort(key=lambda r: r[0])
-        items = [f"<tt:Result>{x}</tt:Result>" for _, x in results]
-        token = self._new_search("events", items, op, end)
+        token = self._new_search("events", [x for _, x in results], op, end)
         return f"<tse:FindEventsResponse><tse:SearchToken>{token}</tse:SearchToken></tse:FindEventsResponse>"
 
     def _op_event_results(self, op: Any) -> Any:
-        paged = self._page(op, "events")
-        if not isinstance(paged, tuple):
-            return paged
-        _, page, done = paged
-        return ("<tse:GetEventSearchResultsResponse><tse:ResultList>"
-                f"<tt:SearchState>{'Completed' if done else 'Searching'}</tt:SearchState>{''.join(page)}"
-                "</tse:ResultList></tse:GetEventSearchResultsResponse>")
+        return self._page(op, "events", "GetEventSearchResultsResponse", "Result")
 
     def _op_end_search(self, op: Any) -> Any:
         from .soapxml import text
