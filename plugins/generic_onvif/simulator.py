@@ -65,6 +65,7 @@ from hub.camera.simrtsp import RtspServing, rtsp_unavailable
 from hub.camera.simserver import parse_auth_params
 
 from .simrecorder import (
+    LOCAL_OFFSET,
     REPLAY_PATH,
     REPLAY_ROUTES,
     SEARCH_PATH,
@@ -1004,6 +1005,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="toggle motion on for 5 s every N seconds (0: never)")
     p.add_argument("--max-termination", type=float, default=None,
                    help="cap subscription lifetimes at N seconds (tests renewals)")
+    p.add_argument("--recordings", type=float, default=0.0, metavar="MINUTES",
+                   help="be a Profile G device with the last MINUTES of footage (search, replay over RTSP; "
+                   "for anninh export)")
     p.add_argument("--duration", type=float, default=0.0, help="stop after N seconds (default: until Ctrl-C)")
     return p
 
@@ -1014,11 +1018,18 @@ async def _run(args: argparse.Namespace) -> None:
     sim = OnvifSimulator(username=args.username, password=args.password, host=args.host, port=args.port,
                          clock_skew=args.skew, time_tolerance=args.tolerance, name=args.name, model=args.model,
                          discovery_port=args.discovery_port, rtsp_url=args.rtsp_url,
-                         max_termination=args.max_termination, rtsp=serve and why is None)
+                         max_termination=args.max_termination, rtsp=serve and why is None,
+                         recordings=args.recordings > 0)
+    if args.recordings > 0:  # the recorder's local time (UTC+7), whole minutes up to now
+        end = (sim.now() + LOCAL_OFFSET).replace(tzinfo=None, second=0, microsecond=0)
+        sim.add_footage(1, end - timedelta(minutes=args.recordings), end)
     await sim.start()
     print(f"ONVIF simulator on {sim.base_url}{DEVICE_PATH} (user {args.username})"
           + (f", WS-Discovery on udp {args.host}:{sim.discovery_port}" if args.discovery_port is not None else ""),
           flush=True)
+    if sim.replay is not None:
+        print(f"Profile G: {args.recordings:g} min of recordings, replay on rtsp://127.0.0.1:{sim.replay.port}",
+              flush=True)
     if why:
         print(f"no RTSP stream: {why}", flush=True)
     elif sim.rtsp:
