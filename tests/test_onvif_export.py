@@ -134,6 +134,23 @@ async def test_no_footage_and_a_wrong_password_are_clear(tmp_path: Path, footage
         await sim.stop()
 
 
+async def test_without_event_search_the_recordings_own_span_is_used(tmp_path: Path, footage_dir: Path) -> None:
+    """A device that answers FindEvents with ActionNotSupported: the export still works, from
+    EarliestRecording..LatestRecording (a gap inside that span cannot be known then)."""
+    sim = camera(footage_dir, ("19:01:00", "19:03:00"), unsupported={"FindEvents"})
+    await sim.start()
+    try:
+        result = await run_export(tmp_path, sim, "19:02:30", "19:03:30")
+    finally:
+        await sim.stop()
+    assert sim.stats["not_supported"] == 1 and sim.stats["GetEventSearchResults"] == 0
+    m = result.manifest
+    assert m["gaps"] == [{"start": "2026-11-30T19:03:00+07:00", "end": "2026-11-30T19:03:30+07:00"}]
+    (mp4,) = [f for f in m["files"] if f["kind"] == "mp4"]
+    seen = stamps(result.path / mp4["path"])
+    assert (seen[0], seen[-1]) == (seconds_of_day(at("19:02:30")), seconds_of_day(at("19:02:59")))
+
+
 @pytest.mark.skipif(shutil.which("ffprobe") is None, reason="ffprobe (FFmpeg) is not installed")
 async def test_ffmpeg_plays_the_simulators_replay_uri(footage_dir: Path) -> None:
     """A third-party RTSP client (FFmpeg, Digest auth, RTP over TCP) decodes the replay stream."""

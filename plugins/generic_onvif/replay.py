@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from fractions import Fraction
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import av
 
@@ -148,7 +148,8 @@ class RtspReplay:
         parts = urlsplit(url)
         if parts.scheme.lower() != "rtsp" or not parts.hostname:
             raise DeviceError(f"GetReplayUri answered a URI that is not rtsp:// ({parts.scheme or 'none'})")
-        self.url = url
+        # credentials go in the Authorization header, never in the URI (which servers may log)
+        self.url = urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, parts.query, ""))
         self.host, self.port = parts.hostname, parts.port or 554
         self.where = f"{self.host}:{self.port}"
         self.username, self._password = username, password
@@ -157,6 +158,7 @@ class RtspReplay:
         self.writer: asyncio.StreamWriter | None = None
         self.cseq = 0
         self.session: str | None = None
+        self.session_timeout = 60.0
         self._challenge: dict[str, str] | None = None
         self._basic = False
         self.play_cseq = 0
@@ -238,11 +240,17 @@ class RtspReplay:
                 if ":" in line:
                     k, _, v = line.partition(":")
                     head.setdefault(k.strip().lower(), v.strip())
-            length = int(head.get("content-length", "0") or 0)
+            length = int(head.get("content-length", "0") or 0)  # ValueError: mapped by the caller
             if length > MAX_HEADERS:
                 raise DeviceError(f"{self.where}: replay: RTSP answer too long")
             body = await asyncio.wait_for(self.reader.readexactly(length), self.timeout) if length else b""
             return int(m.group(1)), head, body
+
+    def _keepalive(self) -> None:
+        assert self.writer is not None
+        self.cseq += 1
+        self.writer.write(f"OPTIONS {self.url} RTSP/1.0\r\nCSeq: {self.cseq}\r\nSession: {self.session}\r\n"
+                          f"{self._authorization('OPTIONS', self.url)}\r\n".encode())
 
     def _check(self, what: str, status: int) -> None:
         if status == 200:
@@ -265,6 +273,9 @@ class RtspReplay:
                                                  "Require: onvif-replay\r\n")
             self._check("SETUP", status)
             self.session = (head.get("session") or "").split(";")[0].strip() or None
+            m = re.search(r"timeout=(\d+)", head.get("session", ""))
+            if m:
+                self.session_timeout = max(10.0, float(m.group(1)))
             m = re.search(r"interleaved=(\d+)", head.get("transport", ""))
             self.rtp_channel = int(m.group(1)) if m else 0
             status, head, _ = await self.request("PLAY", self.url, f"Range: clock={clock(start)}-{clock(end)}\r\n"
@@ -272,11 +283,14 @@ class RtspReplay:
             self._check("PLAY", status)
             self.play_cseq = self.cseq
             self.start_clock = _parse_clock(head.get("range", "")) or start
+        except TimeoutError:  # before OSError, of which it is a subclass
+            raise DeviceError(f"{self.where}: replay: no answer within {self.timeout:g} s") from None
         except (asyncio.IncompleteReadError, ConnectionError, OSError) as exc:
             raise DeviceError(f"{self.where}: replay: the recorder closed the connection ({type(exc).__name__})") \
                 from None
-        except TimeoutError:
-            raise DeviceError(f"{self.where}: replay: no answer within {self.timeout:g} s") from None
+        except (asyncio.LimitOverrunError, ValueError) as exc:
+            raise DeviceError(f"{self.where}: replay: the recorder's RTSP answer is unreadable "
+                              f"({type(exc).__name__})") from None
 
     def _sdp(self, sdp: str) -> str:
         """The video track's control URL; remembers its payload type and parameter sets."""
@@ -319,14 +333,22 @@ class RtspReplay:
         cur_ntp: int | None = None
         cur_flags = 0
         terminal = False
+        loop = asyncio.get_running_loop()
+        keepalive = loop.time() + self.session_timeout / 2
         try:
             while True:
+                if loop.time() >= keepalive:  # a long replay: keep the RTSP session alive
+                    keepalive = loop.time() + self.session_timeout / 2
+                    self._keepalive()
                 try:
                     first = await asyncio.wait_for(self.reader.readexactly(1), idle)
                 except TimeoutError:
                     break
-                if first != b"$":  # an RTSP message from the server (e.g. an ANNOUNCE): skip its head
-                    await self.reader.readuntil(b"\r\n\r\n")
+                if first != b"$":  # an RTSP message (the keep-alive's answer, an ANNOUNCE): skip it
+                    head = (first + await self.reader.readuntil(b"\r\n\r\n")).decode("latin-1").lower()
+                    m = re.search(r"content-length:\s*(\d+)", head)
+                    if m and int(m.group(1)) <= MAX_HEADERS:
+                        await self.reader.readexactly(int(m.group(1)))
                     continue
                 channel, n = struct.unpack(">BH", await self.reader.readexactly(3))
                 packet = await self.reader.readexactly(n)
@@ -369,6 +391,9 @@ class RtspReplay:
                         break
         except (asyncio.IncompleteReadError, ConnectionError, OSError) as exc:
             raise DeviceError(f"{self.where}: replay: the recorder closed the connection "
+                              f"({type(exc).__name__})") from None
+        except (asyncio.LimitOverrunError, ValueError) as exc:
+            raise DeviceError(f"{self.where}: replay: the recorder sent something that is not RTSP/RTP "
                               f"({type(exc).__name__})") from None
         if cur_ts is not None:
             frame = self._frame(depack, cur_ts, first_ts, cur_ntp, cur_flags)
