@@ -9,6 +9,7 @@ import asyncio
 import json
 import shutil
 import struct
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -25,6 +26,7 @@ from plugins.generic_onvif.simulator import OnvifSimulator
 from tests.support.hubrun import make_plugins, write_config
 from tests.test_export import PW, at, footage_dir, stamps
 
+DAY_UTC = datetime(2026, 11, 30, 12, tzinfo=UTC)
 __all__ = ["footage_dir"]  # the module's cache of generated recordings (a fixture)
 
 
@@ -184,3 +186,40 @@ def test_depacketizer_reads_stap_a_and_fu_a() -> None:
     assert unit == (True, b"".join(b"\x00\x00\x00\x01" + n for n in (sps, pps, idr)))
     d.add(bytes([0x7C, 0x05]) + b"lost start")  # a fragment whose start never came: dropped
     assert d.take() is None
+
+
+async def test_a_replay_server_answering_garbage_is_a_clear_device_error() -> None:
+    """Hostile or broken devices: an HTTP answer to DESCRIBE, or RTP after PLAY that stops
+    mid-packet, end in DeviceError (the export retries or fails with one line), never a crash."""
+    from hub.api import DeviceError
+    from plugins.generic_onvif.replay import RtspReplay
+
+    async def http_instead(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+        await writer.drain()
+
+    async def cut_rtp(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        sdp = b"v=0\r\nm=video 0 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\na=control:trackID=1\r\n"
+        for n in range(1, 4):  # DESCRIBE, SETUP, PLAY
+            await reader.readuntil(b"\r\n\r\n")
+            body = sdp if n == 1 else b""
+            writer.write(b"RTSP/1.0 200 OK\r\nCSeq: %d\r\nSession: 1\r\nContent-Length: %d\r\n\r\n%s"
+                         % (n, len(body), body))
+        writer.write(b"$\x00\x05\xdc" + b"\x80\x60" + b"\x00" * 30)  # announces 1500 bytes, sends 32
+        await writer.drain()
+        writer.close()
+
+    for handler, match in ((http_instead, "not an RTSP answer"), (cut_rtp, "closed the connection")):
+        server = await asyncio.start_server(handler, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        session = RtspReplay(f"rtsp://127.0.0.1:{port}/x", "admin", PW, timeout=3)
+        try:
+            with pytest.raises(DeviceError, match=match) as exc:
+                await session.open(DAY_UTC, DAY_UTC)
+                async for _ in session.frames(idle=3):
+                    pass
+            assert PW not in str(exc.value)
+        finally:
+            await session.close()
+            server.close()
