@@ -45,6 +45,7 @@ from hub.api import AuthError, DeviceError
 NTP_EPOCH = datetime(1900, 1, 1, tzinfo=UTC)
 REPLAY_EXTENSION = 0xABAC
 MAX_HEADERS = 64 * 1024
+READ_BLOCK = 256 * 1024
 MAX_NAL = 8 * 1024 * 1024
 """Longest access unit accepted (a 4K keyframe is well under this)."""
 TS_TIME_BASE = Fraction(1, 90_000)
@@ -333,62 +334,46 @@ class RtspReplay:
         cur_ntp: int | None = None
         cur_flags = 0
         terminal = False
-        loop = asyncio.get_running_loop()
-        keepalive = loop.time() + self.session_timeout / 2
         try:
-            while True:
-                if loop.time() >= keepalive:  # a long replay: keep the RTSP session alive
-                    keepalive = loop.time() + self.session_timeout / 2
-                    self._keepalive()
-                try:
-                    first = await asyncio.wait_for(self.reader.readexactly(1), idle)
-                except TimeoutError:
-                    break
-                if first != b"$":  # an RTSP message (the keep-alive's answer, an ANNOUNCE): skip it
-                    head = (first + await self.reader.readuntil(b"\r\n\r\n")).decode("latin-1").lower()
-                    m = re.search(r"content-length:\s*(\d+)", head)
-                    if m and int(m.group(1)) <= MAX_HEADERS:
-                        await self.reader.readexactly(int(m.group(1)))
-                    continue
-                channel, n = struct.unpack(">BH", await self.reader.readexactly(3))
-                packet = await self.reader.readexactly(n)
-                if channel != self.rtp_channel:
-                    if channel == self.rtp_channel + 1 and _has_bye(packet):
-                        break
-                    continue
-                if len(packet) < 12 or packet[0] >> 6 != 2:
-                    continue
-                b0, b1, _seq, ts, _ssrc = struct.unpack_from(">BBHII", packet)
-                if self.payload_type is not None and b1 & 0x7F != self.payload_type:
-                    continue
-                i = 12 + 4 * (b0 & 0x0F)
-                ntp = flags = None
-                if b0 & 0x10 and len(packet) >= i + 4:
-                    profile, words = struct.unpack_from(">HH", packet, i)
-                    if profile == REPLAY_EXTENSION and words >= 3 and len(packet) >= i + 16:
-                        ntp, flags = struct.unpack_from(">QB", packet, i + 4)
-                    i += 4 + 4 * words
-                end = len(packet) - (packet[-1] if b0 & 0x20 and packet else 0)
-                if cur_ts is not None and ts != cur_ts:
-                    frame = self._frame(depack, cur_ts, first_ts, cur_ntp, cur_flags)
-                    if frame is not None:
-                        yield frame
-                    cur_ntp, cur_flags = None, 0
-                if first_ts is None:
-                    first_ts = ts
-                cur_ts = ts
-                if ntp is not None and cur_ntp is None:
-                    cur_ntp, cur_flags = ntp, flags or 0
-                depack.add(packet[i:end])
-                if flags is not None and flags & 0x10:
-                    terminal = True
-                if b1 & 0x80:  # marker: the access unit is complete
-                    frame = self._frame(depack, cur_ts, first_ts, cur_ntp, cur_flags)
-                    cur_ts, cur_ntp, cur_flags = None, None, 0
-                    if frame is not None:
-                        yield frame
-                    if terminal:
-                        break
+            async with contextlib.aclosing(self._interleaved(idle)) as packets:
+                async for channel, packet in packets:
+                    if channel != self.rtp_channel:
+                        if channel == self.rtp_channel + 1 and _has_bye(packet):
+                            break
+                        continue
+                    if len(packet) < 12 or packet[0] >> 6 != 2:
+                        continue
+                    b0, b1, _seq, ts, _ssrc = struct.unpack_from(">BBHII", packet)
+                    if self.payload_type is not None and b1 & 0x7F != self.payload_type:
+                        continue
+                    i = 12 + 4 * (b0 & 0x0F)
+                    ntp = flags = None
+                    if b0 & 0x10 and len(packet) >= i + 4:
+                        profile, words = struct.unpack_from(">HH", packet, i)
+                        if profile == REPLAY_EXTENSION and words >= 3 and len(packet) >= i + 16:
+                            ntp, flags = struct.unpack_from(">QB", packet, i + 4)
+                        i += 4 + 4 * words
+                    end = len(packet) - (packet[-1] if b0 & 0x20 and packet else 0)
+                    if cur_ts is not None and ts != cur_ts:
+                        frame = self._frame(depack, cur_ts, first_ts, cur_ntp, cur_flags)
+                        if frame is not None:
+                            yield frame
+                        cur_ntp, cur_flags = None, 0
+                    if first_ts is None:
+                        first_ts = ts
+                    cur_ts = ts
+                    if ntp is not None and cur_ntp is None:
+                        cur_ntp, cur_flags = ntp, flags or 0
+                    depack.add(packet[i:end])
+                    if flags is not None and flags & 0x10:
+                        terminal = True
+                    if b1 & 0x80:  # marker: the access unit is complete
+                        frame = self._frame(depack, cur_ts, first_ts, cur_ntp, cur_flags)
+                        cur_ts, cur_ntp, cur_flags = None, None, 0
+                        if frame is not None:
+                            yield frame
+                        if terminal:
+                            break
         except (asyncio.IncompleteReadError, ConnectionError, OSError) as exc:
             raise DeviceError(f"{self.where}: replay: the recorder closed the connection "
                               f"({type(exc).__name__})") from None
@@ -399,6 +384,53 @@ class RtspReplay:
             frame = self._frame(depack, cur_ts, first_ts, cur_ntp, cur_flags)
             if frame is not None:
                 yield frame
+
+    async def _interleaved(self, idle: float) -> AsyncGenerator[tuple[int, bytes], None]:
+        """``(channel, packet)`` of the RTP/RTCP interleaved on the RTSP connection (RFC 2326
+        10.12), read in large blocks and cut here (one await per block, not per packet); RTSP
+        messages in between (the keep-alive's answers) are skipped. Ends after ``idle`` quiet
+        seconds."""
+        assert self.reader is not None
+        loop = asyncio.get_running_loop()
+        keepalive = loop.time() + self.session_timeout / 2
+        buf = bytearray()
+        pos = 0
+        while True:
+            if loop.time() >= keepalive:  # a long replay: keep the RTSP session alive
+                keepalive = loop.time() + self.session_timeout / 2
+                self._keepalive()
+            while True:  # every complete item in the buffer
+                if len(buf) - pos < 4:
+                    break
+                if buf[pos] == 0x24:  # "$", channel, length
+                    n = (buf[pos + 2] << 8) | buf[pos + 3]
+                    if len(buf) - pos < 4 + n:
+                        break
+                    yield buf[pos + 1], bytes(buf[pos + 4:pos + 4 + n])
+                    pos += 4 + n
+                    continue
+                end = buf.find(b"\r\n\r\n", pos)
+                if end < 0:
+                    if len(buf) - pos > MAX_HEADERS:
+                        raise ValueError("an RTSP message without end")
+                    break
+                head = bytes(buf[pos:end]).decode("latin-1").lower()
+                m = re.search(r"content-length:\s*(\d+)", head)
+                length = int(m.group(1)) if m else 0
+                if length > MAX_HEADERS:
+                    raise ValueError("an RTSP message too long")
+                if len(buf) - end - 4 < length:
+                    break
+                pos = end + 4 + length
+            del buf[:pos]
+            pos = 0
+            try:
+                block = await asyncio.wait_for(self.reader.read(READ_BLOCK), idle)
+            except TimeoutError:
+                return
+            if not block:
+                raise ConnectionResetError("end of stream")
+            buf += block
 
     def _frame(self, depack: H264Depacketizer, ts: int | None, first_ts: int | None, ntp: int | None,
                flags: int) -> ReplayFrame | None:

@@ -33,10 +33,12 @@ import asyncio
 import base64
 import contextlib
 import hashlib
+import itertools
 import logging
 import re
 import secrets
 import struct
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -56,6 +58,8 @@ NTP_EPOCH = datetime(1900, 1, 1, tzinfo=UTC)
 TRACK_TOKEN = "VIDEO001"
 REPLAY_PREFIX = "/onvif-replay/"
 MAX_REQUEST = 16 * 1024
+READ_AHEAD = 50
+"""Frames read from the stored recording per worker-thread call while replaying."""
 
 
 # ---------------------------------------------------------------------- stored recordings
@@ -471,16 +475,21 @@ class ReplayServer:
         loop = asyncio.get_running_loop()
         t0 = loop.time()
         origin = first.when if first is not None else None
-        frame = first
-        while frame is not None:
-            following = await asyncio.to_thread(next, frames, None)
+        ahead: deque[Frame] = deque([first] if first is not None else [])
+        more = first is not None
+        while ahead:
+            if more and len(ahead) < 2:  # read the next frames in a worker thread, a batch at a time
+                batch = await asyncio.to_thread(lambda: list(itertools.islice(frames, READ_AHEAD)))
+                more = len(batch) == READ_AHEAD
+                ahead.extend(batch)
+            frame = ahead.popleft()
             assert origin is not None
             rtp_ts = round((frame.when - origin).total_seconds() * 90_000)
             if not fast:
                 delay = (frame.when - origin).total_seconds() - (loop.time() - t0)
                 if delay > 0:
                     await asyncio.sleep(delay)
-            for packet in rtp_packets(frame, seq, ssrc, rtp_ts, cseq, last=following is None):
+            for packet in rtp_packets(frame, seq, ssrc, rtp_ts, cseq, last=not ahead):
                 writer.write(interleaved(rtp_channel, packet))
                 seq += 1
                 sent += len(packet)
@@ -490,7 +499,6 @@ class ReplayServer:
                     writer.transport.abort()
                     return
             await writer.drain()
-            frame = following
         # RTCP BYE (RFC 3550 6.6): the range is over
         writer.write(interleaved(rtp_channel + 1, struct.pack(">BBHI", 0x81, 203, 1, ssrc)))
         await writer.drain()
