@@ -769,7 +769,10 @@ class OnvifDriver(Driver):
                     await emit(ts.add(frame, origin))
         finally:
             await session.close()
-        if last is None or (end - last).total_seconds() > REPLAY_END_SLACK:
+        # the recorder said the range is over (RTCP BYE, the T flag): what it sent is all there is;
+        # a recorder that only went quiet must have sent frames up to the end
+        said_end = session.ended in ("bye", "terminal") and last is not None
+        if not said_end and (last is None or (end - last).total_seconds() > REPLAY_END_SLACK):
             stopped = f"at {self._naive(last):%H:%M:%S}" if last else "before the first frame"
             raise DeviceError(f"{client.where}: replay of {segment.name} stopped {stopped}, before "
                               f"{segment.end:%H:%M:%S}")

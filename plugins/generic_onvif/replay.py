@@ -167,6 +167,9 @@ class RtspReplay:
         self.payload_type: int | None = None
         self.parameter_sets: list[bytes] = []
         self.start_clock: datetime | None = None
+        self.ended: str | None = None
+        """How :meth:`frames` ended: ``bye`` (RTCP BYE), ``terminal`` (the T flag), ``idle`` (the
+        recorder went quiet), or ``None`` (the caller stopped reading)."""
 
     # ------------------------------------------------------------ RTSP
     async def _connect(self) -> None:
@@ -339,6 +342,7 @@ class RtspReplay:
                 async for channel, packet in packets:
                     if channel != self.rtp_channel:
                         if channel == self.rtp_channel + 1 and _has_bye(packet):
+                            self.ended = "bye"
                             break
                         continue
                     if len(packet) < 12 or packet[0] >> 6 != 2:
@@ -373,6 +377,7 @@ class RtspReplay:
                         if frame is not None:
                             yield frame
                         if terminal:
+                            self.ended = "terminal"
                             break
         except (asyncio.IncompleteReadError, ConnectionError, OSError) as exc:
             raise DeviceError(f"{self.where}: replay: the recorder closed the connection "
@@ -427,6 +432,7 @@ class RtspReplay:
             try:
                 block = await asyncio.wait_for(self.reader.read(READ_BLOCK), idle)
             except TimeoutError:
+                self.ended = "idle"
                 return
             if not block:
                 raise ConnectionResetError("end of stream")
