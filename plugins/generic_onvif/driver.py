@@ -724,7 +724,9 @@ class OnvifDriver(Driver):
             async with contextlib.aclosing(session.frames(idle=min(cfg.timeout, 30.0))) as frames:
                 async for frame in frames:
                     return frame.when
-            return None
+            if session.ended == "idle":  # slow, not empty: the export must not call this a gap
+                raise DeviceError(f"{session.where}: replay: no frame within {min(cfg.timeout, 30.0):g} s")
+            return None  # the recorder ended the range without a frame
         finally:
             await session.close()
 
