@@ -53,7 +53,7 @@ async def run_export(tmp: Path, sim: OnvifSimulator, start: str, end: str, passw
             username: admin
             password: !secret cam
             events: false
-            timeout: 3
+            timeout: 10
         sites:
           - id: post
         """, secrets={"cam": password})
