@@ -17,7 +17,7 @@ from urllib.parse import quote
 import av
 import pytest
 
-from hub.camera.simfootage import seconds_of_day
+from hub.camera.simfootage import VideoFormat, seconds_of_day
 from hub.config import load_config
 from hub.export.package import verify
 from hub.export.run import ExportError, ExportRequest, export
@@ -124,6 +124,31 @@ async def test_gaps_are_found_with_the_event_search_and_each_stretch_gets_its_mp
     assert (first[0], first[-1]) == (seconds_of_day(at("19:02:00")), seconds_of_day(at("19:02:59")))
     assert (second[0], second[-1]) == (seconds_of_day(at("19:05:00")), seconds_of_day(at("19:06:59")))
     assert m["recorded"] == {"start": "2026-11-30T19:02:00+07:00", "end": "2026-11-30T19:07:00+07:00"}
+
+
+async def test_a_long_stretch_is_replayed_in_chunks_that_join_without_overlap(
+        tmp_path: Path, footage_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """REPLAY_CHUNK_S (10 min) set to 1 min, keyframes every 2 s: 3 minutes come as back-to-back
+    segments, each starting on the keyframe its replay starts with (19:01:30 for 19:01:31), and
+    one MP4 with every frame once."""
+    from plugins.generic_onvif import driver
+
+    monkeypatch.setattr(driver, "REPLAY_CHUNK_S", 60.0)
+    sim = camera(footage_dir, ("19:01:00", "19:05:00"), video=VideoFormat(gop_seconds=2.0))
+    await sim.start()
+    try:
+        result = await run_export(tmp_path, sim, "19:01:31", "19:04:30")
+    finally:
+        await sim.stop()
+    m = result.manifest
+    originals = [f for f in m["files"] if f["kind"] == "original"]
+    assert [(f["recorder_start"][11:], f["recorder_end"][11:]) for f in originals] == [
+        ("19:01:30", "19:02:30"), ("19:02:30", "19:03:30"), ("19:03:30", "19:04:30")]
+    assert m["gaps"] == []
+    (mp4,) = [f for f in m["files"] if f["kind"] == "mp4"]
+    seen = stamps(result.path / mp4["path"])
+    assert (seen[0], seen[-1]) == (seconds_of_day(at("19:01:30")), seconds_of_day(at("19:04:29")))
+    assert len(seen) == 180 * 5 and len(set(seen)) == 180  # every frame once: no overlap, no hole
 
 
 async def test_no_footage_and_a_wrong_password_are_clear(tmp_path: Path, footage_dir: Path) -> None:

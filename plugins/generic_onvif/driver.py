@@ -88,7 +88,9 @@ MAX_PULL_WAIT = 20.0
 MAX_SNAPSHOT_BYTES = 16 * 1024 * 1024
 RETRY_REFUSED = 60.0
 """Seconds between CreatePullPointSubscription attempts on a camera that refused one."""
-REPLAY_CHUNK = 256 * 1024
+SINK_CHUNK = 256 * 1024
+REPLAY_CHUNK_S = 600.0
+"""Longest segment (s): a longer stretch is replayed in pieces of this length."""
 """Bytes of MPEG-TS gathered before they go to the export's sink."""
 REPLAY_END_SLACK = 2.0
 """A replay whose last frame is further than this (s) from the segment's end stopped early."""
@@ -706,14 +708,23 @@ class OnvifDriver(Driver):
             spans = [(lo, hi)] if hi > lo else []
         uri = await profileg.replay_uri(client, rec.token) if spans else ""
         segments = []
+        chunk = timedelta(seconds=REPLAY_CHUNK_S)
         for lo, hi in spans:
-            # the replay starts at the keyframe at or before ``lo``: ask for the first frame's time, so
-            # the segment (and the export's clock for every frame in it) starts where the bytes start
-            first = await self._first_frame(uri, lo, hi)
-            if first is None or first >= hi:
-                continue
-            segments.append(Segment(channel, self._naive(first), self._naive(hi), ref=rec.token,
-                                    name=f"{rec.token}_{self._naive(first):%Y%m%dT%H%M%S}.ts", container="ts"))
+            # one segment per chunk of the stretch (a broken replay is replayed from its chunk's
+            # start, not from the stretch's). A replay starts at the keyframe at or before the time
+            # asked for: ask for each chunk's first frame, so the segment (and the export's clock for
+            # every frame in it) starts where its bytes start and ends where the next one starts
+            starts: list[datetime] = []
+            at = lo
+            while at < hi:
+                first = await self._first_frame(uri, at, hi)
+                if first is not None and first < hi and (not starts or first > starts[-1]):
+                    starts.append(first)
+                at += chunk
+            for i, first in enumerate(starts):
+                last = starts[i + 1] if i + 1 < len(starts) else hi
+                segments.append(Segment(channel, self._naive(first), self._naive(last), ref=rec.token,
+                                        name=f"{rec.token}_{self._naive(first):%Y%m%dT%H%M%S}.ts", container="ts"))
         return segments
 
     async def _first_frame(self, uri: str, start: datetime, end: datetime) -> datetime | None:
@@ -752,7 +763,7 @@ class OnvifDriver(Driver):
             if data:
                 buffered.append(data)
                 size += len(data)
-            if buffered and (flush or size >= REPLAY_CHUNK):
+            if buffered and (flush or size >= SINK_CHUNK):
                 chunk = b"".join(buffered)
                 buffered.clear()
                 size = 0
