@@ -9,6 +9,7 @@ import asyncio
 import json
 import shutil
 import struct
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -63,19 +64,31 @@ async def run_export(tmp: Path, sim: OnvifSimulator, start: str, end: str, passw
     return await export(load_config(cfg, plugins), plugins, request)
 
 
+async def exported(tmp: Path, sim: OnvifSimulator, start: str, end: str,
+                   setup: Callable[[OnvifSimulator], None] | None = None) -> Any:
+    """Start the simulator (``setup`` runs once it listens), export, stop it."""
+    await sim.start()
+    try:
+        if setup is not None:
+            setup(sim)
+        return await run_export(tmp, sim, start, end)
+    finally:
+        await sim.stop()
+
+
 async def test_five_minutes_replayed_from_a_camera_90_s_fast_with_a_dropped_replay(tmp_path: Path,
                                                                                    footage_dir: Path) -> None:
     sim = camera(footage_dir, ("19:01:00", "19:09:00"), clock_skew=90)
-    await sim.start()
+
+    def break_two_replays(sim: OnvifSimulator) -> None:
+        # two replay connections break mid-stream: the search's short look at the first frame may
+        # take one of them (the simulator sends fast and the driver hangs up after a frame), the
+        # download takes the other (or both)
+        assert sim.replay is not None
+        sim.replay.drop_replay_after(150_000, times=2)
+
+    result = await exported(tmp_path, sim, "19:01:30", "19:06:30", break_two_replays)
     assert sim.replay is not None
-    # two replay connections break mid-stream: the search's short look at the first frame may take
-    # one of them (the simulator sends fast and the driver hangs up after a frame), the download
-    # takes the other (or both)
-    sim.replay.drop_replay_after(150_000, times=2)
-    try:
-        result = await run_export(tmp_path, sim, "19:01:30", "19:06:30")
-    finally:
-        await sim.stop()
     pkg = result.path
     assert pkg.is_dir() and not list((tmp_path / "out").glob("*.part"))
     m = json.loads((pkg / "manifest.json").read_bytes())
@@ -108,11 +121,7 @@ async def test_gaps_are_found_with_the_event_search_and_each_stretch_gets_its_mp
     sim = camera(footage_dir, ("19:01:00", "19:03:00"), ("19:05:00", "19:07:00"))
     assert sim.profile_g is not None
     sim.profile_g.page_limit = 1  # one result per answer: the driver must page until Completed
-    await sim.start()
-    try:
-        result = await run_export(tmp_path, sim, "19:02:00", "19:07:30")
-    finally:
-        await sim.stop()
+    result = await exported(tmp_path, sim, "19:02:00", "19:07:30")
     m = result.manifest
     assert m["gaps"] == [{"start": "2026-11-30T19:03:00+07:00", "end": "2026-11-30T19:05:00+07:00"},
                          {"start": "2026-11-30T19:07:00+07:00", "end": "2026-11-30T19:07:30+07:00"}]
@@ -135,11 +144,7 @@ async def test_a_long_stretch_is_replayed_in_chunks_that_join_without_overlap(
 
     monkeypatch.setattr(driver, "REPLAY_CHUNK_S", 60.0)
     sim = camera(footage_dir, ("19:01:00", "19:05:00"), video=VideoFormat(gop_seconds=2.0))
-    await sim.start()
-    try:
-        result = await run_export(tmp_path, sim, "19:01:31", "19:04:30")
-    finally:
-        await sim.stop()
+    result = await exported(tmp_path, sim, "19:01:31", "19:04:30")
     m = result.manifest
     originals = [f for f in m["files"] if f["kind"] == "original"]
     assert [(f["recorder_start"][11:], f["recorder_end"][11:]) for f in originals] == [
@@ -168,11 +173,7 @@ async def test_without_event_search_the_recordings_own_span_is_used(tmp_path: Pa
     """A device that answers FindEvents with ActionNotSupported: the export still works, from
     EarliestRecording..LatestRecording (a gap inside that span cannot be known then)."""
     sim = camera(footage_dir, ("19:01:00", "19:03:00"), unsupported={"FindEvents"})
-    await sim.start()
-    try:
-        result = await run_export(tmp_path, sim, "19:02:30", "19:03:30")
-    finally:
-        await sim.stop()
+    result = await exported(tmp_path, sim, "19:02:30", "19:03:30")
     assert sim.stats["not_supported"] == 1 and sim.stats["GetEventSearchResults"] == 0
     m = result.manifest
     assert m["gaps"] == [{"start": "2026-11-30T19:03:00+07:00", "end": "2026-11-30T19:03:30+07:00"}]
