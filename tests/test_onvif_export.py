@@ -169,12 +169,14 @@ async def test_no_footage_and_a_wrong_password_are_clear(tmp_path: Path, footage
         await sim.stop()
 
 
-async def test_without_event_search_the_recordings_own_span_is_used(tmp_path: Path, footage_dir: Path) -> None:
-    """A device that answers FindEvents with ActionNotSupported: the export still works, from
+async def test_an_older_device_without_getservices_and_findevents(tmp_path: Path, footage_dir: Path) -> None:
+    """A device that answers GetServices and FindEvents with ActionNotSupported: its search and
+    replay services come from GetCapabilities (Extension), and the export still works from
     EarliestRecording..LatestRecording (a gap inside that span cannot be known then)."""
-    sim = camera(footage_dir, ("19:01:00", "19:03:00"), unsupported={"FindEvents"})
+    sim = camera(footage_dir, ("19:01:00", "19:03:00"), unsupported={"GetServices", "FindEvents"})
     result = await exported(tmp_path, sim, "19:02:30", "19:03:30")
-    assert sim.stats["not_supported"] == 1 and sim.stats["GetEventSearchResults"] == 0
+    assert sim.stats["GetCapabilities"] >= 1 and sim.stats["FindRecordings"] == 1
+    assert sim.stats["not_supported"] >= 2 and sim.stats["GetEventSearchResults"] == 0
     m = result.manifest
     assert m["gaps"] == [{"start": "2026-11-30T19:03:00+07:00", "end": "2026-11-30T19:03:30+07:00"}]
     (mp4,) = [f for f in m["files"] if f["kind"] == "mp4"]

@@ -51,7 +51,7 @@ from hub.camera.http import CameraHttp, split_url
 from . import recordings as profileg
 from .events import KINDS, OnvifEvent, from_zeep_notification
 from .replay import RtspReplay, TsWriter
-from .soapxml import SoapParseError, format_datetime
+from .soapxml import SoapParseError, format_datetime, local, text
 
 
 def _import_onvif() -> Any:
@@ -317,6 +317,11 @@ class OnvifClient:
                                      (extension, "Search", SEARCH_NS), (extension, "Replay", REPLAY_NS)):
                 section = getattr(holder, name, None)
                 addr = getattr(section, "XAddr", None)
+                if section is None and holder is extension:
+                    # zeep lets the Extension's leading xs:any swallow Search and Replay: raw elements
+                    raw = next((el for el in getattr(extension, "_value_1", None) or []
+                                if isinstance(getattr(el, "tag", None), str) and local(el) == name), None)
+                    addr = text(raw, "XAddr") if raw is not None else None
                 if isinstance(addr, str) and addr.startswith(("http://", "https://")):
                     xaddrs[ns] = normalize_url(addr) or addr
         self.cam.xaddrs.update(xaddrs)

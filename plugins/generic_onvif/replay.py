@@ -303,6 +303,8 @@ class RtspReplay:
         for line in sdp.splitlines():
             line = line.strip()
             if line.startswith("m="):
+                if self.payload_type is not None:
+                    break  # the first video track only
                 in_video = line.startswith("m=video")
                 if in_video:
                     parts = line.split()
