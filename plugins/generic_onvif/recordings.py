@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from hub.api import DeviceError
+from hub.api import AuthError, DeviceError
 
 from .events import _zeep_items, normalise_topic, parse_bool, simple_items
 from .soapxml import child
@@ -112,14 +112,23 @@ async def data_spans(client: Any, rec: RecordingInfo, start: datetime,
         token = await client.call("FindEvents", lambda: service.FindEvents(
             {"StartPoint": start, "EndPoint": end, "Scope": {"IncludedRecordings": [rec.token]},
              "SearchFilter": {}, "IncludeStartState": True, "KeepAliveTime": KEEP_ALIVE}))
+    except AuthError:
+        raise
     except DeviceError as exc:
         log.info("%s: no event search (%s); using the recording's whole span", client.where, exc)
         return None
     token = getattr(token, "SearchToken", token)
     if not isinstance(token, str) or not token:
         return None
+    try:
+        results = await _paged(client, service, "event search", "GetEventSearchResults", token)
+    except AuthError:
+        raise
+    except DeviceError as exc:
+        log.info("%s: event search failed (%s); using the recording's whole span", client.where, exc)
+        return None
     changes: list[tuple[datetime, bool]] = []
-    for result in await _paged(client, service, "event search", "GetEventSearchResults", token):
+    for result in results:
         if getattr(result, "RecordingToken", rec.token) != rec.token:
             continue
         track = getattr(result, "TrackToken", None)
