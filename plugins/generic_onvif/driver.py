@@ -89,9 +89,9 @@ MAX_SNAPSHOT_BYTES = 16 * 1024 * 1024
 RETRY_REFUSED = 60.0
 """Seconds between CreatePullPointSubscription attempts on a camera that refused one."""
 SINK_CHUNK = 256 * 1024
+"""Bytes of MPEG-TS gathered before they go to the export's sink."""
 REPLAY_CHUNK_S = 600.0
 """Longest segment (s): a longer stretch is replayed in pieces of this length."""
-"""Bytes of MPEG-TS gathered before they go to the export's sink."""
 REPLAY_END_SLACK = 2.0
 """A replay whose last frame is further than this (s) from the segment's end stopped early."""
 SKEW_PUBLISH_STEP = 2.0
