@@ -340,47 +340,50 @@ class RtspReplay:
         cur_flags = 0
         terminal = False
         try:
-            async with contextlib.aclosing(self._interleaved(idle)) as packets:
-                async for channel, packet in packets:
-                    if channel != self.rtp_channel:
-                        if channel == self.rtp_channel + 1 and _has_bye(packet):
-                            self.ended = "bye"
-                            break
-                        continue
-                    if len(packet) < 12 or packet[0] >> 6 != 2:
-                        continue
-                    b0, b1, _seq, ts, _ssrc = struct.unpack_from(">BBHII", packet)
-                    if self.payload_type is not None and b1 & 0x7F != self.payload_type:
-                        continue
-                    i = 12 + 4 * (b0 & 0x0F)
-                    ntp = flags = None
-                    if b0 & 0x10 and len(packet) >= i + 4:
-                        profile, words = struct.unpack_from(">HH", packet, i)
-                        if profile == REPLAY_EXTENSION and words >= 3 and len(packet) >= i + 16:
-                            ntp, flags = struct.unpack_from(">QB", packet, i + 4)
-                        i += 4 + 4 * words
-                    end = len(packet) - (packet[-1] if b0 & 0x20 and packet else 0)
-                    if cur_ts is not None and ts != cur_ts:
-                        frame = self._frame(depack, cur_ts, first_ts, cur_ntp, cur_flags)
-                        if frame is not None:
-                            yield frame
-                        cur_ntp, cur_flags = None, 0
-                    if first_ts is None:
-                        first_ts = ts
-                    cur_ts = ts
-                    if ntp is not None and cur_ntp is None:
-                        cur_ntp, cur_flags = ntp, flags or 0
-                    depack.add(packet[i:end])
-                    if flags is not None and flags & 0x10:
-                        terminal = True
-                    if b1 & 0x80:  # marker: the access unit is complete
-                        frame = self._frame(depack, cur_ts, first_ts, cur_ntp, cur_flags)
-                        cur_ts, cur_ntp, cur_flags = None, None, 0
-                        if frame is not None:
-                            yield frame
-                        if terminal:
-                            self.ended = "terminal"
-                            break
+            async with contextlib.aclosing(self._interleaved(idle)) as blocks:
+                async for block in blocks:
+                    for channel, packet in block:
+                        if channel != self.rtp_channel:
+                            if channel == self.rtp_channel + 1 and _has_bye(packet):
+                                self.ended = "bye"
+                                break
+                            continue
+                        if len(packet) < 12 or packet[0] >> 6 != 2:
+                            continue
+                        b0, b1, _seq, ts, _ssrc = struct.unpack_from(">BBHII", packet)
+                        if self.payload_type is not None and b1 & 0x7F != self.payload_type:
+                            continue
+                        i = 12 + 4 * (b0 & 0x0F)
+                        ntp = flags = None
+                        if b0 & 0x10 and len(packet) >= i + 4:
+                            profile, words = struct.unpack_from(">HH", packet, i)
+                            if profile == REPLAY_EXTENSION and words >= 3 and len(packet) >= i + 16:
+                                ntp, flags = struct.unpack_from(">QB", packet, i + 4)
+                            i += 4 + 4 * words
+                        end = len(packet) - (packet[-1] if b0 & 0x20 and packet else 0)
+                        if cur_ts is not None and ts != cur_ts:
+                            frame = self._frame(depack, cur_ts, first_ts, cur_ntp, cur_flags)
+                            if frame is not None:
+                                yield frame
+                            cur_ntp, cur_flags = None, 0
+                        if first_ts is None:
+                            first_ts = ts
+                        cur_ts = ts
+                        if ntp is not None and cur_ntp is None:
+                            cur_ntp, cur_flags = ntp, flags or 0
+                        depack.add(packet[i:end])
+                        if flags is not None and flags & 0x10:
+                            terminal = True
+                        if b1 & 0x80:  # marker: the access unit is complete
+                            frame = self._frame(depack, cur_ts, first_ts, cur_ntp, cur_flags)
+                            cur_ts, cur_ntp, cur_flags = None, None, 0
+                            if frame is not None:
+                                yield frame
+                            if terminal:
+                                self.ended = "terminal"
+                                break
+                    if self.ended is not None:  # BYE or the T flag
+                        break
         except (asyncio.IncompleteReadError, ConnectionError, OSError) as exc:
             raise DeviceError(f"{self.where}: replay: the recorder closed the connection "
                               f"({type(exc).__name__})") from None
@@ -392,45 +395,44 @@ class RtspReplay:
             if frame is not None:
                 yield frame
 
-    async def _interleaved(self, idle: float) -> AsyncGenerator[tuple[int, bytes], None]:
-        """``(channel, packet)`` of the RTP/RTCP interleaved on the RTSP connection (RFC 2326
-        10.12), read in large blocks and cut here (one await per block, not per packet); RTSP
+    async def _interleaved(self, idle: float) -> AsyncGenerator[list[tuple[int, bytes]], None]:
+        """The RTP/RTCP interleaved on the RTSP connection (RFC 2326 10.12) as ``(channel,
+        packet)``, a list per block read (one await per 256 KB block, not per packet); RTSP
         messages in between (the keep-alive's answers) are skipped. Ends after ``idle`` quiet
         seconds."""
         assert self.reader is not None
         loop = asyncio.get_running_loop()
         keepalive = loop.time() + self.session_timeout / 2
-        buf = bytearray()
-        pos = 0
+        buf = b""
         while True:
             if loop.time() >= keepalive:  # a long replay: keep the RTSP session alive
                 keepalive = loop.time() + self.session_timeout / 2
                 self._keepalive()
-            while True:  # every complete item in the buffer
-                if len(buf) - pos < 4:
-                    break
+            items: list[tuple[int, bytes]] = []
+            pos, size = 0, len(buf)
+            while size - pos >= 4:  # every complete item in the buffer
                 if buf[pos] == 0x24:  # "$", channel, length
                     n = (buf[pos + 2] << 8) | buf[pos + 3]
-                    if len(buf) - pos < 4 + n:
+                    if size - pos < 4 + n:
                         break
-                    yield buf[pos + 1], bytes(buf[pos + 4:pos + 4 + n])
+                    items.append((buf[pos + 1], buf[pos + 4:pos + 4 + n]))
                     pos += 4 + n
                     continue
                 end = buf.find(b"\r\n\r\n", pos)
                 if end < 0:
-                    if len(buf) - pos > MAX_HEADERS:
+                    if size - pos > MAX_HEADERS:
                         raise ValueError("an RTSP message without end")
                     break
-                head = bytes(buf[pos:end]).decode("latin-1").lower()
-                m = re.search(r"content-length:\s*(\d+)", head)
+                m = re.search(rb"(?i)content-length:\s*(\d+)", buf[pos:end])
                 length = int(m.group(1)) if m else 0
                 if length > MAX_HEADERS:
                     raise ValueError("an RTSP message too long")
-                if len(buf) - end - 4 < length:
+                if size - end - 4 < length:
                     break
                 pos = end + 4 + length
-            del buf[:pos]
-            pos = 0
+            if items:
+                yield items
+            buf = buf[pos:]
             try:
                 block = await asyncio.wait_for(self.reader.read(READ_BLOCK), idle)
             except TimeoutError:
