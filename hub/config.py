@@ -17,12 +17,21 @@ import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, Field, SecretStr, TypeAdapter, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    Field,
+    SecretStr,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from hub.api import DeviceConfig, Id, StrictModel
 from hub.i18n import N_, _, tr, use_language
@@ -286,6 +295,57 @@ class ExportSection(StrictModel):
                                           "out (faster; it stays in original/)")
 
 
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*$")
+_DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600}
+
+
+def parse_duration(value: Any) -> float:
+    """``90s``, ``30m``, ``48h`` or a number of seconds -> seconds (ValueError: a bad duration)."""
+    if isinstance(value, bool):
+        raise ValueError(f"bad duration {value!r}: write 90s, 30m, 48h or a number of seconds")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        m = _DURATION.match(str(value))
+        if m is None:
+            raise ValueError(f"bad duration {value!r}: write 90s, 30m, 48h or a number of seconds")
+        seconds = float(m.group(1)) * _DURATION_UNITS[m.group(2)]
+    if seconds <= 0:
+        raise ValueError(f"bad duration {value!r}: it must be more than 0")
+    return seconds
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+"""Seconds, written ``90s``, ``30m``, ``48h`` or as a number of seconds."""
+
+
+class DeadlinesConfig(StrictModel):
+    """Hours (a duration) a contractor has to repair a device of each kind."""
+
+    camera: Duration = Field("48h", validate_default=True, description="camera deadline")
+    recorder: Duration = Field("24h", validate_default=True, description="recorder deadline")
+    ups: Duration = Field("72h", validate_default=True, description="UPS deadline")
+    light: Duration = Field("72h", validate_default=True, description="light deadline")
+
+
+class ContractorConfig(StrictModel):
+    name: Id = Field(description="the user (role `contractor`) who acts for this contractor")
+    phone: str | None = Field(None, description="phone number")
+    contact: str | None = Field(None, description="who to call, address")
+    sites: list[str] | None = Field(None, description="the sites under contract (the user's `sites` too: give "
+                                    "them here or there, not differently in both; none: every site)")
+    deadlines: DeadlinesConfig = Field(DeadlinesConfig(), description="repair deadline per kind "
+                                       "(`camera`, `recorder`, `ups`, `light`; default 48h, 24h, 72h, 72h)")
+
+
+class TicketsSection(StrictModel):
+    open_after: Duration = Field("30m", validate_default=True,
+                                 description="a fault lasting this long opens a maintenance ticket "
+                                             "(`90s`, `30m`, `48h` or seconds)")
+    close_after: Duration = Field("10m", validate_default=True,
+                                  description="a fault gone this long closes its ticket as recovered")
+
+
 class _TopModel(StrictModel):
     hub: HubSection = HubSection()
     mqtt: MqttSection = MqttSection()
@@ -294,6 +354,8 @@ class _TopModel(StrictModel):
     devices: list[dict[str, Any]] = []
     users: list[UserConfig] = []
     rules: dict[str, dict[str, Any] | None] = {}
+    contractors: list[ContractorConfig] = []
+    tickets: TicketsSection = TicketsSection()
 
 
 @dataclass
@@ -310,6 +372,8 @@ class Config:
     rules_enabled: dict[str, bool]
     warnings: list[str] = field(default_factory=list)
     export: ExportSection = field(default_factory=ExportSection)
+    contractors: list[ContractorConfig] = field(default_factory=list)
+    tickets: TicketsSection = field(default_factory=TicketsSection)
 
     @property
     def data_dir(self) -> Path:
@@ -321,6 +385,13 @@ class Config:
 
     def device(self, device_id: str) -> DeviceConfig | None:
         return next((d for d in self.devices if d.id == device_id), None)
+
+    def user(self, name: str | None) -> UserConfig | None:
+        return next((u for u in self.users if u.name == name), None)
+
+    def contractor_for(self, site: str | None) -> ContractorConfig | None:
+        """The first contractor (in config order) whose sites hold ``site`` (one without sites holds all)."""
+        return next((c for c in self.contractors if c.sites is None or site in c.sites), None)
 
     def secrets(self) -> list[str]:
         """Every password in the config (for tests and log redaction)."""
@@ -709,6 +780,57 @@ def _check_rules(ck: _Check, options_by_rule: dict[str, dict[str, Any] | None],
     return rules, enabled
 
 
+def _unknown_sites(ck: _Check, i: int, c: ContractorConfig, site_ids: dict[str, int]) -> bool:
+    bad = False
+    for j, s in enumerate(c.sites or []):
+        if s not in site_ids:
+            ck.add(("contractors", i, "sites", j), f"contractors[{i}].sites[{j}]",
+                   f"unknown site {s!r} (defined sites: {', '.join(site_ids) or 'none'})")
+            bad = True
+    return bad
+
+
+def _check_contractors(ck: _Check, contractors: list[ContractorConfig], users: list[UserConfig],
+                       site_ids: dict[str, int]) -> None:
+    """Each contractor is a user with role contractor (when the config has ``users:``), named once, at
+    known sites. Its sites are
+    given once: ``contractors[].sites`` or the user's ``sites`` (the same list in both is accepted);
+    after this both hold them, so the broker's ACL (``anninh acl``) and the hub read one list."""
+    seen: dict[str, int] = {}
+    for i, c in enumerate(contractors):
+        loc = ("contractors", i)
+        if c.name in seen:
+            ck.add((*loc, "name"), f"contractors[{i}].name",
+                   f"duplicate contractor {c.name!r} (also contractors[{seen[c.name]}])")
+            continue
+        seen[c.name] = i
+        k, user = next(((k, u) for k, u in enumerate(users) if u.name == c.name), (-1, None))
+        if user is None and not users:
+            # no users: no logins and no roles (a loopback broker): the contractor is a name on its tickets
+            _unknown_sites(ck, i, c, site_ids)
+            continue
+        if user is None:
+            ck.add((*loc, "name"), f"contractors[{i}].name",
+                   f"unknown user {c.name!r} (a contractor is a user with role contractor under users:)")
+            continue
+        if user.role != "contractor":
+            ck.add((*loc, "name"), f"contractors[{i}].name",
+                   f"user {c.name!r} has role {user.role}, not contractor")
+            continue
+        if _unknown_sites(ck, i, c, site_ids):
+            continue
+        if c.sites is not None and user.sites is not None and sorted(c.sites) != sorted(user.sites):
+            ck.add(("users", k, "sites"), f"users[{k}].sites",
+                   f"the sites of contractor {c.name!r} are given in contractors[{i}].sites too, differently; "
+                   "give them in one place")
+            continue
+        if c.sites is None:
+            if user.sites is not None:
+                contractors[i] = c.model_copy(update={"sites": list(user.sites)})
+        else:
+            users[k] = user.model_copy(update={"sites": list(c.sites)})
+
+
 # ------------------------------------------------------------------ entry point
 def load_config(path: str | Path, plugins: Any | None = None) -> Config:
     """Load and validate a config file. ``plugins`` is a :class:`hub.plugins.PluginManager`
@@ -733,7 +855,9 @@ def load_config(path: str | Path, plugins: Any | None = None) -> Config:
     user_names = _check_users(ck, top.users, site_ids)
     _check_client_id(ck, top.mqtt, user_names)
     rules, enabled = _check_rules(ck, top.rules, plugins)
+    _check_contractors(ck, top.contractors, top.users, site_ids)
     if ck.issues:
         raise ConfigError(ck.issues, resolved)
     return Config(path=path, hub=top.hub, mqtt=top.mqtt, sites=top.sites, devices=devices,
-                  users=top.users, rules=rules, rules_enabled=enabled, warnings=ck.warnings, export=top.export)
+                  users=top.users, rules=rules, rules_enabled=enabled, warnings=ck.warnings, export=top.export,
+                  contractors=top.contractors, tickets=top.tickets)

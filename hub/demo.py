@@ -129,6 +129,7 @@ class Demo:
         self.footage: tuple[datetime, datetime] | None = None  # the NVR's real footage (its clock, naive)
         self.loop: asyncio.AbstractEventLoop | None = None
         self.background: list[asyncio.Task[Any]] = []
+        self.ticket: int | None = None  # the maintenance ticket the story opens
 
     # ------------------------------------------------------------------ simulators
     async def start_simulators(self) -> None:
@@ -228,6 +229,10 @@ class Demo:
               night_light: {{evaluate_interval: 1, min_switch_interval: 300}}
               host_power: {{suspect_window: 30}}
               offline_cause: {{settle: 3}}
+            contractors:
+              - {{name: thau1, phone: "0912 345 678", contact: "Công ty TNHH Camera Bình Minh",
+                  deadlines: {{camera: 48h, recorder: 24h, ups: 72h, light: 72h}}}}
+            tickets: {{open_after: 20m, close_after: 10m}}
             sites:
             """) + sites + "\ndevices:\n" + "".join(f"  - {d}\n" for d in devices)
 
@@ -277,6 +282,24 @@ class Demo:
             if sim is not None:
                 await sim.stop()
 
+        async def camera_breaks() -> None:
+            sim = self.sims.get("cam-kp2")
+            if sim is not None:
+                await sim.stop()
+
+        async def camera_repaired() -> None:
+            sim = self.sims.get("cam-kp2")
+            if sim is not None:
+                await sim.start()
+
+        def contractor_ack() -> None:
+            if self.ticket is None:
+                self.say("(no ticket opened yet: the acknowledgement is left out)")
+            else:
+                self.publish("anninh/bridge/request/ticket", json.dumps({
+                    "action": "ack", "ticket": self.ticket, "by": "thau1", "note": "sáng mai tới sửa",
+                    "transaction": "demo-ticket"}))
+
         async def house_back() -> None:
             sim = self.sims.get("cam-kp5")
             if sim is not None:
@@ -304,7 +327,14 @@ class Demo:
             Step(dusk + m(95), tr("Officer An hands the market light back to automatic ({payload}).",
                                   payload='{"mode":"auto"}'), officer({"mode": "auto"})),
             Step(dusk + m(110), _("Nhà chị Hoa (kp5-hoa, no UPS) goes dark: its only camera drops."), house_dark),
+            Step(dusk + m(112), _("Camera cam-kp2 at Nhà bà Lan breaks down (the house has power): after "
+                                  "20 minutes (tickets.open_after) the hub opens a maintenance ticket for "
+                                  "contractor thau1."), camera_breaks),
+            Step(dusk + m(158), _("Contractor thau1 acknowledges the ticket from the phone "
+                                  "(MQTT anninh/bridge/request/ticket)."), contractor_ack),
             Step(dusk + m(160), _("Power is back at kp5-hoa."), house_back),
+            Step(dusk + m(170), _("The contractor repairs cam-kp2: 10 minutes later the ticket closes as "
+                                  "recovered."), camera_repaired),
             Step(dusk + m(185), _("The night passes…"), jump_to=dawn - m(15)),
             Step(dawn - m(3), tr("Dawn: above −1° (at about {time}) the rule switches the black-spot "
                                  "lights off.", time=dawn.strftime("%H:%M"))),
@@ -417,6 +447,8 @@ class Demo:
 
     def _on_event(self, event: HubEvent) -> None:
         self.events.append(event)
+        if event.type == "ticket_opened":
+            self.ticket = event.data.get("ticket")
         if self.plain:
             data = {k: v for k, v in event.as_json().items() if k not in ("type", "time")}
             stamp = event.time.astimezone(TZ).strftime("%H:%M")

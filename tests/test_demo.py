@@ -43,6 +43,9 @@ def test_demo_scenario_runs_end_to_end() -> None:
     assert 'event export_started {"device": "nvr-post"' in out, out[-3000:]
     assert re.search(r'event export_done \{"device": "nvr-post".*"complete": true', out), out[-3000:]
     assert re.search(r"The officer's phone gets the package nvr-post-ch01-\S+ \(complete\): /\S+/data/exports/", out)
+    # a camera broken at a house with power: a maintenance ticket for the contractor
+    assert 'event ticket_opened {"device": "cam-kp2"' in out, out[-3000:]
+    assert '"contractor": "thau1"' in out
     # morning: lights off
     assert "light-kp3 -> OFF: daylight" in out
     assert "mosquitto_pub -h 127.0.0.1" in out

@@ -71,6 +71,14 @@ TOPICS: tuple[Topic, ...] = (
           '"start", "end", "case", "reason"}`), answered with `package_id` and `path` once sealed; events '
           "`export_started`, `export_progress` (`percent`), `export_done`, `export_failed` "
           "([docs/export.md](docs/export.md))", retained=False, direction="in"),
+    Topic("<base>/bridge/request/ticket/<user>` → `<base>/bridge/response/ticket/<user>",
+          'a contractor (at their sites) or an installer acts on a maintenance ticket (the user is the '
+          'topic\'s): `{"action": "ack"\\|"resolve", "ticket": 12, "note": "..."}` (`resolve` needs the '
+          "`note`), answered with the ticket; events `ticket_acknowledged`, `ticket_resolved` "
+          "([docs/operations.md](docs/operations.md))", retained=False, direction="in"),
+    Topic("<base>/site/<site>/tickets",
+          '`{"site", "count", "tickets": [{"id", "device", "kind", "fault", "contractor", "opened", "due", '
+          '"acknowledged", "ack_by", "overdue", "detail"}]}`: the open maintenance tickets of the site'),
     Topic("homeassistant/<component>/<device>/<field>/config",
           "Home Assistant discovery (with availability); the hub itself is the device `anninh_bridge`; "
           "what a user gets: [docs/home-assistant.md](docs/home-assistant.md)"),
@@ -87,6 +95,7 @@ DEVICE_AVAILABILITY = "{base}/{device}/availability"
 DEVICE_SET = "{base}/{device}/set"
 SITE_STATE = "{base}/site/{site}"
 SITE_EVENT = "{base}/site/{site}/event"
+SITE_TICKETS = "{base}/site/{site}/tickets"
 """``str.format`` templates of the topics above, for code that builds them."""
 
 COMMON_FIELDS = ("type", "time", "device", "site", "message")
@@ -114,6 +123,9 @@ class EventType:
 
 
 _WHO = {"user": "the user who asked, when a named user did"}
+_TICKET = {"ticket": "the ticket's number"}
+_TICKET_FAULT = {"fault": "`offline`, `image_blurry`, `disk_error`, … (docs/operations.md)",
+                 "kind": "`camera`, `recorder`, `ups` or `light`"}
 _CHANNEL = {"channel": "the channel (1 for a camera; ONVIF cameras, one video source, leave it out)"}
 _ACTIVE = {"active": "true when it starts, false when it ends"}
 _ENDED = {"ended": '`"timeout"` when the device never sent the end and the hub ended it'}
@@ -276,6 +288,24 @@ def _events() -> dict[str, EventType]:
         "camera_offline": EventType("a camera is offline, with the likely cause",
                                     {"cause": "`power`, `network`, `camera`, …", "detail": "what was seen"},
                                     source="default_rules", by="cause", messages=OFFLINE_CAUSES),
+        "ticket_opened": EventType(
+            "a fault lasted longer than `tickets.open_after`: a maintenance ticket is opened",
+            {**_TICKET, **_TICKET_FAULT, "opened": "when (ISO-8601)", "due": "the contract's deadline (ISO-8601)"},
+            {"contractor": "the contractor in charge", "detail": "what was seen"}, source="ops",
+            message=N_("Maintenance ticket #{ticket} opened for {device}: {fault}; repair due {due}")),
+        "ticket_acknowledged": EventType(
+            "a contractor took a ticket on", {**_TICKET, "by": "the user"}, {"note": "their note"}, source="ops",
+            message=N_("Ticket #{ticket} ({device}) acknowledged by {by}")),
+        "ticket_resolved": EventType(
+            "a ticket is closed: the fault is gone (`recovered`) or a contractor repaired it (`resolved`)",
+            {**_TICKET, **_TICKET_FAULT, "resolution": "`recovered` or `resolved`", "opened": "ISO-8601",
+             "due": "ISO-8601", "within_deadline": "closed by the deadline"},
+            {"by": "the user who resolved it", "note": "their note", "contractor": "the contractor in charge"},
+            source="ops", message=N_("Ticket #{ticket} ({device}, {fault}) closed: {resolution}")),
+        "ticket_overdue": EventType(
+            "a ticket passed its deadline still open", {**_TICKET, **_TICKET_FAULT, "due": "the deadline"},
+            {"contractor": "the contractor in charge"}, source="ops",
+            message=N_("Ticket #{ticket} ({device}, {fault}) is past its repair deadline {due}")),
         "reference_set": EventType("a reference picture was stored", {"source": "`auto`, `cli`, `mqtt`"},
                                    source="image_health"),
     }

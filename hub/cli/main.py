@@ -23,13 +23,14 @@ from hub.cli import acl, check, demo, discover, plugins, run, simulate
 from hub.cli.common import Cli, apply_lang, lang_arg, setup_logging
 from hub.export.cli import EXPORT
 from hub.i18n import _
+from hub.ops.tickets_cli import TICKETS
 from hub.plugins import PluginManager, load_plugins
 
 log = logging.getLogger("hub.cli")
 
 BUILTIN: tuple[CommandSpec, ...] = (run.RUN, check.CHECK, demo.DEMO, plugins.PLUGINS, simulate.SIMULATE)
 """Listed first, in this order, in ``anninh --help``."""
-EXTRA: tuple[CommandSpec, ...] = (acl.ACL, discover.DISCOVER, EXPORT)
+EXTRA: tuple[CommandSpec, ...] = (acl.ACL, discover.DISCOVER, EXPORT, TICKETS)
 """Listed after, sorted by name together with the plugins' commands."""
 
 
