@@ -160,7 +160,8 @@ def test_flag_and_offline_messages_follow_their_code() -> None:
 # ---------------------------------------------------------------- what the hub says, on MQTT
 
 def _patterns(lang: str) -> list[re.Pattern[str]]:
-    """Every sentence of the catalogs in ``lang`` (msgid for English) as a pattern, placeholders as .+"""
+    """Every sentence of the catalogs in ``lang`` (msgid for English) as a pattern, placeholders as .+
+    (the texts the two languages write alike are left out: they tell no language apart)"""
     from babel.messages.pofile import read_po
 
     out = []
@@ -169,7 +170,7 @@ def _patterns(lang: str) -> list[re.Pattern[str]]:
             catalog = read_po(f)
         for m in catalog:
             text = m.id if lang == "en" else m.string
-            if m.id and isinstance(text, str) and text:
+            if m.id and isinstance(text, str) and text and m.string != m.id:
                 parts = PLACEHOLDER.split(text)
                 out.append(re.compile(".+".join(re.escape(p) for p in parts), re.S))
     return out
@@ -205,21 +206,25 @@ async def test_the_evening_speaks_the_hubs_language(lang: str, other: str, tmp_p
     events, lights = await _evening(lang, tmp_path)
     types = {e["type"] for e in events}
     assert {"power_lost", "camera_offline", "command", "on_battery"} <= types, types
+    mine, theirs = _patterns(lang), _patterns(other)
     for event in events:
         fields = {k: v for k, v in event.items() if k not in ("type", "time", "message")}
         with use_language(lang):
             want = event_message(event["type"], fields)
         with use_language(other):
             wrong = event_message(event["type"], fields)
-        assert event["message"] == want, event
+        said = event["message"]
         assert want != wrong, event  # the two catalogs differ for every event the evening brings
+        assert said != wrong, event
+        if said != want:  # an emitter that builds its own sentence (tickets: the fault and deadline spoken)
+            assert any(p.fullmatch(said) for p in mine), (lang, event)
+            assert not any(p.fullmatch(said) for p in theirs), (other, event)
     reasons = {s["reason"] for s in lights if s.get("reason")}
     codes = {s["reason_code"] for s in lights if s.get("reason_code")}
     assert {"night_rule_dark", "manual_officer", "released"} <= codes, codes
-    mine, theirs = _patterns(lang), _patterns(other)
     for reason in reasons:
         assert any(p.fullmatch(reason) for p in mine), (lang, reason)
-        assert not any(p.fullmatch(reason) for p in theirs if p.pattern != ".+"), (other, reason)
+        assert not any(p.fullmatch(reason) for p in theirs), (other, reason)
     if lang == "vi":
         assert any("điểm đen" in r for r in reasons), reasons
         assert json.dumps(events, ensure_ascii=False).count("Mất điện lưới tại kp3-tam") == 1
