@@ -1,1 +1,1 @@
-"""Operations: maintenance tickets, periodic reports."""
+"""Operations: maintenance tickets and the periodic reports."""

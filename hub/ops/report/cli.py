@@ -1,7 +1,7 @@
 """``anninh report``: the periodic report of the commune's system, from the hub's history.
 
     anninh report -c FILE (--month YYYY-MM | --quarter YYYY-Qn | --from DATE --to DATE) [--site S]
-                  [--lang vi|en] -o FILE.pdf|FILE.html
+                  [--lang vi|en] -o FILE.pdf|FILE.html      (--lang: every command's option)
 
 Periods are in the hub's timezone (``hub.timezone``); ``--to`` includes its day. Exit codes: 0 written
 (the path is printed), 1 bad arguments or no history (one line on stderr).
@@ -17,20 +17,19 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from hub.api import CliContext, CommandSpec
-from hub.i18n import LANGUAGES, _, tr, use_language
+from hub.i18n import N_, _, tr
 
 
 def _arguments(p: argparse.ArgumentParser) -> None:
-    p.description = ("Write the periodic report (availability, power cuts, recorders, image faults, lights, "
-                     "tickets) of a month, a quarter or any days, as PDF or HTML, from the hub's history.")
-    p.add_argument("-c", "--config", type=Path, metavar="FILE", help="the hub's YAML config")
-    p.add_argument("--month", metavar="YYYY-MM", help="a calendar month, e.g. 2026-11")
-    p.add_argument("--quarter", metavar="YYYY-Qn", help="a quarter, e.g. 2026-Q4")
-    p.add_argument("--from", dest="first", metavar="DATE", help="first day, YYYY-MM-DD (with --to)")
-    p.add_argument("--to", dest="last", metavar="DATE", help="last day, included, YYYY-MM-DD")
-    p.add_argument("--site", help="only this site")
-    p.add_argument("--lang", choices=LANGUAGES, help="language of the report (default: hub.language)")
-    p.add_argument("-o", "--out", type=Path, metavar="FILE", help="FILE.pdf or FILE.html")
+    p.description = _("Write the periodic report (availability, power cuts, recorders, image faults, lights, "
+                      "tickets) of a month, a quarter or any days, as PDF or HTML, from the hub's history.")
+    p.add_argument("-c", "--config", type=Path, metavar="FILE", help=_("the hub's YAML config"))
+    p.add_argument("--month", metavar="YYYY-MM", help=_("a calendar month, e.g. 2026-11"))
+    p.add_argument("--quarter", metavar="YYYY-Qn", help=_("a quarter, e.g. 2026-Q4"))
+    p.add_argument("--from", dest="first", metavar="DATE", help=_("first day, YYYY-MM-DD (with --to)"))
+    p.add_argument("--to", dest="last", metavar="DATE", help=_("last day, included, YYYY-MM-DD"))
+    p.add_argument("--site", help=_("only this site"))
+    p.add_argument("-o", "--out", type=Path, metavar="FILE", help=_("FILE.pdf or FILE.html"))
 
 
 def _fail(message: str) -> int:
@@ -55,16 +54,14 @@ def period_of(args: argparse.Namespace, tz: ZoneInfo) -> tuple[datetime, datetim
 
 
 def cmd_report(args: argparse.Namespace, cli: CliContext | None = None) -> int:
+    """``--lang`` (every command's) or the config's ``hub.language`` chooses the report's language;
+    :func:`hub.cli.common.load_or_exit` sets it."""
     from hub.cli.common import load_or_exit
 
-    lang: str | None = args.lang
-    with use_language(lang):
-        if args.config is None or args.out is None:
-            return _fail(_("missing -c FILE or -o FILE (see anninh report --help)"))
-        config, plugins = load_or_exit(args.config)
-        lang = args.lang or getattr(config.hub, "language", None)
-    with use_language(lang):
-        return _report(args, config, plugins)
+    if args.config is None or args.out is None:
+        return _fail(_("missing -c FILE or -o FILE (see anninh report --help)"))
+    config, plugins = load_or_exit(args.config)
+    return _report(args, config, plugins)
 
 
 def _report(args: argparse.Namespace, config: Any, plugins: Any) -> int:
@@ -87,7 +84,7 @@ def _report(args: argparse.Namespace, config: Any, plugins: Any) -> int:
     if not path.exists():
         return _fail(tr("no history at {path}: has the hub run with this config?", path=str(path)))
     try:
-        write_report(config, plugins, start, end, args.out, lang_of(args, config), site=args.site,
+        write_report(config, plugins, start, end, args.out, config.hub.language, site=args.site,
                      now=datetime.now(tz))
     except OSError as exc:
         return _fail(tr("cannot write {path}: {error}", path=str(args.out), error=exc.strerror or str(exc)))
@@ -95,11 +92,5 @@ def _report(args: argparse.Namespace, config: Any, plugins: Any) -> int:
     return 0
 
 
-def lang_of(args: argparse.Namespace, config: Any) -> str:
-    from hub.i18n import language
-
-    return args.lang or getattr(config.hub, "language", None) or language()
-
-
-REPORT = CommandSpec(name="report", help="write the monthly/quarterly report as PDF or HTML", run=cmd_report,
+REPORT = CommandSpec(name="report", help=N_("write the monthly/quarterly report as PDF or HTML"), run=cmd_report,
                      arguments=_arguments)

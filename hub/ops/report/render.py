@@ -197,8 +197,9 @@ def build_view(data: ReportData, lang: str, *, generated: datetime | None = None
                                 [_("Mean time to repair runs from a ticket's opening to its resolution; the share "
                                    "resolved within the contract's deadline counts the tickets resolved in the "
                                    "period.")],
-                                [Table([_("Contractor"), _("Opened"), _("Resolved"), _("Overdue"),
-                                        _("Mean time to repair"), _("Resolved within deadline")], ticket_rows)]))
+                                [Table([_("Contractor"), _("Tickets opened"), _("Tickets resolved"),
+                                        _("Tickets overdue"), _("Mean time to repair"),
+                                        _("Resolved within deadline")], ticket_rows)]))
 
         if charts:
             from . import charts as ch
