@@ -480,7 +480,8 @@ class Demo:
         hub = self.running.hub
         print("\n" + _("Final state:"))
         for site, st in hub.site_states.items():
-            print(tr("  site {site} power={power}", site=site.ljust(9), power=st.get("power")))
+            power = st.get("power")
+            print(tr("  site {site} power={power}", site=site.ljust(9), power=power_words().get(power, power)))
         for dev, st in hub.states.items():
             bits = {k: st.get(k) for k in ("status", "state", "mode", "mains", "retention_days") if k in st}
             online = _("online") if hub.availability.get(dev) else _("OFFLINE")
@@ -608,8 +609,7 @@ class Demo:
         table = Table(box=None, expand=True, padding=(0, 1), pad_edge=False, header_style="bold magenta")
         table.add_column(_("Site (★ black spot)"), ratio=1, no_wrap=True, overflow="ellipsis")  # what is left
         # msgids with "power" so that the short words do not stand for others (English catalog: "ok" …)
-        powers = {"ok": _("power ok"), "lost": _("power lost"), "unknown": _("power unknown"),
-                  "suspected": _("suspected cut")}
+        powers = power_words()
         # at least "suspected cut", "3/3 online", "OFF manual" wide
         for col, least in ((_("Power"), max(map(len, powers.values()))),
                            (_("Devices"), len(tr("{online}/{total} online", online=3, total=3))),
@@ -719,6 +719,12 @@ class Demo:
 
 
 MODES = {"auto": N_("auto"), "manual": N_("manual")}
+
+
+def power_words() -> dict[str, str]:
+    """A site's power state in words (msgids say "power" so the short words stand for nothing else)."""
+    return {"ok": _("power ok"), "lost": _("power lost"), "unknown": _("power unknown"),
+            "suspected": _("suspected cut")}
 
 
 def light_words(state: str | None, mode: str | None) -> str:
