@@ -13,6 +13,7 @@ command -v mosquitto_pub >/dev/null 2>&1 || need="$need mosquitto-clients"
 command -v openssl >/dev/null 2>&1 || need="$need openssl"
 command -v ffmpeg >/dev/null 2>&1 || need="$need ffmpeg"
 command -v upsc >/dev/null 2>&1 || need="$need nut-client"   # NUT's own client, a witness for the nut_ups simulator
+command -v pdftotext >/dev/null 2>&1 || need="$need poppler-utils"   # the report test reads the PDF's text back
 # GStreamer's RTSP server, driven by the system python3, serves the image-health tests' clips
 # (hub/camera/rtsp_server.py): present only if the bindings load and every element of its pipeline exists
 # (clockoverlay is in gstreamer1.0-x, x264enc in -ugly, h264parse in -bad, rtph264pay in -good)
