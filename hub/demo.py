@@ -481,7 +481,7 @@ class Demo:
         print("\n" + _("Final state:"))
         for site, st in hub.site_states.items():
             power = st.get("power")
-            print(tr("  site {site} power={power}", site=site.ljust(9), power=power_words().get(power, power)))
+            print(tr("  site {site} power={power}", site=site.ljust(9), power=power_words().get(str(power), power)))
         for dev, st in hub.states.items():
             bits = {k: st.get(k) for k in ("status", "state", "mode", "mains", "retention_days") if k in st}
             online = _("online") if hub.availability.get(dev) else _("OFFLINE")
