@@ -15,7 +15,15 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from hub.ops.report import data
-from hub.ops.report.data import Availability, DeviceFigures, ReportDevice, compute, local_midnights, month_period
+from hub.ops.report.data import (
+    Availability,
+    DeviceFigures,
+    RecorderFigures,
+    ReportDevice,
+    compute,
+    local_midnights,
+    month_period,
+)
 from hub.storage import CAUSES, History
 
 TZ = ZoneInfo("Asia/Ho_Chi_Minh")
@@ -57,6 +65,33 @@ def walk(history: History, devs: list[ReportDevice], s: float, e: float,
             at, up, cause = nxt
         figures.append(DeviceFigures(dev, Availability(observed_s=e - begin, down_s=down), outages, begin, e))
     return figures, daily
+
+
+def walk_recorders(history: History, devs: list[ReportDevice], s: float, e: float) -> list[RecorderFigures]:
+    out = []
+    for dev in data._of_kind(devs, "recorder"):
+        target: float | None = None
+        rows = data._state_rows(history, dev.id, ("retention_days", "retention_target_days"), s, e)
+        for _ts, st in rows:
+            if st.get("retention_target_days") is not None:
+                target = float(st["retention_target_days"])
+        values: list[float] = []
+        weighted = 0.0
+        span = 0.0
+        kept = [(ts, st["retention_days"]) for ts, st in rows if "retention_days" in st]  # null: unknown from then
+        for i, (ts, value) in enumerate(kept):
+            if value is None:
+                continue
+            until = kept[i + 1][0] if i + 1 < len(kept) else e
+            values.append(float(value))
+            weighted += float(value) * (until - ts)
+            span += until - ts
+        faults = dict.fromkeys(data.DISK_FAULTS, 0)
+        for _ts, type_, _d, _s, _data in data._events_of(history, dev.id, data.DISK_FAULTS, s, e):
+            faults[type_] += 1
+        out.append(RecorderFigures(dev, target, min(values) if values else None,
+                                   weighted / span if span > 0 else (values[-1] if values else None), faults))
+    return out
 
 
 def random_history(path: Path, seed: int) -> tuple[History, list[ReportDevice]]:
@@ -137,4 +172,35 @@ def test_history_without_the_columns_is_migrated(tmp_path: Path) -> None:
     h.close()
     h = History(old)  # opened again: nothing left to migrate
     both(h, devs)
+    h.close()
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_retention_sums_equal_the_walk(tmp_path: Path, seed: int) -> None:
+    """A recorder's retention minimum and time-weighted average, and its target, summed by SQLite
+    as the walk over its state rows did: values before the month, nulls (unknown from then), rows
+    with only the target, a recorder without any."""
+    rng = random.Random(seed)
+    h = History(tmp_path / "h.db")
+    devs = [ReportDevice(f"r{i}", "recorder", "s") for i in range(5)]
+    start = datetime(2026, 10, 20, tzinfo=TZ).timestamp()
+    for dev in devs[1:]:
+        ts = start + rng.uniform(0, 20 * 86400)
+        while ts < start + 45 * 86400:
+            state: dict[str, object] = {}
+            if rng.random() < 0.8:
+                state["retention_days"] = rng.choice((None, rng.randrange(3, 30), round(rng.uniform(3, 30), 2)))
+            if rng.random() < 0.2:
+                state["retention_target_days"] = rng.choice((None, 14, 30))
+            h.add_state(datetime.fromtimestamp(round(ts, 6), TZ), dev.id, state or {"motion": True})
+            h.flush()
+            ts += rng.uniform(600, 3 * 86400)
+    start_m, end_m = month_period("2026-11", TZ)
+    for now in (end_m, datetime(2026, 11, 9, 7, 30, tzinfo=TZ)):
+        s, e = start_m.timestamp(), now.timestamp()
+        got, want = data._recorders(h, devs, s, e), walk_recorders(h, devs, s, e)
+        for g, w in zip(got, want, strict=True):
+            assert (g.device, g.target_days, g.min_days, g.disk_faults) == (w.device, w.target_days, w.min_days,
+                                                                            w.disk_faults)
+            assert g.avg_days == (pytest.approx(w.avg_days, rel=1e-12) if w.avg_days is not None else None)
     h.close()

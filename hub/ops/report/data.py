@@ -407,30 +407,41 @@ def _of_kind(devs: list[ReportDevice], kind: str) -> Iterable[ReportDevice]:
     return (d for d in devs if d.kind == kind)
 
 
+_KEY_VALUES = (
+    "SELECT ?3 AS ts, 0 AS o, json_extract(state, ?1) AS v FROM (SELECT state FROM states "
+    "WHERE device = ?5 AND ts < ?3 AND instr(state, ?2) ORDER BY ts DESC LIMIT 1) UNION ALL "
+    "SELECT ts, 1, json_extract(state, ?1) FROM states WHERE device = ?5 AND ts >= ?3 AND ts < ?4 AND instr(state, ?2)")
+"""The rows (``ts``, ``o``, ``v``) of a device's values of one state key in [?3, ?4) (``v`` NULL for
+JSON null), led by its last value before (``o`` 0, stamped ?3) when it had one; ?1 is the key's
+JSON path, ?2 its mark in the JSON text, ?5 the device."""
+
+
+def _key_args(key: str, device: str, s: float, e: float) -> tuple[str, str, float, float, str]:
+    return f"$.{key}", f'"{key}":', s, e, device
+
+
 def _recorders(history: History, devs: list[ReportDevice], s: float, e: float) -> list[RecorderFigures]:
+    # retention: its minimum and time-weighted average, each value lasting until the next (a null:
+    # unknown from then), summed by SQLite; the target: its last value known
+    stats = ("SELECT min(v), total(v * (nxt - ts)), total(CASE WHEN v IS NOT NULL THEN nxt - ts END), "
+             "(SELECT v FROM w WHERE v IS NOT NULL ORDER BY ts DESC, o DESC LIMIT 1) FROM w")
     out = []
     for dev in _of_kind(devs, "recorder"):
-        target: float | None = None
-        rows = _state_rows(history, dev.id, ("retention_days", "retention_target_days"), s, e)
-        for _ts, st in rows:
-            if st.get("retention_target_days") is not None:
-                target = float(st["retention_target_days"])
-        values: list[float] = []
-        weighted = 0.0
-        span = 0.0
-        kept = [(ts, st["retention_days"]) for ts, st in rows if "retention_days" in st]  # null: unknown from then
-        for i, (ts, value) in enumerate(kept):
-            if value is None:
-                continue
-            until = kept[i + 1][0] if i + 1 < len(kept) else e
-            values.append(float(value))
-            weighted += float(value) * (until - ts)
-            span += until - ts
+        ((low, weighted, span, last),) = history.query(
+            f"WITH w AS (SELECT ts, o, v, LEAD(ts, 1, ?4) OVER (ORDER BY ts, o) AS nxt FROM ({_KEY_VALUES})) {stats}",
+            _key_args("retention_days", dev.id, s, e))
+        # the last target of the period (read backwards, so the first one found), else the one before it
+        args = _key_args("retention_target_days", dev.id, s, e)
+        targets = (history.query("SELECT json_extract(state, ?1) AS v FROM states WHERE device = ?5 AND ts >= ?3 "
+                                 "AND ts < ?4 AND instr(state, ?2) AND v IS NOT NULL ORDER BY ts DESC LIMIT 1", args)
+                   or history.query(f"SELECT v FROM ({_KEY_VALUES}) WHERE o = 0 AND v IS NOT NULL", args))
         faults = dict.fromkeys(DISK_FAULTS, 0)
         for _ts, type_, _d, _s, _data in _events_of(history, dev.id, DISK_FAULTS, s, e):
             faults[type_] += 1
-        out.append(RecorderFigures(dev, target, min(values) if values else None,
-                                   weighted / span if span > 0 else (values[-1] if values else None), faults))
+        out.append(RecorderFigures(dev, float(targets[0][0]) if targets else None,
+                                   float(low) if low is not None else None,
+                                   weighted / span if span > 0 else (float(last) if last is not None else None),
+                                   faults))
     return out
 
 
