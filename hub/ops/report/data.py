@@ -426,6 +426,7 @@ def _recorders(history: History, devs: list[ReportDevice], s: float, e: float) -
     stats = ("SELECT min(v), total(v * (nxt - ts)), total(CASE WHEN v IS NOT NULL THEN nxt - ts END), "
              "(SELECT v FROM w WHERE v IS NOT NULL ORDER BY ts DESC, o DESC LIMIT 1) FROM w")
     out = []
+    disk = _counts(history, DISK_FAULTS, s, e)
     for dev in _of_kind(devs, "recorder"):
         ((low, weighted, span, last),) = history.query(
             f"WITH w AS (SELECT ts, o, v, LEAD(ts, 1, ?4) OVER (ORDER BY ts, o) AS nxt FROM ({_KEY_VALUES})) {stats}",
@@ -435,9 +436,7 @@ def _recorders(history: History, devs: list[ReportDevice], s: float, e: float) -
         targets = (history.query("SELECT json_extract(state, ?1) AS v FROM states WHERE device = ?5 AND ts >= ?3 "
                                  "AND ts < ?4 AND instr(state, ?2) AND v IS NOT NULL ORDER BY ts DESC LIMIT 1", args)
                    or history.query(f"SELECT v FROM ({_KEY_VALUES}) WHERE o = 0 AND v IS NOT NULL", args))
-        faults = dict.fromkeys(DISK_FAULTS, 0)
-        for _ts, type_, _d, _s, _data in _events_of(history, dev.id, DISK_FAULTS, s, e):
-            faults[type_] += 1
+        faults = {f: disk.get((dev.id, f), 0) for f in DISK_FAULTS}
         out.append(RecorderFigures(dev, float(targets[0][0]) if targets else None,
                                    float(low) if low is not None else None,
                                    weighted / span if span > 0 else (float(last) if last is not None else None),
@@ -445,26 +444,31 @@ def _recorders(history: History, devs: list[ReportDevice], s: float, e: float) -
     return out
 
 
-def _events_of(history: History, device: str, types: tuple[str, ...], s: float,
-               e: float) -> list[tuple[float, str, str | None, str | None, dict[str, Any]]]:
+def _counts(history: History, types: tuple[str, ...], s: float, e: float) -> dict[tuple[str, str], int]:
+    """(device, type) -> how many events of ``types`` the period holds (one query, by type and time)."""
     marks = ",".join("?" * len(types))
-    return [(r[0], r[1], r[2], r[3], {}) for r in history.query(
-        f"SELECT ts, type, device, site FROM events WHERE type IN ({marks}) AND ts>=? AND ts<? AND device=?",
-        (*types, s, e, device))]
+    return {(dev, type_): n for dev, type_, n in history.query(
+        f"SELECT device, type, count(*) FROM events WHERE type IN ({marks}) AND ts>=? AND ts<? AND device IS NOT NULL "
+        "GROUP BY device, type", (*types, s, e))}
 
 
 def _camera_faults(history: History, devs: list[ReportDevice], s: float, e: float) -> list[CameraFaults]:
-    out = []
-    for dev in _of_kind(devs, "camera"):
-        faults = dict.fromkeys(IMAGE_FAULTS, 0)
-        for _ts, type_, *_rest in _events_of(history, dev.id, IMAGE_FAULTS, s, e):
-            faults[type_] += 1
-        out.append(CameraFaults(dev, faults))
-    return out
+    counts = _counts(history, IMAGE_FAULTS, s, e)
+    return [CameraFaults(dev, {f: counts.get((dev.id, f), 0) for f in IMAGE_FAULTS})
+            for dev in _of_kind(devs, "camera")]
 
 
 def _lights(history: History, devs: list[ReportDevice], s: float, e: float) -> list[LightFigures]:
     out = []
+    # officers' switches: the period's successful commands carrying a state, read once
+    officers: dict[str, int] = defaultdict(int)
+    for device, command in history.query("SELECT device, command FROM audit WHERE ts>=? AND ts<? AND result='ok'",
+                                         (s, e)):
+        try:
+            parsed = json.loads(command)
+        except ValueError:
+            continue
+        officers[device] += isinstance(parsed, dict) and "state" in parsed
     for dev in _of_kind(devs, "light"):
         rows = _state_rows(history, dev.id, ("state", "mode"), s, e)
         on_s = 0.0
@@ -484,15 +488,7 @@ def _lights(history: History, devs: list[ReportDevice], s: float, e: float) -> l
             state = new
             if state == "ON":
                 on_s += until - ts
-        officer = 0
-        for (command,) in history.query("SELECT command FROM audit WHERE device=? AND ts>=? AND ts<? AND result='ok'",
-                                        (dev.id, s, e)):
-            try:
-                parsed = json.loads(command)
-            except ValueError:
-                continue
-            officer += isinstance(parsed, dict) and "state" in parsed
-        out.append(LightFigures(dev, on_s / 3600.0, rule, officer, holds))
+        out.append(LightFigures(dev, on_s / 3600.0, rule, officers.get(dev.id, 0), holds))
     return out
 
 
