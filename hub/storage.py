@@ -262,6 +262,8 @@ class History:
         and the covering index the report's aggregation reads."""
         columns = {row[1] for row in self._db.execute("PRAGMA table_info(availability)")}
         if "down_from" not in columns:
+            log.info("history: linking each availability transition to the outage it ends (once, at the "
+                     "first start of this version; about 5 s a million rows)")
             with self._db:
                 self._db.execute("BEGIN")
                 self._db.execute("ALTER TABLE availability ADD COLUMN down_from REAL")
@@ -374,15 +376,15 @@ class History:
         device's previous transition when that was an outage, so the row ends the interval [down_from,
         ts) and a report sums intervals without pairing rows. A transition stamped before a stored
         one (a late clock) also becomes the predecessor of the next one."""
-        for device, ts, available, cause in rows:
-            self._db.execute(
-                "INSERT INTO availability SELECT ?1, ?2, ?3, ?4, p.ts, p.cause FROM (SELECT 1) LEFT JOIN "
-                "(SELECT ts, available, cause FROM availability WHERE device=?1 AND ts<=?2 "
-                "ORDER BY ts DESC LIMIT 1) AS p ON p.available = 0", (device, ts, available, cause))
-            self._db.execute(
-                "UPDATE availability SET down_from=?, down_cause=? WHERE rowid = "
-                "(SELECT rowid FROM availability WHERE device=? AND ts>? ORDER BY ts LIMIT 1)",
-                (None, None, device, ts) if available else (ts, cause, device, ts))
+        self._db.executemany(
+            "INSERT INTO availability SELECT ?1, ?2, ?3, ?4, p.ts, p.cause FROM (SELECT 1) LEFT JOIN "
+            "(SELECT ts, available, cause FROM availability WHERE device=?1 AND ts<=?2 "
+            "ORDER BY ts DESC LIMIT 1) AS p ON p.available = 0", rows)
+        # then each new row is the predecessor of the row after it (rows of this batch included)
+        self._db.executemany(
+            "UPDATE availability SET down_from = CASE WHEN ?3 = 0 THEN ?2 END, "
+            "down_cause = CASE WHEN ?3 = 0 THEN ?4 END "
+            "WHERE rowid = (SELECT rowid FROM availability WHERE device=?1 AND ts>?2 ORDER BY ts LIMIT 1)", rows)
 
     def checkpoint(self) -> None:
         """Copy the WAL into the database (SQLite's PASSIVE checkpoint: it never blocks writers),
