@@ -216,8 +216,10 @@ class History:
     trail and the availability transitions are kept) and their pages reused, so the file stops growing.
 
     The ``availability`` table holds each device's transitions (``available`` 1/0) with the cause of
-    an outage (:data:`CAUSES`), which may be named later than the outage began (:meth:`set_cause`);
-    ``device_kinds`` the kind and site each device last had. Reports read both (:mod:`hub.ops.report`).
+    an outage (:data:`CAUSES`), which may be named later than the outage began (:meth:`set_cause`),
+    and on the row after an outage its start and cause (``down_from``, ``down_cause``) so a report
+    sums outages in SQL; ``device_kinds`` the kind and site each device last had. Reports read both
+    (:mod:`hub.ops.report`).
     """
 
     def __init__(self, path: Path, max_bytes: int | None = None) -> None:
