@@ -296,10 +296,11 @@ def _availability(history: History, devs: list[ReportDevice], s: float, e: float
     ids = json.dumps([d.id for d in devs])
     devices_in = "device IN (SELECT value FROM json_each(?1))"
     clipped = "ts - max(down_from, ?2)"  # the part of [down_from, ts) inside the period
-    other = "','".join(c for c in CAUSES if c != "unknown")
+    named = [c for c in CAUSES if c != "unknown"]
+    other = "','".join(named)
     sums = {row[0]: row[1:] for row in history.query(
         "SELECT device, min(ts), sum(available = 0 AND down_from IS NULL), "
-        + ", ".join(f"total(CASE WHEN down_cause = '{c}' THEN {clipped} END)" for c in CAUSES if c != "unknown")
+        + ", ".join(f"total(CASE WHEN down_cause = '{c}' THEN {clipped} END)" for c in named)
         + f", total(CASE WHEN down_from IS NOT NULL AND (down_cause IS NULL OR down_cause NOT IN ('{other}')) "
         f"THEN {clipped} END) FROM availability WHERE {devices_in} AND ts >= ?2 AND ts < ?3 GROUP BY device",
         (ids, s, e))}
@@ -331,7 +332,7 @@ def _availability(history: History, devs: list[ReportDevice], s: float, e: float
         if before is None and first is None:
             figures.append(DeviceFigures(dev, Availability()))
             continue
-        down = dict(zip(CAUSES, per_cause, strict=True))
+        down = dict.fromkeys(CAUSES, 0.0) | dict(zip((*named, "unknown"), per_cause, strict=True))
         outages += before == 0  # down when the period began
         if tail_ts is not None and not tail_up:  # an outage still running at e
             since = max(tail_ts, s)
