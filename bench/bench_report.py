@@ -69,7 +69,9 @@ def generate(path: Path, n: int, days: int, every: float, state_every: float, se
     rows = 0
     events: list[tuple[float, str, str | None, str | None, str]] = []
     for dev, kind, site in devices(n):
-        avail: list[tuple[str, float, int, str | None]] = [(dev, t0 - 86400.0, 1, None)]
+        # each row with the time and cause of the outage it ends (``History`` fills them as it writes)
+        avail: list[tuple[str, float, int, str | None, float | None, str | None]] = [
+            (dev, t0 - 86400.0, 1, None, None, None)]
         ts, available = t0 - 86400.0, True
         hi = max(2 * every - 2.0, 2.5)
         while True:
@@ -77,8 +79,10 @@ def generate(path: Path, n: int, days: int, every: float, state_every: float, se
             if ts >= t1:
                 break
             available = not available
-            avail.append((dev, ts, int(available), None if available else causes[rng.randrange(4)]))
-        db.executemany("INSERT INTO availability VALUES (?,?,?,?)", avail)
+            prev = avail[-1]
+            avail.append((dev, ts, int(available), None if available else causes[rng.randrange(4)],
+                          *((None, None) if prev[2] else (prev[1], prev[3]))))
+        db.executemany("INSERT INTO availability VALUES (?,?,?,?,?,?)", avail)
         db.execute("INSERT INTO device_kinds VALUES (?,?,?)", (dev, kind, site))
         rows += len(avail)
         # the hub records changes: cameras' motion and UPS charge every few minutes, a recorder's

@@ -189,8 +189,8 @@ CREATE INDEX IF NOT EXISTS audit_ts ON audit (ts);
 CREATE TABLE IF NOT EXISTS device_data (
     device TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (device, key));
 CREATE TABLE IF NOT EXISTS availability (
-    device TEXT NOT NULL, ts REAL NOT NULL, available INTEGER NOT NULL, cause TEXT);
-CREATE INDEX IF NOT EXISTS availability_device_ts ON availability (device, ts, available, cause);
+    device TEXT NOT NULL, ts REAL NOT NULL, available INTEGER NOT NULL, cause TEXT, down_from REAL,
+    down_cause TEXT);
 CREATE TABLE IF NOT EXISTS device_kinds (device TEXT PRIMARY KEY, kind TEXT NOT NULL, site TEXT);
 """
 
@@ -216,8 +216,10 @@ class History:
     trail and the availability transitions are kept) and their pages reused, so the file stops growing.
 
     The ``availability`` table holds each device's transitions (``available`` 1/0) with the cause of
-    an outage (:data:`CAUSES`), which may be named later than the outage began (:meth:`set_cause`);
-    ``device_kinds`` the kind and site each device last had. Reports read both (:mod:`hub.ops.report`).
+    an outage (:data:`CAUSES`), which may be named later than the outage began (:meth:`set_cause`),
+    and on the row after an outage its start and cause (``down_from``, ``down_cause``) so a report
+    sums outages in SQL; ``device_kinds`` the kind and site each device last had. Reports read both
+    (:mod:`hub.ops.report`).
     """
 
     def __init__(self, path: Path, max_bytes: int | None = None) -> None:
@@ -233,6 +235,7 @@ class History:
         self._db.execute("PRAGMA wal_autocheckpoint=0")
         self._db.execute("PRAGMA journal_size_limit=8388608")  # the WAL file shrinks back to 8 MB
         self._db.executescript(_SCHEMA)
+        self._migrate_availability()
         self._lock = threading.Lock()
         # the checkpointer runs in a worker thread that a hub stop does not wait for (a cancelled
         # asyncio.to_thread leaves its thread running): closing it under that thread crashed the
@@ -254,6 +257,30 @@ class History:
         self._kinds_dirty: set[str] = set()
         self.trimmed = 0
         """Rows deleted to keep the file within ``max_bytes``."""
+
+    def _migrate_availability(self) -> None:
+        """Give a history written before ``down_from``/``down_cause`` existed those columns, filled
+        from each device's transitions (one transaction: a kill -9 leaves the old file or the new one),
+        and the covering index the report's aggregation reads."""
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(availability)")}
+        if "down_from" not in columns:
+            log.info("history: linking each availability transition to the outage it ends (once, at the "
+                     "first start of this version; about 5 s a million rows)")
+            with self._db:
+                self._db.execute("BEGIN")
+                self._db.execute("ALTER TABLE availability ADD COLUMN down_from REAL")
+                self._db.execute("ALTER TABLE availability ADD COLUMN down_cause TEXT")
+                self._db.execute(
+                    "UPDATE availability SET down_from = p.prev_ts, down_cause = p.prev_cause FROM "
+                    "(SELECT rowid AS rid, LAG(ts) OVER w AS prev_ts, LAG(available) OVER w AS prev_available, "
+                    "LAG(cause) OVER w AS prev_cause FROM availability "
+                    "WINDOW w AS (PARTITION BY device ORDER BY ts, available, cause)) AS p "
+                    "WHERE p.rid = availability.rowid AND p.prev_available = 0")
+        with self._db:
+            self._db.execute("BEGIN")
+            self._db.execute("CREATE INDEX IF NOT EXISTS availability_device_ts_down "
+                             "ON availability (device, ts, available, cause, down_from, down_cause)")
+            self._db.execute("DROP INDEX IF EXISTS availability_device_ts")  # the new one covers it
 
     def add_state(self, when: datetime, device: str, changed: dict[str, Any]) -> None:
         """Buffer a state change. Changes of one device within one flush interval (a second) are
@@ -334,14 +361,32 @@ class History:
                         "INSERT OR REPLACE INTO device_data VALUES (?,?,?)",
                         [(dev, key, redact(_ENCODER.encode(self._data[(dev, key)]))) for dev, key in dirty])
                 if avail:
-                    self._db.executemany("INSERT INTO availability VALUES (?,?,?,?)", avail)
+                    self._insert_availability(avail)
                 if causes:
                     self._db.executemany("UPDATE availability SET cause=? WHERE device=? AND ts=? AND available=0",
                                          causes)
+                    # and on the row that ends that outage
+                    self._db.executemany("UPDATE availability SET down_cause=?1 WHERE device=?2 AND ts>=?3 "
+                                         "AND down_from=?3", causes)
                 if kinds:
                     self._db.executemany("INSERT OR REPLACE INTO device_kinds VALUES (?,?,?)",
                                          [(dev, *self._kinds[dev]) for dev in kinds])
             return n
+
+    def _insert_availability(self, rows: list[tuple[str, float, int, str | None]]) -> None:
+        """Insert transitions, each with ``down_from``/``down_cause``: the time and cause of the
+        device's previous transition when that was an outage, so the row ends the interval [down_from,
+        ts) and a report sums intervals without pairing rows. A transition stamped before a stored
+        one (a late clock) also becomes the predecessor of the next one."""
+        self._db.executemany(
+            "INSERT INTO availability SELECT ?1, ?2, ?3, ?4, p.ts, p.cause FROM (SELECT 1) LEFT JOIN "
+            "(SELECT ts, available, cause FROM availability WHERE device=?1 AND ts<=?2 "
+            "ORDER BY ts DESC LIMIT 1) AS p ON p.available = 0", rows)
+        # then each new row is the predecessor of the row after it (rows of this batch included)
+        self._db.executemany(
+            "UPDATE availability SET down_from = CASE WHEN ?3 = 0 THEN ?2 END, "
+            "down_cause = CASE WHEN ?3 = 0 THEN ?4 END "
+            "WHERE rowid = (SELECT rowid FROM availability WHERE device=?1 AND ts>?2 ORDER BY ts LIMIT 1)", rows)
 
     def checkpoint(self) -> None:
         """Copy the WAL into the database (SQLite's PASSIVE checkpoint: it never blocks writers),
@@ -424,8 +469,11 @@ class History:
                 f"(SELECT max(rowid) FROM events WHERE ts < ? AND type IN ({marks}) GROUP BY site))",
                 (cutoff, *POWER_EVENTS, cutoff, *POWER_EVENTS))
             self._db.execute("DELETE FROM audit WHERE ts < ?", (cutoff,))
+            # the last by time (a transition stamped late by a device's clock was written after
+            # later ones); SQLite takes the rowid of the row holding max(ts)
             self._db.execute("DELETE FROM availability WHERE ts < ? AND rowid NOT IN "
-                             "(SELECT max(rowid) FROM availability WHERE ts < ? GROUP BY device)", (cutoff, cutoff))
+                             "(SELECT rowid FROM (SELECT rowid, max(ts) FROM availability WHERE ts < ? "
+                             "GROUP BY device))", (cutoff, cutoff))
 
     def events(self, since: datetime | None = None, type: str | None = None) -> list[dict[str, Any]]:
         q = "SELECT ts, type, device, site, data FROM events WHERE ts >= ?"

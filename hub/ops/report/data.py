@@ -24,6 +24,7 @@ Rules (docs/operations.md, "Báo cáo — Reports"):
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections import defaultdict
 from collections.abc import Iterable
@@ -287,40 +288,57 @@ def _split(a: float, b: float, bounds: list[float], into: dict[int, float]) -> N
 
 def _availability(history: History, devs: list[ReportDevice], s: float, e: float,
                   bounds: list[float]) -> tuple[list[DeviceFigures], dict[int, float]]:
-    # per device, its transitions of the period read through the covering index (device, ts,
-    # available, cause), walked once: each offline row lasts until the next row (or the end). Plain
-    # rows walked in Python measured faster here than SQLite's LEAD() window over the same rows.
+    """Each device's observed time, downtime by cause and outages, and the downtime of each local
+    day (index into ``bounds``), summed by SQLite from the rows that end an outage interval
+    (``down_from``/``down_cause``, :meth:`hub.storage.History._insert_availability`): no row of the
+    period reaches Python. Per device: its last transition before the period (the state at ``s``)
+    and before ``e`` (an outage still running at ``e``, added here)."""
+    ids = json.dumps([d.id for d in devs])
+    devices_in = "device IN (SELECT value FROM json_each(?1))"
+    clipped = "ts - max(down_from, ?2)"  # the part of [down_from, ts) inside the period
+    named = [c for c in CAUSES if c != "unknown"]
+    other = "','".join(named)
+    sums = {row[0]: row[1:] for row in history.query(
+        "SELECT device, min(ts), sum(available = 0 AND down_from IS NULL), "
+        + ", ".join(f"total(CASE WHEN down_cause = '{c}' THEN {clipped} END)" for c in named)
+        + f", total(CASE WHEN down_from IS NOT NULL AND (down_cause IS NULL OR down_cause NOT IN ('{other}')) "
+        f"THEN {clipped} END) FROM availability WHERE {devices_in} AND ts >= ?2 AND ts < ?3 GROUP BY device",
+        (ids, s, e))}
+    last = "SELECT {what} FROM availability WHERE device = j.value AND ts < ?2 ORDER BY ts DESC LIMIT 1"
+    edges = {dev: (before, tail_ts, tail_up, tail_cause) for dev, before, tail_ts, tail_up, tail_cause in history.query(
+        "SELECT j.value, (" + last.format(what="available") + "), a.ts, a.available, a.cause FROM json_each(?1) AS j "
+        "LEFT JOIN availability AS a ON a.rowid = (" + last.format(what="rowid").replace("?2", "?3") + ")",
+        (ids, s, e))}
+    # the downtime before a day's first moment b is C(b) = the intervals ended before b plus the
+    # running ones' part before b (the device's first row at or after b ends it): a day's downtime
+    # is C(its end) - C(its start) = the intervals ending in it + running(end) - running(start)
+    days = ("WITH days(i, b0, b1) AS MATERIALIZED (SELECT key, json_extract(value, '$[0]'), "
+            "json_extract(value, '$[1]') FROM json_each(?2)) ")
+    spans = json.dumps([[b0, min(b1, e)] for b0, b1 in itertools.pairwise(bounds) if b0 < e])
+    ends = dict(history.query(
+        days + f"SELECT i, (SELECT total({clipped.replace('?2', '?3')}) FROM availability WHERE {devices_in} "
+        "AND ts >= b0 AND ts < b1 AND down_from IS NOT NULL) FROM days", (ids, spans, s)))
+    running = dict(history.query(
+        days + "SELECT i, total(b0 - max(a.down_from, ?3)) FROM days JOIN json_each(?1) AS j "
+        "JOIN availability AS a ON a.rowid = (SELECT rowid FROM availability WHERE device = j.value AND ts >= b0 "
+        "ORDER BY ts LIMIT 1) WHERE i > 0 AND a.ts < ?4 AND a.down_from < b0 GROUP BY i", (ids, spans, s, e)))
     daily: dict[int, float] = defaultdict(float)
-    last_day = len(bounds) - 2
+    for i, ended in ends.items():
+        daily[i] = ended + running.get(i + 1, 0.0) - running.get(i, 0.0)
     figures = []
     for dev in devs:
-        before = history.availability_before(dev.id, s)
-        rows = history.query("SELECT ts, available, cause FROM availability WHERE device=? AND ts>=? AND ts<? "
-                             "ORDER BY ts", (dev.id, s, e))
-        if before is None and not rows:
+        before, tail_ts, tail_up, tail_cause = edges.get(dev.id, (None, None, None, None))
+        first, outages, *per_cause = sums.get(dev.id, (None, 0, 0.0, 0.0, 0.0, 0.0))
+        if before is None and first is None:
             figures.append(DeviceFigures(dev, Availability()))
             continue
-        begin = s if before is not None else float(rows[0][0])
-        down = dict.fromkeys(CAUSES, 0.0)
-        outages = 0
-        day = 0
-        # the state when the period began (its last transition before), then each transition
-        at, up, cause = (s, before[1], before[2]) if before is not None else rows[0]
-        was_up = True
-        for nxt in (*rows[1 if before is None else 0:], (e, True, None)):
-            until = nxt[0]
-            if not up and was_up:  # an outage begins (a second "offline" row, e.g. after a restart, does not)
-                outages += 1
-            if not up and until > at:
-                down[cause if cause in CAUSES else "unknown"] += until - at
-                while day < last_day and bounds[day + 1] <= at:
-                    day += 1
-                if until <= bounds[day + 1]:
-                    daily[day] += until - at
-                else:
-                    _split(at, until, bounds, daily)
-            was_up = bool(up)
-            at, up, cause = nxt
+        down = dict.fromkeys(CAUSES, 0.0) | dict(zip((*named, "unknown"), per_cause, strict=True))
+        outages += before == 0  # down when the period began
+        if tail_ts is not None and not tail_up:  # an outage still running at e
+            since = max(tail_ts, s)
+            down[tail_cause if tail_cause in CAUSES else "unknown"] += e - since
+            _split(since, e, bounds, daily)
+        begin = s if before is not None else float(first)
         figures.append(DeviceFigures(dev, Availability(observed_s=e - begin, down_s=down), outages, begin, e))
     return figures, daily
 
@@ -390,53 +408,68 @@ def _of_kind(devs: list[ReportDevice], kind: str) -> Iterable[ReportDevice]:
     return (d for d in devs if d.kind == kind)
 
 
+_KEY_VALUES = (
+    "SELECT ?3 AS ts, 0 AS o, json_extract(state, ?1) AS v FROM (SELECT state FROM states "
+    "WHERE device = ?5 AND ts < ?3 AND instr(state, ?2) ORDER BY ts DESC LIMIT 1) UNION ALL "
+    "SELECT ts, 1, json_extract(state, ?1) FROM states WHERE device = ?5 AND ts >= ?3 AND ts < ?4 AND instr(state, ?2)")
+"""The rows (``ts``, ``o``, ``v``) of a device's values of one state key in [?3, ?4) (``v`` NULL for
+JSON null), led by its last value before (``o`` 0, stamped ?3) when it had one; ?1 is the key's
+JSON path, ?2 its mark in the JSON text, ?5 the device."""
+
+
+def _key_args(key: str, device: str, s: float, e: float) -> tuple[str, str, float, float, str]:
+    return f"$.{key}", f'"{key}":', s, e, device
+
+
 def _recorders(history: History, devs: list[ReportDevice], s: float, e: float) -> list[RecorderFigures]:
+    # retention: its minimum and time-weighted average, each value lasting until the next (a null:
+    # unknown from then), summed by SQLite; the target: its last value known
+    stats = ("SELECT min(v), total(v * (nxt - ts)), total(CASE WHEN v IS NOT NULL THEN nxt - ts END), "
+             "(SELECT v FROM w WHERE v IS NOT NULL ORDER BY ts DESC, o DESC LIMIT 1) FROM w")
     out = []
+    disk = _counts(history, DISK_FAULTS, s, e)
     for dev in _of_kind(devs, "recorder"):
-        target: float | None = None
-        rows = _state_rows(history, dev.id, ("retention_days", "retention_target_days"), s, e)
-        for _ts, st in rows:
-            if st.get("retention_target_days") is not None:
-                target = float(st["retention_target_days"])
-        values: list[float] = []
-        weighted = 0.0
-        span = 0.0
-        kept = [(ts, st["retention_days"]) for ts, st in rows if "retention_days" in st]  # null: unknown from then
-        for i, (ts, value) in enumerate(kept):
-            if value is None:
-                continue
-            until = kept[i + 1][0] if i + 1 < len(kept) else e
-            values.append(float(value))
-            weighted += float(value) * (until - ts)
-            span += until - ts
-        faults = dict.fromkeys(DISK_FAULTS, 0)
-        for _ts, type_, _d, _s, _data in _events_of(history, dev.id, DISK_FAULTS, s, e):
-            faults[type_] += 1
-        out.append(RecorderFigures(dev, target, min(values) if values else None,
-                                   weighted / span if span > 0 else (values[-1] if values else None), faults))
+        ((low, weighted, span, last),) = history.query(
+            f"WITH w AS (SELECT ts, o, v, LEAD(ts, 1, ?4) OVER (ORDER BY ts, o) AS nxt FROM ({_KEY_VALUES})) {stats}",
+            _key_args("retention_days", dev.id, s, e))
+        # the last target of the period (read backwards, so the first one found), else the one before it
+        args = _key_args("retention_target_days", dev.id, s, e)
+        targets = (history.query("SELECT json_extract(state, ?1) AS v FROM states WHERE device = ?5 AND ts >= ?3 "
+                                 "AND ts < ?4 AND instr(state, ?2) AND v IS NOT NULL ORDER BY ts DESC LIMIT 1", args)
+                   or history.query(f"SELECT v FROM ({_KEY_VALUES}) WHERE o = 0 AND v IS NOT NULL", args))
+        faults = {f: disk.get((dev.id, f), 0) for f in DISK_FAULTS}
+        out.append(RecorderFigures(dev, float(targets[0][0]) if targets else None,
+                                   float(low) if low is not None else None,
+                                   weighted / span if span > 0 else (float(last) if last is not None else None),
+                                   faults))
     return out
 
 
-def _events_of(history: History, device: str, types: tuple[str, ...], s: float,
-               e: float) -> list[tuple[float, str, str | None, str | None, dict[str, Any]]]:
+def _counts(history: History, types: tuple[str, ...], s: float, e: float) -> dict[tuple[str, str], int]:
+    """(device, type) -> how many events of ``types`` the period holds (one query, by type and time)."""
     marks = ",".join("?" * len(types))
-    return [(r[0], r[1], r[2], r[3], {}) for r in history.query(
-        f"SELECT ts, type, device, site FROM events WHERE type IN ({marks}) AND ts>=? AND ts<? AND device=?",
-        (*types, s, e, device))]
+    return {(dev, type_): n for dev, type_, n in history.query(
+        f"SELECT device, type, count(*) FROM events WHERE type IN ({marks}) AND ts>=? AND ts<? AND device IS NOT NULL "
+        "GROUP BY device, type", (*types, s, e))}
 
 
 def _camera_faults(history: History, devs: list[ReportDevice], s: float, e: float) -> list[CameraFaults]:
-    out = []
-    for dev in _of_kind(devs, "camera"):
-        faults = dict.fromkeys(IMAGE_FAULTS, 0)
-        for _ts, type_, *_rest in _events_of(history, dev.id, IMAGE_FAULTS, s, e):
-            faults[type_] += 1
-        out.append(CameraFaults(dev, faults))
-    return out
+    counts = _counts(history, IMAGE_FAULTS, s, e)
+    return [CameraFaults(dev, {f: counts.get((dev.id, f), 0) for f in IMAGE_FAULTS})
+            for dev in _of_kind(devs, "camera")]
 
 
 def _lights(history: History, devs: list[ReportDevice], s: float, e: float) -> list[LightFigures]:
     out = []
+    # officers' switches: the period's successful commands carrying a state, read once
+    officers: dict[str, int] = defaultdict(int)
+    for device, command in history.query("SELECT device, command FROM audit WHERE ts>=? AND ts<? AND result='ok'",
+                                         (s, e)):
+        try:
+            parsed = json.loads(command)
+        except ValueError:
+            continue
+        officers[device] += isinstance(parsed, dict) and "state" in parsed
     for dev in _of_kind(devs, "light"):
         rows = _state_rows(history, dev.id, ("state", "mode"), s, e)
         on_s = 0.0
@@ -456,15 +489,7 @@ def _lights(history: History, devs: list[ReportDevice], s: float, e: float) -> l
             state = new
             if state == "ON":
                 on_s += until - ts
-        officer = 0
-        for (command,) in history.query("SELECT command FROM audit WHERE device=? AND ts>=? AND ts<? AND result='ok'",
-                                        (dev.id, s, e)):
-            try:
-                parsed = json.loads(command)
-            except ValueError:
-                continue
-            officer += isinstance(parsed, dict) and "state" in parsed
-        out.append(LightFigures(dev, on_s / 3600.0, rule, officer, holds))
+        out.append(LightFigures(dev, on_s / 3600.0, rule, officers.get(dev.id, 0), holds))
     return out
 
 
