@@ -2,22 +2,33 @@
 how much the export delays the event loop.
 
     python bench/bench_export.py [--minutes 10] [--fps 25] [--width 1920 --height 1080]
-                                 [--bitrate 4000000] [--cache DIR]
+                                 [--bitrate 4000000] [--cache DIR] [--distinct 10]
 
 A Hikvision simulator (its own process, so its memory is not counted) holds ``--minutes`` of
-footage in 60-second PS files (generated once into ``--cache``; the first run of a long clip
-takes a while). Measured:
+footage in 60-second PS files (generated once into ``--cache``). Only the first ``--distinct``
+minutes are encoded (about 20 s each at 1080p); the later files are hard links to them (minute
+k is minute k mod ``--distinct``: the picture's burned-in time repeats, the bytes, sizes and
+packet times per file are those of real footage), so an hour costs no more to prepare than ten
+minutes. Measured:
 
 1. **Floor**: a plain HTTP download of the same files (aiohttp, Digest, the same simulator, each
    file's bytes written to disk) plus PyAV's bare remux of those files into one MP4 (demux and
    mux every video packet, nothing else).
-2. **Export**: ``hub.export.run.export`` (search, download, remux, hashing, signing), with the
-   remux in a child process as the running hub does it (``--thread``: in a worker thread, as
-   ``anninh export`` does). Ratio = export / floor; target <= 1.3. The floor copies video only;
+2. **Export** (search, download, remux, hashing, signing) as the running hub does it
+   (``--mode child``, the default: ``hub.export.child.export_in_child``, the whole export in a
+   process of its own at niceness 10, the remux in a thread of it; its start, about 1 s of CPU
+   for Python, the plugins and the config, is counted), or in this process as ``anninh export``
+   does it (``--mode thread``: ``hub.export.run.export``, the remux in a worker thread;
+   ``--mode process``: the remux in a child process). Ratio = export / floor; target <= 1.3.
+   The floor copies video only;
    ``--audio drop`` compares like with like, the default also transcodes the G.711 audio to AAC.
+   Beside the wall times, the CPU seconds of each (this process, the export's processes, the simulator
+   sending): on a machine shared with other work the wall time of each side depends on what
+   else runs at that moment, the CPU seconds much less.
 3. **Memory**: this process's RSS before the export and its peak during it (sampled every 20 ms),
-   for the clip length given; run two lengths to see that it does not grow with the length
-   (target: growth < 100 MB whatever the length).
+   and the peak RSS of the export's process (``--mode child``; ``process``: the remux child; the
+   largest of this process's ended children), for the clip length given; run two lengths to see that it
+   does not grow with the length (target: growth < 100 MB whatever the length).
 4. **Event loop**: p50/p99 lateness of a 2 ms timer idle and during the export (a proxy for
    command latency while an export runs: a light command waits for the loop just as this timer
    does).
@@ -34,7 +45,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
+import json
 import multiprocessing as mp
+import os
+import resource
 import shutil
 import statistics
 import sys
@@ -63,7 +77,49 @@ def rss_mb() -> float:
     return 0.0
 
 
-def _serve(q: Any, minutes: int, cache: str, fps: int, width: int, height: int, bitrate: int) -> None:
+def cpu_s(pid: int | None = None) -> float:
+    """CPU seconds (user + system) of this process (all threads), or of process ``pid``."""
+    if pid is None:
+        return time.process_time()
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def children_cpu_s() -> float:
+    """CPU seconds of this process's ended children (the remux child, once waited for)."""
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def repeat_after(writer: Any, distinct: int) -> Any:
+    """A footage writer that encodes the first ``distinct`` minutes and makes minute k a hard link
+    to minute k mod ``distinct`` (same folder; the cache key holds the start time)."""
+
+    def stamp(t: datetime) -> str:
+        return f"{t:%Y%m%dT%H%M%S}"
+
+    def write(path: Path, channel: int, start: datetime, seconds: float, fmt: Any) -> list[tuple[float, int]]:
+        k = int((start - START).total_seconds() // 60)
+        if k < distinct:
+            return writer(path, channel, start, seconds, fmt)
+        back = start - timedelta(minutes=k // distinct * distinct)
+        src = path.with_name(path.name.replace(stamp(start), stamp(back)))
+        meta = src.with_suffix(".json")
+        if src.exists() and meta.exists():
+            keyframes = [tuple(k) for k in json.loads(meta.read_text())]
+        else:
+            keyframes = writer(src, channel, back, seconds, fmt)
+            meta.write_text(json.dumps(keyframes))
+        path.unlink(missing_ok=True)
+        os.link(src, path)
+        return keyframes
+
+    return write
+
+
+def _serve(q: Any, minutes: int, cache: str, fps: int, width: int, height: int, bitrate: int,
+           distinct: int) -> None:
     from hub.camera.simfootage import VideoFormat
     from plugins.hikvision.simulator import HikvisionSimulator
 
@@ -71,6 +127,7 @@ def _serve(q: Any, minutes: int, cache: str, fps: int, width: int, height: int, 
         sim = HikvisionSimulator("nvr", channels=1, password=PW, footage_dir=cache,
                                  video=VideoFormat(width=width, height=height, fps=fps, gop_seconds=2.0, audio=True,
                                                    bitrate=bitrate, noise=True))
+        sim.footage.writer = repeat_after(sim.footage.writer, distinct)
         sim.add_footage(1, START, START + timedelta(minutes=minutes))
         await sim.start()
         files = [(sim.footage.get(1, n, s, e)) for n, s, e in sim.footage.files(1)]
@@ -150,13 +207,14 @@ class LoopProbe:
 
 async def run(args: argparse.Namespace) -> None:
     from hub.config import load_config
+    from hub.export.child import export_in_child
     from hub.export.run import ExportRequest, export
     from tests.support.hubrun import make_plugins, write_config
 
     cache = Path(args.cache)
     q: Any = mp.get_context("spawn").Queue()
     proc = mp.get_context("spawn").Process(target=_serve, daemon=True, args=(
-        q, args.minutes, str(cache), args.fps, args.width, args.height, args.bitrate))
+        q, args.minutes, str(cache), args.fps, args.width, args.height, args.bitrate, args.distinct))
     t = time.perf_counter()
     proc.start()
     port, files = await asyncio.to_thread(q.get, True, 36000)
@@ -175,8 +233,11 @@ async def run(args: argparse.Namespace) -> None:
         for r in range(args.rounds):
             d = work / f"plain{r}"
             d.mkdir()
+            assert proc.pid is not None
+            c0, s0 = cpu_s(), cpu_s(proc.pid)
             dl = await plain_download(port, [n for n, _, _ in files], d)
             rx = await asyncio.to_thread(bare_remux, [d / n for n, _, _ in files], d / "bare.mp4")
+            floor_cpu = cpu_s() - c0 + cpu_s(proc.pid) - s0
             shutil.rmtree(d)
 
             cfg_dir = work / f"cfg{r}"
@@ -204,6 +265,7 @@ async def run(args: argparse.Namespace) -> None:
             sampler = threading.Thread(target=sample, daemon=True)
             sampler.start()
             probe.start()
+            c0, s0, k0 = cpu_s(), cpu_s(proc.pid), children_cpu_s()
             t = time.perf_counter()
             # skew 0 on the simulator: the window is the footage (the clock offset is measured anyway)
             phases: dict[str, float] = {}
@@ -211,22 +273,32 @@ async def run(args: argparse.Namespace) -> None:
             def progress(message: str, fraction: float, phases: dict[str, float] = phases) -> None:
                 phases.setdefault(message.split(" ")[0], time.perf_counter())
 
-            result = await export(config, plugins, request, progress, remux_process=not args.thread)
+            if args.mode == "child":
+                result = await export_in_child(cfg, request, progress)
+            else:
+                result = await export(config, plugins, request, progress, remux_process=args.mode == "process")
             exp = time.perf_counter() - t
+            export_cpu = cpu_s() - c0 + cpu_s(proc.pid) - s0 + children_cpu_s() - k0
+            child_peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # KB on Linux
             marks = [("connect", t), *sorted(phases.items(), key=lambda kv: kv[1])]
             print("  phases: " + ", ".join(f"{a} {b[1] - a_t:.2f} s" for (a, a_t), b in itertools.pairwise(marks)))
             busy = await probe.stop()
             stop.set()
             sampler.join()
-            rounds.append((dl, rx, exp, peak[0] - base, busy))
+            rounds.append((dl, rx, exp, peak[0] - base, busy, floor_cpu, export_cpu))
             print(f"round {r + 1}: download {dl:.2f} s + bare remux {rx:.2f} s = floor {dl + rx:.2f} s; "
                   f"export {exp:.2f} s (ratio {exp / (dl + rx):.2f}); RSS {base:.0f} -> peak {peak[0]:.0f} MB "
-                  f"(+{peak[0] - base:.0f}); loop lateness p50/p99 {busy[0]:.2f}/{busy[1]:.2f} ms; "
-                  f"gaps {len(result.gaps)}")
+                  f"(+{peak[0] - base:.0f}; export processes peak {child_peak:.0f} MB); "
+                  f"loop lateness p50/p99 {busy[0]:.2f}/{busy[1]:.2f} ms; "
+                  f"gaps {len(result.gaps)}; CPU floor {floor_cpu:.2f} s, export {export_cpu:.2f} s "
+                  f"(ratio {export_cpu / floor_cpu:.2f}); load {os.getloadavg()[0]:.1f}")
             shutil.rmtree(cfg_dir)
-        ratios = sorted(e / (d + x) for d, x, e, _, _ in rounds)
+        ratios = sorted(e / (d + x) for d, x, e, *_ in rounds)
         print(f"\nexport / floor: median {statistics.median(ratios):.2f} (rounds: "
               f"{', '.join(f'{x:.2f}' for x in ratios)}; target <= 1.3)")
+        cpu = sorted(r[6] / r[5] for r in rounds)
+        print(f"CPU seconds export / floor: median {statistics.median(cpu):.2f} (rounds: "
+              f"{', '.join(f'{x:.2f}' for x in cpu)})")
         print(f"RSS growth during the export: max {max(r[3] for r in rounds):.0f} MB (target < 100 MB)")
         worst = max(r[4][1] for r in rounds)
         print(f"event-loop lateness p99: idle {idle[1]:.2f} ms, during export {worst:.2f} ms "
@@ -262,7 +334,6 @@ def _relay_board(q: Any) -> None:
 
 async def light_commands(args: argparse.Namespace, nvr_port: int, work: Path) -> None:
     """(5) Light-command round trips on a hub in its own process, idle and during an export."""
-    import json
     import subprocess
 
     import paho.mqtt.client as paho
@@ -400,9 +471,12 @@ def main() -> None:
                     help="rounds of light commands idle and during an export on a hub process (0: skip)")
     ap.add_argument("--audio", choices=["aac", "drop"], default="aac",
                     help="export.audio: G.711 to AAC in the MP4 (default), or left out (the floor has no audio)")
-    ap.add_argument("--thread", action="store_true",
-                    help="remux in a worker thread (as `anninh export` does) instead of a child process (the hub)")
+    ap.add_argument("--mode", choices=["child", "process", "thread"], default="child",
+                    help="the export in a child process as a running hub does it (default), or in this process "
+                         "with the remux in a child process, or in a worker thread (`anninh export`)")
     ap.add_argument("--cache", default=str(Path(tempfile.gettempdir()) / "anninh-bench-footage"))
+    ap.add_argument("--distinct", type=int, default=10,
+                    help="minutes of footage encoded; the later minutes repeat them (hard links)")
     args = ap.parse_args()
     Path(args.cache).mkdir(parents=True, exist_ok=True)
     asyncio.run(run(args))

@@ -124,6 +124,12 @@ async def export(config: Any, plugins: Any, request: ExportRequest, progress: Pr
             await driver.close()
 
 
+def _offset(delta: timedelta | None) -> str:
+    """``+07:00`` (ISO 8601)."""
+    minutes = round((delta or timedelta()).total_seconds() / 60)
+    return f"{'-' if minutes < 0 else '+'}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
+
+
 def _iso(t: datetime, tz: tzinfo) -> str:
     return t.replace(tzinfo=tz).isoformat(timespec="seconds" if not t.microsecond else "milliseconds")
 
@@ -211,10 +217,15 @@ async def export_from_driver(driver: Driver, device: DeviceConfig, info: DeviceI
 
     try:
         skew = await driver.recorder_clock_skew()
+        rec_offset = await driver.recorder_utc_offset()
     except DeviceError as exc:
         raise ExportError(f"{device.id}: recorder unreachable ({exc})") from None
     skew_s = float(round(skew)) if skew is not None else 0.0
-    shift = timedelta(seconds=skew_s)
+    # a recorder set to another timezone writes its files in that zone's wall clock: a setting,
+    # not drift, so it moves the window but is kept out of clock_skew_s (recorded apart)
+    hub_offset = start.replace(tzinfo=tz).utcoffset()
+    zone_s = (rec_offset - hub_offset).total_seconds() if rec_offset is not None and hub_offset is not None else 0.0
+    shift = timedelta(seconds=skew_s + zone_s)
     rec_start, rec_end = start + shift, end + shift
     report("searching", 0.0)
     try:
@@ -322,6 +333,10 @@ async def export_from_driver(driver: Driver, device: DeviceConfig, info: DeviceI
         notes = [f"times are the hub's local time ({getattr(tz, 'key', tz)}); the recorder's clock was "
                  f"{skew_s:+g} s off, so the recorder's own times (its file list, the time shown in the "
                  "picture) read that much later"]
+        if zone_s:
+            notes.append(f"the recorder keeps its clock in UTC{_offset(rec_offset)}, the hub in "
+                         f"UTC{_offset(hub_offset)}: its own times read {zone_s:+g} s later again (a timezone "
+                         "setting, not drift: not part of clock_skew_s)")
         lead = max(0.0, (start + shift - min(v.first for v in videos)).total_seconds())
         if lead > 0:
             notes.append(f"a copy starts on a keyframe: the MP4 begins {lead:g} s before the requested start")
@@ -360,6 +375,7 @@ async def export_from_driver(driver: Driver, device: DeviceConfig, info: DeviceI
             "requested": {"start": _iso(start, tz), "end": _iso(end, tz)},
             "recorded": {"start": _iso(first, tz), "end": _iso(last, tz)},
             "clock_skew_s": skew_s,
+            "recorder_utc_offset": _offset(rec_offset) if rec_offset is not None else None,
             "gaps": [{"start": _iso(a, tz), "end": _iso(b, tz)} for a, b in gaps],
             "files": files,
             "timezone": str(getattr(tz, "key", tz)),

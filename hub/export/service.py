@@ -26,9 +26,9 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 # PyAV, cryptography and the export code load on the first export, not when the hub starts (a hub
 # without recorders never loads the video stack)
@@ -37,6 +37,11 @@ log = logging.getLogger("hub.export")
 
 EXPORT_ROLES = ("officer", "installer")
 MAX_WAITING = 4
+STOP_POLL_S = 0.25
+"""How often a running export looks whether its guard ended with a reconnect (a new one then)."""
+STOP_WAIT_S = 20.0
+"""How long the hub's stop waits for an export child to clean up (its own limit is 15 s)."""
+T = TypeVar("T")
 """Exports queued per recorder behind the running one; more are refused (recorders are slow)."""
 
 
@@ -132,6 +137,7 @@ class ExportService:
     async def _run(self, runner: Any, recorder: Any, channel: int, camera: str | None, site: str | None,
                    start: Any, end: Any, body: dict[str, Any], user: str | None,
                    what: dict[str, Any]) -> dict[str, Any]:
+        from hub.export.child import export_in_child
         from hub.export.package import MANIFEST
         from hub.export.run import ExportError, ExportRequest, export_from_driver
 
@@ -155,11 +161,17 @@ class ExportService:
         try:
             if not runner.connected:
                 raise ExportError(f"{recorder.id}: recorder unreachable ({runner.error or 'not connected'})")
-            result = await export_from_driver(
-                runner.driver, recorder, _info_from_state(hub.states.get(recorder.id, {})), channel,
-                request, tz=hub.tz, hub_name=config.hub.name, data_dir=config.data_dir,
-                max_hours=config.export.max_hours, progress=progress, site=site, camera=camera, remux_process=True,
-                audio=config.export.audio)
+            if config.path.is_file():
+                # in a process of its own, below the hub in the CPU queue (hub.export.child): the
+                # loop only relays progress; the child reads the same config file
+                request.device = camera or recorder.id
+                result = await _until_stopped(runner, export_in_child(config.path, request, progress))
+            else:  # a config built in memory (no file to read again): with the hub's own driver
+                result = await export_from_driver(
+                    runner.driver, recorder, _info_from_state(hub.states.get(recorder.id, {})), channel,
+                    request, tz=hub.tz, hub_name=config.hub.name, data_dir=config.data_dir,
+                    max_hours=config.export.max_hours, progress=progress, site=site, camera=camera,
+                    remux_process=True, audio=config.export.audio)
         except ExportError as exc:
             emit("export_failed", device=recorder.id, user=user, error=str(exc))
             self._audit(user, recorder.id, what, "failed", str(exc))
@@ -176,6 +188,50 @@ class ExportService:
                     "done" if result.complete else "done_with_gaps")
         return {"package_id": result.package_id, "path": str(result.path), "complete": result.complete,
                 "gaps": gaps, "manifest_sha256": digest}
+
+
+async def _until_stopped(runner: Any, work: Coroutine[Any, Any, T]) -> T:
+    """``work`` (an export in a child process), stopped with the recorder's runner: the child does
+    not use the runner's driver, whose closing ended an export that did. A task in the runner's
+    device context (cancelled and awaited when the runner stops) cancels ``work`` and waits for
+    the child to clean up, so the hub's stop returns after it; when the runner only reconnects
+    (the same cancellation, without ``stopping``), the export goes on under a new guard."""
+    task = asyncio.get_running_loop().create_task(work)
+
+    async def guard() -> None:
+        try:
+            await asyncio.get_running_loop().create_future()  # until cancelled
+        except asyncio.CancelledError:
+            if runner.stopping:
+                task.cancel()
+                await _settle(task, STOP_WAIT_S)
+            raise
+
+    watch = runner.ctx.create_task(guard(), name=f"export-guard-{runner.config.id}")
+    try:
+        while not task.done():
+            if watch.done() and not runner.stopping:
+                watch = runner.ctx.create_task(guard(), name=f"export-guard-{runner.config.id}")
+            await asyncio.wait({task}, timeout=STOP_POLL_S)
+        if task.cancelled() and runner.stopping:
+            from hub.export.run import ExportError
+
+            raise ExportError("the hub stopped")
+        return task.result()
+    finally:
+        watch.cancel()
+        if not task.done():
+            task.cancel()
+            await _settle(task, STOP_WAIT_S)
+
+
+async def _settle(task: asyncio.Task[Any], limit: float) -> None:
+    """Wait up to ``limit`` seconds for a cancelled ``task`` to finish its cleanup, even while
+    this one is cancelled again (the hub's stop cancels its tasks every 0.2 s)."""
+    deadline = asyncio.get_running_loop().time() + limit
+    while not task.done() and asyncio.get_running_loop().time() < deadline:
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait({task}, timeout=deadline - asyncio.get_running_loop().time())
 
 
 def _try_lock(part: Path) -> tuple[int | None, bool]:

@@ -37,6 +37,8 @@ CODE_MAP = {
 DEVICE_CODES = {"storagelowspace": "disk_full", "storagefailure": "disk_error", "storagenotexist": "disk_missing"}
 RECORDER_WORDS = ("NVR", "DVR", "XVR", "HCVR", "HDCVI")
 MAX_TEXT = 256 * 1024
+LOADFILE_REFUSED = (400, 404, 405, 501)
+"""HTTP statuses of a firmware without ``RPC_Loadfile``: the download then goes by time range."""
 
 
 def parse_kv(body: bytes | str) -> dict[str, str]:
@@ -377,10 +379,24 @@ class DahuaDriver(CameraBase):
                        size=int(length) if length.isdigit() else None)
 
     async def download(self, segment: Segment, sink: DownloadSink, offset: int = 0) -> int:
-        """``GET /cgi-bin/RPC_Loadfile<FilePath>``; a resume asks ``Range: bytes=N-`` and skips N
-        bytes itself when the recorder sends the whole file again."""
+        """``GET /cgi-bin/RPC_Loadfile<FilePath>``; a recorder that refuses it (firmware without
+        RPC_Loadfile: HTTP 400, 404, 405 or 501) is asked for the same span by time instead,
+        ``GET /cgi-bin/loadfile.cgi?action=startLoad&channel=<1-based>&startTime=&endTime=`` (its
+        own wall clock, the file's times from the search). Each file tries RPC_Loadfile first: a
+        404 may also be one file overwritten since the search, which must not switch the recorder
+        to the other way for good. A resume asks ``Range: bytes=N-`` and skips N bytes itself when
+        the recorder sends it all again."""
         headers = {"Range": f"bytes={offset}-"} if offset else None
         async with self._http().stream("/cgi-bin/RPC_Loadfile" + quote(segment.ref, safe="/@"), headers=headers,
+                                       read_timeout=self.config.timeout * 3, allow=LOADFILE_REFUSED) as resp:
+            if resp.status_code not in LOADFILE_REFUSED:
+                return await resp.copy_from(offset, sink, self.config.host)
+            status = resp.status_code
+        self.ctx.log.debug("RPC_Loadfile answered HTTP %d for %s; downloading by time range (loadfile.cgi)",
+                           status, segment.name)
+        params = {"action": "startLoad", "channel": segment.channel,
+                  "startTime": f"{segment.start:%Y-%m-%d %H:%M:%S}", "endTime": f"{segment.end:%Y-%m-%d %H:%M:%S}"}
+        async with self._http().stream("/cgi-bin/loadfile.cgi", params=params, headers=headers,
                                        read_timeout=self.config.timeout * 3) as resp:
             return await resp.copy_from(offset, sink, self.config.host)
 

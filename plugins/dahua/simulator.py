@@ -27,7 +27,8 @@ Recordings (docs/reference/recordings.md): ``mediaFileFind.cgi`` (factory.create
 findNextFile, close, destroy) lists the files of the footage added with :meth:`add_footage`
 (gaps between spans are gaps), each with its real ``FilePath`` and ``Length``;
 ``GET /cgi-bin/RPC_Loadfile<FilePath>`` serves one, ``Range: bytes=N-`` honoured
-(``range_support``).
+(``range_support``); ``loadfile.cgi?action=startLoad&channel=&startTime=&endTime=`` serves the
+files of a time span (``rpc_loadfile=False``: a firmware without RPC_Loadfile, which answers 404).
 
 CLI: ``python -m plugins.dahua.simulator --kind nvr --channels 4 --port 8081``.
 """
@@ -88,7 +89,7 @@ class DahuaSimulator(RtspHttpSimulator):
                  parts_per_write: int = 1, alarm_modes: dict[str, int] | None = None, outputs: int | None = None,
                  disks: int | None = None, attach_closes: bool = False, rtsp: bool = False,
                  footage_dir: str | Path | None = None, segment_seconds: float = 60.0,
-                 video: VideoFormat | None = None, range_support: bool = True) -> None:
+                 video: VideoFormat | None = None, range_support: bool = True, rpc_loadfile: bool = True) -> None:
         super().__init__(username=username, password=password, auth=auth, port=port)
         self.kind = kind
         d = {"camera": ("IPC-HDW5831R-ZE", "4X7C5A1ZAG21L3F", "2.800.0000016.0.R,build:2020-06-05", 1),
@@ -134,6 +135,7 @@ class DahuaSimulator(RtspHttpSimulator):
             footage_dir = self._footage_tmp.name
         self.footage = dav_store(Path(footage_dir), segment_seconds, video)
         self.range_support = range_support
+        self.rpc_loadfile = rpc_loadfile  # False: firmware without RPC_Loadfile (404), loadfile.cgi only
         self.download_drops: list[int] = []
         self.downloads = 0
         self._dav_paths: dict[str, FootageFile] = {}
@@ -320,6 +322,8 @@ class DahuaSimulator(RtspHttpSimulator):
         ("/cgi-bin/eventManager.cgi", "getEventIndexes"): "_route_event_indexes",
         ("/cgi-bin/eventManager.cgi", None): "_route_error",
         ("/cgi-bin/mediaFileFind.cgi", None): "_route_media",
+        ("/cgi-bin/loadfile.cgi", "startLoad"): "_route_load_by_time",
+        ("/cgi-bin/loadfile.cgi", None): "_route_error",
         ("/cgi-bin/configManager.cgi", None): "_route_config",
         ("/cgi-bin/alarm.cgi", "getOutState"): "_route_out_state",
         ("/cgi-bin/alarm.cgi", "getOutSlots"): "_route_out_slots",
@@ -328,6 +332,8 @@ class DahuaSimulator(RtspHttpSimulator):
 
     async def handle(self, req: Request) -> Response:
         if req.path.startswith(LOADFILE):  # the file's path on the recorder follows the prefix
+            if not self.rpc_loadfile:
+                return Response(404, b"Error\r\nNot Found!\r\n", "text/plain")
             return self._loadfile(req, req.path[len(LOADFILE) - 1:])
         action = req.query.get("action", "")
         route = self.ROUTES.get((req.path, action)) or self.ROUTES.get((req.path, None))
@@ -512,23 +518,46 @@ class DahuaSimulator(RtspHttpSimulator):
             return self._kv("OK")
         return self._error()
 
+    def _route_load_by_time(self, req: Request, action: str) -> Response:
+        """``loadfile.cgi?action=startLoad&channel=<1-based>&startTime=&endTime=``: the recording
+        files of the channel that overlap the span, whole and one after the other (this simulator
+        does not cut a file; asked for one file's span, it serves that file)."""
+        q = req.query
+        try:
+            channel = int(q.get("channel", ""))
+            start = datetime.strptime(q.get("startTime", ""), "%Y-%m-%d %H:%M:%S")
+            end = datetime.strptime(q.get("endTime", ""), "%Y-%m-%d %H:%M:%S")
+        except ValueError:
+            return Response(400, b"Error\r\nBad Request!\r\n", "text/plain")
+        files = [self.footage.get(channel, n, s, e) for n, s, e in self.footage.files(channel) if e > start and s < end]
+        if not files:
+            return Response(404, b"Error\r\nNot Found!\r\n", "text/plain")
+        return self._serve_files(req, files)
+
     def _loadfile(self, req: Request, file_path: str) -> Response:
         ff = self._dav_paths.get(file_path)
         if ff is None:
             return Response(404, b"Error\r\nNot Found!\r\n", "text/plain")
-        total = ff.size
+        return self._serve_files(req, [ff])
+
+    def _serve_files(self, req: Request, files: list[FootageFile]) -> Response:
+        total = sum(ff.size for ff in files)
         status, skip, headers = byte_range(req, total, self.range_support)
         drop = self.download_drops.pop(0) if self.download_drops else None
         self.downloads += 1
 
         async def send(writer: asyncio.StreamWriter) -> None:
             sent = 0
-            with ff.path.open("rb") as f:
-                f.seek(skip)
-                while chunk := f.read(65536):
-                    if not await self.send_download_chunk(writer, chunk, sent, drop):
-                        return
-                    sent += len(chunk)
+            at = 0  # where the file starts in the body
+            for ff in files:
+                if skip < at + ff.size:
+                    with ff.path.open("rb") as f:
+                        f.seek(max(0, skip - at))
+                        while chunk := f.read(65536):
+                            if not await self.send_download_chunk(writer, chunk, sent, drop):
+                                return
+                            sent += len(chunk)
+                at += ff.size
 
         return Response(status, content_type="application/octet-stream", headers=headers, stream=send)
 

@@ -349,7 +349,18 @@ class HikvisionDriver(CameraBase):
         if dev is None or dev.tzinfo is None:
             return None
         middle = before + (after - before) / 2
+        self._utc_offset = dev.utcoffset()
         return round((dev - middle).total_seconds() + (0.5 if dev.microsecond == 0 else 0.0), 1)
+
+    _utc_offset: timedelta | None = None
+
+    async def recorder_utc_offset(self) -> timedelta | None:
+        """The offset ``currentDeviceTime`` is written with: the recorder's file list and search
+        use its local wall clock, which is the hub's only when both are set to the same zone."""
+        if self._utc_offset is None:
+            dev = X.parse_datetime(X.text(await self._xml("/System/status", "status"), "currentDeviceTime"))
+            self._utc_offset = dev.utcoffset() if dev is not None else None
+        return self._utc_offset
 
     async def search_recordings(self, channel: int, start: datetime, end: datetime) -> list[Segment]:
         """``CMSearchDescription`` pages (``searchResultPostion`` advanced by ``numOfMatches``
