@@ -28,7 +28,9 @@ from hub.clock import Clock
 from hub.config import Config
 from hub.core import Backoff, Hub
 from hub.export.service import install as install_export
+from hub.i18n import tr
 from hub.mqtt import BrokerAddress, MqttConnection
+from hub.ops.tickets import install as install_tickets
 from hub.plugins import PluginManager
 from hub.redact import register_secrets
 
@@ -120,6 +122,7 @@ async def _start_hub(config: Config, plugins: PluginManager, server: str, userna
         outbox=config.data_dir / "outbox.db", clean_session=False)
     bridge = MqttBridge(hub, conn)
     install_export(hub)
+    tickets = install_tickets(hub)
     await hub.start()
     await bridge.start()
     if not await conn.wait_connected(connect_timeout):
@@ -129,7 +132,7 @@ async def _start_hub(config: Config, plugins: PluginManager, server: str, userna
     # collections, which otherwise paused the loop 44-99 ms while image checks allocated frames
     gc.collect()
     gc.freeze()
-    return RunningHub(hub=hub, bridge=bridge, broker=broker, extra={"server": server})
+    return RunningHub(hub=hub, bridge=bridge, broker=broker, extra={"server": server, "tickets": tickets})
 
 
 async def run_forever(config: Config, plugins: PluginManager) -> None:
@@ -166,6 +169,6 @@ def run_to_end(main: Coroutine[Any, Any, Any]) -> int:
     except KeyboardInterrupt:
         pass
     except BrokerError as exc:
-        print(f"error: embedded broker: {exc}", file=sys.stderr)
+        print(tr("error: embedded broker: {error}", error=exc), file=sys.stderr)
         return 1
     return 0

@@ -128,6 +128,8 @@ class MqttBridge:
         # holds only what connect() found (model, manufacturer...), and a retained partial state would
         # replace the last complete one that Home Assistant (and every other subscriber) reads
         self._complete: set[str] = set()
+        self.republishers: list[Callable[[], None]] = []
+        """More retained topics (the open tickets of each site), published again with the rest."""
         if connection is None:
             address = BrokerAddress.parse(cfg.server)
             connection = MqttConnection(
@@ -195,6 +197,8 @@ class MqttBridge:
             pub(f"{self.base}/{device_id}/availability", ONLINE if available else OFFLINE, 1, True)
         for site_id, state in self.view.site_states.items():
             pub(f"{self.base}/site/{site_id}", _dumps(state), 1, True)
+        for again in self.republishers:
+            again()
 
     # ---------------------------------------------------------------- hub listeners
     def _on_state(self, change: StateChange) -> None:

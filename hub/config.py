@@ -17,14 +17,24 @@ import stat
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, Field, SecretStr, TypeAdapter, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    Field,
+    SecretStr,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from hub.api import DeviceConfig, Id, StrictModel
+from hub.i18n import N_, _, tr, use_language
 
 SECRETS_FILE = "secrets.yaml"
 
@@ -94,11 +104,11 @@ def _make_loader(path: Path, issues: list[ConfigIssue], secrets: dict[str, Any] 
             key = loader.construct_object(key_node, deep=True)
             if not isinstance(key, (str, int, float, bool)) or key is None:
                 issues.append(ConfigIssue(path, key_node.start_mark.line + 1, "",
-                                          f"mapping key must be a plain value, got {key!r}"))
+                                          tr("mapping key must be a plain value, got {key}", key=repr(key))))
                 continue
             if key in out:
                 issues.append(ConfigIssue(path, key_node.start_mark.line + 1, str(key),
-                                          f"duplicate key (first on line {out.key_lines[key]})"))
+                                          tr("duplicate key (first on line {line})", line=out.key_lines[key])))
             out[key] = loader.construct_object(value_node, deep=True)
             out.key_lines[key] = key_node.start_mark.line + 1
         return out
@@ -115,13 +125,14 @@ def _make_loader(path: Path, issues: list[ConfigIssue], secrets: dict[str, Any] 
         value = SecretRef("")
         value.secret_name = str(name)
         if not name:
-            issues.append(ConfigIssue(path, line, "", "!secret needs a name, e.g. !secret cam_password"))
+            issues.append(ConfigIssue(path, line, "", _("!secret needs a name, e.g. !secret cam_password")))
         elif secrets is None:
-            issues.append(ConfigIssue(path, line, "", f"!secret {name}: no {SECRETS_FILE} beside "
-                                      f"{path.name} (expected {path.parent / SECRETS_FILE})"))
+            issues.append(ConfigIssue(path, line, "", tr("!secret {name}: no {file} beside {config} (expected "
+                                                         "{expected})", name=name, file=SECRETS_FILE,
+                                                         config=path.name, expected=path.parent / SECRETS_FILE)))
         elif name not in secrets:
-            issues.append(ConfigIssue(path, line, "", f"!secret {name}: not defined in "
-                                      f"{path.parent / SECRETS_FILE}"))
+            issues.append(ConfigIssue(path, line, "", tr("!secret {name}: not defined in {file}", name=name,
+                                                         file=path.parent / SECRETS_FILE)))
         else:
             value = SecretRef(str(secrets[name]))
             value.secret_name = str(name)
@@ -140,24 +151,25 @@ def load_yaml(path: Path, issues: list[ConfigIssue], secrets: dict[str, Any] | N
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        issues.append(ConfigIssue(path, None, "", f"cannot read: {exc.strerror or exc}"))
+        issues.append(ConfigIssue(path, None, "", tr("cannot read: {error}", error=exc.strerror or exc)))
         return None
     except UnicodeDecodeError as exc:
-        issues.append(ConfigIssue(path, None, "", f"not UTF-8 text: {exc.reason}"))
+        issues.append(ConfigIssue(path, None, "", tr("not UTF-8 text: {error}", error=exc.reason)))
         return None
     try:
         return yaml.load(text, Loader=_make_loader(path, issues, secrets, resolved))
     except RecursionError:
-        issues.append(ConfigIssue(path, None, "", "invalid YAML: nested too deeply"))
+        issues.append(ConfigIssue(path, None, "", _("invalid YAML: nested too deeply")))
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None
-        message = f"invalid YAML: {exc.problem or exc.context}"
+        message = tr("invalid YAML: {problem}", problem=exc.problem or exc.context)
         if exc.context and exc.context_mark and exc.problem_mark and exc.context_mark.line != exc.problem_mark.line:
-            message += f" ({exc.context} that started on line {exc.context_mark.line + 1})"
+            message += " " + tr("({context} that started on line {line})", context=exc.context,
+                                line=exc.context_mark.line + 1)
         issues.append(ConfigIssue(path, line, "", message))
     except yaml.YAMLError as exc:
-        issues.append(ConfigIssue(path, None, "", f"invalid YAML: {exc}"))
+        issues.append(ConfigIssue(path, None, "", tr("invalid YAML: {problem}", problem=exc)))
     return None
 
 
@@ -169,7 +181,7 @@ def _load_secrets(config_path: Path, issues: list[ConfigIssue]) -> dict[str, Any
     if loaded is None:
         return {}
     if not isinstance(loaded, dict):
-        issues.append(ConfigIssue(path, 1, "", "secrets file must be a mapping of NAME: value"))
+        issues.append(ConfigIssue(path, 1, "", _("secrets file must be a mapping of NAME: value")))
         return {}
     return dict(loaded)
 
@@ -181,6 +193,8 @@ class HubSection(StrictModel):
                                    description="the post's location: sun elevation for the night-light rule")
     longitude: float | None = Field(None, ge=-180, le=180, description="see `hub.latitude`")
     timezone: str = Field("Asia/Ho_Chi_Minh", description="local times in events and reasons")
+    language: str = Field("vi", description="language of what people read (event messages, lights' reasons, "
+                                            "command output): `vi` (Vietnamese) or `en` (English)")
     data_dir: str = Field("./data", description="registry (`registry.json`), history (`history.db`), reference "
                                                 "images, drop-in plugins")
     history_days: int = Field(400, ge=1, le=3650, description="days of history kept (monthly and yearly reports)")
@@ -194,14 +208,21 @@ class HubSection(StrictModel):
         try:
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown timezone {value!r} (expected an IANA name such as "
-                             "Asia/Ho_Chi_Minh)") from None
+            raise ValueError(tr("unknown timezone {value} (expected an IANA name such as Asia/Ho_Chi_Minh)",
+                                value=repr(value))) from None
         return value
+
+    @field_validator("language")
+    @classmethod
+    def _language(cls, value: str) -> str:
+        from hub.i18n import normalize
+
+        return normalize(value)
 
     @model_validator(mode="after")
     def _both_or_none(self) -> HubSection:
         if (self.latitude is None) != (self.longitude is None):
-            raise ValueError("give both latitude and longitude, or neither")
+            raise ValueError(_("give both latitude and longitude, or neither"))
         return self
 
 
@@ -238,19 +259,20 @@ class MqttSection(StrictModel):
             return value
         parts = urlsplit(value)
         if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
-            raise ValueError(f"{value!r}: expected 'embedded', mqtt://HOST:PORT or mqtts://HOST:PORT")
+            raise ValueError(tr("{value}: expected 'embedded', mqtt://HOST:PORT or mqtts://HOST:PORT",
+                                value=repr(value)))
         try:
             parts.port  # noqa: B018 (validates the port)
         except ValueError:
-            raise ValueError(f"{value!r}: bad port") from None
+            raise ValueError(tr("{value}: bad port", value=repr(value))) from None
         return value
 
     @field_validator("base_topic", "discovery_prefix")
     @classmethod
     def _topic(cls, value: str) -> str:
         if not value or any(c in value for c in "#+\0") or value.startswith("/") or value.endswith("/"):
-            raise ValueError(f"{value!r} is not a usable topic prefix (no wildcards, no leading or "
-                             "trailing '/')")
+            raise ValueError(tr("{value} is not a usable topic prefix (no wildcards, no leading or trailing '/')",
+                                value=repr(value)))
         return value
 
 
@@ -300,6 +322,57 @@ class WebSection(StrictModel):
         return self
 
 
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*$")
+_DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600}
+
+
+def parse_duration(value: Any) -> float:
+    """``90s``, ``30m``, ``48h`` or a number of seconds -> seconds (ValueError: a bad duration)."""
+    if isinstance(value, bool):
+        raise ValueError(f"bad duration {value!r}: write 90s, 30m, 48h or a number of seconds")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        m = _DURATION.match(str(value))
+        if m is None:
+            raise ValueError(f"bad duration {value!r}: write 90s, 30m, 48h or a number of seconds")
+        seconds = float(m.group(1)) * _DURATION_UNITS[m.group(2)]
+    if seconds <= 0:
+        raise ValueError(f"bad duration {value!r}: it must be more than 0")
+    return seconds
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+"""Seconds, written ``90s``, ``30m``, ``48h`` or as a number of seconds."""
+
+
+class DeadlinesConfig(StrictModel):
+    """Hours (a duration) a contractor has to repair a device of each kind."""
+
+    camera: Duration = Field("48h", validate_default=True, description="camera deadline")
+    recorder: Duration = Field("24h", validate_default=True, description="recorder deadline")
+    ups: Duration = Field("72h", validate_default=True, description="UPS deadline")
+    light: Duration = Field("72h", validate_default=True, description="light deadline")
+
+
+class ContractorConfig(StrictModel):
+    name: Id = Field(description="the user (role `contractor`) who acts for this contractor")
+    phone: str | None = Field(None, description="phone number")
+    contact: str | None = Field(None, description="who to call, address")
+    sites: list[str] | None = Field(None, description="the sites under contract (the user's `sites` too: give "
+                                    "them here or there, not differently in both; none: every site)")
+    deadlines: DeadlinesConfig = Field(DeadlinesConfig(), description="repair deadline per kind "
+                                       "(`camera`, `recorder`, `ups`, `light`; default 48h, 24h, 72h, 72h)")
+
+
+class TicketsSection(StrictModel):
+    open_after: Duration = Field("30m", validate_default=True,
+                                 description="a fault lasting this long opens a maintenance ticket "
+                                             "(`90s`, `30m`, `48h` or seconds)")
+    close_after: Duration = Field("10m", validate_default=True,
+                                  description="a fault gone this long closes its ticket as recovered")
+
+
 class _TopModel(StrictModel):
     hub: HubSection = HubSection()
     mqtt: MqttSection = MqttSection()
@@ -309,6 +382,8 @@ class _TopModel(StrictModel):
     devices: list[dict[str, Any]] = []
     users: list[UserConfig] = []
     rules: dict[str, dict[str, Any] | None] = {}
+    contractors: list[ContractorConfig] = []
+    tickets: TicketsSection = TicketsSection()
 
 
 @dataclass
@@ -326,6 +401,8 @@ class Config:
     warnings: list[str] = field(default_factory=list)
     export: ExportSection = field(default_factory=ExportSection)
     web: WebSection = field(default_factory=WebSection)
+    contractors: list[ContractorConfig] = field(default_factory=list)
+    tickets: TicketsSection = field(default_factory=TicketsSection)
 
     @property
     def data_dir(self) -> Path:
@@ -337,6 +414,13 @@ class Config:
 
     def device(self, device_id: str) -> DeviceConfig | None:
         return next((d for d in self.devices if d.id == device_id), None)
+
+    def user(self, name: str | None) -> UserConfig | None:
+        return next((u for u in self.users if u.name == name), None)
+
+    def contractor_for(self, site: str | None) -> ContractorConfig | None:
+        """The first contractor (in config order) whose sites hold ``site`` (one without sites holds all)."""
+        return next((c for c in self.contractors if c.sites is None or site in c.sites), None)
 
     def secrets(self) -> list[str]:
         """Every password in the config (for tests and log redaction)."""
@@ -388,19 +472,52 @@ def _describe(err: Mapping[str, Any], model: type[BaseModel] | None, loc: tuple[
     if kind == "extra_forbidden":
         allowed = _allowed_keys(model, loc)
         key = str(loc[-1]) if loc else "?"
-        hint = ""
         if allowed:
             close = difflib.get_close_matches(key, allowed, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else f"; expected one of: {', '.join(allowed)}"
-        return f"unknown key{hint}"
+            return unknown_key(close[0] if close else None, allowed)
+        return _("unknown key")
     if kind == "missing":
-        return "required key is missing"
+        return _("required key is missing")
     msg = str(err.get("msg", "invalid"))
     msg = msg.removeprefix("Value error, ")
+    msg = _pydantic_in_language(kind, msg, err.get("ctx") or {})
     if "input" in err and kind not in ("model_type", "dict_type", "list_type") and not isinstance(
             err["input"], (dict, list, SecretRef)):
-        msg += f" (got {err['input']!r})"
+        msg += " " + tr("(got {value})", value=repr(err["input"]))
     return msg
+
+
+#: pydantic's sentences for the errors a config most often has, as templates to translate
+_PYDANTIC_MESSAGES: dict[str, str] = {
+    "int_parsing": N_("Input should be a valid integer, unable to parse string as an integer"),
+    "int_type": N_("Input should be a valid integer"),
+    "int_from_float": N_("Input should be a valid integer, got a number with a fractional part"),
+    "float_parsing": N_("Input should be a valid number, unable to parse string as a number"),
+    "float_type": N_("Input should be a valid number"),
+    "bool_parsing": N_("Input should be a valid boolean, unable to interpret input"),
+    "bool_type": N_("Input should be a valid boolean"),
+    "string_type": N_("Input should be a valid string"),
+    "list_type": N_("Input should be a valid list"),
+    "dict_type": N_("Input should be a valid dictionary"),
+    "literal_error": N_("Input should be {expected}"),
+    "less_than_equal": N_("Input should be less than or equal to {le}"),
+    "less_than": N_("Input should be less than {lt}"),
+    "greater_than_equal": N_("Input should be greater than or equal to {ge}"),
+    "greater_than": N_("Input should be greater than {gt}"),
+}
+
+
+def _pydantic_in_language(kind: str, msg: str, ctx: Mapping[str, Any]) -> str:
+    """pydantic's own sentence in the current language, when it is one of :data:`_PYDANTIC_MESSAGES`
+    worded as that pydantic version words it (otherwise pydantic's English stays)."""
+    template = _PYDANTIC_MESSAGES.get(kind)
+    if template is None:
+        return msg
+    params = {k: str(v) for k, v in ctx.items()}
+    with use_language("en"):
+        if tr(template, **params) != msg:
+            return msg
+    return tr(template, **params)
 
 
 def _allowed_keys(model: type[BaseModel] | None, loc: tuple[Any, ...]) -> list[str]:
@@ -452,35 +569,40 @@ def host_problem(value: Any) -> str | None:
     if not isinstance(value, str) or not value.strip():
         return None  # the platform's model says what it expects
     text = value.strip()
-    example = "e.g. host: 192.168.1.64"
+    example = "host: 192.168.1.64"
     if "://" in text:
-        return f"{value!r}: give only the address, without a scheme such as http:// ({example})"
+        return tr("{value}: give only the address, without a scheme such as http:// (e.g. {example})",
+                  value=repr(value), example=example)
     bracketed = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\]:(\d+)", text)
     if bracketed:
-        return (f"{value!r}: the port goes in 'port:' (host: {bracketed.group(1)}, "
-                f"port: {bracketed.group(2)})")
+        return tr("{value}: the port goes in 'port:' (host: {host}, port: {port})", value=repr(value),
+                  host=bracketed.group(1), port=bracketed.group(2))
     if text.count(":") == 1:
-        name, _, port = text.partition(":")
+        name, _sep, port = text.partition(":")
         if port.isdigit():
-            return f"{value!r}: the port goes in 'port:' (host: {name}, port: {port})"
-        return f"{value!r} is not a valid address ({example})"
+            return tr("{value}: the port goes in 'port:' (host: {host}, port: {port})", value=repr(value),
+                      host=name, port=port)
+        return tr("{value} is not a valid address (e.g. {example})", value=repr(value), example=example)
     if any(c in text for c in "/@ \t"):
-        return f"{value!r}: give only the address, without a path, user or spaces ({example})"
+        return tr("{value}: give only the address, without a path, user or spaces (e.g. {example})",
+                  value=repr(value), example=example)
     if ":" in text:
         try:
             ipaddress.IPv6Address(text.strip("[]"))
         except ValueError:
-            return f"{value!r} is not a valid IPv6 address"
+            return tr("{value} is not a valid IPv6 address", value=repr(value))
         return None
     if re.fullmatch(r"[0-9.]+", text):
         try:
             ipaddress.IPv4Address(text)
         except ValueError:
-            return f"{value!r} is not a valid IPv4 address (four numbers 0-255 separated by dots)"
+            return tr("{value} is not a valid IPv4 address (four numbers 0-255 separated by dots)",
+                      value=repr(value))
         return None
     name = text.removesuffix(".")
     if len(name) > 253 or not all(_HOST_LABEL.match(label) for label in name.split(".")):
-        return f"{value!r} is not a valid host name or IP address ({example})"
+        return tr("{value} is not a valid host name or IP address (e.g. {example})", value=repr(value),
+                  example=example)
     return None
 
 
@@ -512,6 +634,13 @@ def _check_permissions(path: Path) -> list[str]:
     return warnings
 
 
+def unknown_key(close: str | None, allowed: Any) -> str:
+    """"unknown key; did you mean 'x'?" or "unknown key; expected one of: a, b"."""
+    if close is not None:
+        return tr("unknown key; did you mean {key}?", key=repr(close))
+    return tr("unknown key; expected one of: {keys}", keys=", ".join(allowed))
+
+
 def _check_sections(ck: _Check) -> _TopModel:
     """Unknown top-level keys (with a did-you-mean), then each section's model on its own, so one
     bad section does not hide the others' errors."""
@@ -520,9 +649,7 @@ def _check_sections(ck: _Check) -> _TopModel:
     for key in raw:
         if key not in _TopModel.model_fields:
             close = difflib.get_close_matches(str(key), list(_TopModel.model_fields), n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else \
-                f"; expected one of: {', '.join(_TopModel.model_fields)}"
-            ck.add((key,), str(key), f"unknown key{hint}")
+            ck.add((key,), str(key), unknown_key(close[0] if close else None, _TopModel.model_fields))
     for name, info in _TopModel.model_fields.items():
         if name not in raw or raw[name] is None:
             continue
@@ -540,7 +667,7 @@ def _check_sites(ck: _Check, sites: list[SiteConfig]) -> dict[str, int]:
     for i, site in enumerate(sites):
         if site.id in site_ids:
             ck.add(("sites", i, "id"), f"sites[{i}].id",
-                   f"duplicate site id {site.id!r} (also sites[{site_ids[site.id]}])")
+                   tr("duplicate site id {id} (also sites[{index}])", id=repr(site.id), index=site_ids[site.id]))
         site_ids.setdefault(site.id, i)
     return site_ids
 
@@ -557,13 +684,15 @@ def _check_devices(ck: _Check, entries: list[dict[str, Any]], platforms: dict[st
         loc = ("devices", i)
         if dev.id in device_ids:
             ck.add((*loc, "id"), f"devices[{i}].id",
-                   f"duplicate device id {dev.id!r} (also devices[{device_ids[dev.id]}])")
+                   tr("duplicate device id {id} (also devices[{index}])", id=repr(dev.id),
+                      index=device_ids[dev.id]))
             continue
         # a device may share a site's id: they live in different topic trees
         device_ids[dev.id] = i
         if dev.site is not None and dev.site not in site_ids:
             ck.add((*loc, "site"), f"devices[{i}].site",
-                   f"unknown site {dev.site!r} (defined sites: {', '.join(site_ids) or 'none'})")
+                   tr("unknown site {site} (defined sites: {sites})", site=repr(dev.site),
+                      sites=", ".join(site_ids) or _("none")))
             continue
         devices.append(dev)
     return devices
@@ -577,20 +706,22 @@ def _check_device(ck: _Check, i: int, entry: dict[str, Any], platforms: dict[str
         typo = next((k for k in entry if isinstance(k, str) and k != "platform"
                      and difflib.get_close_matches(k, ["platform"], n=1, cutoff=0.75)), None)
         if typo is not None:
-            ck.add((*loc, typo), f"devices[{i}].{typo}", "unknown key; did you mean 'platform'?")
+            ck.add((*loc, typo), f"devices[{i}].{typo}", unknown_key("platform", ()))
         else:
-            ck.add(loc, f"devices[{i}].platform", "required key is missing")
+            ck.add(loc, f"devices[{i}].platform", _("required key is missing"))
         return None
     spec = platforms.get(platform) if isinstance(platform, str) else None
     if spec is None:
-        known = ", ".join(sorted(platforms)) or "none loaded"
-        ck.add((*loc, "platform"), f"devices[{i}].platform", f"unknown platform {platform!r} (available: {known})")
+        known = ", ".join(sorted(platforms)) or _("none loaded")
+        ck.add((*loc, "platform"), f"devices[{i}].platform",
+               tr("unknown platform {platform} (available: {known})", platform=repr(platform), known=known))
         return None
     try:
         model = spec.config_model  # a LazyPlatformSpec imports its driver module here
     except Exception as exc:
         ck.add((*loc, "platform"), f"devices[{i}].platform",
-               f"platform {platform!r} could not be loaded: {type(exc).__name__}: {exc}")
+               tr("platform {platform} could not be loaded: {error}", platform=repr(platform),
+                  error=type(exc).__name__ + ": " + str(exc)))
         return None
     bad_host = host_problem(entry.get("host"))
     if bad_host is not None:
@@ -609,11 +740,11 @@ def _check_users(ck: _Check, users: list[UserConfig], site_ids: dict[str, int]) 
     user_names: set[str] = set()
     for i, user in enumerate(users):
         if user.name in user_names:
-            ck.add(("users", i, "name"), f"users[{i}].name", f"duplicate user {user.name!r}")
+            ck.add(("users", i, "name"), f"users[{i}].name", tr("duplicate user {user}", user=repr(user.name)))
         user_names.add(user.name)
         for j, s in enumerate(user.sites or []):
             if s not in site_ids:
-                ck.add(("users", i, "sites", j), f"users[{i}].sites[{j}]", f"unknown site {s!r}")
+                ck.add(("users", i, "sites", j), f"users[{i}].sites[{j}]", tr("unknown site {site}", site=repr(s)))
     return user_names
 
 
@@ -625,14 +756,14 @@ def _check_client_id(ck: _Check, mqtt: MqttSection, user_names: set[str]) -> Non
         return
     loc = ("mqtt", "client_id")
     if cid in user_names:
-        ck.add(loc, "mqtt.client_id", f"{cid!r} is the name of a user, whose "
-               "session would take the hub's (the broker binds each user's client id to "
-               "the user name); leave client_id unset for a random id")
+        ck.add(loc, "mqtt.client_id", tr("{id} is the name of a user, whose session would take the hub's (the "
+                                         "broker binds each user's client id to the user name); leave client_id "
+                                         "unset for a random id", id=repr(cid)))
     elif not user_names and mqtt.server == "embedded":
-        ck.add(loc, "mqtt.client_id", "a fixed client id on the embedded broker "
-               "without users: any local program could connect with it and knock the hub "
-               "off; leave client_id unset (a random id), or define users: so the broker "
-               "binds the hub's session to its login")
+        ck.add(loc, "mqtt.client_id", _("a fixed client id on the embedded broker without users: any local program "
+                                        "could connect with it and knock the hub off; leave client_id unset (a "
+                                        "random id), or define users: so the broker binds the hub's session to its "
+                                        "login"))
     elif user_names and mqtt.server != "embedded":
         ck.warnings.append(f"{ck.path}: mqtt.client_id {cid!r} is fixed: unless the broker binds client ids to "
                            "logins (`anninh acl --bind-client-ids`), any user can connect with it and knock "
@@ -652,12 +783,13 @@ def _check_rules(ck: _Check, options_by_rule: dict[str, dict[str, Any] | None],
         if spec is None:
             if plugins is not None:
                 ck.add(loc, f"rules.{name}",
-                       f"unknown rule (available: {', '.join(sorted(rule_specs)) or 'none'})")
+                       tr("unknown rule (available: {rules})", rules=", ".join(sorted(rule_specs)) or _("none")))
             continue
         opts = dict(options or {})
         flag = opts.pop("enabled", True)
         if not isinstance(flag, bool):
-            ck.add((*loc, "enabled"), f"rules.{name}.enabled", f"expected true or false (got {flag!r})")
+            ck.add((*loc, "enabled"), f"rules.{name}.enabled",
+                   tr("expected true or false (got {value})", value=repr(flag)))
             continue
         enabled[name] = flag
         if spec.options_model is not None:
@@ -666,7 +798,8 @@ def _check_rules(ck: _Check, options_by_rule: dict[str, dict[str, Any] | None],
             except ValidationError as exc:
                 _add_validation_issues(ck.issues, ck.path, ck.raw, exc, spec.options_model, prefix=loc)
         elif opts:
-            ck.add(loc, f"rules.{name}", f"this rule takes no options (got {', '.join(map(str, opts))})")
+            ck.add(loc, f"rules.{name}", tr("this rule takes no options (got {options})",
+                                            options=", ".join(map(str, opts))))
     for name, spec in rule_specs.items():
         if name not in rules and spec.options_model is not None:
             try:
@@ -674,6 +807,57 @@ def _check_rules(ck: _Check, options_by_rule: dict[str, dict[str, Any] | None],
             except ValidationError:
                 rules[name] = None
     return rules, enabled
+
+
+def _unknown_sites(ck: _Check, i: int, c: ContractorConfig, site_ids: dict[str, int]) -> bool:
+    bad = False
+    for j, s in enumerate(c.sites or []):
+        if s not in site_ids:
+            ck.add(("contractors", i, "sites", j), f"contractors[{i}].sites[{j}]",
+                   f"unknown site {s!r} (defined sites: {', '.join(site_ids) or 'none'})")
+            bad = True
+    return bad
+
+
+def _check_contractors(ck: _Check, contractors: list[ContractorConfig], users: list[UserConfig],
+                       site_ids: dict[str, int]) -> None:
+    """Each contractor is a user with role contractor (when the config has ``users:``), named once, at
+    known sites. Its sites are
+    given once: ``contractors[].sites`` or the user's ``sites`` (the same list in both is accepted);
+    after this both hold them, so the broker's ACL (``anninh acl``) and the hub read one list."""
+    seen: dict[str, int] = {}
+    for i, c in enumerate(contractors):
+        loc = ("contractors", i)
+        if c.name in seen:
+            ck.add((*loc, "name"), f"contractors[{i}].name",
+                   f"duplicate contractor {c.name!r} (also contractors[{seen[c.name]}])")
+            continue
+        seen[c.name] = i
+        k, user = next(((k, u) for k, u in enumerate(users) if u.name == c.name), (-1, None))
+        if user is None and not users:
+            # no users: no logins and no roles (a loopback broker): the contractor is a name on its tickets
+            _unknown_sites(ck, i, c, site_ids)
+            continue
+        if user is None:
+            ck.add((*loc, "name"), f"contractors[{i}].name",
+                   f"unknown user {c.name!r} (a contractor is a user with role contractor under users:)")
+            continue
+        if user.role != "contractor":
+            ck.add((*loc, "name"), f"contractors[{i}].name",
+                   f"user {c.name!r} has role {user.role}, not contractor")
+            continue
+        if _unknown_sites(ck, i, c, site_ids):
+            continue
+        if c.sites is not None and user.sites is not None and sorted(c.sites) != sorted(user.sites):
+            ck.add(("users", k, "sites"), f"users[{k}].sites",
+                   f"the sites of contractor {c.name!r} are given in contractors[{i}].sites too, differently; "
+                   "give them in one place")
+            continue
+        if c.sites is None:
+            if user.sites is not None:
+                contractors[i] = c.model_copy(update={"sites": list(user.sites)})
+        else:
+            users[k] = user.model_copy(update={"sites": list(c.sites)})
 
 
 # ------------------------------------------------------------------ entry point
@@ -692,7 +876,7 @@ def load_config(path: str | Path, plugins: Any | None = None) -> Config:
         raw.key_lines = {}
     if not isinstance(raw, dict):
         raise ConfigError([ConfigIssue(path, getattr(raw, "line", 1), "",
-                                       "the config must be a mapping (hub:, mqtt:, sites:, devices:)")], resolved)
+                                       _("the config must be a mapping (hub:, mqtt:, sites:, devices:)"))], resolved)
     ck = _Check(path, raw, issues, _check_permissions(path))
     top = _check_sections(ck)
     site_ids = _check_sites(ck, top.sites)
@@ -700,8 +884,9 @@ def load_config(path: str | Path, plugins: Any | None = None) -> Config:
     user_names = _check_users(ck, top.users, site_ids)
     _check_client_id(ck, top.mqtt, user_names)
     rules, enabled = _check_rules(ck, top.rules, plugins)
+    _check_contractors(ck, top.contractors, top.users, site_ids)
     if ck.issues:
         raise ConfigError(ck.issues, resolved)
     return Config(path=path, hub=top.hub, mqtt=top.mqtt, sites=top.sites, devices=devices,
                   users=top.users, rules=rules, rules_enabled=enabled, warnings=ck.warnings, export=top.export,
-                  web=top.web)
+                  web=top.web, contractors=top.contractors, tickets=top.tickets)

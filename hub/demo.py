@@ -39,6 +39,7 @@ from hub.broker import free_port, port_is_free
 from hub.clock import ScaledClock
 from hub.config import load_config
 from hub.core import Backoff, Listener
+from hub.i18n import N_, _, format_datetime, language, normalize, tr, use_language
 from hub.plugins import PluginManager, load_plugins
 from hub.sun import Sun
 
@@ -106,7 +107,10 @@ def hand_commands(port: int, host: str = "127.0.0.1") -> list[tuple[bool, str]]:
 
 
 class Demo:
-    def __init__(self, speed: float, port: int, workdir: Path, day: date | None = None) -> None:
+    def __init__(self, speed: float, port: int, workdir: Path, day: date | None = None,
+                 lang: str | None = None) -> None:
+        self.lang = normalize(lang) if lang else language()
+        """what the demo says and the hub's ``hub.language``"""
         self.speed = speed
         self.port = port
         self.dir = workdir
@@ -130,6 +134,7 @@ class Demo:
         self.background: list[asyncio.Task[Any]] = []
         self.web: Any = None  # the web console (hub.web.server.WebConsole), once started
         self.web_port = 8080
+        self.ticket: int | None = None  # the maintenance ticket the story opens
 
     # ------------------------------------------------------------------ simulators
     async def start_simulators(self) -> None:
@@ -140,8 +145,8 @@ class Demo:
         factories = self.plugins.simulator_factories()
         for needed in ("ups_modbus", "relay_board"):
             if needed not in factories:
-                raise RuntimeError(f"no simulator {needed!r}: the built-in plugins ups_modbus and lighting are "
-                                   "needed (`anninh plugins` shows what failed to load)")
+                raise RuntimeError(tr("no simulator {name}: the built-in plugins ups_modbus and lighting are "
+                                      "needed (`anninh plugins` shows what failed to load)", name=repr(needed)))
         self.sims["ups"] = await factories["ups_modbus"](models={1: "apc_smt", 2: "apc_smt", 3: "huawei_ups2000",
                                                                  4: "huawei_ups2000", 5: "sdm120"})
         self.sims["relays"] = await factories["relay_board"](boards={1: "waveshare"})
@@ -171,12 +176,13 @@ class Demo:
         ]
         for name, sim_name, factory, options in cameras:
             if sim_name not in factories:
-                self.notes.append(f"{name} simulator not started: no simulator {sim_name!r}")
+                self.notes.append(tr("{name} simulator not started: no simulator {simulator}", name=name,
+                                     simulator=repr(sim_name)))
                 continue
             try:
                 self.sims[name] = await factory(**options)
             except Exception as exc:  # a camera plugin broken: the demo goes on without it
-                self.notes.append(f"{name} simulator not started: {exc!r}")
+                self.notes.append(tr("{name} simulator not started: {error}", name=name, error=repr(exc)))
 
     def config_text(self) -> str:
         ups = self.sims["ups"].port
@@ -222,6 +228,7 @@ class Demo:
               latitude: {LATITUDE}
               longitude: {LONGITUDE}
               timezone: Asia/Ho_Chi_Minh
+              language: {self.lang}
               data_dir: ./data
             mqtt:
               server: embedded
@@ -233,13 +240,21 @@ class Demo:
               night_light: {{evaluate_interval: 1, min_switch_interval: 300}}
               host_power: {{suspect_window: 30}}
               offline_cause: {{settle: 3}}
+            contractors:
+              - {{name: thau1, phone: "0912 345 678", contact: "Công ty TNHH Camera Bình Minh",
+                  deadlines: {{camera: 48h, recorder: 24h, ups: 72h, light: 72h}}}}
+            tickets: {{open_after: 20m, close_after: 10m}}
             sites:
             """) + sites + "\ndevices:\n" + "".join(f"  - {d}\n" for d in devices)
 
     # ------------------------------------------------------------------ scenario
     def steps(self) -> list[Step]:
         """The scripted evening, timed from today's dusk and dawn at the post (about 57 real seconds
-        at the default 240×; ``story_seconds``)."""
+        at the default 240×; ``story_seconds``), told in the demo's language."""
+        with use_language(self.lang):
+            return self._steps()
+
+    def _steps(self) -> list[Step]:
 
         def power_cut() -> None:
             self.sims["ups"].set_state(2, mains=False, battery_charge=96, battery_runtime=2400)
@@ -262,7 +277,7 @@ class Demo:
 
         def export() -> None:
             if self.footage is None:
-                self.say("(no NVR with footage in this demo: the export is left out)")
+                self.say(_("(no NVR with footage in this demo: the export is left out)"))
                 return
             # the recorder films in real time while the demo clock runs fast: the officer asks for
             # two real minutes it holds (times in the hub's local time, as the app sends them)
@@ -271,12 +286,30 @@ class Demo:
             self.publish("anninh/bridge/request/export/an", json.dumps({
                 "device": "nvr-post", "channel": 1, "start": f"{max(start, first):%Y-%m-%d %H:%M:%S}",
                 "end": f"{end:%Y-%m-%d %H:%M:%S}", "case": "VV-DEMO-01",
-                "reason": "motion in front of kp1-hung", "transaction": "demo-export"}))
+                "reason": tr("motion in front of {site}", site="kp1-hung"), "transaction": "demo-export"}))
 
         async def house_dark() -> None:
             sim = self.sims.get("cam-kp5")
             if sim is not None:
                 await sim.stop()
+
+        async def camera_breaks() -> None:
+            sim = self.sims.get("cam-kp2")
+            if sim is not None:
+                await sim.stop()
+
+        async def camera_repaired() -> None:
+            sim = self.sims.get("cam-kp2")
+            if sim is not None:
+                await sim.start()
+
+        def contractor_ack() -> None:
+            if self.ticket is None:
+                self.say("(no ticket opened yet: the acknowledgement is left out)")
+            else:
+                self.publish("anninh/bridge/request/ticket", json.dumps({
+                    "action": "ack", "ticket": self.ticket, "by": "thau1", "note": "sáng mai tới sửa",
+                    "transaction": "demo-ticket"}))
 
         async def house_back() -> None:
             sim = self.sims.get("cam-kp5")
@@ -290,26 +323,33 @@ class Demo:
         # the gaps after a camera drops or returns leave the hub's real-time settle (3 s) and
         # reconnect backoff (up to 5 s) room to act at 240× before the next step
         return [
-            Step(self.start, "Late afternoon. Every host house is on mains; the black-spot lights are off."),
-            Step(dusk - m(3), f"The sun is setting: below −3° (at about {dusk:%H:%M} today) the night-light "
-                              "rule switches the black-spot lights on."),
-            Step(dusk + m(20), "Power cut at Nhà ông Tâm (kp3-tam): its UPS goes on battery.", power_cut),
-            Step(dusk + m(35), "Motion in front of Nhà ông Hùng (camera cam-kp1).", motion),
-            Step(dusk + m(40), "Officer An asks the post's NVR for two minutes of channel 1 (the street at "
-                               "kp1-hung) from the phone app (MQTT anninh/bridge/request/export/an); the hub "
-                               "seals a signed evidence package.", export),
-            Step(dusk + m(50), "Officer An switches the market light OFF from the phone app "
-                               "(MQTT anninh/light-cho/set/an).", officer({"state": "OFF"})),
-            Step(dusk + m(70), "The UPS at kp3-tam is running low.", battery_low),
-            Step(dusk + m(80), "Mains returns at kp3-tam.", power_back),
-            Step(dusk + m(95), "Officer An hands the market light back to automatic ({\"mode\":\"auto\"}).",
-                 officer({"mode": "auto"})),
-            Step(dusk + m(110), "Nhà chị Hoa (kp5-hoa, no UPS) goes dark: its only camera drops.", house_dark),
-            Step(dusk + m(160), "Power is back at kp5-hoa.", house_back),
-            Step(dusk + m(185), "The night passes…", jump_to=dawn - m(15)),
-            Step(dawn - m(3), f"Dawn: above −1° (at about {dawn:%H:%M}) the rule switches the black-spot "
-                              "lights off."),
-            Step(dawn + m(12), "Scenario complete. The demo keeps running: try the MQTT commands."),
+            Step(self.start, _("Late afternoon. Every host house is on mains; the black-spot lights are off.")),
+            Step(dusk - m(3), tr("The sun is setting: below −3° (at about {time} today) the night-light "
+                                 "rule switches the black-spot lights on.", time=dusk.strftime("%H:%M"))),
+            Step(dusk + m(20), _("Power cut at Nhà ông Tâm (kp3-tam): its UPS goes on battery."), power_cut),
+            Step(dusk + m(35), _("Motion in front of Nhà ông Hùng (camera cam-kp1)."), motion),
+            Step(dusk + m(40), _("Officer An asks the post's NVR for two minutes of channel 1 (the street at "
+                                 "kp1-hung) from the phone app (MQTT anninh/bridge/request/export/an); the hub "
+                                 "seals a signed evidence package."), export),
+            Step(dusk + m(50), _("Officer An switches the market light OFF from the phone app "
+                                 "(MQTT anninh/light-cho/set/an)."), officer({"state": "OFF"})),
+            Step(dusk + m(70), _("The UPS at kp3-tam is running low."), battery_low),
+            Step(dusk + m(80), _("Mains returns at kp3-tam."), power_back),
+            Step(dusk + m(95), tr("Officer An hands the market light back to automatic ({payload}).",
+                                  payload='{"mode":"auto"}'), officer({"mode": "auto"})),
+            Step(dusk + m(110), _("Nhà chị Hoa (kp5-hoa, no UPS) goes dark: its only camera drops."), house_dark),
+            Step(dusk + m(112), _("Camera cam-kp2 at Nhà bà Lan breaks down (the house has power): after "
+                                  "20 minutes (tickets.open_after) the hub opens a maintenance ticket for "
+                                  "contractor thau1."), camera_breaks),
+            Step(dusk + m(158), _("Contractor thau1 acknowledges the ticket from the phone "
+                                  "(MQTT anninh/bridge/request/ticket)."), contractor_ack),
+            Step(dusk + m(160), _("Power is back at kp5-hoa."), house_back),
+            Step(dusk + m(170), _("The contractor repairs cam-kp2: 10 minutes later the ticket closes as "
+                                  "recovered."), camera_repaired),
+            Step(dusk + m(185), _("The night passes…"), jump_to=dawn - m(15)),
+            Step(dawn - m(3), tr("Dawn: above −1° (at about {time}) the rule switches the black-spot "
+                                 "lights off.", time=dawn.strftime("%H:%M"))),
+            Step(dawn + m(12), _("Scenario complete. The demo keeps running: try the MQTT commands.")),
         ]
 
     async def play(self) -> None:
@@ -324,7 +364,7 @@ class Demo:
                     if asyncio.iscoroutine(result):
                         await result
                 except Exception as exc:
-                    self.say(f"(step failed: {exc!r})")
+                    self.say(tr("(step failed: {error})", error=repr(exc)))
             if step.jump_to is not None:
                 self.clock.jump(step.jump_to)
         self.played_seconds = time.monotonic() - began
@@ -346,7 +386,7 @@ class Demo:
     async def run(self, duration: float, view: bool) -> None:
         self.plain = not view
         if view:
-            print("AnNinh Hub demo: starting the simulated devices and the hub…", flush=True)
+            print(_("AnNinh Hub demo: starting the simulated devices and the hub…"), flush=True)
         await self.start_simulators()
         cfg_path = self.dir / "config.yaml"
         self.web_port = 8080 if port_is_free("127.0.0.1", 8080) else free_port("127.0.0.1")
@@ -404,9 +444,19 @@ class Demo:
             if self.web is not None:
                 await self.web.stop()
             await self.running.stop()
+            self._report(config, plugins)
             for sim in self.sims.values():
                 with contextlib.suppress(Exception):
                     await sim.stop()
+
+    def _report(self, config: Any, plugins: Any) -> None:
+        """The report of the scripted evening, from the hub's history, beside the demo's (temporary) directory."""
+        from hub.i18n import language
+        from hub.ops.report.service import evening_report
+
+        out = self.dir.parent / f"{self.dir.name}-report.html"
+        with contextlib.suppress(OSError):  # stdout closed (`| head`)
+            print(evening_report(config, plugins, self.start, self.clock.now(), out, language()), flush=True)
 
     def _on_officer_message(self, client: Any, userdata: Any, message: Any) -> None:
         """The hub's answer to the officer's export request (paho's thread: said on the loop)."""
@@ -414,28 +464,32 @@ class Demo:
             answer = json.loads(message.payload)
             data = answer.get("data") or {}
             if answer.get("status") == "ok":
-                text = (f"The officer's phone gets the package {data.get('package_id')} "
-                        f"({'complete' if data.get('complete') else 'with gaps'}): {data.get('path')}")
+                text = tr("The officer's phone gets the package {package} ({completeness}): {path}",
+                          package=data.get("package_id"), path=data.get("path"),
+                          completeness=_("complete") if data.get("complete") else _("with gaps"))
             else:
-                text = f"The export failed: {answer.get('error')}"
+                text = tr("The export failed: {error}", error=answer.get("error"))
         except (ValueError, AttributeError) as exc:
-            text = f"(unreadable export answer: {exc})"
+            text = tr("(unreadable export answer: {error})", error=exc)
         if self.loop is not None:
             self.loop.call_soon_threadsafe(self.say, text)
 
     def _on_event(self, event: HubEvent) -> None:
         self.events.append(event)
+        if event.type == "ticket_opened":
+            self.ticket = event.data.get("ticket")
         if self.plain:
             data = {k: v for k, v in event.as_json().items() if k not in ("type", "time")}
             stamp = event.time.astimezone(TZ).strftime("%H:%M")
-            print(f"[{stamp}]   event {event.type} {json.dumps(data, ensure_ascii=False)}", flush=True)
+            print(tr("[{time}]   event {type} {data}", time=stamp, type=event.type,
+                     data=json.dumps(data, ensure_ascii=False)), flush=True)
 
     def commands(self, short: bool = False) -> list[str]:
         return [c for in_short, c in hand_commands(self.port) if in_short or not short]
 
     def _print_commands(self) -> None:
-        print(f"Embedded MQTT broker on 127.0.0.1:{self.port}. Try, in another terminal "
-              "(Debian: apt-get install mosquitto-clients; or any MQTT phone app):")
+        print(tr("Embedded MQTT broker on 127.0.0.1:{port}. Try, in another terminal "
+                 "(Debian: apt-get install mosquitto-clients; or any MQTT phone app):", port=self.port))
         for c in self.commands():
             print(f"  {c}")
         print(flush=True)
@@ -443,12 +497,14 @@ class Demo:
     def _print_summary(self) -> None:
         assert self.running is not None
         hub = self.running.hub
-        print("\nFinal state:")
+        print("\n" + _("Final state:"))
         for site, st in hub.site_states.items():
-            print(f"  site {site:9} power={st.get('power')}")
+            power = st.get("power")
+            print(tr("  site {site} power={power}", site=site.ljust(9), power=power_words().get(power, power)))
         for dev, st in hub.states.items():
             bits = {k: st.get(k) for k in ("status", "state", "mode", "mains", "retention_days") if k in st}
-            print(f"  {dev:10} {'online ' if hub.availability.get(dev) else 'OFFLINE'} {bits}")
+            online = _("online") if hub.availability.get(dev) else _("OFFLINE")
+            print(f"  {dev:10} {online:7} {bits}")
 
     # ------------------------------------------------------------------ live view (rich)
     async def _live(self, stop: asyncio.Event) -> None:
@@ -471,8 +527,8 @@ class Demo:
         finally:
             root.handlers = saved
         if self.warnings:
-            print(f"{len(self.warnings)} warning(s) logged during the demo (kept off the live view), the last ones:",
-                  file=sys.stderr)
+            print(tr("{n} warning(s) logged during the demo (kept off the live view), the last ones:",
+                     n=len(self.warnings)), file=sys.stderr)
             for line in list(self.warnings)[-20:]:
                 print(f"  {line}", file=sys.stderr)
 
@@ -483,6 +539,10 @@ class Demo:
         to the lines they are given. When room is short the full command list gives way to a short
         one (then to one line), the device list goes, then the site table.
         """
+        with use_language(self.lang):
+            return self._render(width, height)
+
+    def _render(self, width: int, height: int) -> Any:
         from rich.console import Console, Group
         from rich.layout import Layout
         from rich.panel import Panel
@@ -496,7 +556,7 @@ class Demo:
             return len(text.wrap(measure, w))
 
         # the "try it by hand" box: all commands in a panel, else the short ones, else one line
-        title = "Try it by hand (Ctrl-C stops the demo)"
+        title = _("Try it by hand (Ctrl-C stops the demo)")
         full, short = self.commands(), self.commands(short=True)
         cmd_box: Any
         if height >= 40 and max(len(c) for c in full) + 4 <= width:
@@ -507,7 +567,7 @@ class Demo:
             text = Text("\n".join(short), style="cyan", overflow="fold")
             cmd_box, cmd_h = Group(Rule(title, style="cyan", align="left"), text), 1 + lines(text, width)
         else:
-            text = Text(f"Try: {short[1]}", style="cyan", overflow="fold")
+            text = Text(tr("Try: {command}", command=short[1]), style="cyan", overflow="fold")
             cmd_h = min(2, lines(text, width))
             cmd_box = text
         cmd_h = min(cmd_h, height // 3)  # whatever the commands become, the events keep room
@@ -551,10 +611,11 @@ class Demo:
         hub = self.running.hub
         now = self.clock.now().astimezone(TZ)
         sun = hub.sun.elevation(now) if hub.sun else 0.0
-        night = "night" if hub.sun and sun < hub.sun.on_below else (
-            "day" if not hub.sun or sun > hub.sun.off_above else "twilight")
-        return Text.assemble((" AnNinh Hub demo ", "bold white on blue"), " ",
-                             (f"{now:%a %H:%M}", "bold"), f"  sun {sun:+.1f}° ({night})  ",
+        night = _("night") if hub.sun and sun < hub.sun.on_below else (
+            _("day") if not hub.sun or sun > hub.sun.off_above else _("twilight"))
+        return Text.assemble((" " + _("AnNinh Hub demo") + " ", "bold white on blue"), " ",
+                             (format_datetime(now, "EEE HH:mm"), "bold"),
+                             "  " + tr("sun {elevation}° ({phase})", elevation=format(sun, "+.1f"), phase=night) + "  ",
                              f"×{self.speed:g}  MQTT 127.0.0.1:{self.port}",
                              no_wrap=True, overflow="ellipsis")
 
@@ -565,22 +626,29 @@ class Demo:
         assert self.running is not None
         hub = self.running.hub
         table = Table(box=None, expand=True, padding=(0, 1), pad_edge=False, header_style="bold magenta")
-        table.add_column("Site (★ black spot)", ratio=1, no_wrap=True, overflow="ellipsis")  # what is left
-        for col, least in (("Power", 13), ("Devices", 10), ("Lights", 10)):  # "suspected cut", "OFF manual"
+        table.add_column(_("Site (★ black spot)"), ratio=1, no_wrap=True, overflow="ellipsis")  # what is left
+        # msgids with "power" so that the short words do not stand for others (English catalog: "ok" …)
+        powers = power_words()
+        # at least "suspected cut", "3/3 online", "OFF manual" wide
+        for col, least in ((_("Power"), max(map(len, powers.values()))),
+                           (_("Devices"), len(tr("{online}/{total} online", online=3, total=3))),
+                           (_("Lights"), max(len(light_words(s, m)) for s in ("ON", "OFF") for m in MODES))):
             table.add_column(col, no_wrap=True, overflow="ellipsis", min_width=least)
         for site_id, name, blackspot in SITES:
             st = hub.site_states.get(site_id, {})
             power = st.get("power", "unknown")
             if st.get("suspected_power_loss"):
-                power = "suspected cut"
+                power = "suspected"
             style = {"ok": "green", "lost": "bold red", "unknown": "yellow"}.get(power, "bold red")
             devs = [d for d, r in hub.runners.items() if r.config.site == site_id]
             online = sum(1 for d in devs if hub.availability.get(d))
-            lights = ", ".join(f"{hub.states[d].get('state', '?')} {hub.states[d].get('mode', '')}".strip()
-                               for d in devs if hub.runners[d].kind == "light" and d in hub.states)
+            states = [(hub.states[d].get("state"), hub.states[d].get("mode")) for d in devs
+                      if hub.runners[d].kind == "light" and d in hub.states]
+            lights = ", ".join(light_words(state, mode) for state, mode in states)
             table.add_row(Text(name + (" ★" if blackspot else ""), style="bold" if blackspot else ""),
-                          Text(power, style=style), f"{online}/{len(devs)} online",
-                          Text(lights, style="bold yellow" if "ON" in lights else ""))
+                          Text(powers.get(power, power), style=style),
+                          tr("{online}/{total} online", online=online, total=len(devs)),
+                          Text(lights, style="bold yellow" if any(s == "ON" for s, _m in states) else ""))
         return table
 
     def _devices(self) -> Any:
@@ -591,15 +659,16 @@ class Demo:
         hub = self.running.hub
         table = Table(box=None, expand=True, padding=(0, 1), pad_edge=False, header_style="bold magenta")
         ids = max((len(d) for d in hub.runners), default=6)
-        table.add_column("Device", no_wrap=True, min_width=ids)
-        table.add_column("Kind", no_wrap=True, min_width=8)
+        table.add_column(_("Device"), no_wrap=True, min_width=ids)
+        table.add_column(_("Kind"), no_wrap=True, min_width=8)
         table.add_column("", no_wrap=True, min_width=1)
-        table.add_column("State", ratio=1, no_wrap=True, overflow="ellipsis")  # what is left
+        table.add_column(_("State"), ratio=1, no_wrap=True, overflow="ellipsis")  # what is left
         for dev_id, runner in hub.runners.items():
             st = hub.states.get(dev_id, {})
             ok = hub.availability.get(dev_id)
             mark = Text("●", style="green") if ok else Text("●", style="red" if ok is False else "yellow")
-            table.add_row(dev_id, runner.kind, mark, self._summary(runner.kind, st, hub.errors.get(dev_id)))
+            # Text: a reason or error in [brackets] is words, not rich markup
+            table.add_row(dev_id, runner.kind, mark, Text(self._summary(runner.kind, st, hub.errors.get(dev_id))))
         return table
 
     def _story(self, height: int, width: int, lines: Callable[[Any, int], int]) -> Any:
@@ -618,7 +687,7 @@ class Demo:
                 break
             shown.append(text)
             room -= need
-        title = Text("Scenario (newest last)", style="bold magenta", no_wrap=True, overflow="ellipsis")
+        title = Text(_("Scenario (newest last)"), style="bold magenta", no_wrap=True, overflow="ellipsis")
         return Group(title, *reversed(shown))
 
     def _events(self, height: int) -> Any:
@@ -631,27 +700,33 @@ class Demo:
             data = {k: v for k, v in ev.as_json().items() if k not in ("type", "time")}
             who = data.pop("device", None) or data.get("site", "")
             data.pop("site", None)
+            message = data.pop("message", "")
             style = "bold red" if ev.type in ("power_lost", "low_battery", "device_offline", "retention_low",
                                              "power_suspected_lost", "camera_offline", "export_failed") else ""
             rest = json.dumps(data, ensure_ascii=False, separators=(",", ":")) if data else ""
             rows.append(Text.assemble((ev.time.astimezone(TZ).strftime("%H:%M "), "dim"),
-                                      (f"{ev.type} {who} ", style), rest, no_wrap=True, overflow="ellipsis"))
+                                      (f"{ev.type} {who} ", style), rest, (f"  {message}" if message else "", "italic"),
+                                      no_wrap=True, overflow="ellipsis"))
         if not rows and height > 1:
-            rows.append(Text("(none yet)", style="dim"))
-        return Group(Text("Events on anninh/bridge/event (newest last)", style="bold magenta", no_wrap=True,
+            rows.append(Text(_("(none yet)"), style="dim"))
+        return Group(Text(_("Events on anninh/bridge/event (newest last)"), style="bold magenta", no_wrap=True,
                           overflow="ellipsis"), *rows)
 
     @staticmethod
     def _summary(kind: str, st: dict[str, Any], error: str | None) -> str:
         if error:
-            return f"offline: {error}"
+            return tr("offline: {error}", error=error)
         if kind == "ups":
-            return (f"{st.get('status')}  charge {st.get('battery_charge')}%  runtime {st.get('battery_runtime')} s"
-                    f"  in {st.get('input_voltage')} V")
+            return tr("{status}  charge {charge}%  runtime {runtime} s  in {voltage} V", status=st.get("status"),
+                      charge=st.get("battery_charge"), runtime=st.get("battery_runtime"),
+                      voltage=st.get("input_voltage"))
         if kind == "meter":
-            return f"mains {'yes' if st.get('mains') else 'NO'}  {st.get('input_voltage')} V  {st.get('power')} W"
+            return tr("mains {mains}  {voltage} V  {power} W", mains=_("yes") if st.get("mains") else _("NO"),
+                      voltage=st.get("input_voltage"), power=st.get("power"))
         if kind == "light":
-            return f"{st.get('state')} [{st.get('mode')}] {st.get('reason')}"
+            mode = st.get("mode")
+            return f"{light_words(st.get('state'), None)} [{_(MODES[mode]) if mode in MODES else mode}] " \
+                f"{st.get('reason')}"
         bits = []
         for key in ("model", "motion", "tamper", "video_loss", "retention_days", "offline_cause"):
             if st.get(key) not in (None, False, {}):
@@ -660,6 +735,23 @@ class Demo:
                     value = value.get("recorder", value)
                 bits.append(f"{key}={value}")
         return "  ".join(bits)
+
+
+MODES = {"auto": N_("auto"), "manual": N_("manual")}
+
+
+def power_words() -> dict[str, str]:
+    """A site's power state in words (msgids say "power" so the short words stand for nothing else)."""
+    return {"ok": _("power ok"), "lost": _("power lost"), "unknown": _("power unknown"),
+            "suspected": _("suspected cut")}
+
+
+def light_words(state: str | None, mode: str | None) -> str:
+    """A light's ``state`` and ``mode`` codes as a person reads them: "ON auto" / "BẬT tự động"."""
+    words = [_({"ON": N_("ON"), "OFF": N_("OFF")}.get(state or "", "?"))]
+    if mode:
+        words.append(_(MODES.get(mode, mode)))
+    return " ".join(words)
 
 
 class _KeepRecords(logging.Handler):
@@ -678,7 +770,7 @@ class _KeepRecords(logging.Handler):
 def run_demo(args: argparse.Namespace) -> int:
     port = args.port if port_is_free("127.0.0.1", args.port) else free_port()
     with tempfile.TemporaryDirectory(prefix="anninh-demo-") as tmp:
-        demo = Demo(args.speed, port, Path(tmp))
+        demo = Demo(args.speed, port, Path(tmp), lang=getattr(args, "lang", None))
         if not args.no_view:
             logging.getLogger().setLevel(logging.WARNING)
         return run_to_end(demo.run(args.duration, view=not args.no_view))

@@ -5,8 +5,9 @@ Roles (see docs/security.md for the full table):
 ========== ============================================================================
 officer    reads everything; commands lights and other switchable devices under their
            own name (``<base>/<device>/set/<name>``); requests snapshots
-contractor reads availability, site power, and the state of UPS units, power meters,
-           recorders and cameras (image health); no commands, no event stream
+contractor reads availability, site power, the open tickets, and the state of UPS units,
+           power meters, recorders and cameras (image health); acknowledges and resolves
+           tickets under their own name; no commands, no event stream
 installer  everything a person needs: reads all, commands (named and unnamed ``/set``),
            every ``bridge/request``, Home Assistant discovery and status
 viewer     reads everything, commands nothing
@@ -49,6 +50,7 @@ SNAPSHOT_REQUESTS = ("snapshot",)
 READ_REQUESTS = ("health_check", "devices")
 SITE_SAFE_REQUESTS = ("health_check",)
 EXPORT_ROLES = ("officer", "installer")  # who may export footage (hub.export.service checks it again)
+TICKET_ROLES = ("contractor", "installer")  # who may act on tickets (hub.ops.tickets checks it again)
 """Requests whose answer reveals nothing of any site: the only ones a site-limited user gets."""
 
 
@@ -79,8 +81,8 @@ RIGHTS: dict[str, RoleRights] = {
                                   "its own name; requests snapshots"),
     "contractor": RoleRights(CONTRACTOR_STATE_KINDS, command=False, unnamed_set=False, events=False,
                              requests=READ_REQUESTS, discovery=False, ha_status=False, honours_sites=True,
-                             summary="reads availability, site power, UPS/meter/recorder/camera state; "
-                                     "no commands"),
+                             summary="reads availability, site power, UPS/meter/recorder/camera state, "
+                                     "tickets; acts on its tickets; no commands"),
     "installer": RoleRights(None, command=True, unnamed_set=True, events=True, requests=("#",),
                             discovery=True, ha_status=True, honours_sites=False,
                             summary="everything: reads all, commands, requests, Home Assistant"),
@@ -174,6 +176,7 @@ def _user_acl(user: UserConfig, b: str, prefix: str, devices: list[DeviceFacts],
         read += [f"{b}/bridge/state", f"{b}/bridge/info"]
         for s in sites:
             read.append(f"{b}/site/{s}")
+            read.append(f"{b}/site/{s}/tickets")
             if rights.events and limited:
                 read.append(f"{b}/site/{s}/event")
         if rights.events and not limited:
@@ -193,6 +196,9 @@ def _user_acl(user: UserConfig, b: str, prefix: str, devices: list[DeviceFacts],
     if user.role in EXPORT_ROLES and "#" not in rights.requests:
         write.append(f"{b}/bridge/request/export/{user.name}")  # footage export, under their own name only
         read.append(f"{b}/bridge/response/export/{user.name}")
+    if user.role in TICKET_ROLES and "#" not in rights.requests:
+        write.append(f"{b}/bridge/request/ticket/{user.name}")  # maintenance tickets, under their own name only
+        read.append(f"{b}/bridge/response/ticket/{user.name}")
     requests = rights.requests if not limited else tuple(r for r in rights.requests if r in SITE_SAFE_REQUESTS)
     for r in requests:
         write.append(f"{b}/bridge/request/{r}")

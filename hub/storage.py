@@ -188,7 +188,17 @@ CREATE TABLE IF NOT EXISTS audit (
 CREATE INDEX IF NOT EXISTS audit_ts ON audit (ts);
 CREATE TABLE IF NOT EXISTS device_data (
     device TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (device, key));
+CREATE TABLE IF NOT EXISTS availability (
+    device TEXT NOT NULL, ts REAL NOT NULL, available INTEGER NOT NULL, cause TEXT);
+CREATE INDEX IF NOT EXISTS availability_device_ts ON availability (device, ts, available, cause);
+CREATE TABLE IF NOT EXISTS device_kinds (device TEXT PRIMARY KEY, kind TEXT NOT NULL, site TEXT);
 """
+
+CAUSES = ("site_power", "network", "device", "unknown")
+"""Why a device was unavailable, in the ``availability`` table (see :class:`hub.core.storage.Storage`)."""
+
+POWER_EVENTS = ("power_lost", "power_restored", "power_suspected_lost", "power_suspected_restored")
+"""The site power events a report reads; pruning keeps each site's last one before the cut."""
 
 _ABSENT = object()
 
@@ -203,7 +213,11 @@ class History:
     a command is acknowledged, so what an acknowledgement promises is on disk when it goes out.
 
     ``max_bytes`` bounds the file: past it the oldest states and events are deleted (the audit
-    trail is kept) and their pages reused, so the file stops growing.
+    trail and the availability transitions are kept) and their pages reused, so the file stops growing.
+
+    The ``availability`` table holds each device's transitions (``available`` 1/0) with the cause of
+    an outage (:data:`CAUSES`), which may be named later than the outage began (:meth:`set_cause`);
+    ``device_kinds`` the kind and site each device last had. Reports read both (:mod:`hub.ops.report`).
     """
 
     def __init__(self, path: Path, max_bytes: int | None = None) -> None:
@@ -233,6 +247,11 @@ class History:
             (dev, key): json.loads(value)
             for dev, key, value in self._db.execute("SELECT device, key, value FROM device_data")}
         self._data_dirty: set[tuple[str, str]] = set()
+        self._avail: list[tuple[str, float, int, str | None]] = []
+        self._causes: list[tuple[str, str, float]] = []
+        self._kinds: dict[str, tuple[str, str | None]] = {
+            dev: (kind, site) for dev, kind, site in self._db.execute("SELECT device, kind, site FROM device_kinds")}
+        self._kinds_dirty: set[str] = set()
         self.trimmed = 0
         """Rows deleted to keep the file within ``max_bytes``."""
 
@@ -257,6 +276,19 @@ class History:
                             redact_cut(device, 64), redact(_ENCODER.encode(command)), result,
                             redact(error) if error else None))
 
+    def add_availability(self, when: datetime, device: str, available: bool, cause: str | None = None, *,
+                         kind: str | None = None, site: str | None = None) -> None:
+        """Buffer one availability transition (``cause``: why it went offline, one of :data:`CAUSES`),
+        and remember the device's kind and site when given."""
+        self._avail.append((device, when.timestamp(), int(available), None if available else cause or "unknown"))
+        if kind is not None and self._kinds.get(device) != (kind, site):
+            self._kinds[device] = (kind, site)
+            self._kinds_dirty.add(device)
+
+    def set_cause(self, device: str, since: datetime, cause: str) -> None:
+        """Name the cause of the outage of ``device`` that began at ``since`` (written with the next flush)."""
+        self._causes.append((cause, device, since.timestamp()))
+
     def put_data(self, device: str, key: str, value: Any) -> None:
         """A small JSON-able value a driver keeps across restarts (None forgets it); written with
         the next :meth:`flush`."""
@@ -272,7 +304,8 @@ class History:
 
     @property
     def pending(self) -> int:
-        return len(self._states) + len(self._events) + len(self._audit) + len(self._data_dirty)
+        return (len(self._states) + len(self._events) + len(self._audit) + len(self._data_dirty) + len(self._avail)
+                + len(self._causes) + len(self._kinds_dirty))
 
     def flush(self) -> int:
         with self._lock:
@@ -280,7 +313,10 @@ class History:
             events, self._events = self._events, []
             audit, self._audit = self._audit, []
             dirty, self._data_dirty = self._data_dirty, set()
-            n = len(states) + len(events) + len(audit) + len(dirty)
+            avail, self._avail = self._avail, []
+            causes, self._causes = self._causes, []
+            kinds, self._kinds_dirty = self._kinds_dirty, set()
+            n = len(states) + len(events) + len(audit) + len(dirty) + len(avail) + len(causes) + len(kinds)
             if not n:
                 return 0
             with self._db:
@@ -297,6 +333,14 @@ class History:
                     self._db.executemany(
                         "INSERT OR REPLACE INTO device_data VALUES (?,?,?)",
                         [(dev, key, redact(_ENCODER.encode(self._data[(dev, key)]))) for dev, key in dirty])
+                if avail:
+                    self._db.executemany("INSERT INTO availability VALUES (?,?,?,?)", avail)
+                if causes:
+                    self._db.executemany("UPDATE availability SET cause=? WHERE device=? AND ts=? AND available=0",
+                                         causes)
+                if kinds:
+                    self._db.executemany("INSERT OR REPLACE INTO device_kinds VALUES (?,?,?)",
+                                         [(dev, *self._kinds[dev]) for dev in kinds])
             return n
 
     def checkpoint(self) -> None:
@@ -359,11 +403,29 @@ class History:
         return deleted
 
     def purge(self, older_than: datetime) -> None:
+        """Delete what is older than ``older_than``, keeping what a report of the period after it
+        needs: each device's last availability transition before the cut, each site's last power
+        event before it, and each device's states before it folded into one row (its last known
+        values, stamped with the last of them)."""
         cutoff = older_than.timestamp()
         with self._lock, self._db:
             self._db.execute("BEGIN")
-            for table in ("states", "events", "audit"):
-                self._db.execute(f"DELETE FROM {table} WHERE ts < ?", (cutoff,))
+            folded: dict[str, tuple[float, dict[str, Any]]] = {}
+            for ts, dev, state in self._db.execute("SELECT ts, device, state FROM states WHERE ts < ? "
+                                                   "ORDER BY device, ts", (cutoff,)):
+                prev = folded.get(dev)
+                folded[dev] = (ts, {**prev[1], **json.loads(state)} if prev else json.loads(state))
+            self._db.execute("DELETE FROM states WHERE ts < ?", (cutoff,))
+            self._db.executemany("INSERT INTO states VALUES (?,?,?)",
+                                 [(ts, dev, _ENCODER.encode(st)) for dev, (ts, st) in folded.items()])
+            marks = ",".join("?" * len(POWER_EVENTS))
+            self._db.execute(
+                f"DELETE FROM events WHERE ts < ? AND NOT (type IN ({marks}) AND rowid IN "
+                f"(SELECT max(rowid) FROM events WHERE ts < ? AND type IN ({marks}) GROUP BY site))",
+                (cutoff, *POWER_EVENTS, cutoff, *POWER_EVENTS))
+            self._db.execute("DELETE FROM audit WHERE ts < ?", (cutoff,))
+            self._db.execute("DELETE FROM availability WHERE ts < ? AND rowid NOT IN "
+                             "(SELECT max(rowid) FROM availability WHERE ts < ? GROUP BY device)", (cutoff, cutoff))
 
     def events(self, since: datetime | None = None, type: str | None = None) -> list[dict[str, Any]]:
         q = "SELECT ts, type, device, site, data FROM events WHERE ts >= ?"
@@ -380,6 +442,22 @@ class History:
             rows = self._db.execute("SELECT ts, state FROM states WHERE device=? ORDER BY ts",
                                     (device,)).fetchall()
         return [(r[0], json.loads(r[1])) for r in rows]
+
+    def availability_before(self, device: str, ts: float) -> tuple[float, bool, str | None] | None:
+        """The last transition of ``device`` before Unix time ``ts`` (``None``: it had none)."""
+        with self._lock:
+            row = self._db.execute("SELECT ts, available, cause FROM availability WHERE device=? AND ts<? "
+                                   "ORDER BY ts DESC LIMIT 1", (device, ts)).fetchone()
+        return (row[0], bool(row[1]), row[2]) if row else None
+
+    def query(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        """Rows of a read-only query (reports), under the history's lock."""
+        with self._lock:
+            return self._db.execute(sql, args).fetchall()
+
+    def device_kinds(self) -> dict[str, tuple[str, str | None]]:
+        """device -> (kind, site) as last recorded."""
+        return dict(self._kinds)
 
     def audit(self) -> list[dict[str, Any]]:
         with self._lock:

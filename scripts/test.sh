@@ -16,6 +16,7 @@ command -v upsc >/dev/null 2>&1 || need="$need nut-client"   # NUT's own client,
 # the web console's browser tests (tests/test_web_browser.py): Debian's browser and its WebDriver, never a download
 command -v chromium >/dev/null 2>&1 || need="$need chromium"
 command -v chromedriver >/dev/null 2>&1 || need="$need chromium-driver"
+command -v pdftotext >/dev/null 2>&1 || need="$need poppler-utils"   # the report test reads the PDF's text back
 # GStreamer's RTSP server, driven by the system python3, serves the image-health tests' clips
 # (hub/camera/rtsp_server.py): present only if the bindings load and every element of its pipeline exists
 # (clockoverlay is in gstreamer1.0-x, x264enc in -ugly, h264parse in -bad, rtph264pay in -good)

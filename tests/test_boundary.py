@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from hub import API_MODULES
+from hub.i18n import use_language
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -198,8 +199,9 @@ async def test_discover_asks_every_plugin_and_survives_a_broken_one(capsys: pyte
 
     request = DiscoveryRequest(address="127.0.0.1", port=9, timeout=1.0, username="admin", password="s3cret!")
     assert "s3cret!" not in repr(request)
-    rc = await _discover(request, pm_with(DiscoverySpec("gate", gates), DiscoverySpec("broken", broken),
-                                          DiscoverySpec("relay", empty)))
+    with use_language("en"):
+        rc = await _discover(request, pm_with(DiscoverySpec("gate", gates), DiscoverySpec("broken", broken),
+                                              DiscoverySpec("relay", empty)))
     out, err = capsys.readouterr()
     assert rc == 0 and out == "- id: gate-1\n" and seen == [request]
     assert "error: broken discovery failed: ValueError: no such network" in err

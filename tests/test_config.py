@@ -7,12 +7,14 @@ import re
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from hub.cli import main
 from hub.config import ConfigError, load_config
+from hub.i18n import use_language
 from hub.plugins import PluginManager
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,6 +36,13 @@ class Gadget(Driver):
 def anninh_platforms():
     return [PlatformSpec(name="gadget", config_model=GadgetConfig, driver=Gadget)]
 '''
+
+
+@pytest.fixture(autouse=True)
+def _english() -> Iterator[None]:
+    """The messages below are checked in English (in Vietnamese: tests/test_i18n_coverage.py)."""
+    with use_language("en"):
+        yield
 
 GOOD = """\
 hub:
@@ -69,7 +78,7 @@ def _setup(tmp_path: Path, text: str) -> Path:
 
 def _check(cfg: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
     try:
-        code = main(["-q", "check", "-c", str(cfg)])
+        code = main(["-q", "--lang", "en", "check", "-c", str(cfg)])
     except SystemExit as exc:
         code = int(exc.code or 0)
     out = capsys.readouterr()

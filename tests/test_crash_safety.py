@@ -144,7 +144,7 @@ def test_kill_9_during_registry_writes(tmp_path: Path) -> None:
 
 # ---------------------------------------------------------------- what an acknowledgement promises
 LIGHT_HUB = """\
-hub: {{data_dir: ./data}}
+hub: {{data_dir: ./data, language: en}}
 mqtt: {{server: "mqtt://127.0.0.1:{mqtt}", discovery: false}}
 devices:
   - {{id: light-1, platform: lighting, driver: modbus_coil, host: 127.0.0.1, port: {relay}, unit: 1, channel: 0,

@@ -21,7 +21,8 @@ from hub.demo import Demo, story_seconds
 
 def test_demo_scenario_runs_end_to_end() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "hub.cli", "demo", "--no-view", "--speed", "600", "--duration", "30", "--port", "0"],
+        [sys.executable, "-m", "hub.cli", "demo", "--no-view", "--speed", "600", "--duration", "30", "--port", "0",
+         "--lang", "en"],
         capture_output=True, text=True, timeout=120)
     out = result.stdout + result.stderr
     assert result.returncode == 0, out[-3000:]
@@ -42,11 +43,17 @@ def test_demo_scenario_runs_end_to_end() -> None:
     assert 'event export_started {"device": "nvr-post"' in out, out[-3000:]
     assert re.search(r'event export_done \{"device": "nvr-post".*"complete": true', out), out[-3000:]
     assert re.search(r"The officer's phone gets the package nvr-post-ch01-\S+ \(complete\): /\S+/data/exports/", out)
+    # a camera broken at a house with power: a maintenance ticket for the contractor
+    assert 'event ticket_opened {"device": "cam-kp2"' in out, out[-3000:]
+    assert '"contractor": "thau1"' in out
     # morning: lights off
     assert "light-kp3 -> OFF: daylight" in out
     assert "mosquitto_pub -h 127.0.0.1" in out
     assert "Traceback" not in out
     assert "Scenario complete" in out  # the whole story fits the duration
+    # at the end, the report of the evening, from the hub's history
+    report = re.search(r"(/\S+-report\.html)$", out, re.MULTILINE)
+    assert report and "kp5-hoa" in Path(report.group(1)).read_text(encoding="utf-8"), out[-2000:]
 
 
 # ---------------------------------------------------------------- the story's length, from the script
@@ -63,7 +70,7 @@ def test_story_ends_within_the_readme_duration_all_year(tmp_path: Path) -> None:
     speed = build_parser().parse_args(["demo"]).speed
     for month in range(1, 13):
         for day in (1, 15):
-            demo = Demo(speed, 0, tmp_path, day=date(2026, month, day))
+            demo = Demo(speed, 0, tmp_path, day=date(2026, month, day), lang="en")
             steps = demo.steps()
             seconds = story_seconds(steps, speed)
             assert seconds < readme_duration - 15, (month, day, seconds)  # time left to read the end
@@ -92,7 +99,7 @@ async def test_live_view_fits_the_terminal_and_shows_the_newest(tmp_path: Path,
     """After the whole story and 60 commands from 60 people, the view at 80×24 and 160×50 (and other
     sizes) is no taller or wider than the terminal, and shows the newest event and the commands."""
     speed = 2400.0
-    demo = Demo(speed, free_port(), tmp_path)
+    demo = Demo(speed, free_port(), tmp_path, lang="en")
     runner = asyncio.create_task(demo.run(0, view=False))
     try:
         await asyncio.wait_for(demo.done.wait(), 60)

@@ -4,6 +4,7 @@ test_rules and test_dropin_examples)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -11,9 +12,17 @@ import pytest
 from hub.api import Command
 from hub.api.lights import Hold, LightCommand, decide, hardware_hold
 from hub.api.ups import UpsReading, derive_status
+from hub.i18n import use_language
 
 NOW = datetime(2025, 6, 21, 3, 0, tzinfo=UTC)
 ICT = timezone(timedelta(hours=7))
+
+
+@pytest.fixture(autouse=True)
+def _english() -> Iterator[None]:
+    """The reasons below are checked in English (Vietnamese and the codes: test_light_reason_codes...)."""
+    with use_language("en"):
+        yield
 
 
 def _cmd(payload: dict, *, user: str | None = None, source: str = "mqtt", reason: str | None = None) -> Command:
@@ -55,6 +64,29 @@ def test_release_and_rules() -> None:
     # a rule's command never touches a person's hold
     h, _ = decide(held, rule, target=True, actual=True, now=NOW, tz=ICT, next_transition=_dusk)
     assert (h.mode, h.until) == ("manual", held.until)
+
+
+def test_light_reason_codes_and_the_vietnamese_sentences() -> None:
+    """Each decision carries a stable ``reason_code``; the sentence is in the current language."""
+    with use_language("vi"):
+        h, _ = decide(Hold(), _cmd({"state": "OFF", "hold": 3600}, user="an"), target=False, actual=False,
+                      now=NOW, tz=ICT, next_transition=_dusk)
+        assert (h.code, h.reason) == ("manual_officer", "cán bộ an tắt đèn (thủ công, giữ đến 11:00)")
+        h, _ = decide(Hold(), _cmd({"state": "ON"}), target=True, actual=True, now=NOW, tz=ICT,
+                      next_transition=None)
+        assert (h.code, h.reason) == ("manual_mqtt", "bật đèn qua mqtt (thủ công, giữ đến khi trả về tự động)")
+        h, _ = decide(h, _cmd({"mode": "auto"}, user="binh"), target=None, actual=True, now=NOW, tz=ICT,
+                      next_transition=None)
+        assert (h.code, h.reason) == ("released", "binh trả đèn về tự động")
+        rule = _cmd({"state": "ON"}, source="rule:night_light")
+        h, _ = decide(h, rule, target=True, actual=False, now=NOW, tz=ICT, next_transition=None)
+        assert (h.code, h.reason) == ("relay_mismatch", "tắt đèn theo quy tắc night_light; rơ-le không chuyển "
+                                                        "theo (yêu cầu BẬT)")
+    coded = Command(payload=LightCommand.model_validate({"state": "ON"}), source="rule:night_light",
+                    reason="night at a black spot", reason_code="night_rule_dark")
+    h, _ = decide(Hold(), coded, target=True, actual=True, now=NOW, tz=ICT, next_transition=None)
+    assert (h.code, h.reason) == ("night_rule_dark", "night at a black spot")
+    assert Hold().code == "automatic"
 
 
 def test_hardware_hold_only_for_a_persons_timed_hold() -> None:

@@ -42,7 +42,7 @@ async def _run_cli(*args: str, env: dict[str, str] | None = None) -> tuple[int, 
         # not `python -m hub.cli`: run as __main__, hub.cli would be a second module without the
         # commands that hub.discover registers (the installed `anninh` script imports hub.cli)
         sys.executable, "-c", "import sys; from hub.cli import main; sys.exit(main(sys.argv[1:]))",
-        *args, cwd=REPO, env={**os.environ, **(env or {})},
+        "--lang", "en", *args, cwd=REPO, env={**os.environ, **(env or {})},
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     out, err = await asyncio.wait_for(proc.communicate(), 30)
     return proc.returncode or 0, out.decode(), err.decode()

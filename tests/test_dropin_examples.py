@@ -75,7 +75,7 @@ async def _wait(rec: Recorder, topic: str, pred: Any, after: int, timeout: float
 
 
 LIGHT = """\
-hub: {{data_dir: ./data, latitude: 0.0, longitude: {lon}, timezone: Asia/Ho_Chi_Minh}}
+hub: {{data_dir: ./data, latitude: 0.0, longitude: {lon}, timezone: Asia/Ho_Chi_Minh, language: en}}
 mqtt: {{server: "mqtt://127.0.0.1:{mqtt}", discovery: false}}
 sites: [{{id: kp3, name: Khu pho 3, blackspot: true}}]
 devices:
@@ -253,7 +253,7 @@ async def _until(probe: Any, timeout: float = 20) -> Any:
 
 async def test_cli_simulate_and_plugins_find_dropins(tmp_path: Path) -> None:
     _install(tmp_path / "data", "shelly_light", "nut_ups")
-    cfg = _write(tmp_path, "hub: {data_dir: ./data}\n")
+    cfg = _write(tmp_path, "hub: {data_dir: ./data, language: en}\n")
     out, listed, listed_here = await asyncio.gather(
         asyncio.to_thread(_cli, "plugins", "-c", str(cfg)),
         asyncio.to_thread(_cli, "simulate", "-c", str(cfg), "list"),

@@ -138,7 +138,7 @@ async def test_a_user_cannot_knock_the_hub_off_with_its_client_id(tmp_path: Path
         alice.close()
 
 
-def test_check_refuses_a_client_id_a_user_could_take(tmp_path: Path) -> None:
+def test_check_refuses_a_client_id_a_user_could_take(tmp_path: Path, english: None) -> None:
     pm = _plugins()
     path = write_config(tmp_path, _yaml(client_id="cora"), SECRETS)
     with pytest.raises(ConfigError, match=r"config.yaml:5: mqtt.client_id: 'cora' is the name of a user"):
@@ -154,8 +154,8 @@ def test_check_refuses_a_client_id_a_user_could_take(tmp_path: Path) -> None:
     assert any("--bind-client-ids" in w for w in config.warnings)
     (tmp_path / "cli").mkdir()
     cli = write_config(tmp_path / "cli", "mqtt: {server: embedded, client_id: anninh-main}\n")
-    proc = subprocess.run([sys.executable, "-m", "hub.cli", "check", "-c", str(cli)], capture_output=True,
-                          text=True, timeout=60)
+    proc = subprocess.run([sys.executable, "-m", "hub.cli", "--lang", "en", "check", "-c", str(cli)],
+                          capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1 and "config.yaml:1: mqtt.client_id: a fixed client id" in proc.stderr, proc.stderr
 
 
@@ -176,8 +176,8 @@ async def test_fallback_without_mosquitto(tmp_path: Path, monkeypatch: pytest.Mo
     (tmp_path / "d").mkdir()
     cli = write_config(tmp_path / "d", "mqtt: {server: embedded}\nusers: [{name: al, role: officer, password: pw}]\n")
     proc = await asyncio.to_thread(
-        subprocess.run, [sys.executable, "-m", "hub.cli", "check", "-c", str(cli)], capture_output=True, text=True,
-        timeout=60, env=dict(os.environ, ANNINH_MOSQUITTO="none"))
+        subprocess.run, [sys.executable, "-m", "hub.cli", "--lang", "en", "check", "-c", str(cli)],
+        capture_output=True, text=True, timeout=60, env=dict(os.environ, ANNINH_MOSQUITTO="none"))
     assert proc.returncode == 0 and "need Mosquitto, not installed here (sudo apt-get install mosquitto)" in proc.stderr
     wide = _yaml(users=False, extra="  embedded_bind: 0.0.0.0\n")
     with pytest.raises(BrokerError, match=r"loopback only.*sudo apt-get install mosquitto"):

@@ -303,7 +303,7 @@ def copy(pkg: Path, tmp: Path) -> Path:
 
 def verify_cli(pkg: Path, capsys: pytest.CaptureFixture[str], *extra: str) -> tuple[int, str]:
     capsys.readouterr()
-    code = cli_main(["export", "verify", str(pkg), *extra])
+    code = cli_main(["--lang", "en", "export", "verify", str(pkg), *extra])
     return code, capsys.readouterr().out
 
 
@@ -420,7 +420,7 @@ async def test_cli_export_exit_codes_and_key(tmp_path: Path, footage_dir: Path,
         """The real command line, in a thread (it runs its own event loop; the simulator keeps
         serving on this one)."""
         capsys.readouterr()
-        code = await asyncio.to_thread(cli_main, list(args))
+        code = await asyncio.to_thread(cli_main, ["--lang", "en", *args])
         captured = capsys.readouterr()
         return code, captured.out, captured.err
 

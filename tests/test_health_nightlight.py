@@ -24,7 +24,7 @@ NOON = datetime(2024, 6, 1, 5, 0, tzinfo=UTC)  # 12:00 in Ho Chi Minh City
 
 def _yaml(mqtt_port: int, relay_port: int, snapshot_url: str) -> str:
     return f"""
-hub: {{name: Test post, latitude: 11.03, longitude: 106.76, data_dir: ./data}}
+hub: {{name: Test post, latitude: 11.03, longitude: 106.76, language: en, data_dir: ./data}}
 mqtt: {{server: "mqtt://127.0.0.1:{mqtt_port}", discovery: false}}
 sites:
   - {{id: kp3-tam, blackspot: true}}

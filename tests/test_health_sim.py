@@ -60,7 +60,7 @@ async def test_hikvision_simulator_blurred_then_sharp(mosquitto: Any, tmp_path: 
 
 
 async def _anninh(*args: str) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "hub.cli", *args,
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "hub.cli", "--lang", "en", *args,
                                                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     out, err = await asyncio.wait_for(proc.communicate(), 60)
     return proc.returncode or 0, out.decode(), err.decode()

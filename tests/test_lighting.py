@@ -25,7 +25,7 @@ START = datetime(2025, 6, 21, 3, 0, tzinfo=UTC)
 
 def _yaml(mqtt_port: int, devices: str) -> str:
     return f"""
-hub: {{name: Test post, latitude: 10.78, longitude: 106.70, timezone: Asia/Ho_Chi_Minh, data_dir: ./data}}
+hub: {{name: Test post, latitude: 10.78, longitude: 106.70, timezone: Asia/Ho_Chi_Minh, language: en, data_dir: ./data}}
 mqtt: {{server: "mqtt://127.0.0.1:{mqtt_port}", discovery: true}}
 devices:
 {devices}

@@ -18,6 +18,7 @@ import pytest
 
 from hub.cli import HubTimeFormatter, build_parser, main
 from hub.core import Backoff
+from hub.i18n import use_language
 from hub.mqtt import BrokerAddress, MqttConnection
 from plugins.hikvision.simulator import HikvisionSimulator
 from plugins.ups_modbus.simulator import UpsSimulator
@@ -308,7 +309,7 @@ def _check(tmp_path: Path, yaml_text: str, capsys: pytest.CaptureFixture[str]) -
     path.write_text(yaml_text)
     path.chmod(0o600)
     with pytest.raises(SystemExit) as exc:
-        main(["check", "-c", str(path)])
+        main(["--lang", "en", "check", "-c", str(path)])
     return int(exc.value.code or 0), capsys.readouterr().err.splitlines()
 
 
@@ -356,7 +357,7 @@ devices:
     path = tmp_path / "config.yaml"
     path.write_text(yaml_text)
     path.chmod(0o600)
-    assert main(["check", "-c", str(path)]) == 0, capsys.readouterr().err
+    assert main(["--lang", "en", "check", "-c", str(path)]) == 0, capsys.readouterr().err
     assert "OK (0 site(s), 4 device(s)" in capsys.readouterr().out
 
 
@@ -377,14 +378,14 @@ def test_check_quiet_after_the_command_runs(tmp_path: Path, capsys: pytest.Captu
     path = tmp_path / "config.yaml"
     path.write_text("sites: [{id: kp3}]\n")
     path.chmod(0o600)
-    assert main(["check", "-c", str(path), "-q"]) == 0
+    assert main(["--lang", "en", "check", "-c", str(path), "-q"]) == 0
     assert "OK (1 site(s)" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(("command", "words"), [("run", "Ctrl-C or SIGTERM"), ("check", "file:line: field: problem")])
 def test_run_and_check_help_describe_the_command(command: str, words: str,
                                                  capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit):
+    with use_language("en"), pytest.raises(SystemExit):
         build_parser().parse_args([command, "--help"])
     out = " ".join(capsys.readouterr().out.split())
     assert words in out and "-v, --verbose" in out and "-q, --quiet" in out

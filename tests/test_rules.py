@@ -29,7 +29,7 @@ DUSK = datetime(2026, 11, 23, 17, 15, tzinfo=TZ)
 
 def _yaml(mq: int, ups_port: int, relay_port: int, rules: str = "") -> str:
     return f"""
-hub: {{name: Test post, latitude: 11.03, longitude: 106.76, timezone: Asia/Ho_Chi_Minh, data_dir: ./data}}
+hub: {{name: Test post, latitude: 11.03, longitude: 106.76, timezone: Asia/Ho_Chi_Minh, language: en, data_dir: ./data}}
 mqtt: {{server: "mqtt://127.0.0.1:{mq}", discovery: false}}
 sites:
   - {{id: kp3, blackspot: true}}

@@ -31,6 +31,8 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Protocol
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from hub.i18n import tr
+
 if TYPE_CHECKING:
     import logging
 
@@ -45,9 +47,11 @@ _ID_RE = re.compile(ID_PATTERN)
 def check_id(value: str) -> str:
     """Validate an id: lower-case ``[a-z0-9_-]+`` and not reserved."""
     if not _ID_RE.match(value):
-        raise ValueError(f"{value!r} is not a valid id: use lower-case letters, digits, '-' and '_'")
+        raise ValueError(tr("{value} is not a valid id: use lower-case letters, digits, '-' and '_'",
+                            value=repr(value)))
     if value in RESERVED_IDS:
-        raise ValueError(f"{value!r} is reserved (reserved ids: {', '.join(sorted(RESERVED_IDS))})")
+        raise ValueError(tr("{value} is reserved (reserved ids: {ids})", value=repr(value),
+                            ids=", ".join(sorted(RESERVED_IDS))))
     return value
 
 
@@ -116,6 +120,8 @@ class Command:
     source: str = "mqtt"
     user: str | None = None
     reason: str | None = None
+    #: the stable code of ``reason`` (a light publishes it as ``reason_code``), e.g. ``night_rule_dark``
+    reason_code: str | None = None
 
     @property
     def by_person(self) -> bool:
@@ -393,8 +399,10 @@ class RuleContext(Protocol):
 
     def device_kind(self, device_id: str) -> str: ...
 
-    async def command(self, device_id: str, payload: Mapping[str, Any], *, reason: str | None = None) -> None:
-        """Send a command to a device as this rule (validated like any other)."""
+    async def command(self, device_id: str, payload: Mapping[str, Any], *, reason: str | None = None,
+                      reason_code: str | None = None) -> None:
+        """Send a command to a device as this rule (validated like any other); ``reason``: the sentence
+        (in the hub's language), ``reason_code``: its stable code."""
 
     def event(self, type: str, **data: Any) -> None: ...
 

@@ -16,8 +16,10 @@ device never sends ends after a timeout with ``ended: "timeout"``, the same in e
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
+
+from hub.i18n import N_
 
 from . import cameras, lights, recorders, ups
 
@@ -40,8 +42,9 @@ TOPICS: tuple[Topic, ...] = (
     Topic("<base>/<device>",
           "the device's state, from its first successful poll on (UPS: `status` NUT tokens, `on_battery`, "
           "`low_battery`, `alarm` (NUT `ups.alarm`), `battery_charge`, `battery_runtime`, `input_voltage`, "
-          "`load`; light: `state`, `mode`, `reason`, `hold_until`; camera/recorder: `model`, `firmware`, "
-          "`serial`, `motion`, `video_loss`, `tamper`, `disks`, `channels`, `retention_days`, image health)"),
+          "`load`; light: `state`, `mode`, `reason`, `reason_code`, `hold_until`; camera/recorder: `model`, "
+          "`firmware`, `serial`, `motion`, `video_loss`, `tamper`, `disks`, `channels`, `retention_days`, "
+          "image health)"),
     Topic("<base>/<device>/availability", '`{"state":"online"}` / `{"state":"offline"}`'),
     Topic("<base>/<device>/set",
           'commands (QoS 1, not retained: a retained one is ignored): `{"state":"ON"}`, `OFF`, '
@@ -68,6 +71,14 @@ TOPICS: tuple[Topic, ...] = (
           '"start", "end", "case", "reason"}`), answered with `package_id` and `path` once sealed; events '
           "`export_started`, `export_progress` (`percent`), `export_done`, `export_failed` "
           "([docs/export.md](docs/export.md))", retained=False, direction="in"),
+    Topic("<base>/bridge/request/ticket/<user>` → `<base>/bridge/response/ticket/<user>",
+          'a contractor (at their sites) or an installer acts on a maintenance ticket (the user is the '
+          'topic\'s): `{"action": "ack"\\|"resolve", "ticket": 12, "note": "..."}` (`resolve` needs the '
+          "`note`), answered with the ticket; events `ticket_acknowledged`, `ticket_resolved` "
+          "([docs/operations.md](docs/operations.md))", retained=False, direction="in"),
+    Topic("<base>/site/<site>/tickets",
+          '`{"site", "count", "tickets": [{"id", "device", "kind", "fault", "contractor", "opened", "due", '
+          '"acknowledged", "ack_by", "overdue", "detail"}]}`: the open maintenance tickets of the site'),
     Topic("homeassistant/<component>/<device>/<field>/config",
           "Home Assistant discovery (with availability); the hub itself is the device `anninh_bridge`; "
           "what a user gets: [docs/home-assistant.md](docs/home-assistant.md)"),
@@ -84,6 +95,7 @@ DEVICE_AVAILABILITY = "{base}/{device}/availability"
 DEVICE_SET = "{base}/{device}/set"
 SITE_STATE = "{base}/site/{site}"
 SITE_EVENT = "{base}/site/{site}/event"
+SITE_TICKETS = "{base}/site/{site}/tickets"
 """``str.format`` templates of the topics above, for code that builds them."""
 
 COMMON_FIELDS = ("type", "time", "device", "site", "message")
@@ -104,9 +116,16 @@ class EventType:
     #: ``hub.language``) or shown (in the reader's language); ``{device}``, ``{site}`` and the event's
     #: fields are its placeholders. Empty: the event's meaning is used.
     message: str = ""
+    #: a field whose value picks the sentence (``"active"``: started/ended; ``"cause"``: why a camera is
+    #: offline), and the sentence per value (``N_``-marked); a value not listed gets ``message``
+    by: str = ""
+    messages: Mapping[Any, str] = field(default_factory=dict)
 
 
 _WHO = {"user": "the user who asked, when a named user did"}
+_TICKET = {"ticket": "the ticket's number"}
+_TICKET_FAULT = {"fault": "`offline`, `image_blurry`, `disk_error`, … (docs/operations.md)",
+                 "kind": "`camera`, `recorder`, `ups` or `light`"}
 _CHANNEL = {"channel": "the channel (1 for a camera; ONVIF cameras, one video source, leave it out)"}
 _ACTIVE = {"active": "true when it starts, false when it ends"}
 _ENDED = {"ended": '`"timeout"` when the device never sent the end and the hub ended it'}
@@ -133,6 +152,88 @@ _IMAGE_MEANING = {"stream_down": "no picture can be had", "image_covered": "the 
                   "image_frozen": "the picture does not change", "scene_moved": "the camera points elsewhere"}
 
 
+_MESSAGES: dict[str, str] = {
+    "device_online": N_("{device} is back online"),
+    "device_offline": N_("{device} is not answering (offline)"),
+    "command": N_("Command carried out on {device}"),
+    "command_failed": N_("{device} could not carry out the command"),
+    "command_rejected": N_("A command was refused (malformed, unknown device or not allowed)"),
+    "export_started": N_("Footage export from {device}, channel {channel}, started"),
+    "export_progress": N_("Footage export from {device}: {percent} %"),
+    "export_done": N_("Evidence package {package_id} sealed"),
+    "export_failed": N_("Footage export from {device} failed"),
+    "power_lost": N_("Mains power lost at {site}"),
+    "power_restored": N_("Mains power back at {site}"),
+    "power_suspected_lost": N_("Power cut suspected at {site}: all its devices went offline together"),
+    "power_suspected_restored": N_("A device at {site} is back: the suspected power cut is over"),
+    "camera_offline": N_("Camera {device} is offline"),
+    "reference_set": N_("Reference picture stored for {device}"),
+    "network_broken": N_("Recorder {device} lost its network connection"),
+    "ip_conflict": N_("Recorder {device}: another device uses its IP address"),
+    "illegal_access": N_("Repeated failed logins on recorder {device}"),
+    "recording_failure": N_("Recorder {device} fails to record"),
+    "channel_offline": N_("Recorder {device} lost the camera on channel {channel}"),
+    "channel_online": N_("Recorder {device}: the camera on channel {channel} is back"),
+    "disk_full": N_("A disk of recorder {device} is full"),
+    "disk_error": N_("A disk of recorder {device} reports an error"),
+    "disk_missing": N_("A disk of recorder {device} is missing"),
+    "retention_low": N_("Recorder {device} keeps {days} days of footage, under the {target}-day target"),
+    "retention_ok": N_("Recorder {device} keeps {days} days of footage again (target {target})"),
+    "relay_mismatch": N_("Light {device}: the relay did not follow the command (asked {requested}, "
+                         "reads {actual})"),
+    "on_battery": N_("UPS {device} runs on its battery: mains power lost"),
+    "on_line": N_("UPS {device}: mains power back"),
+    "low_battery": N_("UPS {device}: battery low"),
+    "replace_battery": N_("UPS {device} needs a new battery"),
+}
+"""The sentence of each event type (``message``), for the types without one sentence per value."""
+
+_FLAG_MESSAGES: dict[str, tuple[str, str]] = {
+    "motion": (N_("Motion at {device}"), N_("Motion at {device} ended")),
+    "video_loss": (N_("Video lost at {device}"), N_("Video back at {device}")),
+    "tamper": (N_("Camera {device} covered or tampered with"), N_("Tampering alarm at {device} ended")),
+    "line_crossing": (N_("Tripwire crossed at {device}"), N_("Tripwire alarm at {device} ended")),
+    "intrusion": (N_("Intrusion into a watched area at {device}"), N_("Intrusion alarm at {device} ended")),
+    "region_entrance": (N_("Someone entered a watched region at {device}"),
+                        N_("Region entrance alarm at {device} ended")),
+    "region_exiting": (N_("Someone left a watched region at {device}"), N_("Region exit alarm at {device} ended")),
+    "scene_change": (N_("The scene changed at {device}"), N_("Scene change alarm at {device} ended")),
+    "defocus": (N_("The picture of {device} lost focus"), N_("The picture of {device} is sharp again")),
+    "alarm_input": (N_("Alarm input triggered at {device}"), N_("Alarm input at {device} back to normal")),
+    "pir": (N_("The PIR sensor of {device} saw someone"), N_("PIR alarm at {device} ended")),
+    "face": (N_("Face detected at {device}"), N_("Face alarm at {device} ended")),
+    "unattended_baggage": (N_("An object was left at {device}"), N_("Left object alarm at {device} ended")),
+    "object_removal": (N_("An object was taken away at {device}"), N_("Removed object alarm at {device} ended")),
+    "bad_video": (N_("Abnormal video signal at {device}"), N_("Video signal at {device} normal again")),
+    "video_mismatch": (N_("Video standard mismatch at {device}"), N_("Video standard at {device} matches again")),
+}
+"""Flag events: (the sentence when ``active`` is true, when it is false)."""
+
+_IMAGE_MESSAGES: dict[str, tuple[str, str]] = {
+    "stream_down": (N_("No picture from camera {device}"), N_("Camera {device} gives a picture again")),
+    "image_covered": (N_("The lens of camera {device} is covered"),
+                      N_("The lens of camera {device} is no longer covered")),
+    "image_dark": (N_("The picture of camera {device} is dark by day"),
+                   N_("The picture of camera {device} is bright again")),
+    "image_blurry": (N_("The picture of camera {device} is blurred"),
+                     N_("The picture of camera {device} is sharp again")),
+    "image_frozen": (N_("The picture of camera {device} is frozen"),
+                     N_("The picture of camera {device} moves again")),
+    "scene_moved": (N_("Camera {device} points elsewhere"), N_("Camera {device} points the right way again")),
+}
+"""Image problems: (the sentence when it starts, when it clears)."""
+
+OFFLINE_CAUSES: dict[str, str] = {
+    "auth_refused": N_("Camera {device} is offline: it refused the user name or password"),
+    "site_power_lost": N_("Camera {device} is offline: power cut at {site}"),
+    "recorder_video_loss": N_("Camera {device} is offline: its recorder reports video loss on its channel"),
+    "site_unreachable": N_("Camera {device} is offline: the whole site {site} is unreachable (host house "
+                           "network or power)"),
+    "camera_down": N_("Camera {device} is offline: the camera alone is down"),
+}
+"""``camera_offline``: the sentence per ``cause`` (the offline-cause rule's codes)."""
+
+
 def event_message(type: str, fields: Mapping[str, Any]) -> str:
     """The sentence for one event, in the current language (``hub.i18n.use_language`` to choose).
 
@@ -144,7 +245,8 @@ def event_message(type: str, fields: Mapping[str, Any]) -> str:
     if spec is None:
         return type
     params = {k: _spoken(v) for k, v in fields.items() if k not in ("type", "time", "message")}
-    return tr(spec.message or spec.meaning, **params)
+    template = spec.messages.get(fields.get(spec.by)) if spec.by else None
+    return tr(template or spec.message or spec.meaning, **params)
 
 
 def _spoken(value: Any) -> Any:
@@ -185,7 +287,25 @@ def _events() -> dict[str, EventType]:
                                               source="default_rules"),
         "camera_offline": EventType("a camera is offline, with the likely cause",
                                     {"cause": "`power`, `network`, `camera`, …", "detail": "what was seen"},
-                                    source="default_rules"),
+                                    source="default_rules", by="cause", messages=OFFLINE_CAUSES),
+        "ticket_opened": EventType(
+            "a fault lasted longer than `tickets.open_after`: a maintenance ticket is opened",
+            {**_TICKET, **_TICKET_FAULT, "opened": "when (ISO-8601)", "due": "the contract's deadline (ISO-8601)"},
+            {"contractor": "the contractor in charge", "detail": "what was seen"}, source="ops",
+            message=N_("Maintenance ticket #{ticket} opened for {device}: {fault}; repair due {due}")),
+        "ticket_acknowledged": EventType(
+            "a contractor took a ticket on", {**_TICKET, "by": "the user"}, {"note": "their note"}, source="ops",
+            message=N_("Ticket #{ticket} ({device}) acknowledged by {by}")),
+        "ticket_resolved": EventType(
+            "a ticket is closed: the fault is gone (`recovered`) or a contractor repaired it (`resolved`)",
+            {**_TICKET, **_TICKET_FAULT, "resolution": "`recovered` or `resolved`", "opened": "ISO-8601",
+             "due": "ISO-8601", "within_deadline": "closed by the deadline"},
+            {"by": "the user who resolved it", "note": "their note", "contractor": "the contractor in charge"},
+            source="ops", message=N_("Ticket #{ticket} ({device}, {fault}) closed: {resolution}")),
+        "ticket_overdue": EventType(
+            "a ticket passed its deadline still open", {**_TICKET, **_TICKET_FAULT, "due": "the deadline"},
+            {"contractor": "the contractor in charge"}, source="ops",
+            message=N_("Ticket #{ticket} ({device}, {fault}) is past its repair deadline {due}")),
         "reference_set": EventType("a reference picture was stored", {"source": "`auto`, `cli`, `mqtt`"},
                                    source="image_health"),
     }
@@ -194,6 +314,8 @@ def _events() -> dict[str, EventType]:
                              source="camera, recorder")
     for flag, meaning in cameras.MORE_FLAGS.items():
         ev[flag] = EventType(meaning, _ACTIVE, {**_CHANNEL, **_ENDED}, source="camera, recorder")
+    for flag, (started, ended) in _FLAG_MESSAGES.items():
+        ev[flag] = replace(ev[flag], message=started, by="active", messages={True: started, False: ended})
     for name, meaning in recorders.DEVICE_EVENTS.items():
         ev[name] = EventType(meaning, source="recorder")
     for name, fields in recorders.RECORDER_EVENTS.items():
@@ -217,11 +339,15 @@ def _events() -> dict[str, EventType]:
                 ev[ups_event] = EventType(_UPS_MEANING.get(ups_event, ups_event), {"status": _UPS_FIELDS["status"]},
                                      {k: v for k, v in _UPS_FIELDS.items() if k != "status"}, source="ups")
     for name, meaning in _IMAGE_MEANING.items():
-        for n, m in ((name, meaning), (name + "_cleared", meaning + ": no longer")):
+        for n, m, text in ((name, meaning, _IMAGE_MESSAGES[name][0]),
+                           (name + "_cleared", meaning + ": no longer", _IMAGE_MESSAGES[name][1])):
             ev[n] = EventType(m, {"problem": "the image problem"},
                               {"error": "why no picture", "brightness": "0..255", "sharpness": "focus measure",
                                "changed": "fraction changed", "shift_x": "", "shift_y": "", "match": ""},
-                              source="image_health")
+                              source="image_health", message=text)
+    for name, text in _MESSAGES.items():
+        if name in ev and not ev[name].message:
+            ev[name] = replace(ev[name], message=text)
     return ev
 
 

@@ -6,7 +6,8 @@ State (retained on ``<base>/<device>``):
 * ``state`` — ``"ON"`` / ``"OFF"``: always what the relay reports after reading back (``null``
   while the device is offline);
 * ``mode`` — ``"auto"`` (rules switch it) or ``"manual"`` (a person holds it);
-* ``reason`` — a short sentence saying why the light is as it is;
+* ``reason`` — a short sentence saying why the light is as it is, in the hub's language;
+* ``reason_code`` — the same as a stable code (:data:`REASON_CODES`), for programs;
 * ``hold_until`` — ISO-8601 time (hub timezone) when a manual hold ends, or ``null``.
 
 Commands on ``<base>/<device>/set`` (:class:`LightCommand`): ``{"state": "ON"|"OFF"|"TOGGLE"}``,
@@ -35,13 +36,32 @@ from typing import Any, ClassVar, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from hub.i18n import N_, _, tr
+
 from . import Command, DeviceConfig, DeviceContext, Driver, Entity
 
 Mode = Literal["auto", "manual"]
 C = TypeVar("C", bound=DeviceConfig)
 
-STATE_FIELDS = ("state", "mode", "reason", "hold_until")
+STATE_FIELDS = ("state", "mode", "reason", "reason_code", "hold_until")
 """The fields every light publishes."""
+REASON_CODES: dict[str, str] = {
+    "automatic": "automatic mode, nothing switched yet",
+    "released": "handed back to automatic (`{\"mode\":\"auto\"}`)",
+    "manual_officer": "switched or held by a named officer (`<base>/<device>/set/<user>`)",
+    "manual_mqtt": "switched or held by a person without a name (`<base>/<device>/set`, the CLI)",
+    "rule": "switched by a rule that gave no code of its own",
+    "night_rule_dark": "the night rule: night at a black spot (sun below its threshold)",
+    "night_rule_camera_dark": "the night rule: a camera at the site sees darkness",
+    "night_rule_daylight": "the night rule: daylight",
+    "night_rule_no_darkness": "the night rule: no darkness reported (location not configured)",
+    "relay_mismatch": "the relay did not follow the last command",
+    "relay_timer": "switched off by the relay board's own timer",
+    "relay_outside": "the relay changed outside the hub (switch, button, timer)",
+    "hold_ended": "a manual hold ended; automatic again",
+    "kept_after_restart": "a manual hold kept across a hub restart",
+}
+"""``reason_code`` values a light publishes (a rule may add its own), with their meaning."""
 EVENTS = {"relay_mismatch": ("requested", "actual", "channel")}
 """Events a light emits, with their fields (besides ``type``, ``time``, ``device``, ``site``)."""
 
@@ -73,11 +93,12 @@ def word(on: bool | None) -> str | None:
 
 @dataclass(frozen=True, slots=True)
 class Hold:
-    """A light's bookkeeping: mode, end of a manual hold, reason."""
+    """A light's bookkeeping: mode, end of a manual hold, reason (in the hub's language) and its code."""
 
     mode: Mode = "auto"
     until: datetime | None = None
-    reason: str = "automatic"
+    reason: str = N_("automatic")
+    code: str = "automatic"
 
 
 def hardware_hold(command: Command) -> int | None:
@@ -93,23 +114,43 @@ def decide(before: Hold, command: Command, *, target: bool | None, actual: bool 
     :class:`Hold` and whether it must be remembered across restarts."""
     p: LightCommand = command.payload  # type: ignore[assignment]
     who = command.user or (command.source.removeprefix("rule:") if not command.by_person else command.source)
-    mode, until, reason = before.mode, before.until, before.reason
-    missed = f"; relay did not follow ({word(target)} requested)" if target is not None and actual != target else ""
+    mode, until, reason, code = before.mode, before.until, before.reason, before.code
+    missed = target is not None and actual != target
     if p.mode == "auto":
-        mode, until = "auto", None
-        reason = f"released to automatic by {who}" + (f" (relay {word(actual)})" if target is not None else "")
+        mode, until, code = "auto", None, "released"
+        reason = (tr("released to automatic by {who} (relay {state})", who=who, state=spoken(actual))
+                  if target is not None else tr("released to automatic by {who}", who=who))
     elif command.by_person:
         mode = "manual"
         if p.hold is not None:
             until = now + timedelta(seconds=p.hold)
         else:
             until = next_transition(now) if next_transition is not None else None
-        held = f"holds until {until.astimezone(tz):%H:%M}" if until else "holds until released"
-        verb = f"switched {word(actual)}" if target is not None else f"kept {word(actual)}"
-        reason = f"{verb} by {'officer ' + command.user if command.user else who} (manual, {held}){missed}"
+        end = until.astimezone(tz).strftime("%H:%M") if until else ""
+        held = tr("holds until {time}", time=end) if until else _("holds until released")
+        if target is not None:
+            action = _("switched ON") if actual else _("switched OFF")
+        else:
+            action = _("kept ON") if actual else _("kept OFF")
+        if command.user:
+            code = "manual_officer"
+            reason = tr("{action} by officer {user} (manual, {hold})", action=action, user=command.user, hold=held)
+        else:
+            code = "manual_mqtt"
+            reason = tr("{action} by {who} (manual, {hold})", action=action, who=who, hold=held)
     elif target is not None:
-        reason = (command.reason or f"switched {word(actual)} by rule {who}") + missed
-    return Hold(mode, until, reason), p.mode is not None or command.by_person
+        code = command.reason_code or "rule"
+        reason = command.reason or tr("{action} by rule {rule}", rule=who,
+                                      action=_("switched ON") if actual else _("switched OFF"))
+    if missed:
+        code = "relay_mismatch"
+        reason = tr("{reason}; relay did not follow ({state} requested)", reason=reason, state=spoken(target))
+    return Hold(mode, until, reason, code), p.mode is not None or command.by_person
+
+
+def spoken(on: bool | None) -> str:
+    """``ON`` / ``OFF`` as a person reads it in the current language (``BẬT`` / ``TẮT``)."""
+    return "?" if on is None else (_("ON") if on else _("OFF"))
 
 
 class LightDriver(Driver, Generic[C]):
@@ -175,7 +216,8 @@ class LightDriver(Driver, Generic[C]):
         if until is not None and until <= self.ctx.clock.now():
             self._save()  # expired while the hub was down: forget it
             return
-        self.hold = Hold("manual", until, f"{saved.get('reason') or 'manual'} (kept across a hub restart)")
+        self.hold = Hold("manual", until, tr("{reason} (kept across a hub restart)",
+                                             reason=saved.get("reason") or _("manual")), "kept_after_restart")
 
     def _save(self) -> None:
         remember = getattr(self.ctx, "remember", None)
@@ -188,7 +230,8 @@ class LightDriver(Driver, Generic[C]):
     def light_state(self) -> dict[str, Any]:
         """The light's state fields (relay read-back plus mode bookkeeping)."""
         h = self.hold
-        return {"state": word(self.relay_on), "mode": h.mode, "reason": h.reason,
+        return {"state": word(self.relay_on), "mode": h.mode,
+                "reason": _(h.reason) if h.code == "automatic" else h.reason, "reason_code": h.code,
                 "hold_until": h.until.astimezone(self.ctx.tz).isoformat(timespec="seconds") if h.until else None}
 
     # ------------------------------------------------------------------ the driver interface
@@ -198,16 +241,18 @@ class LightDriver(Driver, Generic[C]):
         if self.relay_on is not None and on != self.relay_on:
             timer = self._hw_timer_until
             if timer is not None and not on and now >= timer - timedelta(seconds=2):
-                reason = "switched OFF by the relay board's own timer"
+                reason, code = _("switched OFF by the relay board's own timer"), "relay_timer"
             else:
-                reason = f"relay changed to {word(on)} outside the hub (switch, button or timer)"
-            self.hold = Hold(self.hold.mode, self.hold.until, reason)
+                reason = tr("relay changed to {state} outside the hub (switch, button or timer)", state=spoken(on))
+                code = "relay_outside"
+            self.hold = Hold(self.hold.mode, self.hold.until, reason, code)
             self._hw_timer_until = None
         self.relay_on = on
         h = self.hold
         if h.mode == "manual" and h.until is not None and now >= h.until:
-            self.hold = Hold("auto", None, f"manual hold ended at {now.astimezone(self.ctx.tz):%H:%M}; "
-                                           "back to automatic")
+            ended = now.astimezone(self.ctx.tz).strftime("%H:%M")
+            self.hold = Hold("auto", None, tr("manual hold ended at {time}; back to automatic", time=ended),
+                             "hold_ended")
             self._save()
         return self.light_state()
 

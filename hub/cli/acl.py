@@ -21,29 +21,30 @@ from pathlib import Path
 
 from hub.api import CliContext, CommandSpec
 from hub.cli.common import load_or_exit
+from hub.i18n import N_, _, tr
 from hub.security import AclError, ListenerOptions, generate
 
 
 def _arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-c", "--config", required=True, type=Path, metavar="FILE",
-                   help="the hub's YAML config (users: and mqtt.username/password)")
+                   help=_("the hub's YAML config (users: and mqtt.username/password)"))
     p.add_argument("-o", "--output", required=True, type=Path, metavar="DIR",
-                   help="folder for passwd, acl and mosquitto.conf (created if missing)")
+                   help=_("folder for passwd, acl and mosquitto.conf (created if missing)"))
     p.add_argument("--listen", default="127.0.0.1:1883", metavar="HOST:PORT",
-                   help="plain MQTT listener in mosquitto.conf (default 127.0.0.1:1883; 'none' for TLS only)")
+                   help=_("plain MQTT listener in mosquitto.conf (default 127.0.0.1:1883; 'none' for TLS only)"))
     p.add_argument("--tls-listen", default=None, metavar="HOST:PORT",
-                   help="also a TLS listener, e.g. 0.0.0.0:8883 (needs --cafile, --certfile, --keyfile)")
+                   help=_("also a TLS listener, e.g. 0.0.0.0:8883 (needs --cafile, --certfile, --keyfile)"))
     p.add_argument("--cafile", default=None,
-                   help="CA certificate (PEM) that signed the broker's and clients' certificates")
-    p.add_argument("--certfile", default=None, help="the broker's certificate (PEM)")
-    p.add_argument("--keyfile", default=None, help="the broker's private key (PEM)")
+                   help=_("CA certificate (PEM) that signed the broker's and clients' certificates"))
+    p.add_argument("--certfile", default=None, help=_("the broker's certificate (PEM)"))
+    p.add_argument("--keyfile", default=None, help=_("the broker's private key (PEM)"))
     p.add_argument("--require-certificate", action="store_true",
-                   help="TLS clients must also present a certificate signed by the CA")
+                   help=_("TLS clients must also present a certificate signed by the CA"))
     p.add_argument("--bind-client-ids", action="store_true",
-                   help="make each client's id its user name (use_username_as_clientid), so no login can take "
-                        "the hub's session; each login then holds one connection at a time")
+                   help=_("make each client's id its user name (use_username_as_clientid), so no login can take "
+                        "the hub's session; each login then holds one connection at a time"))
     p.add_argument("--no-mosquitto-passwd", action="store_true",
-                   help="hash passwords here instead of with mosquitto_passwd (same $7$ format)")
+                   help=_("hash passwords here instead of with mosquitto_passwd (same $7$ format)"))
 
 
 def cmd_acl(args: argparse.Namespace, cli: CliContext | None = None) -> int:
@@ -56,19 +57,19 @@ def cmd_acl(args: argparse.Namespace, cli: CliContext | None = None) -> int:
         result = generate(config, plugins, args.output, opts,
                           tool=None if args.no_mosquitto_passwd else "auto")
     except AclError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(tr("error: {issue}", issue=exc), file=sys.stderr)
         return 1
     for u in config.users:
         if u.role == "installer" and u.sites is not None:
-            print(f"note: {u.name} is an installer; installers see every site (sites: is ignored)",
+            print(tr("note: {user} is an installer; installers see every site (sites: is ignored)", user=u.name),
                   file=sys.stderr)
     for path in result.files:
-        print(f"wrote {path}")
-    print(f"{result.users} login(s), passwords hashed by {result.hashing}.")
-    print(f"Next: copy {args.output / 'mosquitto.conf'} into /etc/mosquitto/conf.d/, make passwd and acl "
-          "readable by the mosquitto user (chown mosquitto: ...), and reload Mosquitto.")
+        print(tr("wrote {path}", path=path))
+    print(tr("{n} login(s), passwords hashed by {tool}.", n=result.users, tool=result.hashing))
+    print(tr("Next: copy {conf} into /etc/mosquitto/conf.d/, make passwd and acl readable by the mosquitto "
+             "user (chown mosquitto: ...), and reload Mosquitto.", conf=args.output / "mosquitto.conf"))
     return 0
 
 
-ACL = CommandSpec(name="acl", help="write a Mosquitto password file, ACL and config snippet enforcing the "
-                  "config's users and roles", run=cmd_acl, arguments=_arguments)
+ACL = CommandSpec(name="acl", help=N_("write a Mosquitto password file, ACL and config snippet enforcing the "
+                  "config's users and roles"), run=cmd_acl, arguments=_arguments)

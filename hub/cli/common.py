@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 from hub.api import DeviceConfig, Driver
 from hub.api.detached import DetachedContext
 from hub.config import Config, ConfigError, load_config
+from hub.i18n import N_, _, normalize, set_language, tr
 from hub.plugins import PluginManager, load_plugins
 from hub.redact import install_log_redaction, register_secrets
 
@@ -63,9 +64,33 @@ def setup_logging(verbosity: int, quiet: bool = False) -> None:
     install_log_redaction()
 
 
+LANG_HELP = N_("language of the output: vi (Vietnamese) or en (English); default: the config's "
+               "hub.language, else vi")
+lang_override: str | None = None
+"""``--lang`` from the command line: wins over the config's ``hub.language``."""
+
+
+def lang_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--lang", choices=("vi", "en"), default=argparse.SUPPRESS, help=_(LANG_HELP))
+
+
+def apply_lang(argv: list[str]) -> None:
+    """Set the process language from ``--lang X`` / ``--lang=X`` before the parser is built (its help
+    texts are translated when it is built); an unknown value is left to argparse to refuse."""
+    global lang_override
+    lang_override = None
+    for i, arg in enumerate(argv):
+        value = argv[i + 1] if arg == "--lang" and i + 1 < len(argv) else arg.removeprefix("--lang=")
+        if arg == "--lang" or arg.startswith("--lang="):
+            try:
+                lang_override = set_language(value)
+            except ValueError:
+                pass
+
+
 def config_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("-c", "--config", required=True, type=Path, metavar="FILE",
-                   help="the hub's YAML config (secrets.yaml beside it holds the !secret values)")
+                   help=_("the hub's YAML config (secrets.yaml beside it holds the !secret values)"))
 
 
 def peek_data_dir(path: Path) -> Path | None:
@@ -82,9 +107,28 @@ def peek_data_dir(path: Path) -> Path | None:
     return data_dir if data_dir.is_absolute() else (path.parent / data_dir).resolve()
 
 
+def peek_language(path: Path) -> str | None:
+    """The ``hub.language`` named in a config, read before validation (so that its errors are told in
+    it); ``None`` when it cannot be read or is not a language."""
+    import yaml
+
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return normalize(str(raw["hub"]["language"]))
+    except Exception:
+        return None
+
+
 def dropin_config_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("-c", "--config", type=Path, default=None, metavar="FILE",
-                   help="also load the drop-in plugins of this config's data_dir (default: ./data/plugins)")
+                   help=_("also load the drop-in plugins of this config's data_dir (default: ./data/plugins)"))
+
+
+def config_language(args: argparse.Namespace) -> None:
+    """For a command that reads no config but may name one (``plugins``, ``simulate``): speak ``--lang``,
+    else that config's ``hub.language``, else Vietnamese."""
+    config = getattr(args, "config", None)
+    set_language(lang_override or (peek_language(config) if config is not None else None))
 
 
 def dropin_dir(args: argparse.Namespace) -> Path:
@@ -100,14 +144,18 @@ def dropin_dir(args: argparse.Namespace) -> Path:
 def load_or_exit(path: Path, plugins: PluginManager | None = None) -> tuple:
     """Load plugins (built-in, entry points, drop-ins of the config's data dir) and the config,
     or print every error as ``file:line: field: problem`` and exit 1."""
+    set_language(lang_override or peek_language(path))
     plugins = plugins or load_plugins(peek_data_dir(path))
     try:
         config = load_config(path, plugins)
     except ConfigError as exc:
         for issue in exc.issues:
-            print(f"error: {issue}", file=sys.stderr)
-        print(f"{len(exc.issues)} error(s) in {path}", file=sys.stderr)
+            print(tr("error: {issue}", issue=issue), file=sys.stderr)
+        print(tr("{n} error(s) in {path}", n=len(exc.issues), path=path), file=sys.stderr)
         raise SystemExit(1) from None
+    if lang_override is not None:
+        config.hub = config.hub.model_copy(update={"language": lang_override})
+    set_language(config.hub.language)
     register_secrets(config.secrets())
     use_log_timezone(config.hub.timezone)
     for warning in config.warnings:

@@ -15,19 +15,23 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 
 from hub import API_VERSION, __version__
 from hub.api import CommandSpec
 from hub.cli import acl, check, demo, discover, plugins, run, simulate
-from hub.cli.common import Cli, setup_logging
+from hub.cli.common import Cli, apply_lang, lang_arg, setup_logging
 from hub.export.cli import EXPORT
+from hub.i18n import _
+from hub.ops.report.cli import REPORT
+from hub.ops.tickets_cli import TICKETS
 from hub.plugins import PluginManager, load_plugins
 
 log = logging.getLogger("hub.cli")
 
 BUILTIN: tuple[CommandSpec, ...] = (run.RUN, check.CHECK, demo.DEMO, plugins.PLUGINS, simulate.SIMULATE)
 """Listed first, in this order, in ``anninh --help``."""
-EXTRA: tuple[CommandSpec, ...] = (acl.ACL, discover.DISCOVER, EXPORT)
+EXTRA: tuple[CommandSpec, ...] = (acl.ACL, discover.DISCOVER, EXPORT, TICKETS, REPORT)
 """Listed after, sorted by name together with the plugins' commands."""
 
 
@@ -48,27 +52,31 @@ def build_parser(plugins: PluginManager | None = None) -> argparse.ArgumentParse
     """The whole parser; ``plugins`` (default: built-in and installed ones) add their commands."""
     parser = argparse.ArgumentParser(
         prog="anninh",
-        description="AnNinh Hub: cameras, recorders, UPS units and black-spot lights of a commune "
-                    "police post, on MQTT. Start with `anninh demo`, then write a config and run "
-                    "`anninh check -c config.yaml` and `anninh run -c config.yaml`.")
+        description=_("AnNinh Hub: cameras, recorders, UPS units and black-spot lights of a commune "
+                      "police post, on MQTT. Start with `anninh demo`, then write a config and run "
+                      "`anninh check -c config.yaml` and `anninh run -c config.yaml`."))
     parser.add_argument("--version", action="version", version=f"anninh {__version__} (plugin API {API_VERSION})")
     parser.add_argument("-v", "--verbose", action="count", default=0,
-                        help="more log lines (-v debug, -vv also library debug)")
-    parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+                        help=_("more log lines (-v debug, -vv also library debug)"))
+    parser.add_argument("-q", "--quiet", action="store_true", help=_("warnings and errors only"))
+    lang_arg(parser)
     # -v/-q also after the command (`anninh run -c x -v`); SUPPRESS keeps what was given before it
     logging_opts = argparse.ArgumentParser(add_help=False)
     logging_opts.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS,
-                              help="more log lines (-v debug, -vv also library debug)")
+                              help=_("more log lines (-v debug, -vv also library debug)"))
     logging_opts.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
-                              help="warnings and errors only")
+                              help=_("warnings and errors only"))
+    lang_opts = argparse.ArgumentParser(add_help=False)
+    lang_arg(lang_opts)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     taken = {spec.name for spec in (*BUILTIN, *EXTRA)}
     extra = sorted((*EXTRA, *plugin_commands(taken, plugins)), key=lambda spec: spec.name)
     for spec in (*BUILTIN, *extra):
-        description = spec.description or spec.help[:1].upper() + spec.help[1:] + "."
-        p = sub.add_parser(spec.name, help=spec.help, description=description,
-                           parents=[logging_opts] if spec.log_options else [])
+        text = _(spec.help)
+        description = _(spec.description) if spec.description else text[:1].upper() + text[1:] + "."
+        p = sub.add_parser(spec.name, help=text, description=description,
+                           parents=[logging_opts, lang_opts] if spec.log_options else [lang_opts])
         if spec.arguments is not None:
             spec.arguments(p)
         p.set_defaults(func=spec.run)
@@ -76,6 +84,7 @@ def build_parser(plugins: PluginManager | None = None) -> argparse.ArgumentParse
 
 
 def main(argv: list[str] | None = None) -> int:
+    apply_lang(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

@@ -7,31 +7,36 @@ from pathlib import Path
 
 from hub import API_VERSION
 from hub.api import CliContext, CommandSpec
-from hub.cli.common import dropin_config_arg, dropin_dir
+from hub.cli.common import config_language, dropin_config_arg, dropin_dir
+from hub.i18n import N_, _, tr
 from hub.plugins import load_plugins
 
 
 def cmd_plugins(args: argparse.Namespace, cli: CliContext | None = None) -> int:
+    config_language(args)
     plugins = load_plugins(dropin_dir(args))
-    print(f"hub API version {API_VERSION}")
+    print(tr("hub API version {version}", version=API_VERSION))
     for name, p in plugins.plugins.items():
         version = p.manifest.version if p.manifest else "-"
-        print(f"plugin {name} {version} ({p.source})")
+        print(tr("plugin {name} {version} ({source})", name=name, version=version, source=p.source))
     for name, spec in sorted(plugins.platforms().items()):
-        print(f"  platform {name}: {spec.description}")
+        print(tr("  platform {name}: {description}", name=name, description=spec.description))
     for name, rule in sorted(plugins.rules().items()):
-        print(f"  rule {name}{'' if rule.default_enabled else ' (off by default)'}: {rule.description}")
+        if rule.default_enabled:
+            print(tr("  rule {name}: {description}", name=name, description=rule.description))
+        else:
+            print(tr("  rule {name} (off by default): {description}", name=name, description=rule.description))
     for problem in plugins.problems:
-        print(f"problem: {problem}")
+        print(tr("problem: {problem}", problem=problem))
     return 0
 
 
 def _plugins_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data-dir", type=Path, default=None, help="also load drop-ins from DIR/plugins")
+    p.add_argument("--data-dir", type=Path, default=None, help=_("also load drop-ins from DIR/plugins"))
     dropin_config_arg(p)
 
 
 
 PLUGINS = CommandSpec(
-    name="plugins", help="list plugins, platforms and rules", run=cmd_plugins, arguments=_plugins_args,
-    description="List the loaded plugins, their platforms and rules, and any plugin that failed to load.")
+    name="plugins", help=N_("list plugins, platforms and rules"), run=cmd_plugins, arguments=_plugins_args,
+    description=N_("List the loaded plugins, their platforms and rules, and any plugin that failed to load."))

@@ -97,7 +97,7 @@ class CommandService:
             self._end_rejections(key)
 
     async def command(self, device_id: str, payload: dict[str, Any], *, source: str = "mqtt",
-                      user: str | None = None, reason: str | None = None) -> bool:
+                      user: str | None = None, reason: str | None = None, reason_code: str | None = None) -> bool:
         """Validate and carry out a command. Returns True when the device took it."""
         runner = self.runners.get(device_id)
         if runner is None or runner.driver is None:
@@ -120,7 +120,7 @@ class CommandService:
             self.reject_command(device_id, _short_validation(exc), user=user, payload=payload, source=source,
                                 kind="invalid")
             return False
-        cmd = Command(payload=parsed, source=source, user=user, reason=reason)
+        cmd = Command(payload=parsed, source=source, user=user, reason=reason, reason_code=reason_code)
         done = parsed.model_dump(exclude_none=True, mode="json")
         try:
             async with runner.lock:

@@ -31,6 +31,7 @@ from hub.core.runner import Backoff, DeviceRunner, cancel_and_wait, describe_err
 from hub.core.state import Listener, StateStore
 from hub.core.storage import Storage
 from hub.core.view import HubView, RequestRegistry
+from hub.i18n import set_language
 from hub.plugins import PluginManager
 from hub.storage import History, Registry
 from hub.sun import Sun
@@ -58,8 +59,10 @@ class RuleContextImpl:
         runner = self.hub.runners.get(device_id)
         return runner.kind if runner else "device"
 
-    async def command(self, device_id: str, payload: Mapping[str, Any], *, reason: str | None = None) -> None:
-        await self.hub.commands.command(device_id, dict(payload), source=f"rule:{self.name}", reason=reason)
+    async def command(self, device_id: str, payload: Mapping[str, Any], *, reason: str | None = None,
+                      reason_code: str | None = None) -> None:
+        await self.hub.commands.command(device_id, dict(payload), source=f"rule:{self.name}", reason=reason,
+                                        reason_code=reason_code)
 
     def event(self, type: str, **data: Any) -> None:
         self.hub.store.emit(type, **data)
@@ -102,6 +105,7 @@ class Hub:
         self.clock: Clock = clock or SystemClock()
         self.backoff = backoff or Backoff()
         h = config.hub
+        set_language(h.language)  # event messages and lights' reasons in the hub's language
         self.tz = ZoneInfo(h.timezone)
         self.sun = (Sun(h.latitude, h.longitude, h.timezone)
                     if h.latitude is not None and h.longitude is not None else None)
@@ -171,7 +175,9 @@ class Hub:
     async def start(self) -> None:
         if self._use_storage:
             self.storage.open()
-            self.add_listener(Listener(on_state=self.storage.record_state, on_event=self.storage.record_event))
+            self.add_listener(Listener(on_state=self.storage.record_state, on_event=self.storage.record_event,
+                                       on_availability=self.storage.record_availability))
+            self.storage.kind_of = lambda device: self.runners[device].kind if device in self.runners else "device"
             self.create_task(self.storage.flush_loop(), name="storage-flush")
         platforms = self.plugins.platforms()
         for dev in self.config.devices:
@@ -257,9 +263,10 @@ class Hub:
 
     # ---------------------------------------------------------------- commands (the command service's)
     async def command(self, device_id: str, payload: dict[str, Any], *, source: str = "mqtt",
-                      user: str | None = None, reason: str | None = None) -> bool:
+                      user: str | None = None, reason: str | None = None, reason_code: str | None = None) -> bool:
         """Validate and carry out a command. Returns True when the device took it."""
-        return await self.commands.command(device_id, payload, source=source, user=user, reason=reason)
+        return await self.commands.command(device_id, payload, source=source, user=user, reason=reason,
+                                           reason_code=reason_code)
 
     def reject_command(self, device_id: str, error: str, *, user: str | None, payload: Any, source: str,
                        kind: str = "invalid") -> None:

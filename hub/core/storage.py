@@ -5,15 +5,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
-from hub.api import HubEvent, StateChange
+from hub.api import AvailabilityChange, HubEvent, StateChange
 from hub.clock import Clock
 from hub.config import Config
 from hub.core.runner import describe_error
 from hub.storage import History, Registry, retention_cutoff
 
 log = logging.getLogger("hub")
+
+OFFLINE_CAUSES = {"site_power_lost": "site_power", "site_unreachable": "network", "camera_down": "device",
+                  "recorder_video_loss": "device", "auth_refused": "device"}
+"""``camera_offline`` causes (the offline_cause rule's) -> availability causes (``hub.storage.CAUSES``)."""
 
 
 class Storage:
@@ -25,6 +31,12 @@ class Storage:
         self.registry: Registry | None = None
         self.history: History | None = None
         self._durable: list[asyncio.Future[None]] = []
+        self.kind_of: Callable[[str], str] | None = None
+        """device id -> its kind (``camera``, ``recorder``, ``ups``, ``light`` ...), set by the hub."""
+        self._outages: dict[str, tuple[datetime, str, str | None]] = {}
+        """device -> (since, cause, site) of its current outage"""
+        self._powerless: set[str] = set()
+        """sites whose power is lost or suspected lost"""
 
     def open(self) -> None:
         data = self.config.data_dir
@@ -114,3 +126,51 @@ class Storage:
     def record_event(self, event: HubEvent) -> None:
         assert self.history is not None
         self.history.add_event(event.time, event.type, event.device, event.site, dict(event.data))
+        self._explain(event)
+
+    def record_availability(self, change: AvailabilityChange) -> None:
+        """One availability transition into the history, with the cause of an outage as far as it is
+        known now: ``device`` when it refused the credentials (it answered), ``site_power`` when its
+        site's power is lost or suspected lost, else ``unknown`` until :meth:`_explain` learns more."""
+        assert self.history is not None
+        device = change.device_id
+        cause: str | None = None
+        if change.available:
+            self._outages.pop(device, None)
+        else:
+            if change.error_kind == "auth":
+                cause = "device"
+            elif change.site in self._powerless:
+                cause = "site_power"
+            else:
+                cause = "unknown"
+            self._outages[device] = (change.time, cause, change.site)
+        kind = self.kind_of(device) if self.kind_of is not None else None
+        self.history.add_availability(change.time, device, change.available, cause, kind=kind, site=change.site)
+
+    def _explain(self, event: HubEvent) -> None:
+        """Name the cause of current outages from the default rules' events: ``camera_offline``'s
+        cause (:data:`OFFLINE_CAUSES`; ``site_unreachable`` also explains the site's other outages
+        still unknown as ``network``), ``power_lost`` / ``power_suspected_lost`` (the site's
+        outages not blamed on the device become ``site_power``)."""
+        site = event.site
+        if event.type == "camera_offline" and event.device in self._outages:
+            cause = OFFLINE_CAUSES.get(str(event.data.get("cause")), "unknown")
+            self._set_cause(event.device, cause)
+            if cause == "network":
+                for device, (_since, known, where) in list(self._outages.items()):
+                    if where == site and known == "unknown":
+                        self._set_cause(device, "network")
+        elif event.type in ("power_lost", "power_suspected_lost") and site is not None:
+            self._powerless.add(site)
+            for device, (_since, known, where) in list(self._outages.items()):
+                if where == site and known in ("unknown", "network"):
+                    self._set_cause(device, "site_power")
+        elif event.type in ("power_restored", "power_suspected_restored") and site is not None:
+            self._powerless.discard(site)
+
+    def _set_cause(self, device: str, cause: str) -> None:
+        since, known, site = self._outages[device]
+        if known != cause and self.history is not None:
+            self._outages[device] = (since, cause, site)
+            self.history.set_cause(device, since, cause)

@@ -19,28 +19,34 @@ from pathlib import Path
 from hub.api import CliContext, CommandSpec
 from hub.cli.common import load_or_exit
 from hub.export.times import parse_time
+from hub.i18n import N_, _, tr
 
 
 def _arguments(p: argparse.ArgumentParser) -> None:
-    p.description = ("Export footage from a recorder as a signed evidence package; `export verify DIR` checks a "
-                     "package, `export key -c FILE` prints the hub's public key.")
-    p.add_argument("action", nargs="?", choices=["verify", "key"], help="verify a package, or print the key")
-    p.add_argument("package", nargs="?", type=Path, help="the package directory (verify)")
+    p.description = _("Export footage from a recorder as a signed evidence package; `export verify DIR` checks "
+                      "a package, `export key -c FILE` prints the hub's public key.")
+    p.add_argument("action", nargs="?", choices=["verify", "key"],
+                   help=_("verify a package, or print the key"))
+    p.add_argument("package", nargs="?", type=Path, help=_("the package directory (verify)"))
     p.add_argument("-c", "--config", type=Path, metavar="FILE",
-                   help="the hub's YAML config (verify: also record the check in the hub's audit table)")
-    p.add_argument("--device", help="recorder id (or a camera that records on one)")
-    p.add_argument("--channel", type=int, default=None, help="recorder channel (default 1, or the camera's)")
-    p.add_argument("--start", type=parse_time, help='"YYYY-MM-DD HH:MM[:SS]", the hub\'s local time')
+                   help=_("the hub's YAML config (verify: also record the check in the hub's audit "
+                          "table)"))
+    p.add_argument("--device", help=_("recorder id (or a camera that records on one)"))
+    p.add_argument("--channel", type=int, default=None,
+                   help=_("recorder channel (default 1, or the camera's)"))
+    p.add_argument("--start", type=parse_time, help=_('"YYYY-MM-DD HH:MM[:SS]", the hub\'s local time'))
     p.add_argument("--end", type=parse_time, help='"YYYY-MM-DD HH:MM[:SS]"')
-    p.add_argument("--case", default=None, help="case number")
-    p.add_argument("--reason", default=None, help="why the footage is taken")
-    p.add_argument("--by", default=None, help="who asked for it (verify with -c: who checked it)")
-    p.add_argument("-o", "--out", type=Path, help="directory the package is written in")
-    p.add_argument("--key", type=Path, metavar="PEM", help="verify against this public key (pinned)")
+    p.add_argument("--case", default=None, help=_("case number"))
+    p.add_argument("--reason", default=None, help=_("why the footage is taken"))
+    p.add_argument("--by", default=None,
+                   help=_("who asked for it (verify with -c: who checked it)"))
+    p.add_argument("-o", "--out", type=Path, help=_("directory the package is written in"))
+    p.add_argument("--key", type=Path, metavar="PEM",
+                   help=_("verify against this public key (pinned)"))
 
 
 def _fail(message: str) -> int:
-    print(f"error: {message}", file=sys.stderr)
+    print(tr("error: {issue}", issue=message), file=sys.stderr)
     return 1
 
 
@@ -52,7 +58,7 @@ def cmd_export(args: argparse.Namespace, cli: CliContext | None = None) -> int:
     missing = [f"--{n}" for n, v in (("config", args.config), ("device", args.device), ("start", args.start),
                                      ("end", args.end), ("out", args.out)) if v is None]
     if missing:
-        return _fail(f"missing {', '.join(missing)} (see anninh export --help)")
+        return _fail(tr("missing {options} (see anninh export --help)", options=", ".join(missing)))
     config, plugins = load_or_exit(args.config)
     from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
@@ -74,7 +80,8 @@ def cmd_export(args: argparse.Namespace, cli: CliContext | None = None) -> int:
     print(result.path)
     if result.gaps:
         for a, b in result.gaps:
-            print(f"gap: no footage from {a:%Y-%m-%d %H:%M:%S} to {b:%Y-%m-%d %H:%M:%S}", file=sys.stderr)
+            print(tr("gap: no footage from {start} to {end}", start=a.strftime("%Y-%m-%d %H:%M:%S"),
+                     end=b.strftime("%Y-%m-%d %H:%M:%S")), file=sys.stderr)
         return 2
     return 0
 
@@ -84,21 +91,24 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from hub.export.package import verify
 
     if args.package is None:
-        return _fail("usage: anninh export verify PACKAGE_DIR [--key PEM]")
+        return _fail(_("usage: anninh export verify PACKAGE_DIR [--key PEM]"))
     key = None
     if args.key is not None:
         try:
             key = load_public_pem(args.key.read_bytes())
         except (OSError, ValueError) as exc:
-            return _fail(f"{args.key}: cannot read an Ed25519 public key ({exc})")
+            return _fail(tr("{path}: cannot read an Ed25519 public key ({error})", path=args.key, error=exc))
     problems, used = verify(args.package, key)
     if args.config is not None:
         _audit_verification(args, problems)
     if problems:
         for problem in problems:
-            print(f"FAILED: {problem}")
+            print(tr("FAILED: {problem}", problem=problem))
         return 1
-    print(f"OK ({used}{', the key given' if key is not None else ', the key inside the package'})")
+    if key is not None:
+        print(tr("OK ({used}, the key given)", used=used))
+    else:
+        print(tr("OK ({used}, the key inside the package)", used=used))
     return 0
 
 
@@ -132,7 +142,7 @@ def cmd_key(args: argparse.Namespace) -> int:
     from hub.export.keys import fingerprint, load_or_create, public_pem
 
     if args.config is None:
-        return _fail("usage: anninh export key -c FILE")
+        return _fail(_("usage: anninh export key -c FILE"))
     config, _plugins = load_or_exit(args.config)
     key = load_or_create(config.data_dir).public_key()
     sys.stdout.write(public_pem(key).decode())
@@ -141,5 +151,5 @@ def cmd_key(args: argparse.Namespace) -> int:
 
 
 EXPORT = CommandSpec(
-    name="export", help="export footage as a signed evidence package (also: export verify DIR, export key)",
+    name="export", help=N_("export footage as a signed evidence package (also: export verify DIR, export key)"),
     run=cmd_export, arguments=_arguments)

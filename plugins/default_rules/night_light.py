@@ -26,6 +26,16 @@ from typing import Any
 from pydantic import Field
 
 from hub.api import AvailabilityChange, Rule, RuleContext, StateChange, StrictModel
+from hub.i18n import N_, tr, use_language
+
+#: the rule's reasons (``reason_code`` → the sentence, N_-marked; its placeholders are filled per light)
+REASONS: dict[str, str] = {
+    "night_rule_dark": N_("night at a black spot (sun {elevation}°)"),
+    "night_rule_daylight": N_("daylight (sun {elevation}°)"),
+    "night_rule_no_darkness": N_("no darkness reported (location not configured)"),
+    "night_rule_camera_dark": N_("camera {device} sees darkness"),
+    "night_rule_camera_dark_brightness": N_("camera {device} sees darkness (brightness {brightness})"),
+}
 
 
 class NightLightOptions(StrictModel):
@@ -94,28 +104,29 @@ class NightLightRule(Rule):
             self.evaluate(only_site=change.site)
 
     # ------------------------------------------------------------------ decision
-    def darkness(self, site: str, now: datetime) -> tuple[bool, str]:
-        """(dark?, why) for one site."""
+    def why(self, site: str, now: datetime) -> tuple[bool, str, dict[str, Any]]:
+        """(dark?, the reason's key in :data:`REASONS`, its placeholders) for one site."""
         sun = self.ctx.sun
+        day: tuple[bool, str, dict[str, Any]]
         if sun is None:
-            day_reason = "no darkness reported (location not configured)"
+            day = (False, "night_rule_no_darkness", {})
         else:
-            elevation = sun.elevation(now)
+            elevation = f"{sun.elevation(now):+.1f}"
             if self.night:
-                return True, f"night at a black spot (sun {elevation:+.1f}°)"
-            day_reason = f"daylight (sun {elevation:+.1f}°)"
+                return True, "night_rule_dark", {"elevation": elevation}
+            day = (False, "night_rule_daylight", {"elevation": elevation})
         if self.opts.camera_darkness:
             for device_id in self.site_devices.get(site, []):
                 if device_id in self.lights or self.ctx.available(device_id) is not True:
                     continue
                 state: Mapping[str, Any] = self.ctx.state(device_id)
                 if state.get("dark") is True:
-                    kind = self.ctx.device_kind(device_id)
-                    what = "camera" if kind in ("camera", "recorder") else kind
                     b = state.get("brightness")
-                    extra = f" (brightness {b:.0f})" if isinstance(b, (int, float)) else ""
-                    return True, f"{what} {device_id} sees darkness{extra}"
-        return False, day_reason
+                    if isinstance(b, (int, float)):
+                        return True, "night_rule_camera_dark_brightness", {"device": device_id,
+                                                                           "brightness": f"{b:.0f}"}
+                    return True, "night_rule_camera_dark", {"device": device_id}
+        return day
 
     def evaluate(self, only_site: str | None = None) -> None:
         now = self.ctx.clock.now()
@@ -134,7 +145,7 @@ class NightLightRule(Rule):
         state = self.ctx.state(light)
         if state.get("mode", "auto") != "auto" or state.get("state") not in ("ON", "OFF"):
             return
-        dark, why = self.darkness(site, now)
+        dark, key, params = self.why(site, now)
         want = "ON" if dark else "OFF"
         if state["state"] == want:
             return
@@ -143,11 +154,14 @@ class NightLightRule(Rule):
             return  # re-evaluated later (periodic or next change)
         self.last_switch[light] = now
         self.in_flight.add(light)
-        self.ctx.log.info("%s -> %s: %s", light, want, why)
-        self.ctx.create_task(self._switch(light, want, why), name=f"night-light-{light}")
+        with use_language("en"):  # log lines stay English
+            self.ctx.log.info("%s -> %s: %s", light, want, tr(REASONS[key], **params))
+        why = tr(REASONS[key], **params)
+        code = key.removesuffix("_brightness")
+        self.ctx.create_task(self._switch(light, want, why, code), name=f"night-light-{light}")
 
-    async def _switch(self, light: str, want: str, why: str) -> None:
+    async def _switch(self, light: str, want: str, why: str, code: str) -> None:
         try:
-            await self.ctx.command(light, {"state": want}, reason=why)
+            await self.ctx.command(light, {"state": want}, reason=why, reason_code=code)
         finally:
             self.in_flight.discard(light)

@@ -13,8 +13,9 @@ the site, the UPS and the recorder need a poll to notice too), then names the mo
    counting devices that refused their login (those were reached);
 4. ``camera_down``: the camera alone is down.
 
-The camera's state gets ``offline_cause`` (and ``offline_detail``), cleared when it returns, and
-one ``camera_offline`` event carries the cause.
+The camera's state gets ``offline_cause`` (the code) and ``offline_detail`` (the sentence, in the hub's
+language), cleared when it returns, and one ``camera_offline`` event carries the cause (its ``message``
+is the sentence for that cause, :data:`hub.api.contract.OFFLINE_CAUSES`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import Any
 from pydantic import Field
 
 from hub.api import AvailabilityChange, Rule, RuleContext, StrictModel
+from hub.i18n import _, tr
 
 WATCHED_KINDS = ("camera", "recorder")
 
@@ -72,26 +74,30 @@ class OfflineCauseRule(Rule):
 
     def cause(self, device_id: str, site: str | None) -> tuple[str, str]:
         if device_id in self.auth_refused:
-            return "auth_refused", ("the camera answered but refused the user name or password: check "
-                                    "username/password in its config entry (not a network or power cause)")
+            return "auth_refused", _("the camera answered but refused the user name or password: check "
+                                     "username/password in its config entry (not a network or power cause)")
         if site is not None:
             site_state = self.ctx.site_state(site)
             if site_state.get("power") == "lost":
-                return "site_power_lost", f"power lost at {site}: {site_state.get('power_cause') or 'UPS/meter'}"
+                return "site_power_lost", tr("power lost at {site}: {source}", site=site,
+                                             source=site_state.get("power_cause") or _("UPS/meter"))
             if site_state.get("suspected_power_loss"):
-                return "site_power_lost", f"power cut suspected at {site} (all devices dropped together)"
+                return "site_power_lost", tr("power cut suspected at {site} (all devices dropped together)",
+                                             site=site)
         config = next((d for d in self.ctx.devices() if d.id == device_id), None)
         recorder = getattr(config, "recorder", None)
         channel = getattr(config, "recorder_channel", None)
         if recorder and self.ctx.available(recorder):
             ch = (self.ctx.state(recorder).get("channels") or {}).get(str(channel)) if channel else None
             if isinstance(ch, dict) and (ch.get("video_loss") or ch.get("online") is False):
-                return "recorder_video_loss", f"recorder {recorder} reports video loss on channel {channel}"
+                return "recorder_video_loss", tr("recorder {recorder} reports video loss on channel {channel}",
+                                                 recorder=recorder, channel=channel)
         if site is not None:
             others = [d.id for d in self.ctx.devices() if d.site == site and d.id != device_id]
             if others and all(self.ctx.available(d) is False and d not in self.auth_refused for d in others):
-                return "site_unreachable", f"every device at {site} is offline (host house network or power)"
-        return "camera_down", "the camera alone is down; its site and recorder are fine"
+                return "site_unreachable", tr("every device at {site} is offline (host house network or power)",
+                                              site=site)
+        return "camera_down", _("the camera alone is down; its site and recorder are fine")
 
     async def stop(self) -> None:
         for task in self.pending.values():

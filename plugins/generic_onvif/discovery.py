@@ -23,6 +23,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from hub.api import DeviceError, DiscoveryRequest, DiscoveryResult
+from hub.i18n import tr
 
 from .soapxml import SoapParseError, body_element, children, local, parse_xml, text
 
@@ -226,9 +227,9 @@ async def discover(request: DiscoveryRequest) -> DiscoveryResult:
     each camera's model, serial and firmware; a YAML snippet for the config."""
     devices = await probe(request.address, request.port, request.timeout, bind=request.bind)
     if not devices:
-        return DiscoveryResult(count=0, message=(
-            f"no ONVIF device answered within {request.timeout:g} s (is ONVIF enabled on the cameras? "
-            "multicast blocked? try --address CAMERA_IP)"))
+        return DiscoveryResult(count=0, message=tr(
+            "no ONVIF device answered within {seconds} s (is ONVIF enabled on the cameras? multicast blocked? "
+            "try --address CAMERA_IP)", seconds=format(request.timeout, "g")))
     username, password = request.username, request.password
     if username and password:
         from .driver import gather_info
@@ -245,4 +246,4 @@ async def discover(request: DiscoveryRequest) -> DiscoveryResult:
 
         await asyncio.gather(*(fill(d) for d in devices))
     return DiscoveryResult(count=len(devices), snippet=snippet(devices, username or "admin"),
-                           message=f"{len(devices)} ONVIF device(s) found")
+                           message=tr("{n} ONVIF device(s) found", n=len(devices)))

@@ -35,11 +35,23 @@ import aiohttp
 from lxml import etree
 from pydantic import Field, SecretStr, field_validator
 
-from hub.api import AuthError, CameraConfig, DeviceError, DeviceInfo, Driver, Entity
+from hub.api import (
+    AuthError,
+    CameraConfig,
+    DeviceError,
+    DeviceInfo,
+    DownloadSink,
+    Driver,
+    Entity,
+    ExportUnsupportedError,
+    Segment,
+)
 from hub.camera.http import CameraHttp, split_url
 
+from . import recordings as profileg
 from .events import KINDS, OnvifEvent, from_zeep_notification
-from .soapxml import SoapParseError, format_datetime
+from .replay import RtspReplay, TsWriter
+from .soapxml import SoapParseError, format_datetime, local, text
 
 
 def _import_onvif() -> Any:
@@ -67,6 +79,8 @@ log = logging.getLogger(__name__)
 logging.getLogger("zeep.xsd.elements.attribute").setLevel(logging.CRITICAL)
 
 PULLPOINT_NS = "http://www.onvif.org/ver10/events/wsdl/PullPointSubscription"
+SEARCH_NS = "http://www.onvif.org/ver10/search/wsdl"
+REPLAY_NS = "http://www.onvif.org/ver10/replay/wsdl"
 EVENTS_NS = "http://www.onvif.org/ver10/events/wsdl"
 MEDIA_NS = "http://www.onvif.org/ver10/media/wsdl"
 MAX_PULL_WAIT = 20.0
@@ -74,6 +88,12 @@ MAX_PULL_WAIT = 20.0
 MAX_SNAPSHOT_BYTES = 16 * 1024 * 1024
 RETRY_REFUSED = 60.0
 """Seconds between CreatePullPointSubscription attempts on a camera that refused one."""
+SINK_CHUNK = 256 * 1024
+"""Bytes of MPEG-TS gathered before they go to the export's sink."""
+REPLAY_CHUNK_S = 600.0
+"""Longest segment (s): a longer stretch is replayed in pieces of this length."""
+REPLAY_END_SLACK = 2.0
+"""A replay whose last frame is further than this (s) from the segment's end stopped early."""
 SKEW_PUBLISH_STEP = 2.0
 """Re-publish ``clock_skew`` only when it moved this much (the protocol has 1 s resolution)."""
 
@@ -177,6 +197,8 @@ class OnvifClient:
         self.skew: float = 0.0
         self.has_events = False
         self.has_media = False
+        self.has_search = False
+        self.has_replay = False
         self._sub_service: Any = None
         self._pull_service: Any = None
 
@@ -290,14 +312,23 @@ class OnvifClient:
                 raise mapped from None
         if not xaddrs:
             caps = await self.call("GetCapabilities", lambda: dm.GetCapabilities({"Category": "All"}))
-            for name, ns in (("Media", MEDIA_NS), ("Events", EVENTS_NS)):
-                section = getattr(caps, name, None)
+            extension = getattr(caps, "Extension", None)
+            for holder, name, ns in ((caps, "Media", MEDIA_NS), (caps, "Events", EVENTS_NS),
+                                     (extension, "Search", SEARCH_NS), (extension, "Replay", REPLAY_NS)):
+                section = getattr(holder, name, None)
                 addr = getattr(section, "XAddr", None)
+                if section is None and holder is extension:
+                    # zeep lets the Extension's leading xs:any swallow Search and Replay: raw elements
+                    raw = next((el for el in getattr(extension, "_value_1", None) or []
+                                if isinstance(getattr(el, "tag", None), str) and local(el) == name), None)
+                    addr = text(raw, "XAddr") if raw is not None else None
                 if isinstance(addr, str) and addr.startswith(("http://", "https://")):
                     xaddrs[ns] = normalize_url(addr) or addr
         self.cam.xaddrs.update(xaddrs)
         self.has_media = MEDIA_NS in xaddrs
         self.has_events = EVENTS_NS in xaddrs
+        self.has_search = SEARCH_NS in xaddrs
+        self.has_replay = REPLAY_NS in xaddrs
 
     async def close(self) -> None:
         cam, self.cam = self.cam, None
@@ -650,6 +681,125 @@ class OnvifDriver(Driver):
             raise DeviceError(f"{where}: snapshot is not a JPEG ({ctype}, {len(body)} bytes): "
                               "the camera sent an error page")
         return body
+
+    # ---------------------------------------------------------------- recordings (Profile G)
+    def _profile_g(self) -> OnvifClient:
+        client = self._require()
+        if not (client.has_search and client.has_replay):
+            raise ExportUnsupportedError("this device cannot export recordings (it offers no ONVIF Profile G "
+                                         "recording search and replay)")
+        return client
+
+    def _aware(self, t: datetime) -> datetime:
+        """Recorder wall clock (naive, the hub's zone) -> aware UTC, as ONVIF wants it."""
+        return t.replace(tzinfo=self.ctx.tz).astimezone(UTC) if t.tzinfo is None else t.astimezone(UTC)
+
+    def _naive(self, t: datetime) -> datetime:
+        return t.astimezone(self.ctx.tz).replace(tzinfo=None)
+
+    async def search_recordings(self, channel: int, start: datetime, end: datetime) -> list[Segment]:
+        """The stretches of footage of recording number ``channel`` in the window (FindRecordings,
+        FindEvents), each starting at the clean point the replay will begin with."""
+        client = self._profile_g()
+        found = await profileg.find_recordings(client)
+        if not 1 <= channel <= len(found):
+            raise DeviceError(f"{client.where}: no recording for channel {channel} (the device has "
+                              f"{len(found)}: {', '.join(r.token for r in found) or 'none'})")
+        rec = found[channel - 1]
+        a, b = self._aware(start), self._aware(end)
+        spans = await profileg.data_spans(client, rec, a, b)
+        if spans is None:  # no event search: the recording's whole span
+            lo, hi = max(rec.earliest or a, a), min(rec.latest or b, b)
+            spans = [(lo, hi)] if hi > lo else []
+        uri = await profileg.replay_uri(client, rec.token) if spans else ""
+        segments = []
+        chunk = timedelta(seconds=REPLAY_CHUNK_S)
+        for lo, hi in spans:
+            # one segment per chunk of the stretch (a broken replay is replayed from its chunk's
+            # start, not from the stretch's). A replay starts at the keyframe at or before the time
+            # asked for: ask for each chunk's first frame, so the segment (and the export's clock for
+            # every frame in it) starts where its bytes start and ends where the next one starts
+            starts: list[datetime] = []
+            at = lo
+            while at < hi:
+                first = await self._first_frame(uri, at, hi)
+                if first is not None and first < hi and (not starts or first > starts[-1]):
+                    starts.append(first)
+                at += chunk
+            for i, first in enumerate(starts):
+                last = starts[i + 1] if i + 1 < len(starts) else hi
+                segments.append(Segment(channel, self._naive(first), self._naive(last), ref=rec.token,
+                                        name=f"{rec.token}_{self._naive(first):%Y%m%dT%H%M%S}.ts", container="ts"))
+        return segments
+
+    async def _first_frame(self, uri: str, start: datetime, end: datetime) -> datetime | None:
+        cfg = self.config
+        session = RtspReplay(uri, cfg.username, cfg.password.get_secret_value(), timeout=min(cfg.timeout, 30.0))
+        try:
+            await session.open(start, end)
+            async with contextlib.aclosing(session.frames(idle=min(cfg.timeout, 30.0))) as frames:
+                async for frame in frames:
+                    return frame.when
+            if session.ended == "idle":  # slow, not empty: the export must not call this a gap
+                raise DeviceError(f"{session.where}: replay: no frame within {min(cfg.timeout, 30.0):g} s")
+            return None  # the recorder ended the range without a frame
+        finally:
+            await session.close()
+
+    async def download(self, segment: Segment, sink: DownloadSink, offset: int = 0) -> int:
+        """Replay the segment's stretch and hand the MPEG-TS made of its H.264 to ``sink``
+        (replay.py); ``offset``: replay again and skip the bytes already saved."""
+        client = self._profile_g()
+        cfg = self.config
+        uri = await profileg.replay_uri(client, segment.ref)
+        origin, end = self._aware(segment.start), self._aware(segment.end)
+        session = RtspReplay(uri, cfg.username, cfg.password.get_secret_value(), timeout=min(cfg.timeout, 30.0))
+        ts = TsWriter()
+        skip, sent = offset, 0
+        buffered: list[bytes] = []
+        size = 0
+        last: datetime | None = None
+
+        async def emit(data: bytes, flush: bool = False) -> None:
+            nonlocal skip, sent, size
+            if skip:
+                cut = min(skip, len(data))
+                data, skip = data[cut:], skip - cut
+            if data:
+                buffered.append(data)
+                size += len(data)
+            if buffered and (flush or size >= SINK_CHUNK):
+                chunk = b"".join(buffered)
+                buffered.clear()
+                size = 0
+                await sink(chunk)
+                sent += len(chunk)
+
+        try:
+            await session.open(origin, end)
+            async with contextlib.aclosing(session.frames(idle=min(cfg.timeout, 30.0))) as frames:
+                async for frame in frames:
+                    if frame.when >= end:
+                        break
+                    if frame.when < origin and last is None:
+                        continue  # before the clean point the search found (a recorder that moved it)
+                    last = frame.when
+                    await emit(ts.add(frame, origin))
+        finally:
+            await session.close()
+        # the recorder said the range is over (RTCP BYE, the T flag): what it sent is all there is;
+        # a recorder that only went quiet must have sent frames up to the end
+        said_end = session.ended in ("bye", "terminal") and last is not None
+        if not said_end and (last is None or (end - last).total_seconds() > REPLAY_END_SLACK):
+            stopped = f"at {self._naive(last):%H:%M:%S}" if last else "before the first frame"
+            raise DeviceError(f"{client.where}: replay of {segment.name} stopped {stopped}, before "
+                              f"{segment.end:%H:%M:%S}")
+        await emit(ts.close(), flush=True)
+        return sent
+
+    async def recorder_clock_skew(self) -> float | None:
+        """Seconds the device's clock is ahead (GetSystemDateAndTime, measured now)."""
+        return await self._require().measure_skew()
 
     def stream_url(self, channel: int | None = None) -> str | None:
         """RTSP URI of the chosen profile with the credentials inserted (never log it)."""

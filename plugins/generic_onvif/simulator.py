@@ -47,20 +47,35 @@ import contextlib
 import hashlib
 import logging
 import secrets
+import tempfile
 import uuid
 from collections import Counter, deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
 from aiohttp import web
 
+from hub.camera.simfootage import FootageStore, VideoFormat
 from hub.camera.simrtsp import RtspServing, rtsp_unavailable
 from hub.camera.simserver import parse_auth_params
 
+from .simrecorder import (
+    LOCAL_OFFSET,
+    REPLAY_PATH,
+    REPLAY_ROUTES,
+    SEARCH_PATH,
+    SEARCH_ROUTES,
+    ProfileG,
+    ProfileGServices,
+    Recordings,
+    ReplayServer,
+    write_units,
+)
 from .soapxml import (
     NS,
     SoapParseError,
@@ -111,6 +126,8 @@ SOAP_ROUTES: dict[str, dict[str, str]] = {
         "PullMessages": "_op_pull", "Renew": "_op_renew", "Unsubscribe": "_op_unsubscribe",
         "SetSynchronizationPoint": "_op_sync",
     },
+    "search": SEARCH_ROUTES,  # Profile G (simrecorder.py), with recordings=True
+    "replay": REPLAY_ROUTES,
 }
 
 # motion_topics= kinds: the topic each publishes, its Source items and the name of its Data flag
@@ -203,7 +220,7 @@ class Profile:
     stream_path: str = "/Streaming/Channels/101"
 
 
-class OnvifSimulator(RtspServing):
+class OnvifSimulator(ProfileGServices, RtspServing):
     """A simulated ONVIF camera on loopback. See the module docstring."""
 
     def __init__(self, *, username: str = "admin", password: str = "admin", host: str = "127.0.0.1",
@@ -217,7 +234,9 @@ class OnvifSimulator(RtspServing):
                  tamper_topic: str = "scene", upper_case_bools: bool = False,
                  authless_time: bool = True, local_time_only: bool = False,
                  discovery_port: int | None = None, max_pull_wait: float = 60.0,
-                 unsupported: frozenset[str] | set[str] = frozenset(), rtsp: bool = False) -> None:
+                 unsupported: frozenset[str] | set[str] = frozenset(), rtsp: bool = False,
+                 recordings: bool = False, footage_dir: str | Path | None = None, segment_seconds: float = 60.0,
+                 video: VideoFormat | None = None) -> None:
         if host not in ("127.0.0.1", "localhost", "::1"):
             log.warning("simulator bound to %s: it answers anyone who can reach that address", host)
         self.username = username
@@ -248,6 +267,18 @@ class OnvifSimulator(RtspServing):
                          Profile("Profile_2", "subStream", 640, 360, stream_path="/Streaming/Channels/102")]
         self.unsupported = frozenset(unsupported)
         self.rtsp = rtsp
+        self.profile_g: ProfileG | None = None
+        """Profile G (recordings=True): footage added with :meth:`add_footage`, found by the search
+        service and played back by :attr:`replay` (simrecorder.py)."""
+        self.replay: ReplayServer | None = None
+        self._footage_tmp: tempfile.TemporaryDirectory[str] | None = None
+        if recordings:
+            if footage_dir is None:
+                self._footage_tmp = tempfile.TemporaryDirectory(prefix="onvif-footage-")
+                footage_dir = self._footage_tmp.name
+            store = FootageStore(Path(footage_dir), segment_seconds, replace(video or VideoFormat(), audio=False),
+                                 writer=write_units, suffix="h264u")
+            self.profile_g = ProfileG(Recordings(store))
         self.stats: Counter[str] = Counter()
         self.snapshot_mode = "jpeg"
         """``jpeg`` (normal), ``error_page`` (200 with an HTML page, as some firmware does)."""
@@ -280,7 +311,19 @@ class OnvifSimulator(RtspServing):
     def rtsp_paths(self) -> dict[str, int]:
         return {p.stream_path: 1 for p in self.profiles}
 
+    def add_footage(self, channel: int, start: datetime, end: datetime) -> None:
+        """Recorded footage of ``channel`` from ``start`` to ``end`` (the recorder's local time,
+        UTC+7, naive); needs ``recordings=True``."""
+        if self.profile_g is None:
+            raise RuntimeError("this simulator has no Profile G (recordings=True)")
+        self.profile_g.recordings.store.add(channel, start, end)
+
     async def start(self) -> OnvifSimulator:
+        if self.profile_g is not None:
+            await asyncio.to_thread(self.profile_g.recordings.store.prepare)
+            if self.replay is None:
+                self.replay = ReplayServer(self.profile_g.recordings, self.username, self.password, self.host)
+            await self.replay.start()
         await self.start_rtsp()
         try:
             await self._start_http()
@@ -297,6 +340,8 @@ class OnvifSimulator(RtspServing):
             self._discovery.close()
             self._discovery = None
         await self.stop_rtsp()
+        if self.replay is not None:
+            await self.replay.stop()  # kept: its counters and the PLAY requests it saw stay readable
 
     async def __aenter__(self) -> OnvifSimulator:
         return await self.start()
@@ -311,6 +356,9 @@ class OnvifSimulator(RtspServing):
         app.router.add_post(EVENTS_PATH, self._handle_events)
         app.router.add_post("/onvif/subscription/{sid}", self._handle_subscription)
         app.router.add_get(SNAPSHOT_PATH, self._handle_snapshot)
+        if self.profile_g is not None:
+            app.router.add_post(SEARCH_PATH, self._handle_search)
+            app.router.add_post(REPLAY_PATH, self._handle_replay)
         app.router.add_route("*", "/{tail:.*}", self._handle_unknown)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.2, handle_signals=False)
         await runner.setup()
@@ -434,6 +482,15 @@ class OnvifSimulator(RtspServing):
     # ------------------------------------------------------------------ SOAP plumbing
     def _soap(self, body: bytes, status: int = 200) -> web.Response:
         return web.Response(body=body, status=status, headers={"Content-Type": SOAP_CT})
+
+    def _fault(self, subcode: str, reason: str) -> web.Response:
+        return self._soap(fault_envelope(subcode, reason), 400)
+
+    async def _handle_search(self, request: web.Request) -> web.Response:
+        return await self._dispatch(request, "search")
+
+    async def _handle_replay(self, request: web.Request) -> web.Response:
+        return await self._dispatch(request, "replay")
 
     def _auth_fault(self, why: str) -> web.Response:
         self.stats["auth_failures"] += 1
@@ -580,13 +637,18 @@ class OnvifSimulator(RtspServing):
                 f"<tt:Media><tt:XAddr>{b}{MEDIA_PATH}</tt:XAddr><tt:StreamingCapabilities>"
                 "<tt:RTPMulticast>false</tt:RTPMulticast><tt:RTP_TCP>true</tt:RTP_TCP><tt:RTP_RTSP_TCP>true"
                 "</tt:RTP_RTSP_TCP></tt:StreamingCapabilities></tt:Media>"
+                + (f"<tt:Extension><tt:Search><tt:XAddr>{b}{SEARCH_PATH}</tt:XAddr><tt:MetadataSearch>false"
+                   f"</tt:MetadataSearch></tt:Search><tt:Replay><tt:XAddr>{b}{REPLAY_PATH}</tt:XAddr></tt:Replay>"
+                   "</tt:Extension>" if self.profile_g is not None else "") +
                 "</tds:Capabilities></tds:GetCapabilitiesResponse>")
 
     def _op_services(self, op: Any) -> str:
         b = self.base_url
         out = []
-        for ns, p, major, minor in ((NS["tds"], DEVICE_PATH, 2, 60), (NS["trt"], MEDIA_PATH, 2, 60),
-                                    (NS["tev"], EVENTS_PATH, 2, 60)):
+        services = [(NS["tds"], DEVICE_PATH, 2, 60), (NS["trt"], MEDIA_PATH, 2, 60), (NS["tev"], EVENTS_PATH, 2, 60)]
+        if self.profile_g is not None:
+            services += [(NS["tse"], SEARCH_PATH, 2, 42), (NS["trp"], REPLAY_PATH, 2, 21)]
+        for ns, p, major, minor in services:
             out.append(f"<tds:Service><tds:Namespace>{ns}</tds:Namespace><tds:XAddr>{b}{p}</tds:XAddr>"
                        f"<tds:Version><tt:Major>{major}</tt:Major><tt:Minor>{minor}</tt:Minor></tds:Version>"
                        "</tds:Service>")
@@ -943,6 +1005,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="toggle motion on for 5 s every N seconds (0: never)")
     p.add_argument("--max-termination", type=float, default=None,
                    help="cap subscription lifetimes at N seconds (tests renewals)")
+    p.add_argument("--recordings", type=float, default=0.0, metavar="MINUTES",
+                   help="be a Profile G device with the last MINUTES of footage (search, replay over RTSP; "
+                   "for anninh export)")
     p.add_argument("--duration", type=float, default=0.0, help="stop after N seconds (default: until Ctrl-C)")
     return p
 
@@ -953,11 +1018,18 @@ async def _run(args: argparse.Namespace) -> None:
     sim = OnvifSimulator(username=args.username, password=args.password, host=args.host, port=args.port,
                          clock_skew=args.skew, time_tolerance=args.tolerance, name=args.name, model=args.model,
                          discovery_port=args.discovery_port, rtsp_url=args.rtsp_url,
-                         max_termination=args.max_termination, rtsp=serve and why is None)
+                         max_termination=args.max_termination, rtsp=serve and why is None,
+                         recordings=args.recordings > 0)
+    if args.recordings > 0:  # the recorder's local time (UTC+7), whole minutes up to now
+        end = (sim.now() + LOCAL_OFFSET).replace(tzinfo=None, second=0, microsecond=0)
+        sim.add_footage(1, end - timedelta(minutes=args.recordings), end)
     await sim.start()
     print(f"ONVIF simulator on {sim.base_url}{DEVICE_PATH} (user {args.username})"
           + (f", WS-Discovery on udp {args.host}:{sim.discovery_port}" if args.discovery_port is not None else ""),
           flush=True)
+    if sim.replay is not None:
+        print(f"Profile G: {args.recordings:g} min of recordings, replay on rtsp://127.0.0.1:{sim.replay.port}",
+              flush=True)
     if why:
         print(f"no RTSP stream: {why}", flush=True)
     elif sim.rtsp:

@@ -33,6 +33,8 @@ NS = {
     "wsa": "http://schemas.xmlsoap.org/ws/2004/08/addressing",
     "dn": "http://www.onvif.org/ver10/network/wsdl",
     "wsrf-rw": "http://docs.oasis-open.org/wsrf/rw-2",
+    "tse": "http://www.onvif.org/ver10/search/wsdl",
+    "trp": "http://www.onvif.org/ver10/replay/wsdl",
 }
 
 MAX_XML_BYTES = 4 * 1024 * 1024

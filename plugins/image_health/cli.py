@@ -24,6 +24,7 @@ from zoneinfo import ZoneInfo
 
 from hub.api import CliContext, CommandSpec, DeviceConfig, DeviceError
 from hub.api.runtime import describe_error
+from hub.i18n import N_, _, tr
 
 from .monitor import HealthOptions
 
@@ -60,22 +61,26 @@ def _camera(config: Any, name: str) -> DeviceConfig:
     device = config.device(name)
     if device is None or not hasattr(device, "health_interval"):
         cams = [d.id for d in config.devices if hasattr(d, "health_interval")]
-        print(f"error: {name!r} is not a camera in {config.path} (cameras: {', '.join(cams) or 'none'})",
-              file=sys.stderr)
+        print(tr("error: {name} is not a camera in {path} (cameras: {cameras})", name=repr(name), path=config.path,
+                 cameras=", ".join(cams) or _("none")), file=sys.stderr)
         raise SystemExit(2)
     return device
 
 
 def _args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("action", choices=("set", "show", "clear"), help="set: store the current picture; show: "
-                   "write reference | latest | difference to -o FILE; clear: forget the reference")
-    p.add_argument("camera", help="device id of the camera (or recorder)")
-    p.add_argument("-c", "--config", required=True, type=Path, metavar="FILE", help="the hub's YAML config")
-    p.add_argument("-o", "--output", type=Path, metavar="FILE.png", help="show: picture to write")
-    p.add_argument("--force", action="store_true", help="set: store even a dark, covered or blurry picture")
-    p.add_argument("--live", action="store_true", help="show: take a fresh picture instead of the hub's latest")
-    p.add_argument("--source", choices=("snapshot", "stream"), help="take the picture from here (default: the "
-                   "camera's health_source)")
+    p.add_argument("action", choices=("set", "show", "clear"),
+                   help=_("set: store the current picture; show: write reference | latest | difference to -o "
+                          "FILE; clear: forget the reference"))
+    p.add_argument("camera", help=_("device id of the camera (or recorder)"))
+    p.add_argument("-c", "--config", required=True, type=Path, metavar="FILE",
+                   help=_("the hub's YAML config"))
+    p.add_argument("-o", "--output", type=Path, metavar="FILE.png", help=_("show: picture to write"))
+    p.add_argument("--force", action="store_true",
+                   help=_("set: store even a dark, covered or blurry picture"))
+    p.add_argument("--live", action="store_true",
+                   help=_("show: take a fresh picture instead of the hub's latest"))
+    p.add_argument("--source", choices=("snapshot", "stream"),
+                   help=_("take the picture from here (default: the camera's health_source)"))
 
 
 def cmd_reference(args: argparse.Namespace, cli: CliContext) -> int:
@@ -85,35 +90,39 @@ def cmd_reference(args: argparse.Namespace, cli: CliContext) -> int:
     device = _camera(config, args.camera)
     store = ReferenceStore(config.data_dir)
     if args.action == "clear":
-        print(f"{device.id}: reference {'removed' if store.clear(device.id) else 'was not set'}")
+        if store.clear(device.id):
+            print(tr("{device}: reference removed", device=device.id))
+        else:
+            print(tr("{device}: reference was not set", device=device.id))
         return 0
     if args.action == "show" and not args.output:
-        print("error: show needs -o FILE.png", file=sys.stderr)
+        print(_("error: show needs -o FILE.png"), file=sys.stderr)
         return 2
     stats = None
     if args.action == "set" or args.live:
         try:
             stats = asyncio.run(take_picture(device, cli, args.source))
         except (DeviceError, TimeoutError, OSError) as exc:
-            print(f"error: {device.id}: no picture: {describe_error(exc, device.timeout)}", file=sys.stderr)
+            print(tr("error: {device}: no picture: {error}", device=device.id,
+                     error=describe_error(exc, device.timeout)), file=sys.stderr)
             return 1
     if args.action == "set":
         assert stats is not None and stats.picture is not None
         opts = HealthOptions()
         problems = []
         if stats.brightness < opts.dark_below:
-            problems.append(f"dark (brightness {stats.brightness:.0f})")
+            problems.append(tr("dark (brightness {brightness})", brightness=format(stats.brightness, ".0f")))
         elif stats.contrast < opts.cover_max_contrast and stats.edges < opts.cover_max_edges:
-            problems.append("covered (no structure)")
+            problems.append(_("covered (no structure)"))
         elif stats.sharpness < opts.blur_below:
-            problems.append(f"blurry (sharpness {stats.sharpness:.2f})")
+            problems.append(tr("blurry (sharpness {sharpness})", sharpness=format(stats.sharpness, ".2f")))
         if problems and not args.force:
-            print(f"error: {device.id}: the picture is {', '.join(problems)}; use --force to store it anyway",
-                  file=sys.stderr)
+            print(tr("error: {device}: the picture is {problems}; use --force to store it anyway", device=device.id,
+                     problems=", ".join(problems)), file=sys.stderr)
             return 1
         meta = store.save(device.id, stats.picture, source="cli", time=datetime.now(UTC), width=stats.width,
                           height=stats.height, brightness=stats.brightness, sharpness=stats.sharpness)
-        print(f"{device.id}: reference stored in {store.picture_path(device.id)}")
+        print(tr("{device}: reference stored in {path}", device=device.id, path=store.picture_path(device.id)))
         # the file keeps UTC; the person reading this gets the hub's timezone
         shown = {**meta, "time": datetime.fromisoformat(meta["time"]).astimezone(ZoneInfo(config.hub.timezone))
                  .isoformat(timespec="seconds")} if isinstance(meta.get("time"), str) else meta
@@ -122,12 +131,12 @@ def cmd_reference(args: argparse.Namespace, cli: CliContext) -> int:
     try:
         summary = store.compose(device.id, args.output, latest=stats.picture if stats is not None else None)
     except (FileNotFoundError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(tr("error: {issue}", issue=exc), file=sys.stderr)
         return 1
-    print(f"{device.id}: wrote {args.output} (reference | latest | difference)")
+    print(tr("{device}: wrote {path} (reference | latest | difference)", device=device.id, path=args.output))
     print(json.dumps(summary))
     return 0
 
 
 REFERENCE = CommandSpec(name="reference", run=cmd_reference, arguments=_args,
-                        help="store, show or clear a camera's reference picture (image health checks)")
+                        help=N_("store, show or clear a camera's reference picture (image health checks)"))

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from hub.i18n import set_language, use_language
 from hub.redact import clear_secrets
 from tests.support.mosquitto import Mosquitto
 
@@ -25,6 +26,20 @@ def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
 def _reset_secrets() -> Iterator[None]:
     yield
     clear_secrets()
+
+
+@pytest.fixture(autouse=True)
+def _reset_language() -> Iterator[None]:
+    """A hub started in a test sets the process language from its config: back to the default after."""
+    yield
+    set_language(None)
+
+
+@pytest.fixture
+def english() -> Iterator[None]:
+    """The test reads the hub's English texts (Vietnamese is the default language)."""
+    with use_language("en"):
+        yield
 
 
 @pytest.fixture(autouse=True)

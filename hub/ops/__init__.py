@@ -1,0 +1,1 @@
+"""Operations: maintenance tickets and the periodic reports."""

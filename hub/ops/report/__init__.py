@@ -1,0 +1,1 @@
+"""The periodic report (monthly, quarterly, any days): figures from the history, rendered as HTML and PDF."""
