@@ -67,6 +67,10 @@ def setup(router: web.UrlDispatcher, console: WebConsole) -> None:
                 "note": t.note or "", "act": t.is_open and may_act(access, t.site)}
 
     async def page(request: web.Request) -> web.StreamResponse:
+        return show(request)
+
+    def show(request: web.Request, error: str = "", status: int = 200) -> web.StreamResponse:
+        """The list; ``error``: why the action just tried was refused (never taken from the URL)."""
         access = access_of(request)
         svc = service()
         if svc is None or svc.db is None:
@@ -86,8 +90,8 @@ def setup(router: web.UrlDispatcher, console: WebConsole) -> None:
         sites = [(s.id, s.name or s.id) for s in hub.config.sites if access.sees_site(s.id)]
         return console.render(request, "tickets.html", open_rows=[row(t, access, now) for t in shown_open],
                               closed_rows=[row(t, access, now) for t in closed], show=show, shows=SHOW,
-                              sites=sites, f_site=site or "", result=q.get("result", ""),
-                              error=q.get("error", "")[:300], live="tickets", live_site=site or "")
+                              sites=sites, f_site=site or "", result=q.get("result", ""), error=error,
+                              live="tickets", live_site=site or "", status=status)
 
     async def act(request: web.Request) -> web.StreamResponse:
         access = access_of(request)
@@ -113,7 +117,7 @@ def setup(router: web.UrlDispatcher, console: WebConsole) -> None:
                 raise web.HTTPNotFound(text=_("No such ticket.")) from None
             if not may_act(access, ticket.site):
                 raise web.HTTPForbidden(text=str(exc)) from None
-            raise web.HTTPSeeOther("/tickets?" + _query(error=str(exc)[:300])) from None
+            return show(request, str(exc)[:300], status=409)
         raise web.HTTPSeeOther("/tickets?" + _query(result=f"{action}:{number}"))
 
     router.add_get("/tickets", page)
