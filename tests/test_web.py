@@ -15,14 +15,7 @@ import pytest
 from hub.web.server import WebConsole, WebError
 from tests.support.hubrun import hub_from_yaml
 from tests.support.web import CAM_PASSWORD, XSS, client, commune, csrf_of, sign_in
-
-
-async def _wait(predicate: Any, timeout: float = 5.0, what: str = "") -> None:
-    loop = asyncio.get_running_loop()
-    t0 = loop.time()
-    while not predicate():
-        assert loop.time() - t0 < timeout, f"timed out waiting for {what}"
-        await asyncio.sleep(0.05)
+from tests.support.web import wait_until as _wait
 
 
 async def test_roles_lights_forged_posts_and_the_audit(mosquitto: Any, tmp_path: Path) -> None:

@@ -172,13 +172,23 @@ async def test_officer_and_contractor_in_a_browser_at_360px(mosquitto: Any, tmp_
                       'Content-Type': 'application/x-www-form-urlencoded'}, body: 'action=on'})
                       .then(r => done(r.status));
                 """)
-                return {"sites": sites, "buttons": len(buttons), "devices": devices, "forged": status}
+                # the tickets page (live on its own feed) and the reports page: only their site offered
+                driver.get(url + "tickets")
+                until(driver, lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-connected") == "1")
+                tickets_title = driver.find_element(By.TAG_NAME, "h1").text
+                driver.get(url + "reports")
+                report_sites = [o.get_attribute("value") for o in driver.find_elements(By.CSS_SELECTOR,
+                                                                                       "#report-site option")]
+                shot(driver, "reports-contractor-360")
+                return {"sites": sites, "buttons": len(buttons), "devices": devices, "forged": status,
+                        "tickets_title": tickets_title, "report_sites": report_sites}
 
             seen = await asyncio.to_thread(contractor)
             assert seen["sites"] == ["cho"]
             assert seen["buttons"] == 0
             assert set(seen["devices"]) == {"light-cho", "ups-cho"}
             assert seen["forged"] == 403
+            assert seen["tickets_title"] == "Phiếu sửa chữa" and seen["report_sites"] == ["cho"]
             assert c.relays.relay(1, 1) is False
         finally:
             await asyncio.to_thread(driver.quit)

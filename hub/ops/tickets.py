@@ -676,4 +676,5 @@ def install(hub: Any) -> TicketService:
     with contextlib.suppress(OSError):
         service.config.data_dir.mkdir(parents=True, exist_ok=True)
     service.install()
+    hub.tickets = service  # the web console's tickets page lists them
     return service

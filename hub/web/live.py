@@ -48,7 +48,8 @@ MAX_EVENTS = 50
 
 @dataclass(frozen=True)
 class View:
-    """What a page shows live: ``overview``, ``site`` (one site), ``events`` (filtered), ``export``."""
+    """What a page shows live: ``overview``, ``site`` (one site), ``events`` (filtered), ``export``,
+    ``tickets`` (the ``ticket_*`` events of the person's sites, or of one)."""
 
     page: str
     site: str | None = None
@@ -229,6 +230,9 @@ class LiveFeed:
         if view.page == "export":
             return str(event.get("type", "")).startswith("export_") and (
                 access.user is None or event.get("user") == access.user)
+        if view.page == "tickets":  # contractors read their sites' tickets, not the event stream
+            return str(event.get("type", "")).startswith("ticket_") and access.sees_site(event.get("site")) and (
+                view.site is None or event.get("site") == view.site)
         if not access.events or not access.sees_site(event.get("site")):
             return False
         if view.site is not None and event.get("site") != view.site:

@@ -310,7 +310,8 @@ class WebConsole:
         q = request.query
         page = q.get("view", "overview")
         site = q.get("site") or None
-        if page not in ("overview", "site", "events", "export") or (site is not None and not access.sees_site(site)):
+        pages = ("overview", "site", "events", "export", "tickets")
+        if page not in pages or (site is not None and not access.sees_site(site)):
             raise web.HTTPForbidden(text=_("Not allowed."))
         if page == "events" and not access.events:
             raise web.HTTPForbidden(text=_("Not allowed."))

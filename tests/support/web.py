@@ -3,6 +3,7 @@ board simulator, a Hikvision camera simulator, the hub, and its web console on a
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import re
 from collections.abc import AsyncIterator
@@ -38,8 +39,8 @@ class Commune:
         return self.running.hub
 
 
-def config_text(mqtt_port: int, ups: int, relays: int, cam: int) -> str:
-    return f"""
+def config_text(mqtt_port: int, ups: int, relays: int, cam: int, extra: str = "") -> str:
+    return extra + f"""
 hub: {{data_dir: ./data}}
 mqtt: {{server: "mqtt://127.0.0.1:{mqtt_port}", discovery: false}}
 web: {{port: 0}}
@@ -68,12 +69,14 @@ rules:
 
 
 @contextlib.asynccontextmanager
-async def commune(tmp_path: Path, mqtt_port: int) -> AsyncIterator[Commune]:
+async def commune(tmp_path: Path, mqtt_port: int, extra: str = "") -> AsyncIterator[Commune]:
+    """``extra``: more top-level config sections (YAML), e.g. ``tickets:``."""
     ups = await UpsSimulator({1: "apc_smt", 2: "apc_smt"}, port=0).start()
     relays = await RelayBoardSimulator(port=0).start()
     cam = await HikvisionSimulator("camera", password=CAM_PASSWORD).start()
     try:
-        async with hub_from_yaml(config_text(mqtt_port, ups.port, relays.port, cam.port), tmp_path) as running:
+        async with hub_from_yaml(config_text(mqtt_port, ups.port, relays.port, cam.port, extra),
+                                 tmp_path) as running:
             hub = running.hub
             console = WebConsole(hub)
             url = await console.start()
@@ -91,6 +94,14 @@ async def commune(tmp_path: Path, mqtt_port: int) -> AsyncIterator[Commune]:
     finally:
         for sim in (ups, relays, cam):
             await sim.stop()
+
+
+async def wait_until(predicate: Any, timeout: float = 5.0, what: str = "") -> None:
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    while not predicate():
+        assert loop.time() - t0 < timeout, f"timed out waiting for {what}"
+        await asyncio.sleep(0.05)
 
 
 def csrf_of(html: str) -> str:

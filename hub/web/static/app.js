@@ -60,6 +60,13 @@
     }
   }
 
+  function ticketsChanged(msg) {
+    // a ticket opened, acknowledged, resolved or overdue: the list is drawn again, unless a note is being typed
+    if (body.dataset.live !== "tickets" || !(msg.events || []).length) { return; }
+    var typing = Array.prototype.some.call(document.querySelectorAll('input[name="note"]'), function (i) { return i.value; });
+    if (!typing) { setTimeout(function () { window.location.reload(); }, 300); }
+  }
+
   function connect() {
     var view = body.dataset.live;
     if (!view) { return; }
@@ -68,7 +75,7 @@
     var ws = new WebSocket((location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws?" + q);
     var status = document.getElementById("live-status");
     ws.onopen = function () { body.dataset.connected = "1"; if (status) { status.hidden = true; } };
-    ws.onmessage = function (ev) { apply(JSON.parse(ev.data)); body.dataset.updates = String(Number(body.dataset.updates || 0) + 1); };
+    ws.onmessage = function (ev) { var msg = JSON.parse(ev.data); apply(msg); ticketsChanged(msg); body.dataset.updates = String(Number(body.dataset.updates || 0) + 1); };
     ws.onclose = function () {
       body.dataset.connected = "";
       if (status) { status.hidden = false; }
