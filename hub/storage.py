@@ -156,16 +156,27 @@ class Registry:
     def all(self) -> list[dict[str, Any]]:
         return [dict(r) for r in self._cache.values()]
 
-    def flush(self) -> None:
-        # a worker thread's flush may still run when the hub's stop flushes: one at a time
+    def snapshot(self) -> dict[str, Any] | None:
+        """What :meth:`write` stores, copied now (None when nothing changed). Take it on the thread
+        that updates the registry (the hub's loop): a worker thread iterating the live dicts while the
+        loop adds devices fails with "dictionary changed size during iteration"."""
+        if not self._dirty:
+            return None
+        self._dirty = False
+        return {"devices": {str(i + 1): dict(rec) for i, rec in enumerate(self._cache.values())},
+                "device_data": {"1": {dev: dict(values) for dev, values in self._data.items()}}}
+
+    def write(self, snapshot: dict[str, Any]) -> None:
+        """One atomic write of the whole table (safe on a worker thread: it only reads ``snapshot``)."""
+        # a worker thread's write may still run when the hub's stop flushes: one at a time
         with self._flush_lock:
-            if not self._dirty:
-                return
-            self._dirty = False
-            # one atomic write of the whole table
-            self.db.storage.write({"devices": {str(i + 1): rec for i, rec in enumerate(self._cache.values())},
-                                   "device_data": {"1": self._data}})
+            self.db.storage.write(snapshot)
             self.table.clear_cache()
+
+    def flush(self) -> None:
+        snapshot = self.snapshot()
+        if snapshot is not None:
+            self.write(snapshot)
 
     def close(self) -> None:
         self.flush()

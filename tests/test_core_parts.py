@@ -7,6 +7,7 @@ import asyncio
 import base64
 import json
 import logging
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -172,3 +173,30 @@ devices:
         await nvr.stop()
     leaked = [m.topic for m in rec.messages if b'"password"' in m.payload or b"admin:" in m.payload]
     assert leaked == []
+
+
+def test_registry_snapshot_is_a_copy_the_loop_may_change_while_a_worker_writes_it(tmp_path: Path) -> None:
+    # The hub's storage loop takes the snapshot on the event loop and writes it on a worker thread; the
+    # loop keeps adding devices meanwhile (5,000 connecting at start). Writing from the live dicts failed
+    # with "dictionary changed size during iteration" (seen in bench_web).
+    from hub.storage import Registry
+
+    reg = Registry(tmp_path / "registry.json")
+    when = datetime(2026, 12, 1, 19, 0, tzinfo=UTC)
+    for i in range(100):
+        reg.seen(f"cam{i}", "hikvision", when)
+    reg.put_data("light1", "hold", {"until": "05:55"})
+    snap = reg.snapshot()
+    assert snap is not None and reg.snapshot() is None  # taken once: the registry is clean again
+    for i in range(100, 200):
+        reg.seen(f"cam{i}", "hikvision", when)
+    reg.put_data("light1", "hold", {"until": "06:30"})
+    reg.write(snap)
+    stored = json.loads((tmp_path / "registry.json").read_text())
+    assert len(stored["devices"]) == 100
+    assert stored["device_data"]["1"]["light1"]["hold"] == {"until": "05:55"}
+    reg.flush()  # the later changes go in the next write
+    stored = json.loads((tmp_path / "registry.json").read_text())
+    assert len(stored["devices"]) == 200
+    assert stored["device_data"]["1"]["light1"]["hold"] == {"until": "06:30"}
+    reg.close()

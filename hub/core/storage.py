@@ -86,7 +86,9 @@ class Storage:
                     await asyncio.to_thread(self.history.enforce_budget)
                 if self.registry is not None and now - last_registry >= 5:
                     last_registry = now
-                    await asyncio.to_thread(self.registry.flush)
+                    snapshot = self.registry.snapshot()  # on the loop, which changes the registry
+                    if snapshot is not None:
+                        await asyncio.to_thread(self.registry.write, snapshot)
                 if self.history is not None and now - last_purge >= 86400:
                     last_purge = now
                     await asyncio.to_thread(self.history.purge,
