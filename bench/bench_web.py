@@ -95,19 +95,20 @@ def _hub_process(conn: Any, mq_port: int, relay_port: int, devices: int, workdir
         queued_k: list[int] = []
         queued_t: list[float] = []
         number = re.compile(r"OL (\d+)")
-        send_queue = console.feed.queue
+        group_send = console.feed.send
         recorded: set[Any] = set()
 
-        def queue(client: Any, text: str) -> None:
-            send_queue(client, text)
-            if client.view.site in recorded or len(recorded) < SITES // 2:  # one reader per site, as measured
-                recorded.add(client.view.site)
+        def send(members: list[Any], text: str) -> None:  # one group's message, written or queued
+            group_send(members, text)
+            site = members[0].view.site
+            if site in recorded or len(recorded) < SITES // 2:  # one reader per site, as measured
+                recorded.add(site)
                 t = time.time()
                 for m in number.finditer(text):
                     queued_k.append(int(m.group(1)))
                     queued_t.append(t)
 
-        console.feed.queue = queue  # type: ignore[method-assign]
+        console.feed.send = send  # type: ignore[method-assign]
         while len(hub.availability) < devices + 1:
             await asyncio.sleep(0.05)
         loop = asyncio.get_running_loop()
@@ -368,7 +369,7 @@ def main() -> int:
                   f"   ratio CPU {cpu1 / cpu0:.2f}")
             print(f"    {received:,} WebSocket messages received; update -> client over {len(lat_a):,} deliveries: "
                   f"p50 {_pct(lat_a, 50) * ms:.0f} ms  p99 {_pct(lat_a, 99) * ms:.0f} ms  (target p99 < 250 ms)")
-            print(f"    of which update -> queued for the socket in the hub: p50 {_pct(hub_a, 50) * ms:.0f} ms  "
+            print(f"    of which update -> sent or queued in the hub: p50 {_pct(hub_a, 50) * ms:.0f} ms  "
                   f"p99 {_pct(hub_a, 99) * ms:.0f} ms")
 
             # (b) a steady churn: CPU without and with clients, update -> client latency, command latency
@@ -403,7 +404,7 @@ def main() -> int:
                   f"{cpu_with * 100:5.1f}%  ({received:,} messages in {args.window:.0f} s)")
             print(f"    update -> client over {len(lat_b):,} deliveries: p50 {_pct(lat_b, 50) * ms:.0f} ms  "
                   f"p99 {_pct(lat_b, 99) * ms:.0f} ms  (target p99 < 250 ms)")
-            print(f"    of which update -> queued for the socket in the hub: p50 {_pct(hub_b, 50) * ms:.0f} ms  "
+            print(f"    of which update -> sent or queued in the hub: p50 {_pct(hub_b, 50) * ms:.0f} ms  "
                   f"p99 {_pct(hub_b, 99) * ms:.0f} ms")
             print(f"    the hub's event loop lag (a 5 ms sleep's lateness): without clients p99 "
                   f"{_pct(lag['without'], 99) * ms:.1f} ms, max {max(lag['without']) * ms:.1f} ms; with "

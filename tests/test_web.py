@@ -392,3 +392,79 @@ def test_a_client_that_stops_reading_is_told_to_reload_not_buffered() -> None:
     assert len(stalled.queue) <= MAX_QUEUED
     assert '{"reload":true}' in stalled.queue
     assert stalled.wake.is_set()
+
+
+async def test_the_shared_frame_reaches_a_real_client_and_a_slow_reader_is_queued() -> None:
+    """The tick writes one group's frame to each reader's socket itself: aiohttp's own client parses it at
+    every length encoding (7, 16, 64 bits); a reader whose socket is full, or who still has queued
+    messages, gets the message through its queue, in order."""
+    from aiohttp import ClientSession, web
+
+    from hub.security import Access
+    from hub.web.live import BUFFERED, Client, LiveFeed, View, text_frame
+
+    texts = ["", "x" * 125, "ư" * 63, '{"a":"' + "é" * 40_000 + '"}', "z" * 70_000]
+
+    async def handler(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        assert request.transport is not None
+        for text in texts:
+            request.transport.write(text_frame(text.encode()))
+        await ws.send_str("end")  # aiohttp's own frame after ours: the stream stays in step
+        async for _ in ws:
+            pass
+        return ws
+
+    app = web.Application()
+    app.router.add_get("/", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        async with ClientSession() as s, s.ws_connect(f"http://127.0.0.1:{port}/") as ws:
+            got = [(await asyncio.wait_for(ws.receive_str(), 5)) for _ in range(len(texts) + 1)]
+        assert got == [*texts, "end"]
+    finally:
+        await runner.cleanup()
+
+    # a reader that does not read: its socket's buffer fills, the tick queues for it instead
+    loop = asyncio.get_running_loop()
+    received = bytearray()
+    read_all = asyncio.Event()
+
+    async def reading(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        while chunk := await r.read(65536):
+            received.extend(chunk)
+            read_all.set()
+        w.close()
+
+    async def stalled(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        await asyncio.sleep(30)
+
+    servers = [await asyncio.start_server(h, "127.0.0.1", 0) for h in (reading, stalled)]
+    try:
+        ports = [srv.sockets[0].getsockname()[1] for srv in servers]
+        fast_t, _ = await loop.create_connection(asyncio.Protocol, "127.0.0.1", ports[0])
+        slow_t, _ = await loop.create_connection(asyncio.Protocol, "127.0.0.1", ports[1])
+        while slow_t.get_write_buffer_size() <= BUFFERED:
+            slow_t.write(b"\0" * (1 << 20))
+        access = Access("an", "officer", None, None, command=True, events=True, snapshot=True, export=True)
+        fast = Client(web.WebSocketResponse(), access, "vi", View("overview"), transport=fast_t)
+        slow = Client(web.WebSocketResponse(), access, "vi", View("overview"), transport=slow_t)
+        behind = Client(web.WebSocketResponse(), access, "vi", View("overview"), transport=fast_t)
+        behind.queue.append('{"n":0}')
+        feed = LiveFeed(hub=None)  # type: ignore[arg-type]  # send() needs no hub
+        feed.send([fast, slow, behind], '{"n":1}')
+        assert slow.queue == ['{"n":1}'] and slow.wake.is_set()
+        assert behind.queue == ['{"n":0}', '{"n":1}']
+        assert fast.queue == [] and feed.sent == 1
+        await asyncio.wait_for(read_all.wait(), 5)
+        assert bytes(received) == b"\x81\x07" + b'{"n":1}'
+        fast_t.close()
+        slow_t.abort()
+    finally:
+        for srv in servers:
+            srv.close()

@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -42,6 +43,9 @@ SLICE = 0.05
 no longer for the console than for one of a busy hub's own bursts; smaller slices, measured with
 bench_web's flat-out load, stretched a tick over many bursts: 10 ms slices gave p99 1.0 s)."""
 MAX_QUEUED = 50
+BUFFERED = 64 * 1024
+"""Bytes a reader's socket may hold unsent before its messages go through its own writer task (which
+waits for the socket to drain): below that, the tick writes the shared frame to the socket itself."""
 MAX_EVENTS = 50
 """Events carried by one message at most (the newest)."""
 
@@ -68,6 +72,10 @@ class Client:
     queue: list[str] = field(default_factory=list)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     closed: bool = False
+    transport: asyncio.Transport | None = None
+    """the connection, written directly by the tick while the reader keeps up (see :meth:`LiveFeed.send`)"""
+    busy: bool = False
+    """its writer task is sending: what comes next waits in the queue, behind what it sends"""
 
     def group(self) -> tuple[Any, ...]:
         a = self.access
@@ -183,9 +191,7 @@ class LiveFeed:
             with use_language(first.lang):
                 message = self.render(first.access, first.view, work.by_site, work.sites, work.events)
             if message is not None:
-                text = json.dumps(message, ensure_ascii=False, separators=(",", ":"))
-                for client in members:
-                    self.queue(client, text)
+                self.send(members, json.dumps(message, ensure_ascii=False, separators=(",", ":")))
             if self._loop.time() > slice_end:
                 return not work.groups
         return True
@@ -193,6 +199,23 @@ class LiveFeed:
     async def _send_rest(self, work: _Tick) -> None:
         while not self._send_some(work):
             await asyncio.sleep(0)  # let commands and polls through, then go on
+
+    def send(self, members: list[Client], text: str) -> None:
+        """One group's message to each of its readers. A server's WebSocket frame is not masked (RFC 6455,
+        5.1), so it is the same bytes for every reader: it is built once and written to each reader's
+        connection from here, without a task per reader; a reader whose socket is behind, or whose
+        writer task is still sending, gets it through :meth:`queue` (in order, with the reload limit)."""
+        frame = b""
+        for client in members:
+            t = client.transport
+            if (client.closed or client.busy or client.queue or t is None or t.is_closing()
+                    or client.ws.closed or t.get_write_buffer_size() > BUFFERED):
+                self.queue(client, text)
+                continue
+            if not frame:
+                frame = text_frame(text.encode())
+            t.write(frame)
+            self.sent += 1
 
     def queue(self, client: Client, text: str) -> None:
         if client.closed:
@@ -248,7 +271,7 @@ class LiveFeed:
         # per reader (for large ones in a thread each), where sending it as it is costs a write
         ws = web.WebSocketResponse(heartbeat=30, max_msg_size=4096, compress=False)
         await ws.prepare(request)
-        client = Client(ws, access, lang, view, sid)
+        client = Client(ws, access, lang, view, sid, transport=request.transport)
         self.clients.add(client)
         writer = asyncio.get_running_loop().create_task(self._write(client), name="web-live-writer")
         try:
@@ -269,10 +292,11 @@ class LiveFeed:
             while not ws.closed:
                 await client.wake.wait()
                 client.wake.clear()
-                batch, client.queue = client.queue, []
-                for text in batch:
-                    await ws.send_str(text)
+                client.busy = True
+                while client.queue and not client.closed:
+                    await ws.send_str(client.queue.pop(0))
                     self.sent += 1
+                client.busy = False
         except (ConnectionError, RuntimeError):
             pass  # the page was closed mid-send
 
@@ -294,3 +318,14 @@ class LiveFeed:
             self._flushing.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._flushing
+
+
+def text_frame(payload: bytes) -> bytes:
+    """An unfragmented, unmasked WebSocket text frame (RFC 6455, 5.2): FIN + opcode 1, then the length
+    in 7 bits, or 126 and 16 bits, or 127 and 64 bits."""
+    n = len(payload)
+    if n < 126:
+        return struct.pack("!BB", 0x81, n) + payload
+    if n < 1 << 16:
+        return struct.pack("!BBH", 0x81, 126, n) + payload
+    return struct.pack("!BBQ", 0x81, 127, n) + payload
