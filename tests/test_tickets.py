@@ -428,24 +428,29 @@ tickets: {open_after: 90s, close_after: 2h}
     assert not any("ticket" in t for t in acl["an"].write)
 
 
+def kp3_yaml(mqtt_port: int, ups_port: int, relay_port: int) -> str:
+    """One site kp3 with its UPS and its light on the simulators (the tests add contractors, tickets, rules)."""
+    return f"""
+hub: {{name: Test post, data_dir: ./data}}
+mqtt: {{server: "mqtt://127.0.0.1:{mqtt_port}"}}
+sites: [{{id: kp3}}]
+devices:
+  - {{id: ups-kp3, platform: ups_modbus, site: kp3, host: 127.0.0.1, port: {ups_port}, unit: 1, model: apc_smt,
+      poll_interval: 0.3, timeout: 0.5}}
+  - {{id: light-kp3, platform: lighting, site: kp3, driver: modbus_coil, host: 127.0.0.1, port: {relay_port},
+      unit: 1, channel: 0, poll_interval: 0.3, timeout: 0.5}}"""
+
+
 async def test_no_ticket_while_the_site_has_no_power(tmp_path: Path, mosquitto: Any, sims: Any) -> None:
     """A light offline during its site's power cut is no fault; once mains are back and it is still
     offline, it is one."""
     ups, relays = sims
-    text = f"""
-hub: {{name: Test post, data_dir: ./data}}
-mqtt: {{server: "mqtt://127.0.0.1:{mosquitto.port}"}}
-sites: [{{id: kp3}}]
-devices:
-  - {{id: ups-kp3, platform: ups_modbus, site: kp3, host: 127.0.0.1, port: {ups.port}, unit: 1, model: apc_smt,
-      poll_interval: 0.3, timeout: 0.5}}
-  - {{id: light-kp3, platform: lighting, site: kp3, driver: modbus_coil, host: 127.0.0.1, port: {relays.port},
-      unit: 1, channel: 0, poll_interval: 0.3, timeout: 0.5}}
+    text = kp3_yaml(mosquitto.port, ups.port, relays.port) + """
 contractors:
-  - {{name: thau1}}
-tickets: {{open_after: 30m}}
+  - {name: thau1}
+tickets: {open_after: 30m}
 rules:
-  night_light: {{enabled: false}}
+  night_light: {enabled: false}
 """
     clock = ManualClock(START)
     events = Events()
@@ -525,18 +530,10 @@ async def test_a_relay_that_does_not_follow(tmp_path: Path, mosquitto: Any, sims
     """relay_mismatch is known from its event only: the ticket opens after open_after, and closes once
     a command is carried out without a mismatch and close_after has passed."""
     ups, relays = sims
-    text = f"""
-hub: {{name: Test post, data_dir: ./data}}
-mqtt: {{server: "mqtt://127.0.0.1:{mosquitto.port}"}}
-sites: [{{id: kp3}}]
-devices:
-  - {{id: ups-kp3, platform: ups_modbus, site: kp3, host: 127.0.0.1, port: {ups.port}, unit: 1, model: apc_smt,
-      poll_interval: 0.3, timeout: 0.5}}
-  - {{id: light-kp3, platform: lighting, site: kp3, driver: modbus_coil, host: 127.0.0.1, port: {relays.port},
-      unit: 1, channel: 0, poll_interval: 0.3, timeout: 0.5}}
-tickets: {{open_after: 30m, close_after: 10m}}
+    text = kp3_yaml(mosquitto.port, ups.port, relays.port) + """
+tickets: {open_after: 30m, close_after: 10m}
 rules:
-  night_light: {{enabled: false}}
+  night_light: {enabled: false}
 """
     clock = ManualClock(START)
     events = Events()
@@ -572,18 +569,10 @@ async def test_kill_9_keeps_the_ticket_and_its_event(tmp_path: Path, mosquitto: 
 
     ups, relays = sims
     relays.board(1).dead = True
-    cfg = write_config(tmp_path, f"""
-hub: {{name: Test post, data_dir: ./data}}
-mqtt: {{server: "mqtt://127.0.0.1:{mosquitto.port}"}}
-sites: [{{id: kp3}}]
-devices:
-  - {{id: ups-kp3, platform: ups_modbus, site: kp3, host: 127.0.0.1, port: {ups.port}, unit: 1, model: apc_smt,
-      poll_interval: 0.3, timeout: 0.5}}
-  - {{id: light-kp3, platform: lighting, site: kp3, driver: modbus_coil, host: 127.0.0.1, port: {relays.port},
-      unit: 1, channel: 0, poll_interval: 0.3, timeout: 0.5}}
-tickets: {{open_after: 1, close_after: 10m}}
+    cfg = write_config(tmp_path, kp3_yaml(mosquitto.port, ups.port, relays.port) + """
+tickets: {open_after: 1, close_after: 10m}
 rules:
-  night_light: {{enabled: false}}
+  night_light: {enabled: false}
 """)
     rec = await asyncio.to_thread(Recorder, mosquitto.port, (f"{BASE}/site/kp3/tickets",))
 
