@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from hub.export.service import ExportRefused
 from plugins.hikvision.simulator import HikvisionSimulator
 from tests.certs import Client, GeneratedBroker
 from tests.support.hubrun import hub_from_yaml, make_plugins, write_config
+from tests.support.hubrun import wait_until as _wait
 from tests.support.mosquitto import Mosquitto, _free_port
 from tests.support.mqtt import Recorder
 
@@ -45,14 +45,6 @@ users:
   - {{name: cora, role: contractor, password: !secret cora}}
   - {{name: ian, role: installer, password: !secret ian}}
 """
-
-
-async def _wait(pred: Callable[[], bool], timeout: float = 10.0) -> None:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while not pred():
-        assert loop.time() < end, "condition not met"
-        await asyncio.sleep(0.05)
 
 
 async def test_officer_exports_over_mqtt_and_a_contractor_cannot(tmp_path: Path) -> None:

@@ -28,6 +28,7 @@ from plugins.lighting.simulator import RelayBoardSimulator
 from plugins.ups_modbus.simulator import UpsSimulator
 from tests.certs import Client, GeneratedBroker
 from tests.support.hubrun import hub_from_yaml, make_plugins, write_config
+from tests.support.hubrun import wait_until as _wait
 from tests.support.mosquitto import _free_port
 from tests.support.mqtt import Recorder
 
@@ -65,14 +66,6 @@ tickets: {{open_after: 30m, close_after: 10m}}
 rules:
   night_light: {{enabled: false}}
 """
-
-
-async def _wait(pred: Callable[[], bool], timeout: float = 10.0) -> None:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while not pred():
-        assert loop.time() < end, "condition not met"
-        await asyncio.sleep(0.05)
 
 
 class Events:

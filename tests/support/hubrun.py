@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import textwrap
 from collections.abc import AsyncIterator
@@ -65,3 +66,12 @@ async def hub_from_yaml(yaml_text: str, tmp_path: Path, *, plugins: PluginManage
         await running.stop()
     if broken:  # every whole-hub test also checks the events it caused against hub.api.contract
         raise ContractError("; ".join(dict.fromkeys(broken)))
+
+
+async def wait_until(predicate: Any, timeout: float = 10.0, what: str = "condition") -> None:
+    """Poll ``predicate`` every 50 ms on the running loop; fail the test after ``timeout`` seconds."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while not predicate():
+        assert loop.time() < end, f"timed out waiting for {what}"
+        await asyncio.sleep(0.05)

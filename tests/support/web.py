@@ -3,7 +3,6 @@ board simulator, a Hikvision camera simulator, the hub, and its web console on a
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import re
 from collections.abc import AsyncIterator
@@ -19,6 +18,7 @@ from plugins.hikvision.simulator import HikvisionSimulator
 from plugins.lighting.simulator import RelayBoardSimulator
 from plugins.ups_modbus.simulator import UpsSimulator
 from tests.support.hubrun import hub_from_yaml
+from tests.support.hubrun import wait_until as hubrun_wait_until
 
 XSS = "<script>alert(1)</script>"
 CAM_PASSWORD = "cam-secret-9x"
@@ -97,11 +97,8 @@ async def commune(tmp_path: Path, mqtt_port: int, extra: str = "") -> AsyncItera
 
 
 async def wait_until(predicate: Any, timeout: float = 5.0, what: str = "") -> None:
-    loop = asyncio.get_running_loop()
-    t0 = loop.time()
-    while not predicate():
-        assert loop.time() - t0 < timeout, f"timed out waiting for {what}"
-        await asyncio.sleep(0.05)
+    """:func:`tests.support.hubrun.wait_until` with the console tests' 5 s."""
+    await hubrun_wait_until(predicate, timeout, what)
 
 
 def csrf_of(html: str) -> str:
