@@ -22,6 +22,8 @@ minutes. Measured:
    ``--mode process``: the remux in a child process). Ratio = export / floor; target <= 1.3.
    The floor copies video only;
    ``--audio drop`` compares like with like, the default also transcodes the G.711 audio to AAC.
+   Each side starts after ``os.sync()`` (nothing of the other's left to write back), and a
+   ``--warmup`` round (1) is run first and not counted.
    Beside the wall times, the CPU seconds of each (this process, the export's processes, the simulator
    sending): on a machine shared with other work the wall time of each side depends on what
    else runs at that moment, the CPU seconds much less.
@@ -230,10 +232,11 @@ async def run(args: argparse.Namespace) -> None:
         idle = await probe.stop()
 
         rounds = []
-        for r in range(args.rounds):
+        for r in range(-args.warmup, args.rounds):
             d = work / f"plain{r}"
             d.mkdir()
             assert proc.pid is not None
+            os.sync()  # each side starts with nothing of the other's left to write back
             c0, s0 = cpu_s(), cpu_s(proc.pid)
             dl = await plain_download(port, [n for n, _, _ in files], d)
             rx = await asyncio.to_thread(bare_remux, [d / n for n, _, _ in files], d / "bare.mp4")
@@ -262,6 +265,7 @@ async def run(args: argparse.Namespace) -> None:
                     peak[0] = max(peak[0], rss_mb())
                     time.sleep(0.02)
 
+            os.sync()
             sampler = threading.Thread(target=sample, daemon=True)
             sampler.start()
             probe.start()
@@ -285,8 +289,10 @@ async def run(args: argparse.Namespace) -> None:
             busy = await probe.stop()
             stop.set()
             sampler.join()
-            rounds.append((dl, rx, exp, peak[0] - base, busy, floor_cpu, export_cpu))
-            print(f"round {r + 1}: download {dl:.2f} s + bare remux {rx:.2f} s = floor {dl + rx:.2f} s; "
+            if r >= 0:
+                rounds.append((dl, rx, exp, peak[0] - base, busy, floor_cpu, export_cpu))
+            label = f"round {r + 1}" if r >= 0 else "warm-up (not counted)"
+            print(f"{label}: download {dl:.2f} s + bare remux {rx:.2f} s = floor {dl + rx:.2f} s; "
                   f"export {exp:.2f} s (ratio {exp / (dl + rx):.2f}); RSS {base:.0f} -> peak {peak[0]:.0f} MB "
                   f"(+{peak[0] - base:.0f}; export processes peak {child_peak:.0f} MB); "
                   f"loop lateness p50/p99 {busy[0]:.2f}/{busy[1]:.2f} ms; "
@@ -467,6 +473,9 @@ def main() -> None:
     ap.add_argument("--height", type=int, default=1080)
     ap.add_argument("--bitrate", type=int, default=4_000_000)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--warmup", type=int, default=1,
+                    help="rounds first run and not counted: the first floor of a run took 2-3x the CPU of the "
+                         "next ones (the simulator's files and the page cache still cold)")
     ap.add_argument("--light-rounds", type=int, default=3,
                     help="rounds of light commands idle and during an export on a hub process (0: skip)")
     ap.add_argument("--audio", choices=["aac", "drop"], default="aac",

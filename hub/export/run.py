@@ -43,6 +43,9 @@ GAP_TOLERANCE_S = 1.0
 """Holes in the recording shorter than this are not gaps (file boundaries, one frame)."""
 MAX_RETRIES = 5
 """Attempts in a row without a byte of progress before a download is given up."""
+PROGRESS_STEPS = 200
+"""Progress reports while downloading: one per 0.5 % of the bytes (a report per chunk was a JSON
+line from the export process to the hub's loop every 64-256 KiB: 28,000 an hour of footage)."""
 SPACE_MARGIN = 64 * 1024 * 1024
 
 Progress = Callable[[str, float], None]
@@ -160,32 +163,52 @@ def runs(segments: list[Segment]) -> list[list[Segment]]:
     return out
 
 
+WRITE_BLOCK = 1 << 20
+"""Bytes gathered before a write and its SHA-256 update go to a worker thread: the recorder's
+bytes arrive as the socket had them (64-256 KiB over loopback), and a thread hop per chunk cost
+more than the hashing."""
+
+
 async def _download(driver: Driver, seg: Segment, path: Path, on_bytes: Callable[[int], None]) -> tuple[str, int]:
     """Download to ``path``, resuming after a break; returns (SHA-256, bytes) of what was written,
     hashed on the way (the file is only ever appended to, so the hash covers it exactly). Writing
-    and hashing run in a worker thread (both release the GIL), off the event loop."""
+    and hashing run in a worker thread (both release the GIL), off the event loop, a
+    :data:`WRITE_BLOCK` at a time."""
     failures = 0
     digest = hashlib.sha256()
     with path.open("wb") as f:
-        def write(chunk: bytes) -> None:
-            f.write(chunk)
-            digest.update(chunk)
+        pending: list[bytes] = []
+        size = 0
+
+        def write(chunks: list[bytes]) -> None:
+            for chunk in chunks:
+                f.write(chunk)
+                digest.update(chunk)
+
+        async def flush() -> None:
+            nonlocal pending, size
+            if pending:
+                chunks, pending, size = pending, [], 0
+                await asyncio.to_thread(write, chunks)
 
         async def sink(chunk: bytes) -> None:
-            if len(chunk) >= 65536:
-                await asyncio.to_thread(write, chunk)
-            else:
-                write(chunk)
+            nonlocal size
+            pending.append(chunk)
+            size += len(chunk)
             on_bytes(len(chunk))
+            if size >= WRITE_BLOCK:
+                await flush()
 
         while True:
             offset = f.tell()
             try:
                 await driver.download(seg, sink, offset)
+                await flush()
                 return digest.hexdigest(), f.tell()
             except (ExportUnsupportedError, AuthError):
                 raise
             except DeviceError as exc:
+                await flush()  # what arrived before the break is good: the resume asks for the rest
                 failures = failures + 1 if f.tell() == offset else 1
                 if failures > MAX_RETRIES:
                     raise ExportError(f"download of {seg.name} failed {MAX_RETRIES} times in a row "
@@ -262,10 +285,13 @@ async def export_from_driver(driver: Driver, device: DeviceConfig, info: DeviceI
         received = 0
         names: set[str] = set()
 
+        step = [-1]  # the last progress reported while downloading, in PROGRESS_STEPS of the whole
+
         def on_bytes(n: int) -> None:
             nonlocal received
             received += n
-            if total:
+            if total and (now := int(PROGRESS_STEPS * received / total)) != step[0]:
+                step[0] = now  # a report per step, not per chunk (thousands per hour of footage)
                 report("downloading", min(0.9, 0.9 * received / total))
 
         # one MP4 per stretch without gaps; each remux starts with its first file and takes the next
