@@ -106,25 +106,31 @@ async def served(sim: HikvisionSimulator) -> AsyncIterator[HikvisionSimulator]:
         await sim.stop()
 
 
-async def run_export(tmp: Path, sim: HikvisionSimulator, start: str, end: str, **kw: Any) -> Any:
+async def run_export(tmp: Path, sim: HikvisionSimulator, start: str, end: str, progress: Any = None,
+                     **kw: Any) -> Any:
     plugins = make_plugins()
     config = load_config(config_for(tmp, sim, kw.pop("password", PW), kw.pop("audio", "aac")), plugins)
     request = ExportRequest(device=kw.pop("device", "nvr1"), start=at(start), end=at(end), out_dir=tmp / "out",
                             case="VV-2026-117", reason="va cham giao thong", requested_by="an", **kw)
-    return await export(config, plugins, request)
+    return await export(config, plugins, request, progress)
 
 
 # ---------------------------------------------------------------------- the whole path
-async def test_five_minutes_with_a_recorder_90_s_fast_and_a_dropped_download(tmp_path: Path,
-                                                                              footage_dir: Path) -> None:
+async def test_five_minutes_with_a_recorder_90_s_fast_and_a_dropped_download(
+        tmp_path: Path, footage_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     sim = nvr(footage_dir, ("19:01:00", "19:09:00"))
     sim.set_clock_skew(90)
     sim.drop_download_after(200_000, times=2)  # two connections break mid-file
+    reports: list[tuple[str, float]] = []
+    monkeypatch.setattr("hub.export.run.PROGRESS_STEPS", 4)  # a report per quarter of the bytes, not per chunk
     await sim.start()
     try:
-        result = await run_export(tmp_path, sim, "19:01:30", "19:06:30")
+        result = await run_export(tmp_path, sim, "19:01:30", "19:06:30", lambda m, f: reports.append((m, f)))
     finally:
         await sim.stop()
+    fractions = [f for _, f in reports]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    assert 2 <= sum(m == "downloading" for m, _ in reports) <= 5  # of 23 chunks (64 KiB) in 5 files
     pkg = result.path
     assert pkg.is_dir() and not list((tmp_path / "out").glob("*.part"))
     m = json.loads((pkg / "manifest.json").read_bytes())
@@ -503,14 +509,14 @@ async def test_cli_export_exit_codes_and_key(tmp_path: Path, footage_dir: Path,
 
 
 async def kill_9_mid_download(sim: HikvisionSimulator, proc: asyncio.subprocess.Process) -> None:
-    """Once ``proc`` (a hub or ``anninh export``) downloads from ``sim``: freeze the recorder
-    mid-download (it hangs), kill -9 the process meanwhile."""
+    """Once the recorder ``sim`` (started with ``freeze_download_after``) hangs mid-download, kill -9
+    ``proc`` (a hub or ``anninh export``). (Freezing it from here once a download had begun came too
+    late once downloads got faster: the two small files were in before the freeze.)"""
     for _ in range(1500):
-        if sim.downloads:
+        if sim.frozen:
             break
         await asyncio.sleep(0.01)
-    assert sim.downloads, "the export never started downloading"
-    sim.freeze()
+    assert sim.frozen, "the export never got to the middle of a download"
     await asyncio.sleep(0.3)
     proc.send_signal(signal.SIGKILL)
     await proc.wait()
@@ -518,6 +524,7 @@ async def kill_9_mid_download(sim: HikvisionSimulator, proc: asyncio.subprocess.
 
 async def test_kill_9_mid_export_leaves_no_complete_looking_package(tmp_path: Path, footage_dir: Path) -> None:
     sim = nvr(footage_dir, ("19:01:00", "19:03:00"))
+    sim.freeze_download_after(100_000)  # mid-file: the first file is about 760 KB
     await sim.start()
     cfg = config_for(tmp_path, sim)
     out = tmp_path / "out"
@@ -643,6 +650,7 @@ async def test_a_hub_killed_mid_export_takes_its_export_process_with_it(tmp_path
     the child sees its pipe close, removes the .part directory and ends. It does not go on to seal
     a package the hub's audit table never records, even once the recorder answers again."""
     sim = nvr(footage_dir, ("19:01:00", "19:03:00"))
+    sim.freeze_download_after(100_000)  # mid-file: the first file is about 760 KB
     await sim.start()
     cfg = config_for(tmp_path, sim)
     out = tmp_path / "out"

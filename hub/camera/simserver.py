@@ -170,6 +170,13 @@ class SimHttpServer:
     def unfreeze(self) -> None:
         self._frozen.set()
 
+    def freeze_download_after(self, sent: int) -> None:
+        """Scenario: freeze (as :meth:`freeze`) once a download has sent ``sent`` bytes: a recorder
+        that hangs mid-file, at a moment a test can rely on."""
+        self._freeze_after = sent
+
+    _freeze_after: int | None = None
+
     @property
     def frozen(self) -> bool:
         return not self._frozen.is_set()
@@ -187,6 +194,9 @@ class SimHttpServer:
             await writer.drain()
             writer.transport.abort()
             return False
+        if self._freeze_after is not None and sent >= self._freeze_after:
+            self._freeze_after = None
+            self.freeze()
         if self.frozen:
             await self.wait_unfrozen()
         writer.write(chunk)
