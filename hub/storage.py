@@ -345,9 +345,16 @@ class History:
         return (len(self._states) + len(self._events) + len(self._audit) + len(self._data_dirty) + len(self._avail)
                 + len(self._causes) + len(self._kinds_dirty))
 
-    def flush(self) -> int:
+    def flush(self, with_states: bool = True) -> int:
+        """Commit what is buffered in one transaction; ``with_states=False`` leaves the state rows (the
+        bulk under a busy hub: up to one per device a second) for the next full flush, so that a
+        command waiting for its audit row (:meth:`hub.core.storage.Storage.durable`) does not wait
+        for thousands of them (measured: 20-30 ms at 5,000 changes/s)."""
         with self._lock:
-            states, self._states = self._states, {}
+            if with_states:
+                states, self._states = self._states, {}
+            else:
+                states = {}
             events, self._events = self._events, []
             audit, self._audit = self._audit, []
             dirty, self._data_dirty = self._data_dirty, set()

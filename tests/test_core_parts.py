@@ -200,3 +200,24 @@ def test_registry_snapshot_is_a_copy_the_loop_may_change_while_a_worker_writes_i
     assert len(stored["devices"]) == 200
     assert stored["device_data"]["1"]["light1"]["hold"] == {"until": "06:30"}
     reg.close()
+
+
+def test_a_commands_commit_leaves_the_state_rows_for_the_flush_loop(tmp_path: Path) -> None:
+    """A command is acknowledged once its audit row is committed (Storage.durable); that commit
+    no longer writes the second's thousands of buffered state rows with it (20-30 ms at 5,000
+    changes/s, which every command waited for), and the flush loop's full flush still writes them."""
+    from hub.storage import History
+
+    hist = History(tmp_path / "history.db")
+    when = datetime(2026, 12, 2, 8, 0, tzinfo=UTC)
+    for i in range(500):
+        hist.add_state(when, f"cam{i}", {"state": "online"})
+    hist.add_audit(when, "an", "light-1", {"state": "ON"}, "ok")
+    assert hist.flush(with_states=False) == 1
+    reader = History(tmp_path / "history.db")  # another connection: what is committed on disk
+    assert [a["user"] for a in reader.audit()] == ["an"] and reader.states("cam0") == []
+    assert hist.pending == 500
+    assert hist.flush() == 500
+    assert reader.states("cam499") == [(when.timestamp(), {"state": "online"})]
+    reader.close()
+    hist.close()

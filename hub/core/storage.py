@@ -114,7 +114,7 @@ class Storage:
         waiters, self._durable = self._durable, []
         try:
             if self.history is not None:
-                self.history.flush()
+                self.history.flush(with_states=False)  # the state rows go with the flush loop's next turn
         except Exception as exc:
             log.error("history write failed: %s", describe_error(exc))
         for w in waiters:
