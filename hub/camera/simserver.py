@@ -123,6 +123,7 @@ class SimHttpServer:
         self._nonces: dict[str, float] = {}
         self._frozen = asyncio.Event()
         self._frozen.set()  # set = running
+        self._freeze_after: int | None = None  # freeze_download_after's scenario
         self._reboot_task: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ lifecycle
@@ -174,8 +175,6 @@ class SimHttpServer:
         """Scenario: freeze (as :meth:`freeze`) once a download has sent ``sent`` bytes: a recorder
         that hangs mid-file, at a moment a test can rely on."""
         self._freeze_after = sent
-
-    _freeze_after: int | None = None
 
     @property
     def frozen(self) -> bool:

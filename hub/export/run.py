@@ -46,6 +46,10 @@ MAX_RETRIES = 5
 PROGRESS_STEPS = 200
 """Progress reports while downloading: one per 0.5 % of the bytes (a report per chunk was a JSON
 line from the export process to the hub's loop every 64-256 KiB: 28,000 an hour of footage)."""
+WRITE_BLOCK = 1 << 20
+"""Bytes gathered before a write and its SHA-256 update go to a worker thread: the recorder's
+bytes arrive as the socket had them (64-256 KiB over loopback), and a thread hop per chunk cost
+more than the hashing."""
 SPACE_MARGIN = 64 * 1024 * 1024
 
 Progress = Callable[[str, float], None]
@@ -161,12 +165,6 @@ def runs(segments: list[Segment]) -> list[list[Segment]]:
         else:
             out.append([seg])
     return out
-
-
-WRITE_BLOCK = 1 << 20
-"""Bytes gathered before a write and its SHA-256 update go to a worker thread: the recorder's
-bytes arrive as the socket had them (64-256 KiB over loopback), and a thread hop per chunk cost
-more than the hashing."""
 
 
 async def _download(driver: Driver, seg: Segment, path: Path, on_bytes: Callable[[int], None]) -> tuple[str, int]:
@@ -285,13 +283,13 @@ async def export_from_driver(driver: Driver, device: DeviceConfig, info: DeviceI
         received = 0
         names: set[str] = set()
 
-        step = [-1]  # the last progress reported while downloading, in PROGRESS_STEPS of the whole
+        step = -1  # the last progress reported while downloading, in PROGRESS_STEPS of the whole
 
         def on_bytes(n: int) -> None:
-            nonlocal received
+            nonlocal received, step
             received += n
-            if total and (now := int(PROGRESS_STEPS * received / total)) != step[0]:
-                step[0] = now  # a report per step, not per chunk (thousands per hour of footage)
+            if total and (now := int(PROGRESS_STEPS * received / total)) != step:
+                step = now  # a report per step, not per chunk (thousands per hour of footage)
                 report("downloading", min(0.9, 0.9 * received / total))
 
         # one MP4 per stretch without gaps; each remux starts with its first file and takes the next
